@@ -1,0 +1,1 @@
+//! Entry points for the fuzz targets under `fuzz/`: each target is one call to a function here.

@@ -1,0 +1,124 @@
+//! The keys of one inbound's users, arranged for fast lookup during a handshake.
+
+use std::collections::HashMap;
+
+use super::crypto::{BlockCipher, Key, XChaCha};
+use super::{ConfigError, Method};
+
+/// How the engine names a user inside the codecs: an index it assigns.
+pub type UserId = u32;
+
+pub(crate) struct UserEntry {
+    pub(crate) id: UserId,
+    pub(crate) key: Key,
+    /// AES block cipher under the user's PSK (2022 AES UDP separate headers).
+    pub(crate) block: Option<BlockCipher>,
+    /// XChaCha20-Poly1305 under the user's PSK (2022 ChaCha UDP).
+    pub(crate) xchacha: Option<XChaCha>,
+}
+
+/// Every user key of one Shadowsocks inbound.
+///
+/// With a server identity PSK (SIP023, AES 2022 only) a user is found in O(1) from the identity
+/// header. Without one, users are found by trial decryption of the first header chunk, starting
+/// with a caller-supplied hint (the user last seen from the same source address), which makes
+/// the common case a single attempt.
+pub struct UserKeys {
+    pub(crate) method: Method,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) users: Vec<UserEntry>,
+    by_id: HashMap<UserId, usize>,
+    by_identity_hash: HashMap<[u8; 16], usize>,
+}
+
+pub(crate) struct Identity {
+    pub(crate) psk: Key,
+    pub(crate) block: BlockCipher,
+}
+
+impl UserKeys {
+    /// Builds the table. `server_psk` (base64) turns on identity headers for AES 2022 methods.
+    /// Each user is `(id, password)`, the password being a base64 PSK for 2022 methods.
+    pub fn new<'a>(
+        method: Method,
+        server_psk: Option<&str>,
+        users: impl IntoIterator<Item = (UserId, &'a str)>,
+    ) -> Result<UserKeys, (Option<UserId>, ConfigError)> {
+        let identity = match server_psk {
+            None => None,
+            Some(_) if !method.supports_identity_headers() => {
+                return Err((None, ConfigError::NoIdentityHeaders(method.name())))
+            }
+            Some(psk) => {
+                let psk = Key::from_base64(method, psk).map_err(|e| (None, e))?;
+                let block = BlockCipher::new(psk.as_bytes());
+                Some(Identity { psk, block })
+            }
+        };
+        let mut table = UserKeys {
+            method,
+            identity,
+            users: Vec::new(),
+            by_id: HashMap::new(),
+            by_identity_hash: HashMap::new(),
+        };
+        for (id, password) in users {
+            let key = Key::from_password(method, password).map_err(|e| (Some(id), e))?;
+            table.insert(id, key).map_err(|e| (Some(id), e))?;
+        }
+        Ok(table)
+    }
+
+    fn insert(&mut self, id: UserId, key: Key) -> Result<(), ConfigError> {
+        let hash = key.identity_hash();
+        if self.by_identity_hash.contains_key(&hash) {
+            return Err(ConfigError::DuplicateKey);
+        }
+        let block = (self.method.is_2022() && self.method.supports_identity_headers())
+            .then(|| BlockCipher::new(key.as_bytes()));
+        let xchacha =
+            (self.method == Method::Blake3Chacha20Poly1305).then(|| XChaCha::new(&key));
+        let index = self.users.len();
+        self.users.push(UserEntry { id, key, block, xchacha });
+        self.by_id.insert(id, index);
+        self.by_identity_hash.insert(hash, index);
+        Ok(())
+    }
+
+    /// The method every key here is for.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether there are no users.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Whether identity headers are in use.
+    pub fn uses_identity_headers(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    pub(crate) fn by_identity_hash(&self, hash: &[u8; 16]) -> Option<&UserEntry> {
+        self.by_identity_hash.get(hash).map(|&i| &self.users[i])
+    }
+
+    pub(crate) fn get(&self, id: UserId) -> Option<&UserEntry> {
+        self.by_id.get(&id).map(|&i| &self.users[i])
+    }
+
+    /// Users in trial order: the hinted user first, then the rest.
+    pub(crate) fn trial_order(&self, hint: Option<UserId>) -> impl Iterator<Item = &UserEntry> {
+        let first = hint.and_then(|h| self.by_id.get(&h).copied());
+        first
+            .map(|i| &self.users[i])
+            .into_iter()
+            .chain(self.users.iter().enumerate().filter(move |(i, _)| Some(*i) != first).map(|(_, u)| u))
+    }
+}
