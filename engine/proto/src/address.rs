@@ -60,7 +60,10 @@ impl TargetAddr {
                     return Ok(Parsed::NeedMore);
                 }
                 let ip = Ipv4Addr::new(buf[1], buf[2], buf[3], buf[4]);
-                Ok(Parsed::Done(TargetAddr::Ip(SocketAddr::new(ip.into(), port_at(5))), 7))
+                Ok(Parsed::Done(
+                    TargetAddr::Ip(SocketAddr::new(ip.into(), port_at(5))),
+                    7,
+                ))
             }
             0x04 => {
                 if buf.len() < 19 {
@@ -69,7 +72,10 @@ impl TargetAddr {
                 let mut octets = [0u8; 16];
                 octets.copy_from_slice(&buf[1..17]);
                 let ip = Ipv6Addr::from(octets);
-                Ok(Parsed::Done(TargetAddr::Ip(SocketAddr::new(ip.into(), port_at(17))), 19))
+                Ok(Parsed::Done(
+                    TargetAddr::Ip(SocketAddr::new(ip.into(), port_at(17))),
+                    19,
+                ))
             }
             0x03 => {
                 let Some(&len) = buf.get(1) else {
@@ -175,7 +181,10 @@ mod tests {
             let mut buf = [0u8; MAX_ADDR_LEN];
             let n = addr.write(&mut buf);
             assert_eq!(n, addr.encoded_len());
-            assert_eq!(TargetAddr::parse(&buf[..n]).unwrap(), Parsed::Done(addr.clone(), n));
+            assert_eq!(
+                TargetAddr::parse(&buf[..n]).unwrap(),
+                Parsed::Done(addr.clone(), n)
+            );
             for short in 0..n {
                 assert_eq!(TargetAddr::parse(&buf[..short]).unwrap(), Parsed::NeedMore);
             }
@@ -184,9 +193,18 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert_eq!(TargetAddr::parse(&[0x05, 1, 2]), Err(AddressError::UnknownType(5)));
-        assert_eq!(TargetAddr::parse(&[0x03, 0, 0, 80]), Err(AddressError::BadDomain));
-        assert_eq!(TargetAddr::parse(&[0x03, 2, 0xff, 0xfe, 0, 80]), Err(AddressError::BadDomain));
+        assert_eq!(
+            TargetAddr::parse(&[0x05, 1, 2]),
+            Err(AddressError::UnknownType(5))
+        );
+        assert_eq!(
+            TargetAddr::parse(&[0x03, 0, 0, 80]),
+            Err(AddressError::BadDomain)
+        );
+        assert_eq!(
+            TargetAddr::parse(&[0x03, 2, 0xff, 0xfe, 0, 80]),
+            Err(AddressError::BadDomain)
+        );
     }
 
     #[test]
@@ -194,7 +212,9 @@ mod tests {
         let mut buf = vec![0x03, 9];
         buf.extend_from_slice(b"127.0.0.1");
         buf.extend_from_slice(&80u16.to_be_bytes());
-        let Parsed::Done(addr, _) = TargetAddr::parse(&buf).unwrap() else { panic!() };
+        let Parsed::Done(addr, _) = TargetAddr::parse(&buf).unwrap() else {
+            panic!()
+        };
         assert_eq!(addr, TargetAddr::Ip("127.0.0.1:80".parse().unwrap()));
     }
 }

@@ -1,1 +1,308 @@
 //! Entry points for the fuzz targets under `fuzz/`: each target is one call to a function here.
+//!
+//! Every entry point takes arbitrary bytes and must never panic; it also asserts the invariants a
+//! relay relies on (ranges inside the buffer, nothing consumed that was not received).
+//!
+//! Arbitrary bytes almost never get past an AEAD tag, so a raw-bytes target only reaches the
+//! code in front of the tag. The `*_header_*` targets and the forging mode of the UDP targets
+//! seal the fuzzer's bytes under a known key first ([`forge_tcp_stream`], [`forge_udp_packet`]),
+//! which puts the parsers behind the tag in reach.
+//!
+//! The relay simulations ([`feed_handshake`], [`feed_stream`]) and the forging helpers are also
+//! what the unit tests use.
+
+use std::sync::OnceLock;
+
+use crate::address::{Parsed, TargetAddr, MAX_ADDR_LEN};
+use crate::shadowsocks::crypto::{session_subkey, BlockCipher, SessionCipher, XChaCha};
+use crate::shadowsocks::replay::SaltCheck;
+use crate::shadowsocks::tcp::{
+    ClientRequest, Handshake, Opened, Request, ServerHandshake, StreamOpener,
+};
+use crate::shadowsocks::udp::{decode_client_packet, UdpClient};
+use crate::shadowsocks::{Key, Method, PeerError, SaltFilter, UserId, UserKeys, TAG_LEN};
+
+/// The server clock every entry point runs at (Unix seconds).
+pub const NOW: u64 = 1_700_000_000;
+
+/// Feeds `wire` to a fresh handshake `step` bytes at a time, as a relay reading a socket would.
+///
+/// `Ok(None)`: all of `wire` was fed and the handshake still needs more. Otherwise the request
+/// (its ranges index `wire`) and how many bytes had been fed when it completed.
+pub fn feed_handshake(
+    keys: &UserKeys,
+    wire: &mut [u8],
+    step: usize,
+    now: u64,
+    hint: Option<UserId>,
+    salts: &mut dyn SaltCheck,
+) -> Result<Option<(Box<Request>, usize)>, PeerError> {
+    let mut handshake = ServerHandshake::new();
+    let mut fed = 0;
+    loop {
+        fed = (fed + step.max(1)).min(wire.len());
+        if let Handshake::Done(request) =
+            handshake.advance(keys, &mut wire[..fed], now, hint, salts)?
+        {
+            let Request {
+                payload, consumed, ..
+            } = &*request;
+            assert!(payload.start <= payload.end && payload.end <= *consumed && *consumed <= fed);
+            return Ok(Some((request, fed)));
+        }
+        if fed == wire.len() {
+            return Ok(None);
+        }
+    }
+}
+
+/// Feeds `stream` to `opener` `step` bytes at a time, dropping each chunk from the head of the
+/// receive buffer once it is opened, as a relay does. Returns every chunk's plaintext and how
+/// many received bytes are left unconsumed.
+pub fn feed_stream(
+    opener: &mut StreamOpener,
+    stream: &[u8],
+    step: usize,
+    now: u64,
+) -> Result<(Vec<Vec<u8>>, usize), PeerError> {
+    let mut received = Vec::new();
+    let mut chunks = Vec::new();
+    for piece in stream.chunks(step.max(1)) {
+        received.extend_from_slice(piece);
+        while let Opened::Chunk { payload, consumed } = opener.open(&mut received, now)? {
+            assert!(payload.start <= payload.end && payload.end <= consumed);
+            assert!(consumed <= received.len());
+            chunks.push(received[payload].to_vec());
+            received.drain(..consumed);
+        }
+    }
+    Ok((chunks, received.len()))
+}
+
+/// A TCP stream of `salt` followed by each of `chunks` sealed in turn under the session key of
+/// `key` and `salt`, with no framing added: the caller writes the length chunks (2017) or fixed
+/// header (2022) it wants, valid or not. No identity header.
+pub fn forge_tcp_stream(method: Method, key: &Key, salt: &[u8], chunks: &[&[u8]]) -> Vec<u8> {
+    let mut cipher = SessionCipher::from_salt(method, key, salt);
+    let mut out = salt.to_vec();
+    for chunk in chunks {
+        let at = out.len();
+        out.extend_from_slice(chunk);
+        out.resize(at + chunk.len() + TAG_LEN, 0);
+        cipher.seal_with_tag(&mut out[at..], chunk.len());
+    }
+    out
+}
+
+/// A client-to-server UDP packet under `key` (no identity header) whose plaintext after the salt
+/// (2017) or after the session and packet ids (2022) is exactly `body`.
+pub fn forge_udp_packet(method: Method, key: &Key, body: &[u8]) -> Vec<u8> {
+    let mut ids = [0u8; 16];
+    ids[..8].copy_from_slice(&0x5e55_1011_u64.to_be_bytes());
+    match method {
+        Method::Blake3Aes128Gcm | Method::Blake3Aes256Gcm => {
+            let cipher = SessionCipher::new(method, &session_subkey(method, key, &ids[..8]));
+            let mut out = [&ids[..], body, &[0; TAG_LEN]].concat();
+            let end = 16 + body.len();
+            let nonce = ids[4..].try_into().expect("12 bytes");
+            let tag = cipher.seal_with_nonce(nonce, &mut out[16..end]);
+            out[end..].copy_from_slice(tag.as_ref());
+            BlockCipher::new(key.as_bytes()).encrypt(&mut out[..16]);
+            out
+        }
+        Method::Blake3Chacha20Poly1305 => {
+            let nonce = [0x24; 24];
+            let mut out = [&nonce[..], &ids, body].concat();
+            let tag = XChaCha::new(key).seal(&nonce, &mut out[24..]);
+            out.extend_from_slice(&tag);
+            out
+        }
+        _ => {
+            let salt = vec![0x17; method.salt_len()];
+            forge_tcp_stream(method, key, &salt, &[body])
+        }
+    }
+}
+
+/// Keys of the inbound every entry point serves: two users, with identity headers if asked and
+/// the method allows them.
+struct Fixture {
+    keys: UserKeys,
+    /// The second user's key: trial decryption has to get past the first.
+    user: Key,
+    identity: Option<Key>,
+}
+
+fn fixture(method: Method, identity: bool) -> &'static Fixture {
+    static FIXTURES: [OnceLock<Fixture>; 12] = [const { OnceLock::new() }; 12];
+    let index = Method::ALL
+        .iter()
+        .position(|&m| m == method)
+        .expect("a listed method");
+    let identity = identity && method.supports_identity_headers();
+    FIXTURES[index * 2 + usize::from(identity)].get_or_init(|| {
+        let password = |n: u8| {
+            if method.is_2022() {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(vec![n; method.key_len()])
+            } else {
+                format!("fuzz password {n}")
+            }
+        };
+        let server_psk = identity.then(|| password(0xee));
+        let passwords = [password(1), password(2)];
+        let users = [(1, passwords[0].as_str()), (2, passwords[1].as_str())];
+        let keys = UserKeys::new(method, server_psk.as_deref(), users).expect("valid fixture");
+        let key = |p: &str| Key::from_password(method, p).expect("valid fixture");
+        Fixture {
+            keys,
+            user: key(&passwords[1]),
+            identity: server_psk.as_deref().map(key),
+        }
+    })
+}
+
+/// `(read size, rest)`: the first byte of a fuzz input sets how many bytes each simulated read
+/// delivers, so the "need more" paths are taken at every offset.
+fn read_size(data: &[u8]) -> (usize, &[u8]) {
+    match data.split_first() {
+        Some((&first, rest)) => (usize::from(first) + 1, rest),
+        None => (1, data),
+    }
+}
+
+/// [`TargetAddr::parse`]; whatever parses must re-encode to the same address (an IP literal
+/// sent as a host name comes back in the shorter IP form).
+pub fn target_addr(data: &[u8]) {
+    if let Ok(Parsed::Done(addr, n)) = TargetAddr::parse(data) {
+        assert!(n <= data.len() && addr.encoded_len() <= n);
+        let mut out = [0u8; MAX_ADDR_LEN];
+        let written = addr.write(&mut out);
+        assert_eq!(
+            TargetAddr::parse(&out[..written]),
+            Ok(Parsed::Done(addr, written))
+        );
+    }
+}
+
+fn handshake_raw(method: Method, identity: bool, data: &[u8]) {
+    let (step, wire) = read_size(data);
+    let mut salts = SaltFilter::new(60, 1024);
+    let keys = &fixture(method, identity).keys;
+    let _ = feed_handshake(keys, &mut wire.to_vec(), step, NOW, None, &mut salts);
+}
+
+/// Server handshake over arbitrary bytes: aes-128-gcm, two users (trial decryption).
+pub fn tcp_handshake_2017(data: &[u8]) {
+    handshake_raw(Method::Aes128Gcm, false, data);
+}
+
+/// Server handshake over arbitrary bytes: 2022-blake3-aes-128-gcm with identity headers.
+pub fn tcp_handshake_2022(data: &[u8]) {
+    handshake_raw(Method::Blake3Aes128Gcm, true, data);
+}
+
+fn handshake_forged(method: Method, first: &[u8], body: &[u8]) {
+    let f = fixture(method, false);
+    let salt = vec![0x55; method.salt_len()];
+    let mut wire = forge_tcp_stream(method, &f.user, &salt, &[first, body]);
+    let mut salts = SaltFilter::new(60, 1024);
+    let step = wire.len();
+    let _ = feed_handshake(&f.keys, &mut wire, step, NOW, None, &mut salts);
+}
+
+/// The 2017 request header behind the AEAD (aes-256-gcm): `data` is the plaintext of the first
+/// chunk (address, then initial payload).
+pub fn tcp_header_2017(data: &[u8]) {
+    let body = &data[..data.len().min(0xFFFF)];
+    let len = (body.len() as u16).to_be_bytes();
+    handshake_forged(Method::Aes256Gcm, &len, body);
+}
+
+/// The 2022 request header behind the AEAD (2022-blake3-chacha20-poly1305): `data[0]` is the
+/// header type, `data[1]` the clock skew in seconds (signed), the rest the variable header
+/// (address, padding length, padding, initial payload).
+pub fn tcp_header_2022(data: &[u8]) {
+    let [kind, skew, rest @ ..] = data else {
+        return;
+    };
+    let body = &rest[..rest.len().min(0xFFFF)];
+    let ts = NOW.wrapping_add_signed(i64::from(*skew as i8));
+    let mut fixed = [*kind, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    fixed[1..9].copy_from_slice(&ts.to_be_bytes());
+    fixed[9..].copy_from_slice(&(body.len() as u16).to_be_bytes());
+    handshake_forged(Method::Blake3Chacha20Poly1305, &fixed, body);
+}
+
+/// Chunk streams after a valid handshake: `data[0]` picks the method and the side (server
+/// reading the request stream, or client reading the response stream), `data[1]` the read size,
+/// the rest is the stream.
+pub fn tcp_stream(data: &[u8]) {
+    let Some((&pick, data)) = data.split_first() else {
+        return;
+    };
+    let (step, stream) = read_size(data);
+    let method = Method::ALL[usize::from(pick) % Method::ALL.len()];
+    let f = fixture(method, true);
+    let salt = vec![0x33; method.salt_len()];
+    let target = TargetAddr::Domain("example.com".into(), 443);
+    let request = ClientRequest {
+        method,
+        key: &f.user,
+        identity: f.identity.as_ref(),
+        salt: &salt,
+        target: &target,
+        padding: 0,
+    };
+    let mut wire = vec![0u8; 512];
+    let (n, _, client_opener) = request.encode(b"hello", NOW, &mut wire);
+    let mut opener = if pick / 6 % 2 == 0 {
+        let mut salts = SaltFilter::new(60, 1024);
+        let accepted = feed_handshake(&f.keys, &mut wire[..n], n, NOW, None, &mut salts);
+        let Ok(Some((request, _))) = accepted else {
+            unreachable!("the fixture's own request is accepted")
+        };
+        request.opener
+    } else {
+        client_opener
+    };
+    let _ = feed_stream(&mut opener, stream, step, NOW);
+}
+
+fn udp(method: Method, data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let forge = mode & 1 == 1;
+    let f = fixture(method, !forge);
+    let mut packet = if forge {
+        forge_udp_packet(method, &f.user, rest)
+    } else {
+        rest.to_vec()
+    };
+    let mut scratch = vec![0u8; packet.len()];
+    let client = UdpClient::new(method, f.user.clone(), f.identity.clone(), 7);
+    let mut copy = packet.clone();
+    if let Ok((_, payload)) = client.decode(&mut copy, NOW) {
+        assert!(payload.start <= payload.end && payload.end <= copy.len());
+    }
+    if let Ok(p) = decode_client_packet(&f.keys, &mut packet, NOW, None, &mut scratch) {
+        assert!(p.payload.start <= p.payload.end && p.payload.end <= packet.len());
+    }
+}
+
+/// UDP packets, AEAD-2017 (chacha20-ietf-poly1305, two users), server and client side.
+/// `data[0]` odd: the rest is sealed as a packet body under a user's key first.
+pub fn udp_2017(data: &[u8]) {
+    udp(Method::Chacha20IetfPoly1305, data);
+}
+
+/// UDP packets, 2022-blake3-aes-256-gcm (identity headers for raw bytes), as [`udp_2017`].
+pub fn udp_2022_aes(data: &[u8]) {
+    udp(Method::Blake3Aes256Gcm, data);
+}
+
+/// UDP packets, 2022-blake3-chacha20-poly1305, as [`udp_2017`].
+pub fn udp_2022_chacha(data: &[u8]) {
+    udp(Method::Blake3Chacha20Poly1305, data);
+}

@@ -57,7 +57,10 @@ impl Key {
     pub fn from_bytes(raw: &[u8]) -> Key {
         let mut bytes = [0u8; 32];
         bytes[..raw.len()].copy_from_slice(raw);
-        Key { bytes, len: raw.len() as u8 }
+        Key {
+            bytes,
+            len: raw.len() as u8,
+        }
     }
 
     /// OpenSSL's `EVP_BytesToKey` with MD5 and one iteration, as Shadowsocks uses it.
@@ -109,7 +112,9 @@ pub(crate) fn session_subkey(method: Method, key: &Key, salt: &[u8]) -> [u8; 32]
     } else {
         let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY, salt)
             .extract(key.as_bytes());
-        let okm = prk.expand(&[b"ss-subkey"], HkdfLen(len)).expect("key length is at most 32");
+        let okm = prk
+            .expand(&[b"ss-subkey"], HkdfLen(len))
+            .expect("key length is at most 32");
         okm.fill(&mut out[..len]).expect("length matches");
     }
     out
@@ -135,6 +140,9 @@ impl ring::hkdf::KeyType for HkdfLen {
 /// AES used as a plain block cipher (ECB on one 16-byte block) for 2022 separate headers and
 /// identity headers.
 #[derive(Clone)]
+// Both variants are whole AES key schedules; boxing the larger one would cost an allocation per
+// identity-header handshake to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum BlockCipher {
     Aes128(aes::Aes128),
     Aes256(aes::Aes256),
@@ -176,7 +184,10 @@ impl SessionCipher {
     pub(crate) fn new(method: Method, subkey: &[u8]) -> SessionCipher {
         let unbound = UnboundKey::new(method.aead(), &subkey[..method.key_len()])
             .expect("subkey length matches the algorithm");
-        SessionCipher { key: LessSafeKey::new(unbound), nonce: [0; NONCE_LEN] }
+        SessionCipher {
+            key: LessSafeKey::new(unbound),
+            nonce: [0; NONCE_LEN],
+        }
     }
 
     pub(crate) fn from_salt(method: Method, key: &Key, salt: &[u8]) -> SessionCipher {
@@ -241,7 +252,11 @@ impl SessionCipher {
         data_and_tag: &mut [u8],
     ) -> Result<(), PeerError> {
         self.key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::empty(), data_and_tag)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                data_and_tag,
+            )
             .map(|_| ())
             .map_err(|_| PeerError::BadAuth)
     }
@@ -293,7 +308,10 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     /// `EVP_BytesToKey(MD5, "foobar")`, as `openssl enc -aes-256-cbc -k foobar -nosalt -P -md md5`
@@ -321,10 +339,13 @@ mod tests {
         let okm = hex(
             "085a01ea1b10f36933068b56efa5ad81a4f14b822f5b091568a9cdd4f155fda2c22e422478d305f3f896",
         );
-        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY, &salt)
-            .extract(&ikm);
+        let prk =
+            ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY, &salt).extract(&ikm);
         let mut out = vec![0u8; okm.len()];
-        prk.expand(&[&info], HkdfLen(okm.len())).unwrap().fill(&mut out).unwrap();
+        prk.expand(&[&info], HkdfLen(okm.len()))
+            .unwrap()
+            .fill(&mut out)
+            .unwrap();
         assert_eq!(out, okm);
     }
 
@@ -339,10 +360,17 @@ mod tests {
 
     #[test]
     fn key_checks() {
-        assert_eq!(Key::from_password(Method::Aes256Gcm, ""), Err(ConfigError::EmptyPassword));
+        assert_eq!(
+            Key::from_password(Method::Aes256Gcm, ""),
+            Err(ConfigError::EmptyPassword)
+        );
         assert_eq!(
             Key::from_password(Method::Blake3Aes256Gcm, "AAAA"),
-            Err(ConfigError::KeyLength { method: "2022-blake3-aes-256-gcm", want: 32, got: 3 })
+            Err(ConfigError::KeyLength {
+                method: "2022-blake3-aes-256-gcm",
+                want: 32,
+                got: 3
+            })
         );
         assert_eq!(
             Key::from_password(Method::Blake3Aes128Gcm, "not base64!"),

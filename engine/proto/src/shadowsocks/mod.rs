@@ -62,11 +62,14 @@
 //! [SIP023]: https://shadowsocks.org/doc/sip023.html
 //! [SIP002]: https://shadowsocks.org/doc/sip002.html
 
-mod crypto;
+pub(crate) mod crypto;
 pub mod replay;
 pub mod tcp;
 pub mod udp;
 pub mod users;
+
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::str::FromStr;

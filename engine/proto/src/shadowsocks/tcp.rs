@@ -59,7 +59,10 @@ impl Request {
     pub fn response_sealer(&self, salt: &[u8]) -> StreamSealer {
         let s = self.method.salt_len();
         let first = if self.method.is_2022() {
-            First::Response2022 { salt: to32(&salt[..s]), request_salt: self.request_salt }
+            First::Response2022 {
+                salt: to32(&salt[..s]),
+                request_salt: self.request_salt,
+            }
         } else {
             First::Salt(to32(&salt[..s]))
         };
@@ -71,10 +74,19 @@ impl Request {
     }
 }
 
+// The state lives inline in each connection for the few reads a handshake takes; boxing the
+// cipher would cost an allocation per connection.
+#[allow(clippy::large_enum_variant)]
 enum HsState {
     Start,
     /// The user is known and the header chunk's length decrypted; that chunk starts at `at`.
-    Found { entry: (UserId, Key), cipher: SessionCipher, at: usize, len: usize, salt: [u8; 32] },
+    Found {
+        entry: (UserId, Key),
+        cipher: SessionCipher,
+        at: usize,
+        len: usize,
+        salt: [u8; 32],
+    },
     Finished,
 }
 
@@ -92,7 +104,9 @@ impl Default for ServerHandshake {
 impl ServerHandshake {
     /// A handshake waiting for its first bytes.
     pub fn new() -> ServerHandshake {
-        ServerHandshake { state: HsState::Start }
+        ServerHandshake {
+            state: HsState::Start,
+        }
     }
 
     /// Feeds the bytes received so far (`buf` always starts at the first byte of the
@@ -120,7 +134,13 @@ impl ServerHandshake {
             if !salts.check_and_insert(&buf[..s], now) {
                 return Err(PeerError::Replay);
             }
-            self.state = HsState::Found { entry, cipher, at, len, salt: to32(&buf[..s]) };
+            self.state = HsState::Found {
+                entry,
+                cipher,
+                at,
+                len,
+                salt: to32(&buf[..s]),
+            };
         }
         let HsState::Found { at, len, .. } = self.state else {
             unreachable!("advance called after the handshake finished")
@@ -129,12 +149,18 @@ impl ServerHandshake {
         if buf.len() < end {
             return Ok(Handshake::NeedMore);
         }
-        let HsState::Found { entry: (user, key), mut cipher, salt, .. } =
-            std::mem::replace(&mut self.state, HsState::Finished)
+        let HsState::Found {
+            entry: (user, key),
+            mut cipher,
+            salt,
+            ..
+        } = std::mem::replace(&mut self.state, HsState::Finished)
         else {
             unreachable!()
         };
-        cipher.open(&mut buf[at..end]).map_err(|_| PeerError::BadAuth)?;
+        cipher
+            .open(&mut buf[at..end])
+            .map_err(|_| PeerError::BadAuth)?;
         let header = &buf[at..at + len];
         let (target, alen) = match TargetAddr::parse(header)? {
             Parsed::Done(t, n) => (t, n),
@@ -146,7 +172,10 @@ impl ServerHandshake {
             }
             let pad = u16::from_be_bytes([header[alen], header[alen + 1]]) as usize;
             if pad > MAX_PADDING {
-                return Err(PeerError::Oversize { len: pad, max: MAX_PADDING });
+                return Err(PeerError::Oversize {
+                    len: pad,
+                    max: MAX_PADDING,
+                });
             }
             if alen + 2 + pad > len {
                 return Err(PeerError::TruncatedHeader);
@@ -188,7 +217,12 @@ fn find_user_2017(keys: &UserKeys, buf: &[u8], hint: Option<UserId>) -> Result<F
             if len == 0 {
                 return Err(PeerError::TruncatedHeader);
             }
-            return Ok(Some(((user.id, user.key.clone()), cipher, s + LEN_CHUNK, len)));
+            return Ok(Some((
+                (user.id, user.key.clone()),
+                cipher,
+                s + LEN_CHUNK,
+                len,
+            )));
         }
     }
     Err(PeerError::BadAuth)
@@ -211,16 +245,21 @@ fn find_user_2022(
     let fixed = &buf[fixed_at..fixed_at + REQ_FIXED + TAG_LEN];
     let try_user = |user: &UserEntry| -> Option<(SessionCipher, [u8; REQ_FIXED + TAG_LEN])> {
         let mut cipher = SessionCipher::from_salt(method, &user.key, salt);
-        cipher.try_open_copy::<{ REQ_FIXED + TAG_LEN }>(fixed).ok().map(|p| (cipher, p))
+        cipher
+            .try_open_copy::<{ REQ_FIXED + TAG_LEN }>(fixed)
+            .ok()
+            .map(|p| (cipher, p))
     };
     let found = if let Some(identity) = &keys.identity {
         let sub = identity_subkey(method, &identity.psk, salt);
         let mut block = [0u8; 16];
         block.copy_from_slice(&buf[s..s + 16]);
         BlockCipher::new(&sub[..method.key_len()]).decrypt(&mut block);
-        keys.by_identity_hash(&block).and_then(|u| try_user(u).map(|r| (u, r)))
+        keys.by_identity_hash(&block)
+            .and_then(|u| try_user(u).map(|r| (u, r)))
     } else {
-        keys.trial_order(hint).find_map(|u| try_user(u).map(|r| (u, r)))
+        keys.trial_order(hint)
+            .find_map(|u| try_user(u).map(|r| (u, r)))
     };
     let Some((user, (cipher, plain))) = found else {
         return Err(PeerError::BadAuth);
@@ -228,12 +267,20 @@ fn find_user_2022(
     if plain[0] != 0 {
         return Err(PeerError::BadHeaderType(plain[0]));
     }
-    check_time(u64::from_be_bytes(plain[1..9].try_into().expect("8 bytes")), now)?;
+    check_time(
+        u64::from_be_bytes(plain[1..9].try_into().expect("8 bytes")),
+        now,
+    )?;
     let len = u16::from_be_bytes([plain[9], plain[10]]) as usize;
     if len == 0 {
         return Err(PeerError::TruncatedHeader);
     }
-    Ok(Some(((user.id, user.key.clone()), cipher, fixed_at + REQ_FIXED + TAG_LEN, len)))
+    Ok(Some((
+        (user.id, user.key.clone()),
+        cipher,
+        fixed_at + REQ_FIXED + TAG_LEN,
+        len,
+    )))
 }
 
 fn check_len(len: usize, method: Method) -> Result<(), PeerError> {
@@ -289,7 +336,11 @@ pub struct StreamOpener {
 
 impl StreamOpener {
     fn chunks(method: Method, cipher: SessionCipher) -> StreamOpener {
-        StreamOpener { method, cipher: Some(cipher), pending: Pending::Length }
+        StreamOpener {
+            method,
+            cipher: Some(cipher),
+            pending: Pending::Length,
+        }
     }
 
     /// Opens the next chunk at the head of `buf`. `now` is used only for the 2022 response
@@ -309,7 +360,10 @@ impl StreamOpener {
                 if h[0] != 1 {
                     return Err(PeerError::BadHeaderType(h[0]));
                 }
-                check_time(u64::from_be_bytes(h[1..9].try_into().expect("8 bytes")), now)?;
+                check_time(
+                    u64::from_be_bytes(h[1..9].try_into().expect("8 bytes")),
+                    now,
+                )?;
                 if h[9..9 + s] != request_salt[..s] {
                     return Err(PeerError::BadAuth);
                 }
@@ -319,9 +373,15 @@ impl StreamOpener {
             };
             check_len(len, method)?;
             self.cipher = Some(cipher);
-            self.pending = Pending::Payload { len, at: s + header + TAG_LEN };
+            self.pending = Pending::Payload {
+                len,
+                at: s + header + TAG_LEN,
+            };
         }
-        let cipher = self.cipher.as_mut().expect("cipher is set once the salt is read");
+        let cipher = self
+            .cipher
+            .as_mut()
+            .expect("cipher is set once the salt is read");
         if let Pending::Length = self.pending {
             if buf.len() < LEN_CHUNK {
                 return Ok(Opened::NeedMore);
@@ -331,14 +391,19 @@ impl StreamOpener {
             check_len(len, method)?;
             self.pending = Pending::Payload { len, at: LEN_CHUNK };
         }
-        let Pending::Payload { len, at } = self.pending else { unreachable!() };
+        let Pending::Payload { len, at } = self.pending else {
+            unreachable!()
+        };
         let end = at + len + TAG_LEN;
         if buf.len() < end {
             return Ok(Opened::NeedMore);
         }
         cipher.open(&mut buf[at..end])?;
         self.pending = Pending::Length;
-        Ok(Opened::Chunk { payload: at..at + len, consumed: end })
+        Ok(Opened::Chunk {
+            payload: at..at + len,
+            consumed: end,
+        })
     }
 
     /// Bytes the next [`StreamOpener::open`] needs at least (a hint for read sizing).
@@ -353,7 +418,10 @@ impl StreamOpener {
 
 enum First {
     Salt([u8; 32]),
-    Response2022 { salt: [u8; 32], request_salt: [u8; 32] },
+    Response2022 {
+        salt: [u8; 32],
+        request_salt: [u8; 32],
+    },
 }
 
 /// Encrypts a stream of chunks in place.
@@ -441,7 +509,12 @@ pub struct ClientRequest<'a> {
 impl ClientRequest<'_> {
     /// Writes the request header and the sealed initial `payload` into `out`; returns the
     /// length written, a sealer for further request chunks and an opener for the response.
-    pub fn encode(&self, payload: &[u8], now: u64, out: &mut [u8]) -> (usize, StreamSealer, StreamOpener) {
+    pub fn encode(
+        &self,
+        payload: &[u8],
+        now: u64,
+        out: &mut [u8],
+    ) -> (usize, StreamSealer, StreamOpener) {
         let m = self.method;
         let s = m.salt_len();
         out[..s].copy_from_slice(self.salt);
@@ -454,7 +527,11 @@ impl ClientRequest<'_> {
         }
         let mut cipher = SessionCipher::from_salt(m, self.key, self.salt);
         let alen = self.target.encoded_len();
-        let body_len = if m.is_2022() { alen + 2 + self.padding + payload.len() } else { alen + payload.len() };
+        let body_len = if m.is_2022() {
+            alen + 2 + self.padding + payload.len()
+        } else {
+            alen + payload.len()
+        };
         if m.is_2022() {
             out[at] = 0;
             out[at + 1..at + 9].copy_from_slice(&now.to_be_bytes());
@@ -476,11 +553,18 @@ impl ClientRequest<'_> {
         out[at..at + payload.len()].copy_from_slice(payload);
         cipher.seal_with_tag(&mut out[body..], body_len);
         let total = body + body_len + TAG_LEN;
-        let sealer = StreamSealer { method: m, cipher, first: None };
+        let sealer = StreamSealer {
+            method: m,
+            cipher,
+            first: None,
+        };
         let opener = StreamOpener {
             method: m,
             cipher: None,
-            pending: Pending::Salt { key: self.key.clone(), request_salt: to32(self.salt) },
+            pending: Pending::Salt {
+                key: self.key.clone(),
+                request_salt: to32(self.salt),
+            },
         };
         (total, sealer, opener)
     }

@@ -39,10 +39,12 @@ pub fn decode_client_packet(
     scratch: &mut [u8],
 ) -> Result<ClientPacket, PeerError> {
     match keys.method() {
-        Method::Blake3Aes128Gcm | Method::Blake3Aes256Gcm => decode_2022_aes(keys, buf, now, hint, scratch),
-        Method::Blake3Chacha20Poly1305 => {
-            trial(keys, buf, hint, scratch, |u, b| decode_2022_chacha(u, b, now))
+        Method::Blake3Aes128Gcm | Method::Blake3Aes256Gcm => {
+            decode_2022_aes(keys, buf, now, hint, scratch)
         }
+        Method::Blake3Chacha20Poly1305 => trial(keys, buf, hint, scratch, |u, b| {
+            decode_2022_chacha(u, b, now)
+        }),
         m => trial(keys, buf, hint, scratch, |u, b| decode_2017(m, u, b)),
     }
 }
@@ -91,7 +93,12 @@ fn decode_2017(m: Method, user: &UserEntry, buf: &mut [u8]) -> Result<ClientPack
     cipher.open(body).map_err(|_| PeerError::BadAuth)?;
     let plain = &body[..body.len() - TAG_LEN];
     let (target, alen) = parse_addr(plain)?;
-    Ok(ClientPacket { user: user.id, target, payload: s + alen..s + plain.len(), session: None })
+    Ok(ClientPacket {
+        user: user.id,
+        target,
+        payload: s + alen..s + plain.len(),
+        session: None,
+    })
 }
 
 /// Parses `type | ts | [client session id] | pad len | pad | addr` at `at`; returns the target
@@ -102,7 +109,11 @@ fn parse_body_2022(
     want_type: u8,
     now: u64,
 ) -> Result<(TargetAddr, usize, Option<u64>), PeerError> {
-    let fixed = if want_type == 0 { 1 + 8 + 2 } else { 1 + 8 + 8 + 2 };
+    let fixed = if want_type == 0 {
+        1 + 8 + 2
+    } else {
+        1 + 8 + 8 + 2
+    };
     if plain.len() < at + fixed {
         return Err(PeerError::ShortPacket);
     }
@@ -110,11 +121,17 @@ fn parse_body_2022(
     if h[0] != want_type {
         return Err(PeerError::BadHeaderType(h[0]));
     }
-    check_time(u64::from_be_bytes(h[1..9].try_into().expect("8 bytes")), now)?;
+    check_time(
+        u64::from_be_bytes(h[1..9].try_into().expect("8 bytes")),
+        now,
+    )?;
     let (client_session, p) = if want_type == 0 {
         (None, 9)
     } else {
-        (Some(u64::from_be_bytes(h[9..17].try_into().expect("8 bytes"))), 17)
+        (
+            Some(u64::from_be_bytes(h[9..17].try_into().expect("8 bytes"))),
+            17,
+        )
     };
     let pad = u16::from_be_bytes([h[p], h[p + 1]]) as usize;
     let addr_at = p + 2 + pad;
@@ -153,7 +170,10 @@ fn decode_2022_aes(
     trial(keys, buf, hint, scratch, |user, buf| {
         let mut header = [0u8; 16];
         header.copy_from_slice(&buf[..16]);
-        user.block.as_ref().expect("AES 2022 users have a block cipher").decrypt(&mut header);
+        user.block
+            .as_ref()
+            .expect("AES 2022 users have a block cipher")
+            .decrypt(&mut header);
         open_2022_aes(m, user, header, buf, 16, now)
     })
 }
@@ -181,12 +201,19 @@ fn open_2022_aes(
     })
 }
 
-fn decode_2022_chacha(user: &UserEntry, buf: &mut [u8], now: u64) -> Result<ClientPacket, PeerError> {
+fn decode_2022_chacha(
+    user: &UserEntry,
+    buf: &mut [u8],
+    now: u64,
+) -> Result<ClientPacket, PeerError> {
     if buf.len() < 24 + 16 + 1 + 8 + 2 + TAG_LEN {
         return Err(PeerError::ShortPacket);
     }
     let nonce: [u8; 24] = buf[..24].try_into().expect("24 bytes");
-    let xc = user.xchacha.as_ref().expect("chacha 2022 users have an XChaCha cipher");
+    let xc = user
+        .xchacha
+        .as_ref()
+        .expect("chacha 2022 users have an XChaCha cipher");
     xc.open(&nonce, &mut buf[24..])?;
     let plain_end = buf.len() - TAG_LEN;
     let session_id = u64::from_be_bytes(buf[24..32].try_into().expect("8 bytes"));
@@ -228,7 +255,10 @@ impl UdpResponder {
             key: entry.key.clone(),
             block: aes2022.then(|| BlockCipher::new(entry.key.as_bytes())),
             session: aes2022.then(|| {
-                SessionCipher::new(m, &session_subkey(m, &entry.key, &server_session_id.to_be_bytes()))
+                SessionCipher::new(
+                    m,
+                    &session_subkey(m, &entry.key, &server_session_id.to_be_bytes()),
+                )
             }),
             server_session_id,
             next_packet_id: 0,
@@ -263,7 +293,10 @@ impl UdpResponder {
                 let cipher = self.session.as_ref().expect("set for AES 2022");
                 let tag = cipher.seal_with_nonce(nonce, &mut buf[body..payload.end]);
                 buf[payload.end..payload.end + TAG_LEN].copy_from_slice(tag.as_ref());
-                self.block.as_ref().expect("set for AES 2022").encrypt(&mut header);
+                self.block
+                    .as_ref()
+                    .expect("set for AES 2022")
+                    .encrypt(&mut header);
                 buf[start..body].copy_from_slice(&header);
                 start..payload.end + TAG_LEN
             }
@@ -295,7 +328,14 @@ impl UdpResponder {
 }
 
 /// Writes `type | ts | [client session id] | pad len = 0 | addr` at `at`.
-fn write_body_2022(buf: &mut [u8], at: usize, kind: u8, now: u64, client_session: Option<u64>, addr: &TargetAddr) {
+fn write_body_2022(
+    buf: &mut [u8],
+    at: usize,
+    kind: u8,
+    now: u64,
+    client_session: Option<u64>,
+    addr: &TargetAddr,
+) {
     buf[at] = kind;
     buf[at + 1..at + 9].copy_from_slice(&now.to_be_bytes());
     let mut p = at + 9;
@@ -319,7 +359,13 @@ pub struct UdpClient {
 impl UdpClient {
     /// A client session with the user's `key`, optional server identity PSK and a random id.
     pub fn new(method: Method, key: Key, identity: Option<Key>, session_id: u64) -> UdpClient {
-        UdpClient { method, key, identity, session_id, next_packet_id: 0 }
+        UdpClient {
+            method,
+            key,
+            identity,
+            session_id,
+            next_packet_id: 0,
+        }
     }
 
     /// Seals `buf[payload]` (starting at or after [`UDP_HEADROOM`], with room for the tag) as
@@ -346,7 +392,10 @@ impl UdpClient {
                 header[8..].copy_from_slice(&packet_id.to_be_bytes());
                 write_body_2022(buf, body, 0, now, None, target);
                 let cipher = SessionCipher::new(m, &session_subkey(m, &self.key, &header[..8]));
-                let tag = cipher.seal_with_nonce(header[4..].try_into().expect("12"), &mut buf[body..payload.end]);
+                let tag = cipher.seal_with_nonce(
+                    header[4..].try_into().expect("12"),
+                    &mut buf[body..payload.end],
+                );
                 buf[payload.end..payload.end + TAG_LEN].copy_from_slice(tag.as_ref());
                 let outer = self.identity.as_ref().unwrap_or(&self.key);
                 let block = BlockCipher::new(outer.as_bytes());
@@ -389,7 +438,11 @@ impl UdpClient {
     }
 
     /// Opens a server packet in place: the source address and the payload range.
-    pub fn decode(&self, buf: &mut [u8], now: u64) -> Result<(TargetAddr, Range<usize>), PeerError> {
+    pub fn decode(
+        &self,
+        buf: &mut [u8],
+        now: u64,
+    ) -> Result<(TargetAddr, Range<usize>), PeerError> {
         let m = self.method;
         match m {
             Method::Blake3Aes128Gcm | Method::Blake3Aes256Gcm => {
@@ -427,7 +480,9 @@ impl UdpClient {
                     return Err(PeerError::ShortPacket);
                 }
                 let (salt, body) = buf.split_at_mut(s);
-                SessionCipher::from_salt(m, &self.key, salt).open(body).map_err(|_| PeerError::BadAuth)?;
+                SessionCipher::from_salt(m, &self.key, salt)
+                    .open(body)
+                    .map_err(|_| PeerError::BadAuth)?;
                 let end = buf.len() - TAG_LEN;
                 let (src, alen) = parse_addr(&buf[s..end])?;
                 Ok((src, s + alen..end))

@@ -76,10 +76,14 @@ impl UserKeys {
         }
         let block = (self.method.is_2022() && self.method.supports_identity_headers())
             .then(|| BlockCipher::new(key.as_bytes()));
-        let xchacha =
-            (self.method == Method::Blake3Chacha20Poly1305).then(|| XChaCha::new(&key));
+        let xchacha = (self.method == Method::Blake3Chacha20Poly1305).then(|| XChaCha::new(&key));
         let index = self.users.len();
-        self.users.push(UserEntry { id, key, block, xchacha });
+        self.users.push(UserEntry {
+            id,
+            key,
+            block,
+            xchacha,
+        });
         self.by_id.insert(id, index);
         self.by_identity_hash.insert(hash, index);
         Ok(())
@@ -116,9 +120,12 @@ impl UserKeys {
     /// Users in trial order: the hinted user first, then the rest.
     pub(crate) fn trial_order(&self, hint: Option<UserId>) -> impl Iterator<Item = &UserEntry> {
         let first = hint.and_then(|h| self.by_id.get(&h).copied());
-        first
-            .map(|i| &self.users[i])
-            .into_iter()
-            .chain(self.users.iter().enumerate().filter(move |(i, _)| Some(*i) != first).map(|(_, u)| u))
+        first.map(|i| &self.users[i]).into_iter().chain(
+            self.users
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| Some(*i) != first)
+                .map(|(_, u)| u),
+        )
     }
 }

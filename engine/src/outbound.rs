@@ -1,0 +1,214 @@
+//! The direct outbound: resolve, check the destination policy, connect.
+//!
+//! Architecture invariant: no destination in a loopback, private (RFC 1918, ULA), CGNAT,
+//! link-local, multicast or unspecified range is ever connected to or sent to unless the
+//! configuration allows it. The check runs on resolved addresses, so a host name that resolves
+//! to 127.0.0.1 is refused like the literal.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use proto::TargetAddr;
+
+use crate::config::OutboundConfig;
+use crate::runtime::{self, TcpStream};
+
+/// Why a destination could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// Name resolution failed.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// Host name.
+        host: String,
+        /// Underlying error.
+        source: io::Error,
+    },
+    /// Every address of the destination is in a blocked range.
+    #[error(
+        "destination {0} is in a blocked range (loopback, private, link-local or unspecified)"
+    )]
+    Blocked(SocketAddr),
+    /// The name resolved to nothing.
+    #[error("{0} resolved to no address")]
+    NoAddress(String),
+    /// Connecting failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// Address tried.
+        addr: SocketAddr,
+        /// Underlying error.
+        source: io::Error,
+    },
+    /// Connecting took too long.
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+}
+
+/// Which destination ranges are allowed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DestinationPolicy {
+    /// 127.0.0.0/8 and ::1.
+    pub allow_loopback: bool,
+    /// Private, CGNAT, link-local, multicast, broadcast and unspecified ranges.
+    pub allow_private: bool,
+}
+
+impl From<&OutboundConfig> for DestinationPolicy {
+    fn from(c: &OutboundConfig) -> Self {
+        DestinationPolicy {
+            allow_loopback: c.allow_loopback,
+            allow_private: c.allow_private,
+        }
+    }
+}
+
+impl DestinationPolicy {
+    /// Whether `ip` may be a destination.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        if ip.is_loopback() {
+            return self.allow_loopback;
+        }
+        if self.allow_private {
+            return true;
+        }
+        match ip {
+            IpAddr::V4(v4) => !is_special_v4(v4),
+            IpAddr::V6(v6) => !is_special_v6(v6),
+        }
+    }
+}
+
+fn is_special_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64)
+}
+
+fn is_special_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    ip.is_unspecified()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00
+        || (s[0] & 0xffc0) == 0xfe80
+}
+
+/// Resolves `target` to the addresses the policy permits (at least one, or an error).
+pub async fn resolve(
+    target: &TargetAddr,
+    policy: DestinationPolicy,
+) -> Result<Vec<SocketAddr>, OutboundError> {
+    let addrs = match target {
+        TargetAddr::Ip(a) => vec![*a],
+        TargetAddr::Domain(host, port) => {
+            let (h, p) = (host.clone(), *port);
+            let r = runtime::spawn_blocking(move || (h.as_str(), p).to_socket_addrs()).await;
+            r.map_err(|source| OutboundError::Resolve {
+                host: host.clone(),
+                source,
+            })?
+            .collect()
+        }
+    };
+    let Some(&first) = addrs.first() else {
+        return Err(OutboundError::NoAddress(target.to_string()));
+    };
+    let allowed: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| policy.permits(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(OutboundError::Blocked(first));
+    }
+    Ok(allowed)
+}
+
+/// Connects to `target` over TCP, trying each permitted address in turn.
+pub async fn connect_tcp(
+    target: &TargetAddr,
+    policy: DestinationPolicy,
+    timeout: Duration,
+) -> Result<TcpStream, OutboundError> {
+    let mut last = None;
+    for addr in resolve(target, policy).await? {
+        match TcpStream::connect_timeout(addr, timeout).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => {
+                last = Some(OutboundError::Timeout(addr))
+            }
+            Err(e) => {
+                last = Some(OutboundError::Connect {
+                    addr,
+                    source: e.into(),
+                })
+            }
+        }
+    }
+    Err(last.expect("resolve returns at least one address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_special_ranges_by_default() {
+        let p = DestinationPolicy::default();
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+        ] {
+            assert!(!p.permits(ip.parse().unwrap()), "{ip} should be blocked");
+        }
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "172.32.0.1",
+            "100.128.0.1",
+        ] {
+            assert!(p.permits(ip.parse().unwrap()), "{ip} should be allowed");
+        }
+    }
+
+    #[test]
+    fn loopback_flag_allows_only_loopback() {
+        let p = DestinationPolicy {
+            allow_loopback: true,
+            allow_private: false,
+        };
+        assert!(p.permits("127.0.0.2".parse().unwrap()));
+        assert!(p.permits("::1".parse().unwrap()));
+        assert!(!p.permits("10.0.0.1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,178 @@
+//! The runtime glue: the only module that names glommio.
+//!
+//! The engine runs one glommio executor per worker, each pinned to its own CPU
+//! (`PoolPlacement::MaxSpread`), each driving its own io_uring rings. Nothing on the data path
+//! crosses threads: a connection is accepted, relayed and closed on the executor whose
+//! `SO_REUSEPORT` listener the kernel handed it to. Everything the rest of the engine needs from
+//! the runtime (sockets, spawning, timers, blocking work) is re-exported or wrapped here, so a
+//! different backend (tokio-uring, say) would replace this file and nothing else.
+//!
+//! Listening sockets are created on the thread that starts the engine, before any executor
+//! exists, so that bind errors are reported synchronously and a port-0 inbound gets one port
+//! shared by every worker. Each worker then adopts its own file descriptors.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use glommio::net::{TcpListener, TcpStream, UdpSocket};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Locked memory each executor registers with io_uring. The engine does no DMA file I/O, so a
+/// small amount keeps many workers within a default `RLIMIT_MEMLOCK`.
+const IO_MEMORY: usize = 1 << 20;
+
+/// Runs `worker(index)` on `count` pinned executors and returns a join handle.
+pub fn start_workers<F, Fut>(count: usize, worker: F) -> io::Result<Workers>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(count, None))
+        .io_memory(IO_MEMORY)
+        .on_all_shards(move || {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            worker(index)
+        })
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(Workers { handles })
+}
+
+/// The running executors.
+pub struct Workers {
+    handles: glommio::PoolThreadHandles<()>,
+}
+
+impl Workers {
+    /// Waits for every executor to finish.
+    pub fn join(self) {
+        for r in self.handles.join_all() {
+            if let Err(e) = r {
+                tracing::error!("worker ended with an error: {e}");
+            }
+        }
+    }
+}
+
+/// Spawns a task on the current executor and lets it run to completion on its own.
+pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
+    glommio::spawn_local(fut).detach();
+}
+
+/// Sleeps on the current executor.
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Runs `f` on the executor's blocking thread pool (system DNS, for one).
+pub async fn spawn_blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(f).await
+}
+
+/// Resolves with `None` if `fut` does not finish within `d`.
+pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        sleep(d).await;
+        None
+    })
+    .await
+}
+
+/// Creates a listening TCP socket with `SO_REUSEPORT`, so that every worker can bind one.
+pub fn tcp_listener_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Creates a UDP socket with `SO_REUSEPORT` bound to `addr`.
+pub fn udp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// An unconnected outbound UDP socket that can reach IPv4 and IPv6 destinations (dual-stack
+/// where the host has IPv6, plain IPv4 otherwise).
+pub fn outbound_udp_socket() -> io::Result<UdpSocket> {
+    let fd: OwnedFd = match Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)) {
+        Ok(s) => {
+            s.set_only_v6(false)?;
+            s.set_nonblocking(true)?;
+            s.bind(&SocketAddr::from(([0u16; 8], 0)).into())?;
+            s.into()
+        }
+        Err(_) => udp_socket(SocketAddr::from(([0, 0, 0, 0], 0)))?,
+    };
+    Ok(adopt_udp(fd))
+}
+
+/// Hands a listening socket to the current executor.
+pub fn adopt_listener(fd: OwnedFd) -> TcpListener {
+    // SAFETY: `fd` is an open, listening TCP socket that we own; ownership moves into the
+    // listener, which closes it on drop.
+    unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) }
+}
+
+/// Hands a UDP socket to the current executor.
+pub fn adopt_udp(fd: OwnedFd) -> UdpSocket {
+    // SAFETY: `fd` is an open, bound UDP socket that we own; ownership moves into the socket,
+    // which closes it on drop.
+    unsafe { UdpSocket::from_raw_fd(fd.into_raw_fd()) }
+}
+
+/// A one-shot, cross-thread broadcast: once fired, every present and future waiter wakes.
+#[derive(Clone, Default)]
+pub struct Signal {
+    inner: Arc<SignalInner>,
+}
+
+#[derive(Default)]
+struct SignalInner {
+    fired: AtomicBool,
+    event: event_listener::Event,
+}
+
+impl Signal {
+    /// A signal not yet fired.
+    pub fn new() -> Signal {
+        Signal::default()
+    }
+
+    /// Fires the signal (idempotent).
+    pub fn fire(&self) {
+        self.inner.fired.store(true, Ordering::SeqCst);
+        self.inner.event.notify(usize::MAX);
+    }
+
+    /// Whether it has fired.
+    pub fn is_fired(&self) -> bool {
+        self.inner.fired.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the signal fires.
+    pub async fn wait(&self) {
+        loop {
+            if self.is_fired() {
+                return;
+            }
+            let listener = self.inner.event.listen();
+            if self.is_fired() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}

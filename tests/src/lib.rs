@@ -1,0 +1,441 @@
+//! Harness for end-to-end and interop tests: peer binaries, loopback echo servers, a SOCKS5
+//! client, and byte-exact bulk transfers.
+//!
+//! Peers are looked up in `$MARZNESHIN_PEERS_DIR/bin`, then `~/.cache/marzneshin/peers/bin`,
+//! then `PATH`. A missing peer fails the test with the name of what to install: the interop
+//! suite never skips silently.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rand::{RngCore, SeedableRng};
+
+/// Finds a peer binary or panics with instructions.
+pub fn peer(name: &str) -> PathBuf {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("MARZNESHIN_PEERS_DIR") {
+        dirs.push(PathBuf::from(d).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cache/marzneshin/peers/bin"));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    for d in dirs {
+        let p = d.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "peer client `{name}` is not installed; run tests/run.sh (it installs every peer) \
+         or see docs/testing.md"
+    );
+}
+
+/// A child process killed when dropped.
+pub struct ChildGuard {
+    child: Child,
+    name: String,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd` with output captured to a temporary log file (shown if it dies early).
+    pub fn spawn(name: &str, cmd: &mut Command) -> ChildGuard {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        ChildGuard {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Panics if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited early: {status}", self.name);
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback TCP and UDP port (best effort: bound then released).
+pub fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, child: &mut ChildGuard) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        child.assert_running();
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {addr} after 20 s");
+}
+
+/// A loopback TCP echo server (thread per connection).
+pub fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if c.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = c.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// A loopback UDP echo server.
+pub fn udp_echo() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], from);
+        }
+    });
+    addr
+}
+
+fn socks5_greet(s: &mut TcpStream) -> io::Result<()> {
+    s.write_all(&[5, 1, 0])?;
+    let mut r = [0u8; 2];
+    s.read_exact(&mut r)?;
+    if r != [5, 0] {
+        return Err(io::Error::other(format!("SOCKS5 greeting refused: {r:?}")));
+    }
+    Ok(())
+}
+
+fn socks5_request(s: &mut TcpStream, cmd: u8, target: SocketAddr) -> io::Result<SocketAddr> {
+    let mut req = vec![5, cmd, 0];
+    let mut a = [0u8; 19];
+    let n = proto::TargetAddr::Ip(target).write(&mut a);
+    req.extend_from_slice(&a[..n]);
+    s.write_all(&req)?;
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head)?;
+    if head[1] != 0 {
+        return Err(io::Error::other(format!(
+            "SOCKS5 request failed with reply {}",
+            head[1]
+        )));
+    }
+    let len = match head[3] {
+        1 => 4,
+        4 => 16,
+        t => return Err(io::Error::other(format!("SOCKS5 reply address type {t}"))),
+    };
+    let mut rest = vec![0u8; len + 2];
+    s.read_exact(&mut rest)?;
+    let mut full = vec![head[3]];
+    full.extend_from_slice(&rest);
+    match proto::TargetAddr::parse(&full) {
+        Ok(proto::address::Parsed::Done(proto::TargetAddr::Ip(a), _)) => Ok(a),
+        other => Err(io::Error::other(format!("SOCKS5 reply address {other:?}"))),
+    }
+}
+
+/// Opens a TCP connection to `target` through the SOCKS5 proxy at `proxy`.
+pub fn socks5_connect(proxy: SocketAddr, target: SocketAddr) -> io::Result<TcpStream> {
+    let mut s = TcpStream::connect(proxy)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    socks5_greet(&mut s)?;
+    socks5_request(&mut s, 1, target)?;
+    Ok(s)
+}
+
+/// A SOCKS5 UDP association: keep `control` open while using `socket` with `relay`.
+pub struct UdpAssociation {
+    /// The TCP connection that keeps the association alive.
+    pub control: TcpStream,
+    /// Our UDP socket.
+    pub socket: UdpSocket,
+    /// The proxy's UDP relay address.
+    pub relay: SocketAddr,
+}
+
+/// Sets up a SOCKS5 UDP ASSOCIATE through `proxy`.
+pub fn socks5_udp(proxy: SocketAddr) -> io::Result<UdpAssociation> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    let mut control = TcpStream::connect(proxy)?;
+    control.set_read_timeout(Some(Duration::from_secs(30)))?;
+    socks5_greet(&mut control)?;
+    let mut relay = socks5_request(&mut control, 3, socket.local_addr()?)?;
+    if relay.ip().is_unspecified() {
+        relay.set_ip(proxy.ip());
+    }
+    Ok(UdpAssociation {
+        control,
+        socket,
+        relay,
+    })
+}
+
+/// A reproducible pseudo-random byte stream, addressable by offset (64 KiB blocks, each
+/// generated from the seed and its index), so writer and reader agree however reads split.
+pub struct Pattern {
+    seed: u64,
+    block_index: u64,
+    block: Vec<u8>,
+}
+
+impl Pattern {
+    const BLOCK: usize = 64 * 1024;
+
+    /// The stream for `seed`.
+    pub fn new(seed: u64) -> Pattern {
+        let mut p = Pattern {
+            seed,
+            block_index: u64::MAX,
+            block: vec![0; Self::BLOCK],
+        };
+        p.load(0);
+        p
+    }
+
+    fn load(&mut self, index: u64) {
+        if self.block_index != index {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(
+                self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            rng.fill_bytes(&mut self.block);
+            self.block_index = index;
+        }
+    }
+
+    /// The bytes at `offset..offset + out.len()`.
+    pub fn fill(&mut self, mut offset: usize, out: &mut [u8]) {
+        let mut done = 0;
+        while done < out.len() {
+            self.load((offset / Self::BLOCK) as u64);
+            let at = offset % Self::BLOCK;
+            let n = (Self::BLOCK - at).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&self.block[at..at + n]);
+            done += n;
+            offset += n;
+        }
+    }
+}
+
+/// How the client side ends an echo transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Shut down our write half as soon as everything is sent, then read the rest: checks that
+    /// the proxy carries half-closes (shadowsocks-rust does).
+    HalfClose,
+    /// Shut down only after everything came back (for clients such as shadowsocks-libev that
+    /// tear the whole connection down on the first FIN).
+    AfterEcho,
+}
+
+/// Sends `total` pseudo-random bytes (from `seed`) over `stream` while reading them back,
+/// and checks every byte. Returns when all bytes came back and the echo closed.
+pub fn echo_transfer(stream: TcpStream, total: usize, seed: u64, ending: Ending) -> io::Result<()> {
+    let mut writer = stream.try_clone()?;
+    let sender = thread::spawn(move || -> io::Result<()> {
+        let mut pattern = Pattern::new(seed);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            let n = (total - sent).min(buf.len());
+            pattern.fill(sent, &mut buf[..n]);
+            writer.write_all(&buf[..n])?;
+            sent += n;
+        }
+        if ending == Ending::HalfClose {
+            writer.shutdown(Shutdown::Write)?;
+        }
+        Ok(())
+    });
+    let mut reader = stream;
+    let mut pattern = Pattern::new(seed);
+    let mut got = vec![0u8; 64 * 1024];
+    let mut want = vec![0u8; 64 * 1024];
+    let mut seen = 0usize;
+    while seen < total {
+        let n = reader.read(&mut got)?;
+        if n == 0 {
+            return Err(io::Error::other(format!(
+                "stream closed after {seen} of {total} bytes"
+            )));
+        }
+        if seen + n > total {
+            return Err(io::Error::other(format!(
+                "{} bytes more than were sent",
+                seen + n - total
+            )));
+        }
+        pattern.fill(seen, &mut want[..n]);
+        if got[..n] != want[..n] {
+            let at = got[..n]
+                .iter()
+                .zip(&want[..n])
+                .position(|(a, b)| a != b)
+                .unwrap();
+            return Err(io::Error::other(format!(
+                "corrupted byte at offset {}",
+                seen + at
+            )));
+        }
+        seen += n;
+    }
+    sender.join().expect("sender thread")?;
+    if ending == Ending::AfterEcho {
+        reader.shutdown(Shutdown::Write)?;
+    }
+    // The echo closes after our FIN; the proxy must carry that close back.
+    let n = reader.read(&mut got)?;
+    if n != 0 {
+        return Err(io::Error::other(format!(
+            "{n} unexpected bytes after the echo"
+        )));
+    }
+    Ok(())
+}
+
+/// Sends `total` bytes as datagrams of `size` bytes to the UDP echo at `target` through a
+/// SOCKS5 association, with a sliding window and retransmission, and checks every datagram.
+/// Returns the number of payload bytes sent (retransmissions included).
+pub fn udp_echo_transfer(
+    assoc: &UdpAssociation,
+    target: SocketAddr,
+    total: usize,
+    size: usize,
+    seed: u64,
+) -> io::Result<u64> {
+    const WINDOW: u64 = 16;
+    let count = total.div_ceil(size) as u64;
+    let mut header = [0u8; 22];
+    let hlen = 3 + proto::TargetAddr::Ip(target).write(&mut header[3..]);
+    let make = |seq: u64, out: &mut Vec<u8>| {
+        out.clear();
+        out.extend_from_slice(&header[..hlen]);
+        out.extend_from_slice(&seq.to_be_bytes());
+        let start = out.len();
+        out.resize(start + size - 8, 0);
+        Pattern::new(seed ^ seq).fill(0, &mut out[start..]);
+    };
+    assoc
+        .socket
+        .set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut acked = vec![false; count as usize];
+    let mut base = 0u64;
+    let mut next = 0u64;
+    let mut sent_bytes = 0u64;
+    let mut packet = Vec::with_capacity(size + 32);
+    let mut expected = Vec::with_capacity(size + 32);
+    let mut recv = vec![0u8; 65536];
+    let mut idle_rounds = 0;
+    while base < count {
+        while next < count && next < base + WINDOW {
+            make(next, &mut packet);
+            assoc.socket.send_to(&packet, assoc.relay)?;
+            sent_bytes += (size) as u64;
+            next += 1;
+        }
+        match assoc.socket.recv_from(&mut recv) {
+            Ok((n, _)) => {
+                idle_rounds = 0;
+                if n < hlen + 8 {
+                    return Err(io::Error::other("short datagram back"));
+                }
+                let body = &recv[..n];
+                // The SOCKS5 UDP header names the source; our payload follows.
+                let alen = match proto::TargetAddr::parse(&body[3..]) {
+                    Ok(proto::address::Parsed::Done(_, l)) => l,
+                    _ => return Err(io::Error::other("bad SOCKS5 UDP header back")),
+                };
+                let payload = &body[3 + alen..];
+                let seq = u64::from_be_bytes(payload[..8].try_into().unwrap());
+                if seq >= count {
+                    return Err(io::Error::other(format!("unknown sequence {seq}")));
+                }
+                make(seq, &mut expected);
+                if payload != &expected[hlen..] {
+                    return Err(io::Error::other(format!("datagram {seq} corrupted")));
+                }
+                acked[seq as usize] = true;
+                while base < count && acked[base as usize] {
+                    base += 1;
+                }
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
+                idle_rounds += 1;
+                if idle_rounds > 50 {
+                    return Err(io::Error::other(format!(
+                        "no progress: {base} of {count} datagrams echoed"
+                    )));
+                }
+                // Retransmit what is outstanding in the window.
+                for seq in base..next {
+                    if !acked[seq as usize] {
+                        make(seq, &mut packet);
+                        assoc.socket.send_to(&packet, assoc.relay)?;
+                        sent_bytes += size as u64;
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent_bytes)
+}
+
+/// Starts our engine in this process from a JSON config.
+pub fn start_engine(config: serde_json::Value) -> engine::Handle {
+    let config = engine::Config::from_json(&config.to_string()).expect("valid test config");
+    engine::Engine::start(config).expect("engine starts")
+}
+
+/// Traffic of user `name` now.
+pub fn user_traffic(handle: &engine::Handle, name: &str) -> engine::TrafficStats {
+    handle
+        .user_stats()
+        .into_iter()
+        .find(|u| u.name == name)
+        .map(|u| u.traffic)
+        .unwrap_or_default()
+}
