@@ -12,9 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 struct Slot {
     up: AtomicU64,
     down: AtomicU64,
+    opened: AtomicU64,
+    closed: AtomicU64,
 }
 
-/// Uplink (client to destination) and downlink (destination to client) payload bytes.
+/// Uplink (client to destination) and downlink (destination to client) payload bytes, and
+/// connections opened and closed.
 pub struct Traffic {
     slots: Box<[Slot]>,
 }
@@ -26,38 +29,74 @@ pub struct TrafficStats {
     pub uplink: u64,
     /// Bytes from destinations toward clients.
     pub downlink: u64,
+    /// Connections (TCP) and sessions (UDP) open now.
+    pub open: u64,
+}
+
+/// Keeps a connection counted as open; see [`Traffic::open_guard`].
+pub struct OpenGuard<'a> {
+    traffic: &'a Traffic,
+    worker: usize,
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.traffic.closed(self.worker);
+    }
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    // Single writer per slot: a load and a store, no locked read-modify-write.
+    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
 impl Traffic {
     /// A counter with one slot per worker.
     pub fn new(workers: usize) -> Traffic {
-        Traffic {
-            slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
-        }
+        Traffic { slots: (0..workers.max(1)).map(|_| Slot::default()).collect() }
     }
 
     /// Adds uplink bytes. Must be called only from worker `worker`'s thread.
     #[inline]
     pub fn add_up(&self, worker: usize, n: u64) {
-        let s = &self.slots[worker].up;
-        s.store(s.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        bump(&self.slots[worker].up, n);
     }
 
     /// Adds downlink bytes. Must be called only from worker `worker`'s thread.
     #[inline]
     pub fn add_down(&self, worker: usize, n: u64) {
-        let s = &self.slots[worker].down;
-        s.store(s.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        bump(&self.slots[worker].down, n);
+    }
+
+    /// Counts a connection or session as open (from worker `worker`'s thread only), to be
+    /// paired with [`Traffic::closed`].
+    pub fn opened(&self, worker: usize) {
+        bump(&self.slots[worker].opened, 1);
+    }
+
+    /// Counts a connection or session as closed.
+    pub fn closed(&self, worker: usize) {
+        bump(&self.slots[worker].closed, 1);
+    }
+
+    /// Counts one open connection until the returned guard drops.
+    pub fn open_guard(&self, worker: usize) -> OpenGuard<'_> {
+        self.opened(worker);
+        OpenGuard { traffic: self, worker }
     }
 
     /// Totals over all workers.
     pub fn read(&self) -> TrafficStats {
-        self.slots
-            .iter()
-            .fold(TrafficStats::default(), |acc, s| TrafficStats {
-                uplink: acc.uplink + s.up.load(Ordering::Relaxed),
-                downlink: acc.downlink + s.down.load(Ordering::Relaxed),
-            })
+        let (mut opened, mut closed) = (0u64, 0u64);
+        let mut t = TrafficStats::default();
+        for s in self.slots.iter() {
+            t.uplink += s.up.load(Ordering::Relaxed);
+            t.downlink += s.down.load(Ordering::Relaxed);
+            closed += s.closed.load(Ordering::Relaxed);
+            opened += s.opened.load(Ordering::Relaxed);
+        }
+        t.open = opened.saturating_sub(closed);
+        t
     }
 }
 
@@ -71,19 +110,11 @@ mod tests {
         t.add_up(0, 5);
         t.add_up(2, 7);
         t.add_down(1, 11);
-        assert_eq!(
-            t.read(),
-            TrafficStats {
-                uplink: 12,
-                downlink: 11
-            }
-        );
-        assert_eq!(
-            t.read(),
-            TrafficStats {
-                uplink: 12,
-                downlink: 11
-            }
-        );
+        assert_eq!(t.read(), TrafficStats { uplink: 12, downlink: 11, open: 0 });
+        assert_eq!(t.read(), TrafficStats { uplink: 12, downlink: 11, open: 0 });
+        t.opened(1);
+        assert_eq!(t.read().open, 1);
+        t.closed(1);
+        assert_eq!(t.read().open, 0);
     }
 }

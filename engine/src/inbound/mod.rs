@@ -42,18 +42,20 @@ impl WorkerCtx {
         h.insert((inbound, ip), user);
     }
 
-    /// Counts a connection or session as live until the guard drops.
-    pub(crate) fn live_guard(self: &Rc<Self>) -> LiveGuard {
+    /// Counts a connection or session of inbound `inbound` as live until the guard drops.
+    pub(crate) fn live_guard(self: &Rc<Self>, inbound: usize) -> LiveGuard {
         self.live.set(self.live.get() + 1);
-        LiveGuard(Rc::clone(self))
+        self.shared.inbounds[inbound].traffic.opened(self.index);
+        LiveGuard(Rc::clone(self), inbound)
     }
 }
 
-pub(crate) struct LiveGuard(Rc<WorkerCtx>);
+pub(crate) struct LiveGuard(Rc<WorkerCtx>, usize);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.live.set(self.0.live.get() - 1);
+        self.0.shared.inbounds[self.1].traffic.closed(self.0.index);
     }
 }
 

@@ -58,7 +58,7 @@ pub(crate) async fn serve_tcp(ctx: Rc<WorkerCtx>, index: usize, listener: TcpLis
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                let guard = ctx.live_guard();
+                let guard = ctx.live_guard(index);
                 let ctx2 = Rc::clone(&ctx);
                 runtime::spawn(async move {
                     let close = ctx2.shared.close.clone();
@@ -133,6 +133,7 @@ async fn handle_tcp(ctx: Rc<WorkerCtx>, index: usize, mut client: TcpStream) {
     };
     ctx.remember(index, peer.ip(), req.user);
     let user = ctx.shared.users.get(req.user);
+    let _open = user.traffic.open_guard(ctx.index);
     let mut target = match outbound::connect_tcp(&req.target, ctx.shared.policy, t.connect).await {
         Ok(s) => s,
         Err(e) => {
@@ -478,10 +479,11 @@ async fn session_replies(
     sessions: Sessions,
     key: SessionKey,
 ) {
-    let _guard = ctx.live_guard();
+    let _guard = ctx.live_guard(index);
     let (ib, _) = inbound(&ctx, index);
     let ttl = ctx.shared.timeouts.udp_session;
     let user = ctx.shared.users.get(session.user);
+    let _open = user.traffic.open_guard(ctx.index);
     let mut buf = ctx.buffers.get();
     let max = buf.len() - UDP_HEADROOM - TAG_LEN;
     let w = ctx.index;
