@@ -306,13 +306,7 @@ impl XChaCha {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::shadowsocks::tests::hex;
 
     /// `EVP_BytesToKey(MD5, "foobar")`, as `openssl enc -aes-256-cbc -k foobar -nosalt -P -md md5`
     /// prints it (the first 32 bytes: key; MD5 chain D1 || D2).
