@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use proto::shadowsocks::{Method, UserKeys};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A configuration problem, with the path of the field at fault.
@@ -50,7 +51,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 }
 
 /// The whole engine configuration.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Number of executors (threads, one per core). Default: every CPU available.
@@ -67,7 +68,7 @@ pub struct Config {
 }
 
 /// Destination policy of the direct outbound.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundConfig {
     /// Allow 127.0.0.0/8 and ::1 (local testing only).
@@ -79,7 +80,7 @@ pub struct OutboundConfig {
 }
 
 /// Timeouts, in seconds.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// Time a client has to complete its handshake; also how long a failed handshake is
@@ -105,7 +106,7 @@ impl Default for Timeouts {
 }
 
 /// One listener.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InboundConfig {
     /// Unique name, used in counters and links.
@@ -125,7 +126,7 @@ fn default_network() -> Vec<Network> {
 }
 
 /// A transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// TCP.
@@ -135,7 +136,7 @@ pub enum Network {
 }
 
 /// The protocol of an inbound, with its settings.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "protocol", content = "settings", rename_all = "lowercase")]
 pub enum ProtocolConfig {
     /// Shadowsocks (AEAD 2017 and 2022).
@@ -143,7 +144,7 @@ pub enum ProtocolConfig {
 }
 
 /// Shadowsocks inbound settings.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowsocksConfig {
     /// Cipher name.
@@ -157,7 +158,7 @@ pub struct ShadowsocksConfig {
 }
 
 /// A user of an inbound.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// The user's name: counters are kept per name across inbounds.
@@ -167,6 +168,12 @@ pub struct UserConfig {
 }
 
 impl Config {
+    /// The JSON Schema of the configuration (checked in as `docs/engine-config.schema.json`).
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(Config);
+        serde_json::to_string_pretty(&schema).expect("schema serialises") + "\n"
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -345,6 +352,16 @@ mod tests {
         );
         assert!(err(r#"{"inbounds":[],"bogus":1}"#).contains("bogus"));
         assert!(err(r#"{"inbounds":[]}"#).starts_with("inbounds: at least one"));
+    }
+
+    #[test]
+    fn checked_in_schema_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/engine-config.schema.json");
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == Config::json_schema(),
+            "docs/engine-config.schema.json is stale: run `cargo run -p service -- engine schema > docs/engine-config.schema.json`"
+        );
     }
 
     #[test]

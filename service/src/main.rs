@@ -46,6 +46,8 @@ enum EngineCommand {
         #[arg(long, default_value_t = 0)]
         stats_interval: u64,
     },
+    /// Print the JSON Schema of the engine configuration.
+    Schema,
     /// Print a share link for every user on every inbound.
     Links {
         /// Engine configuration.
@@ -80,6 +82,10 @@ fn main() -> ExitCode {
                 stats_interval,
             ),
             EngineCommand::Links { config, address } => print_links(config, address),
+            EngineCommand::Schema => {
+                print!("{}", Config::json_schema());
+                Ok(())
+            }
         },
     };
     match result {
