@@ -53,7 +53,9 @@ fn bump(c: &AtomicU64, n: u64) {
 impl Traffic {
     /// A counter with one slot per worker.
     pub fn new(workers: usize) -> Traffic {
-        Traffic { slots: (0..workers.max(1)).map(|_| Slot::default()).collect() }
+        Traffic {
+            slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
+        }
     }
 
     /// Adds uplink bytes. Must be called only from worker `worker`'s thread.
@@ -82,7 +84,10 @@ impl Traffic {
     /// Counts one open connection until the returned guard drops.
     pub fn open_guard(&self, worker: usize) -> OpenGuard<'_> {
         self.opened(worker);
-        OpenGuard { traffic: self, worker }
+        OpenGuard {
+            traffic: self,
+            worker,
+        }
     }
 
     /// Totals over all workers.
@@ -110,8 +115,22 @@ mod tests {
         t.add_up(0, 5);
         t.add_up(2, 7);
         t.add_down(1, 11);
-        assert_eq!(t.read(), TrafficStats { uplink: 12, downlink: 11, open: 0 });
-        assert_eq!(t.read(), TrafficStats { uplink: 12, downlink: 11, open: 0 });
+        assert_eq!(
+            t.read(),
+            TrafficStats {
+                uplink: 12,
+                downlink: 11,
+                open: 0
+            }
+        );
+        assert_eq!(
+            t.read(),
+            TrafficStats {
+                uplink: 12,
+                downlink: 11,
+                open: 0
+            }
+        );
         t.opened(1);
         assert_eq!(t.read().open, 1);
         t.closed(1);

@@ -439,3 +439,132 @@ pub fn user_traffic(handle: &engine::Handle, name: &str) -> engine::TrafficStats
         .map(|u| u.traffic)
         .unwrap_or_default()
 }
+
+/// A Shadowsocks TCP client built on our own codecs, for engine-behaviour tests (interop is
+/// proven with third-party clients elsewhere).
+pub struct SsClient {
+    stream: TcpStream,
+    sealer: proto::shadowsocks::tcp::StreamSealer,
+    opener: proto::shadowsocks::tcp::StreamOpener,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl SsClient {
+    /// Connects to `server` and asks for `target`, sending `first` as the initial payload.
+    pub fn connect(
+        server: SocketAddr,
+        method: proto::shadowsocks::Method,
+        user_key: &str,
+        psk: Option<&str>,
+        target: SocketAddr,
+        first: &[u8],
+    ) -> io::Result<SsClient> {
+        use proto::shadowsocks::{tcp::ClientRequest, Key};
+        let key = Key::from_password(method, user_key).expect("valid key");
+        let identity = psk.map(|p| Key::from_password(method, p).expect("valid psk"));
+        let mut salt = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut salt);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let req = ClientRequest {
+            method,
+            key: &key,
+            identity: identity.as_ref(),
+            salt: &salt[..method.salt_len()],
+            target: &proto::TargetAddr::Ip(target),
+            padding: if first.is_empty() { 16 } else { 0 },
+        };
+        let mut out = vec![0u8; first.len() + 1024];
+        let (n, sealer, opener) = req.encode(first, now, &mut out);
+        let mut stream = TcpStream::connect(server)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(&out[..n])?;
+        Ok(SsClient {
+            stream,
+            sealer,
+            opener,
+            buf: vec![0u8; 256 * 1024],
+            start: 0,
+            end: 0,
+        })
+    }
+
+    /// Sends one chunk.
+    pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        use proto::shadowsocks::tcp::HEADROOM;
+        let mut b = vec![0u8; HEADROOM + data.len() + proto::shadowsocks::TAG_LEN];
+        b[HEADROOM..HEADROOM + data.len()].copy_from_slice(data);
+        let frame = self.sealer.seal(&mut b, HEADROOM..HEADROOM + data.len(), 0);
+        self.stream.write_all(&b[frame])
+    }
+
+    /// Receives exactly `n` payload bytes, or fails (EOF, timeout, bad data).
+    pub fn recv_exact(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        use proto::shadowsocks::tcp::Opened;
+        let mut out = Vec::with_capacity(n);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        while out.len() < n {
+            match self
+                .opener
+                .open(&mut self.buf[self.start..self.end], now)
+                .map_err(io::Error::other)?
+            {
+                Opened::Chunk { payload, consumed } => {
+                    out.extend_from_slice(
+                        &self.buf[self.start + payload.start..self.start + payload.end],
+                    );
+                    self.start += consumed;
+                }
+                Opened::NeedMore => {
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
+                    let r = self.stream.read(&mut self.buf[self.end..])?;
+                    if r == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+                    }
+                    self.end += r;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits for the server to close: `Ok(())` on EOF or reset, an error if data arrives or
+    /// nothing happens within the read timeout.
+    pub fn expect_closed(&mut self) -> io::Result<()> {
+        let mut b = [0u8; 1024];
+        match self.stream.read(&mut b) {
+            Ok(0) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(()),
+            Ok(n) => Err(io::Error::other(format!("{n} bytes instead of a close"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The underlying stream (for timeouts).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+/// Waits (up to 5 s) until user `name`'s traffic is `(uplink, downlink)`; returns what it saw
+/// last. Counters are updated right after each write completes, so a client can see its bytes
+/// a moment before the counter does.
+pub fn settled_traffic(handle: &engine::Handle, name: &str, want: (u64, u64)) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let t = user_traffic(handle, name);
+        if (t.uplink, t.downlink) == want || Instant::now() > deadline {
+            return (t.uplink, t.downlink);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -29,7 +29,10 @@ const MEASURED: usize = 100 << 20;
 const CHUNK: usize = 16 * 1024;
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[test]
@@ -119,15 +122,19 @@ fn relaying_allocates_far_less_than_once_per_chunk_and_the_codec_never() {
     // The codec alone: exactly zero. Stop the engine first, since its idle executors still
     // allocate (timers) and the counter sees every thread.
     handle.stop(std::time::Duration::from_secs(1));
-    let request = ClientRequest { salt: &[3u8; 32], ..request };
+    let request = ClientRequest {
+        salt: &[3u8; 32],
+        ..request
+    };
     let mut wire = vec![0u8; 4096];
     let (n, mut sealer, _) = request.encode(b"x", now(), &mut wire);
     let keys = proto::shadowsocks::UserKeys::new(m, Some(PSK), [(0, USER)]).unwrap();
     let mut filter = proto::shadowsocks::SaltFilter::new(60, 16);
     let before_codec = dhat::HeapStats::get();
     let mut hs = proto::shadowsocks::tcp::ServerHandshake::new();
-    let proto::shadowsocks::tcp::Handshake::Done(req) =
-        hs.advance(&keys, &mut wire[..n], now(), None, &mut filter).unwrap()
+    let proto::shadowsocks::tcp::Handshake::Done(req) = hs
+        .advance(&keys, &mut wire[..n], now(), None, &mut filter)
+        .unwrap()
     else {
         panic!("handshake incomplete")
     };
@@ -145,5 +152,9 @@ fn relaying_allocates_far_less_than_once_per_chunk_and_the_codec_never() {
     let after = dhat::HeapStats::get();
     let per_connection = after_setup.total_blocks - before_codec.total_blocks;
     eprintln!("codec: {per_connection} allocations per connection set-up");
-    assert_eq!(after.total_blocks - after_setup.total_blocks, 0, "the codec allocated per chunk");
+    assert_eq!(
+        after.total_blocks - after_setup.total_blocks,
+        0,
+        "the codec allocated per chunk"
+    );
 }

@@ -21,7 +21,10 @@ const USER_2022: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 const USER_2017: &str = "correct horse battery staple";
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// An echo server that counts the connections it accepted.
@@ -68,12 +71,20 @@ fn server() -> Server {
     }));
     let ss2022 = handle.local_addr("2022").unwrap();
     let ss2017 = handle.local_addr("2017").unwrap();
-    Server { handle, ss2022, ss2017 }
+    Server {
+        handle,
+        ss2022,
+        ss2017,
+    }
 }
 
 impl Server {
     fn open_connections(&self) -> u64 {
-        self.handle.inbound_stats().iter().map(|i| i.traffic.open).sum()
+        self.handle
+            .inbound_stats()
+            .iter()
+            .map(|i| i.traffic.open)
+            .sum()
     }
 
     /// Waits until the engine holds no connection.
@@ -92,7 +103,8 @@ fn assert_silent_until_deadline(addr: SocketAddr, bytes: &[u8]) {
     let start = Instant::now();
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(bytes).unwrap();
-    s.set_read_timeout(Some(DEADLINE - Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(DEADLINE - Duration::from_millis(500)))
+        .unwrap();
     let mut buf = [0u8; 64];
     match s.read(&mut buf) {
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -108,7 +120,10 @@ fn assert_silent_until_deadline(addr: SocketAddr, bytes: &[u8]) {
         Err(e) => panic!("no close after the deadline: {e}"),
     }
     let took = start.elapsed();
-    assert!(took >= DEADLINE && took < DEADLINE + Duration::from_secs(2), "closed after {took:?}");
+    assert!(
+        took >= DEADLINE && took < DEADLINE + Duration::from_secs(2),
+        "closed after {took:?}"
+    );
 }
 
 fn request_2022(target: SocketAddr, ts: u64, padding: usize, user: &str) -> Vec<u8> {
@@ -156,11 +171,22 @@ fn wrong_key() {
     let m = Method::Aes256Gcm;
     let key = Key::from_password(m, "wrong password").unwrap();
     let salt: [u8; 32] = rand::random();
-    let req = ClientRequest { method: m, key: &key, identity: None, salt: &salt, target: &TargetAddr::Ip(echo), padding: 0 };
+    let req = ClientRequest {
+        method: m,
+        key: &key,
+        identity: None,
+        salt: &salt,
+        target: &TargetAddr::Ip(echo),
+        padding: 0,
+    };
     let mut out = vec![0u8; 4096];
     let (n, _, _) = req.encode(b"ping", now(), &mut out);
     assert_silent_until_deadline(srv.ss2017, &out[..n]);
-    assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing may be forwarded");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "nothing may be forwarded"
+    );
     srv.assert_freed();
 }
 
@@ -174,11 +200,18 @@ fn replayed_salt() {
     s.write_all(&wire).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 256];
-    assert!(s.read(&mut buf).unwrap() > 0, "genuine request gets a response");
+    assert!(
+        s.read(&mut buf).unwrap() > 0,
+        "genuine request gets a response"
+    );
     drop(s);
     // The same bytes again are a replay.
     assert_silent_until_deadline(srv.ss2022, &wire);
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the replay must not reach the destination");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the replay must not reach the destination"
+    );
     srv.assert_freed();
 }
 
@@ -236,7 +269,8 @@ fn engine_serves_after_bad_input() {
         s.write_all(&junk).unwrap();
     }
     let mut s = TcpStream::connect(srv.ss2022).unwrap();
-    s.write_all(&request_2022(echo, now(), 0, USER_2022)).unwrap();
+    s.write_all(&request_2022(echo, now(), 0, USER_2022))
+        .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 256];
     assert!(s.read(&mut buf).unwrap() > 0);

@@ -1,0 +1,106 @@
+//! Engine lifecycle: graceful stop (stop accepting, let live connections finish within the
+//! grace period, then close them) and port-0 inbounds sharing one port across workers.
+
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use e2e::*;
+use proto::shadowsocks::Method;
+use serde_json::json;
+
+const PSK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const USER: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+fn engine() -> engine::Handle {
+    start_engine(json!({
+        "workers": 2,
+        "outbound": {"allow_loopback": true},
+        "inbounds": [{"tag": "ss", "listen": "127.0.0.1:0", "protocol": "shadowsocks",
+            "settings": {"method": "2022-blake3-aes-256-gcm", "psk": PSK, "users": [{"name": "u", "password": USER}]}}],
+    }))
+}
+
+fn client(handle: &engine::Handle, echo: std::net::SocketAddr) -> SsClient {
+    let server = handle.local_addr("ss").unwrap();
+    let mut c = SsClient::connect(
+        server,
+        Method::Blake3Aes256Gcm,
+        USER,
+        Some(PSK),
+        echo,
+        b"hello",
+    )
+    .unwrap();
+    assert_eq!(c.recv_exact(5).unwrap(), b"hello");
+    c
+}
+
+#[test]
+fn stop_refuses_new_connections_lets_live_ones_finish_then_closes_them() {
+    let handle = engine();
+    let echo = tcp_echo();
+    let server = handle.local_addr("ss").unwrap();
+    let mut live = client(&handle, echo);
+
+    let h = handle.clone();
+    let started = Instant::now();
+    let stopper = thread::spawn(move || h.stop(Duration::from_secs(3)));
+    thread::sleep(Duration::from_millis(300));
+
+    // Listeners are closed at once.
+    assert!(
+        TcpStream::connect(server).is_err(),
+        "a stopping engine must not accept"
+    );
+    // The live connection still relays during the grace period.
+    live.send(b"still here").unwrap();
+    assert_eq!(live.recv_exact(10).unwrap(), b"still here");
+    // At the end of the grace period it is closed, and stop returns.
+    live.stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    live.expect_closed().unwrap();
+    stopper.join().unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(6),
+        "stop took {took:?}"
+    );
+}
+
+#[test]
+fn stop_returns_early_when_connections_finish() {
+    let handle = engine();
+    let echo = tcp_echo();
+    let live = client(&handle, echo);
+    let h = handle.clone();
+    let started = Instant::now();
+    let stopper = thread::spawn(move || h.stop(Duration::from_secs(30)));
+    thread::sleep(Duration::from_millis(200));
+    drop(live);
+    stopper.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stop waited for nothing"
+    );
+    // Stopping again is a no-op.
+    handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn port_zero_is_one_port_for_every_worker() {
+    let handle = engine();
+    let echo = tcp_echo();
+    // Many connections land on both workers; all reach the same inbound and user.
+    for _ in 0..40 {
+        let mut c = client(&handle, echo);
+        c.send(b"x").unwrap();
+        assert_eq!(c.recv_exact(1).unwrap(), b"x");
+    }
+    assert_eq!(
+        settled_traffic(&handle, "u", (40 * 6, 40 * 6)),
+        (40 * 6, 40 * 6)
+    );
+    handle.stop(Duration::from_secs(1));
+}
