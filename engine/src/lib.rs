@@ -6,38 +6,42 @@
 //!                 per-worker counters ◄── relay (pooled buffers, in-place AEAD) ─► outbound
 //! ```
 //!
-//! [`Engine::start`] validates nothing itself (a [`Config`] is valid by construction through
-//! [`Config::load`] / [`Config::from_json`]), binds every listener on the calling thread and
-//! starts one pinned glommio executor per worker. The returned [`Handle`] is cheap to clone,
-//! `Send + Sync`, and is how embedders and the panel talk to the engine.
+//! [`Engine::start`] takes a validated [`Config`] (see [`Config::load`] /
+//! [`Config::from_json`]), binds every listener on the calling thread and starts one pinned
+//! glommio executor per worker. The returned [`Handle`] is cheap to clone, `Send + Sync`, and is
+//! how embedders and the panel drive the engine while it carries traffic: users are added,
+//! updated and removed in batches, inbounds are applied as a whole, counters are read.
 //!
 //! See `docs/ARCHITECTURE.md` for the code map and invariants.
 
 pub mod buffer;
 pub mod config;
+mod control;
 pub mod counters;
 mod inbound;
 pub mod links;
 pub mod outbound;
 pub mod runtime;
+pub mod users;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use config::{Config, ConfigError};
 use counters::Traffic;
 pub use counters::TrafficStats;
 use outbound::DestinationPolicy;
-use proto::shadowsocks::{SaltFilter, UserKeys};
 use runtime::Signal;
+pub use users::Limits;
+use users::Registry;
 
-/// Why the engine could not start.
+/// Why the engine could not start, or a control operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum EngineError {
     /// A listener could not be bound.
     #[error("inbound {tag:?}: cannot bind {network} {addr}: {source}")]
     Bind {
@@ -53,6 +57,33 @@ pub enum StartError {
     /// The executors could not be started (io_uring unavailable, memlock limit, ...).
     #[error("cannot start workers: {0}")]
     Runtime(io::Error),
+    /// A configuration (inbounds) was invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A user batch named an inbound that does not exist.
+    #[error("user {user:?}: no inbound tagged {tag:?}")]
+    UnknownInbound {
+        /// User name.
+        user: String,
+        /// Inbound tag.
+        tag: String,
+    },
+    /// A user's credential is not valid for an inbound.
+    #[error("user {user:?} on inbound {tag:?}: {message}")]
+    BadCredential {
+        /// User name.
+        user: String,
+        /// Inbound tag.
+        tag: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A user batch is malformed (empty or duplicate names).
+    #[error("user batch: {0}")]
+    BadBatch(String),
+    /// The engine has been stopped.
+    #[error("the engine is stopped")]
+    Stopped,
 }
 
 /// Statistics of one user, summed over every inbound and worker.
@@ -60,9 +91,15 @@ pub enum StartError {
 pub struct UserStats {
     /// User name.
     pub name: String,
-    /// Bytes moved.
+    /// Bytes moved and connections open.
     #[serde(flatten)]
     pub traffic: TrafficStats,
+    /// Whether the user can connect now (false once removed).
+    pub active: bool,
+    /// Distinct source addresses connected now.
+    pub source_ips: Vec<IpAddr>,
+    /// Last activity, Unix seconds.
+    pub last_seen: Option<u64>,
 }
 
 /// Statistics of one inbound.
@@ -70,9 +107,46 @@ pub struct UserStats {
 pub struct InboundStats {
     /// Inbound tag.
     pub tag: String,
-    /// Bytes moved.
+    /// Bytes moved and connections open.
     #[serde(flatten)]
     pub traffic: TrafficStats,
+}
+
+/// One user of a batch: their credential on each inbound they may use, and their limits.
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// Unique name; counters are kept per name.
+    pub name: String,
+    /// The inbounds the user may use (exactly these: the user is taken off any other).
+    pub inbounds: Vec<UserInbound>,
+    /// Limits enforced by the engine.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A user's credential on one inbound.
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct UserInbound {
+    /// Inbound tag.
+    pub tag: String,
+    /// Password or key, as the inbound's protocol expects it.
+    pub password: String,
+}
+
+/// Where the engine reads the time (Unix seconds). Tests inject their own.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Options beyond the configuration.
+#[derive(Clone, Default)]
+pub struct EngineOptions {
+    /// Replaces the system clock (for tests of time-dependent behaviour).
+    pub clock: Option<Clock>,
 }
 
 /// The engine entry point.
@@ -80,52 +154,15 @@ pub struct Engine;
 
 impl Engine {
     /// Binds every inbound and starts the workers.
-    pub fn start(config: Config) -> Result<Handle, StartError> {
+    pub fn start(config: Config) -> Result<Handle, EngineError> {
+        Engine::start_with(config, EngineOptions::default())
+    }
+
+    /// [`Engine::start`] with options.
+    pub fn start_with(config: Config, options: EngineOptions) -> Result<Handle, EngineError> {
         let workers = config.worker_count();
-        let mut users = UserRegistry::default();
-        let mut inbounds = Vec::new();
-        let mut sockets: Vec<Vec<InboundSockets>> = (0..workers).map(|_| Vec::new()).collect();
-        for ib in &config.inbounds {
-            let (tcp, udp, local_addr) = bind_inbound(ib, workers)?;
-            for (w, (t, u)) in tcp.into_iter().zip(udp).enumerate() {
-                sockets[w].push(InboundSockets { tcp: t, udp: u });
-            }
-            let kind = match &ib.protocol {
-                config::ProtocolConfig::Shadowsocks(ss) => {
-                    let method = ss.method();
-                    let ids: Vec<u32> = ss
-                        .users
-                        .iter()
-                        .map(|u| users.intern(&u.name, workers))
-                        .collect();
-                    let keys = UserKeys::new(
-                        method,
-                        ss.psk.as_deref(),
-                        ids.iter()
-                            .zip(&ss.users)
-                            .map(|(&id, u)| (id, u.password.as_str())),
-                    )
-                    .expect("validated by Config");
-                    // 2022 salts carry timestamps (+-30 s), so 60 s of exact memory is complete;
-                    // AEAD (2017) salts have no time, so their set is capped.
-                    let (ttl, cap) = if method.is_2022() {
-                        (60, usize::MAX)
-                    } else {
-                        (300, 1 << 20)
-                    };
-                    InboundKind::Shadowsocks(inbound::shadowsocks::Inbound {
-                        keys,
-                        salts: Mutex::new(SaltFilter::new(ttl, cap)),
-                    })
-                }
-            };
-            inbounds.push(InboundShared {
-                tag: ib.tag.clone(),
-                local_addr,
-                traffic: Traffic::new(workers),
-                kind,
-            });
-        }
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| flume::unbounded()).unzip();
         let t = &config.timeouts;
         let shared = Arc::new(Shared {
             workers,
@@ -136,72 +173,35 @@ impl Engine {
                 idle: Duration::from_secs(t.idle_secs),
                 udp_session: Duration::from_secs(t.udp_session_secs),
             },
-            inbounds,
-            users,
+            users: Registry::default(),
+            inbounds: RwLock::new(Vec::new()),
+            inbound_traffic: Mutex::new(HashMap::new()),
+            control: senders,
+            control_lock: Mutex::new(()),
             stop: Signal::new(),
             close: Signal::new(),
-            sockets: Mutex::new(sockets.into_iter().map(Some).collect()),
+            clock: options.clock.unwrap_or_else(|| Arc::new(system_now)),
+            next_id: AtomicU64::new(1),
         });
+        control::apply_inbounds(&shared, config.inbounds.clone())?;
+        let receivers = Arc::new(Mutex::new(
+            receivers.into_iter().map(Some).collect::<Vec<_>>(),
+        ));
         let s = Arc::clone(&shared);
         let pool = runtime::start_workers(workers, move |index| {
             let s = Arc::clone(&s);
-            async move { inbound::run_worker(s, index).await }
+            let rx = receivers.lock().expect("not poisoned")[index]
+                .take()
+                .expect("taken once");
+            async move { inbound::run_worker(s, index, rx).await }
         })
-        .map_err(StartError::Runtime)?;
-        tracing::info!(workers, inbounds = shared.inbounds.len(), "engine started");
+        .map_err(EngineError::Runtime)?;
+        tracing::info!(workers, inbounds = config.inbounds.len(), "engine started");
         Ok(Handle {
             shared,
             workers: Arc::new(Mutex::new(Some(pool))),
         })
     }
-}
-
-/// Binds one inbound's sockets for every worker: the first bind picks the port (when the
-/// configured port is 0) and the rest reuse it.
-#[allow(clippy::type_complexity)]
-fn bind_inbound(
-    ib: &config::InboundConfig,
-    workers: usize,
-) -> Result<(Vec<Option<OwnedFd>>, Vec<Option<OwnedFd>>, SocketAddr), StartError> {
-    use config::Network;
-    let mut addr = ib.listen;
-    let mut tcp = Vec::new();
-    let mut udp = Vec::new();
-    let err = |network, addr, source| StartError::Bind {
-        tag: ib.tag.clone(),
-        network,
-        addr,
-        source,
-    };
-    for _ in 0..workers {
-        if ib.network.contains(&Network::Tcp) {
-            let fd = runtime::tcp_listener_socket(addr).map_err(|e| err(Network::Tcp, addr, e))?;
-            if addr.port() == 0 {
-                addr = socket2::SockRef::from(&fd)
-                    .local_addr()
-                    .ok()
-                    .and_then(|a| a.as_socket())
-                    .unwrap_or(addr);
-            }
-            tcp.push(Some(fd));
-        } else {
-            tcp.push(None);
-        }
-        if ib.network.contains(&Network::Udp) {
-            let fd = runtime::udp_socket(addr).map_err(|e| err(Network::Udp, addr, e))?;
-            if addr.port() == 0 {
-                addr = socket2::SockRef::from(&fd)
-                    .local_addr()
-                    .ok()
-                    .and_then(|a| a.as_socket())
-                    .unwrap_or(addr);
-            }
-            udp.push(Some(fd));
-        } else {
-            udp.push(None);
-        }
-    }
-    Ok((tcp, udp, addr))
 }
 
 /// A running engine. Cheap to clone; every clone controls the same engine.
@@ -214,11 +214,7 @@ pub struct Handle {
 impl Handle {
     /// The address an inbound actually listens on (its port resolved when configured as 0).
     pub fn local_addr(&self, tag: &str) -> Option<SocketAddr> {
-        self.shared
-            .inbounds
-            .iter()
-            .find(|i| i.tag == tag)
-            .map(|i| i.local_addr)
+        self.shared.inbound(tag).map(|i| i.local_addr)
     }
 
     /// Number of workers (executors) running.
@@ -226,29 +222,67 @@ impl Handle {
         self.shared.workers
     }
 
-    /// Monotonic traffic of every user since the engine started.
+    /// Adds users or updates them (credentials per inbound, limits), as one batch: either the
+    /// whole batch is valid and applied, or nothing changes. A user taken off an inbound has
+    /// their connections on it closed.
+    pub fn upsert_users(&self, users: Vec<UserSpec>) -> Result<(), EngineError> {
+        self.check_running()?;
+        control::upsert_users(&self.shared, users)
+    }
+
+    /// Removes users: they can no longer connect and their open connections and UDP sessions
+    /// close at once. Their counters stay readable. Returns how many of the names were known.
+    pub fn remove_users(&self, names: &[String]) -> Result<usize, EngineError> {
+        self.check_running()?;
+        Ok(control::remove_users(&self.shared, names))
+    }
+
+    /// Makes the set of inbounds equal to `inbounds`: new tags are bound, missing tags are
+    /// closed (with their connections), tags whose settings changed are rebound. Inbounds whose
+    /// settings are unchanged keep their listeners and connections. Users listed in an
+    /// inbound's settings are added to it; users added through [`Handle::upsert_users`] keep
+    /// their place on inbounds that remain.
+    pub fn apply_inbounds(&self, inbounds: Vec<config::InboundConfig>) -> Result<(), EngineError> {
+        self.check_running()?;
+        let candidate = Config {
+            inbounds: inbounds.clone(),
+            ..Config::default()
+        };
+        candidate.validate()?;
+        control::apply_inbounds(&self.shared, inbounds)
+    }
+
+    /// Monotonic traffic and online state of every user the engine has known.
     pub fn user_stats(&self) -> Vec<UserStats> {
         self.shared
             .users
-            .list
+            .all()
             .iter()
             .map(|u| UserStats {
                 name: u.name.clone(),
                 traffic: u.traffic.read(),
+                active: u.is_active(),
+                source_ips: u.source_ips(),
+                last_seen: u.last_seen(),
             })
             .collect()
     }
 
-    /// Monotonic traffic of every inbound since the engine started.
+    /// Monotonic traffic of every inbound the engine has had, by tag.
     pub fn inbound_stats(&self) -> Vec<InboundStats> {
-        self.shared
-            .inbounds
+        let mut v: Vec<InboundStats> = self
+            .shared
+            .inbound_traffic
+            .lock()
+            .expect("not poisoned")
             .iter()
-            .map(|i| InboundStats {
-                tag: i.tag.clone(),
-                traffic: i.traffic.read(),
+            .map(|(tag, t)| InboundStats {
+                tag: tag.clone(),
+                traffic: t.read(),
             })
-            .collect()
+            .collect();
+        v.sort_by(|a, b| a.tag.cmp(&b.tag));
+        v
     }
 
     /// Stops gracefully: listeners close at once, live connections get `grace` to finish and
@@ -271,11 +305,18 @@ impl Handle {
         let _ = timer.join();
         tracing::info!("engine stopped");
     }
-}
 
-struct InboundSockets {
-    tcp: Option<OwnedFd>,
-    udp: Option<OwnedFd>,
+    /// Whether [`Handle::stop`] has been called.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stop.is_fired()
+    }
+
+    fn check_running(&self) -> Result<(), EngineError> {
+        if self.shared.stop.is_fired() {
+            return Err(EngineError::Stopped);
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct RuntimeTimeouts {
@@ -285,65 +326,45 @@ pub(crate) struct RuntimeTimeouts {
     udp_session: Duration,
 }
 
-/// State every worker can read. Written only at start (and by control messages later).
+/// State every worker can read. Changed only by control operations.
 pub(crate) struct Shared {
     workers: usize,
     policy: DestinationPolicy,
     timeouts: RuntimeTimeouts,
-    inbounds: Vec<InboundShared>,
-    users: UserRegistry,
+    users: Registry,
+    /// The current inbounds.
+    inbounds: RwLock<Vec<Arc<inbound::InboundShared>>>,
+    /// Counters by inbound tag, kept across replacement and removal (monotonic).
+    inbound_traffic: Mutex<HashMap<String, Arc<Traffic>>>,
+    /// One control channel per worker.
+    control: Vec<flume::Sender<inbound::Control>>,
+    /// Serialises control operations.
+    control_lock: Mutex<()>,
     /// Fired to stop accepting.
     stop: Signal,
     /// Fired when the grace period is over: live connections close.
     close: Signal,
-    /// Each worker takes its listening sockets once.
-    sockets: Mutex<Vec<Option<Vec<InboundSockets>>>>,
+    clock: Clock,
+    next_id: AtomicU64,
 }
 
-pub(crate) struct InboundShared {
-    tag: String,
-    local_addr: SocketAddr,
-    traffic: Traffic,
-    kind: InboundKind,
-}
-
-pub(crate) enum InboundKind {
-    Shadowsocks(inbound::shadowsocks::Inbound),
-}
-
-/// Users by engine-assigned id (the codecs' `UserId`).
-#[derive(Default)]
-pub(crate) struct UserRegistry {
-    list: Vec<UserRecord>,
-    by_name: HashMap<String, u32>,
-}
-
-pub(crate) struct UserRecord {
-    name: String,
-    traffic: Traffic,
-}
-
-impl UserRegistry {
-    fn intern(&mut self, name: &str, workers: usize) -> u32 {
-        if let Some(&id) = self.by_name.get(name) {
-            return id;
-        }
-        let id = self.list.len() as u32;
-        self.list.push(UserRecord {
-            name: name.to_owned(),
-            traffic: Traffic::new(workers),
-        });
-        self.by_name.insert(name.to_owned(), id);
-        id
+impl Shared {
+    fn inbound(&self, tag: &str) -> Option<Arc<inbound::InboundShared>> {
+        self.inbounds
+            .read()
+            .expect("not poisoned")
+            .iter()
+            .find(|i| i.tag == tag)
+            .cloned()
     }
 
-    fn get(&self, id: u32) -> &UserRecord {
-        &self.list[id as usize]
+    /// Unix seconds from the engine's clock.
+    pub(crate) fn now(&self) -> u64 {
+        (self.clock)()
     }
 }
 
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
+fn system_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

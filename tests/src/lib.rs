@@ -461,6 +461,19 @@ impl SsClient {
         target: SocketAddr,
         first: &[u8],
     ) -> io::Result<SsClient> {
+        Self::connect_from(None, server, method, user_key, psk, target, first)
+    }
+
+    /// [`SsClient::connect`] from a chosen local address (e.g. 127.0.0.2).
+    pub fn connect_from(
+        local: Option<std::net::IpAddr>,
+        server: SocketAddr,
+        method: proto::shadowsocks::Method,
+        user_key: &str,
+        psk: Option<&str>,
+        target: SocketAddr,
+        first: &[u8],
+    ) -> io::Result<SsClient> {
         use proto::shadowsocks::{tcp::ClientRequest, Key};
         let key = Key::from_password(method, user_key).expect("valid key");
         let identity = psk.map(|p| Key::from_password(method, p).expect("valid psk"));
@@ -480,7 +493,19 @@ impl SsClient {
         };
         let mut out = vec![0u8; first.len() + 1024];
         let (n, sealer, opener) = req.encode(first, now, &mut out);
-        let mut stream = TcpStream::connect(server)?;
+        let mut stream = match local {
+            None => TcpStream::connect(server)?,
+            Some(ip) => {
+                let s = socket2::Socket::new(
+                    socket2::Domain::for_address(server),
+                    socket2::Type::STREAM,
+                    None,
+                )?;
+                s.bind(&SocketAddr::new(ip, 0).into())?;
+                s.connect(&server.into())?;
+                s.into()
+            }
+        };
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.write_all(&out[..n])?;
         Ok(SsClient {
@@ -549,6 +574,18 @@ impl SsClient {
         }
     }
 
+    /// A second handle that reads and opens the response stream on its own thread.
+    pub fn try_clone_reader(&mut self) -> SsReader {
+        let opener = std::mem::replace(&mut self.opener, dead_opener());
+        SsReader {
+            stream: self.stream.try_clone().expect("clone"),
+            opener,
+            buf: vec![0u8; 256 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+
     /// The underlying stream (for timeouts).
     pub fn stream(&self) -> &TcpStream {
         &self.stream
@@ -566,5 +603,61 @@ pub fn settled_traffic(handle: &engine::Handle, name: &str, want: (u64, u64)) ->
             return (t.uplink, t.downlink);
         }
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An opener that will never be used (the real one moved to an [`SsReader`]).
+fn dead_opener() -> proto::shadowsocks::tcp::StreamOpener {
+    use proto::shadowsocks::{tcp::ClientRequest, Key, Method};
+    let key = Key::from_bytes(&[0; 16]);
+    let req = ClientRequest {
+        method: Method::Aes128Gcm,
+        key: &key,
+        identity: None,
+        salt: &[0; 16],
+        target: &proto::TargetAddr::Ip(([127, 0, 0, 1], 9).into()),
+        padding: 0,
+    };
+    req.encode(b"", 0, &mut [0u8; 128]).2
+}
+
+/// The receiving half of an [`SsClient`].
+pub struct SsReader {
+    stream: TcpStream,
+    opener: proto::shadowsocks::tcp::StreamOpener,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl SsReader {
+    /// Receives the next chunk's payload; returns its length (0 is never returned: EOF is an
+    /// error).
+    pub fn recv_some(&mut self) -> io::Result<usize> {
+        use proto::shadowsocks::tcp::Opened;
+        loop {
+            match self
+                .opener
+                .open(&mut self.buf[self.start..self.end], 0)
+                .map_err(io::Error::other)?
+            {
+                Opened::Chunk { payload, consumed } => {
+                    self.start += consumed;
+                    if !payload.is_empty() {
+                        return Ok(payload.len());
+                    }
+                }
+                Opened::NeedMore => {
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
+                    let r = self.stream.read(&mut self.buf[self.end..])?;
+                    if r == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+                    }
+                    self.end += r;
+                }
+            }
+        }
     }
 }

@@ -1,20 +1,131 @@
-//! Inbounds: what each worker runs for each configured listener.
+//! Inbounds: what each worker runs for each listener, and the worker itself.
 
 pub(crate) mod shadowsocks;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::buffer::BufferPool;
-use crate::runtime;
-use crate::{InboundKind, Shared};
+use crate::config::{InboundConfig, ProtocolConfig};
+use crate::counters::Traffic;
+use crate::runtime::{self, Signal};
+use crate::Shared;
 
 /// Size of relay buffers: a whole 2022 chunk (64 KiB + headers) plus room to read ahead.
 pub(crate) const RELAY_BUFFER: usize = 128 * 1024;
+
+/// One inbound, as every worker sees it. Replaced as a whole when its settings change.
+pub(crate) struct InboundShared {
+    /// Unique for the engine's lifetime (a replaced inbound gets a new id).
+    pub(crate) id: u64,
+    pub(crate) tag: String,
+    pub(crate) settings_key: String,
+    /// The configured listen address (port possibly 0).
+    pub(crate) listen: SocketAddr,
+    /// The address actually bound.
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) traffic: Arc<Traffic>,
+    /// Fired when the inbound is removed or replaced: its listeners and connections close.
+    pub(crate) closed: Signal,
+    /// User id to credential (control path only).
+    pub(crate) credentials: std::sync::Mutex<BTreeMap<u32, String>>,
+    pub(crate) kind: InboundKind,
+}
+
+pub(crate) enum InboundKind {
+    Shadowsocks(shadowsocks::Inbound),
+}
+
+/// A compiled key table, ready to install.
+pub(crate) enum Keys {
+    Shadowsocks(proto::shadowsocks::UserKeys),
+}
+
+impl InboundShared {
+    pub(crate) fn new(
+        id: u64,
+        c: &InboundConfig,
+        settings_key: String,
+        local_addr: SocketAddr,
+        traffic: Arc<Traffic>,
+    ) -> InboundShared {
+        let kind = match &c.protocol {
+            ProtocolConfig::Shadowsocks(ss) => {
+                InboundKind::Shadowsocks(shadowsocks::Inbound::new(ss))
+            }
+        };
+        InboundShared {
+            id,
+            tag: c.tag.clone(),
+            settings_key,
+            listen: c.listen,
+            local_addr,
+            traffic,
+            closed: Signal::new(),
+            credentials: std::sync::Mutex::new(BTreeMap::new()),
+            kind,
+        }
+    }
+
+    /// Checks one credential against this inbound's protocol.
+    pub(crate) fn check_credential(&self, password: &str) -> Result<(), String> {
+        match &self.kind {
+            InboundKind::Shadowsocks(ss) => ss.check_credential(password),
+        }
+    }
+
+    /// Builds the key table for `credentials`; on error, the user at fault and why.
+    pub(crate) fn build_keys(
+        &self,
+        credentials: &BTreeMap<u32, String>,
+    ) -> Result<Keys, (u32, String)> {
+        match &self.kind {
+            InboundKind::Shadowsocks(ss) => ss.build_keys(credentials).map(Keys::Shadowsocks),
+        }
+    }
+
+    pub(crate) fn install_keys(&self, keys: Keys) {
+        match (&self.kind, keys) {
+            (InboundKind::Shadowsocks(ss), Keys::Shadowsocks(k)) => ss.keys.store(Arc::new(k)),
+        }
+    }
+
+    /// Whether `user` may use this inbound now.
+    pub(crate) fn has_user(&self, user: u32) -> bool {
+        match &self.kind {
+            InboundKind::Shadowsocks(ss) => ss.keys.load().contains(user),
+        }
+    }
+}
+
+/// One worker's listening sockets for one inbound.
+#[derive(Default)]
+pub(crate) struct InboundSockets {
+    pub(crate) tcp: Option<OwnedFd>,
+    pub(crate) udp: Option<OwnedFd>,
+}
+
+/// Messages from control operations to each worker.
+pub(crate) enum Control {
+    /// Start serving an inbound on these sockets.
+    Serve {
+        inbound: Arc<InboundShared>,
+        sockets: InboundSockets,
+    },
+    /// Close `user`'s connections (on one inbound, or everywhere).
+    Kick { user: u32, inbound: Option<u64> },
+}
+
+struct ConnEntry {
+    user: u32,
+    inbound: u64,
+    kill: Signal,
+}
 
 /// Per-worker state: owned by one executor, never shared.
 pub(crate) struct WorkerCtx {
@@ -23,18 +134,23 @@ pub(crate) struct WorkerCtx {
     pub(crate) buffers: Rc<BufferPool>,
     /// Live connections and UDP sessions on this worker.
     pub(crate) live: Cell<usize>,
+    /// Unix seconds, refreshed by a ticker (cheap to read per chunk).
+    pub(crate) now: Cell<u64>,
     /// The user last authenticated from each source address, per inbound: tried first.
-    hints: RefCell<HashMap<(usize, IpAddr), u32>>,
+    hints: RefCell<HashMap<(u64, IpAddr), u32>>,
+    /// Authenticated connections and sessions, so that a kick can close them.
+    conns: RefCell<HashMap<u64, ConnEntry>>,
+    next_conn: Cell<u64>,
 }
 
 const MAX_HINTS: usize = 1 << 16;
 
 impl WorkerCtx {
-    pub(crate) fn hint(&self, inbound: usize, ip: IpAddr) -> Option<u32> {
+    pub(crate) fn hint(&self, inbound: u64, ip: IpAddr) -> Option<u32> {
         self.hints.borrow().get(&(inbound, ip)).copied()
     }
 
-    pub(crate) fn remember(&self, inbound: usize, ip: IpAddr, user: u32) {
+    pub(crate) fn remember(&self, inbound: u64, ip: IpAddr, user: u32) {
         let mut h = self.hints.borrow_mut();
         if h.len() >= MAX_HINTS {
             h.clear();
@@ -42,56 +158,152 @@ impl WorkerCtx {
         h.insert((inbound, ip), user);
     }
 
-    /// Counts a connection or session of inbound `inbound` as live until the guard drops.
-    pub(crate) fn live_guard(self: &Rc<Self>, inbound: usize) -> LiveGuard {
+    /// Counts a connection or session of `inbound` as live until the guard drops.
+    pub(crate) fn live_guard(self: &Rc<Self>, inbound: &Arc<InboundShared>) -> LiveGuard {
         self.live.set(self.live.get() + 1);
-        self.shared.inbounds[inbound].traffic.opened(self.index);
-        LiveGuard(Rc::clone(self), inbound)
+        inbound.traffic.opened(self.index);
+        LiveGuard {
+            ctx: Rc::clone(self),
+            inbound: Arc::clone(inbound),
+        }
+    }
+
+    /// Registers an authenticated connection of `user` on `inbound`; the returned guard's
+    /// signal fires when the user is kicked. `None` if the user lost access meanwhile.
+    pub(crate) fn register(
+        self: &Rc<Self>,
+        user: u32,
+        inbound: &InboundShared,
+    ) -> Option<Registration> {
+        let id = self.next_conn.get();
+        self.next_conn.set(id + 1);
+        let kill = Signal::new();
+        self.conns.borrow_mut().insert(
+            id,
+            ConnEntry {
+                user,
+                inbound: inbound.id,
+                kill: kill.clone(),
+            },
+        );
+        let reg = Registration {
+            ctx: Rc::clone(self),
+            id,
+            kill,
+        };
+        // A kick processed before the insert above found nothing to close: re-check access.
+        if !self.shared.users.get(user).is_active() || !inbound.has_user(user) {
+            return None;
+        }
+        Some(reg)
+    }
+
+    fn kick(&self, user: u32, inbound: Option<u64>) {
+        for c in self.conns.borrow().values() {
+            if c.user == user && inbound.is_none_or(|i| i == c.inbound) {
+                c.kill.fire();
+            }
+        }
     }
 }
 
-pub(crate) struct LiveGuard(Rc<WorkerCtx>, usize);
+pub(crate) struct LiveGuard {
+    ctx: Rc<WorkerCtx>,
+    inbound: Arc<InboundShared>,
+}
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.live.set(self.0.live.get() - 1);
-        self.0.shared.inbounds[self.1].traffic.closed(self.0.index);
+        self.ctx.live.set(self.ctx.live.get() - 1);
+        self.inbound.traffic.closed(self.ctx.index);
     }
 }
 
-/// The body of one worker: adopt its sockets, serve until stopped, drain, exit.
-pub(crate) async fn run_worker(shared: Arc<Shared>, index: usize) {
-    let sockets = shared.sockets.lock().expect("not poisoned")[index]
-        .take()
-        .unwrap_or_default();
+/// An authenticated connection's entry in the worker's table.
+pub(crate) struct Registration {
+    ctx: Rc<WorkerCtx>,
+    id: u64,
+    /// Fires when the connection must close (user removed or taken off the inbound).
+    pub(crate) kill: Signal,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.ctx.conns.borrow_mut().remove(&self.id);
+    }
+}
+
+/// Runs `fut` until it finishes or any of the connection's end conditions fires: the engine's
+/// grace period ends, the inbound closes, or (when given) the connection is killed.
+pub(crate) async fn until_closed<F: std::future::Future<Output = ()>>(
+    ctx: &WorkerCtx,
+    inbound: &InboundShared,
+    kill: Option<&Signal>,
+    fut: F,
+) {
+    let ends = async {
+        futures_lite::future::or(ctx.shared.close.wait(), inbound.closed.wait()).await;
+    };
+    match kill {
+        Some(k) => futures_lite::future::or(fut, futures_lite::future::or(ends, k.wait())).await,
+        None => futures_lite::future::or(fut, ends).await,
+    }
+}
+
+/// The body of one worker: serve inbounds as control messages arrive, stop when told, drain.
+pub(crate) async fn run_worker(
+    shared: Arc<Shared>,
+    index: usize,
+    control: flume::Receiver<Control>,
+) {
     let ctx = Rc::new(WorkerCtx {
         index,
         shared: Arc::clone(&shared),
         buffers: BufferPool::new(RELAY_BUFFER, 1024),
         live: Cell::new(0),
+        now: Cell::new(shared.now()),
         hints: RefCell::new(HashMap::new()),
+        conns: RefCell::new(HashMap::new()),
+        next_conn: Cell::new(0),
     });
-    for (i, s) in sockets.into_iter().enumerate() {
-        match &shared.inbounds[i].kind {
-            InboundKind::Shadowsocks(_) => {
-                if let Some(fd) = s.tcp {
-                    runtime::spawn(shadowsocks::serve_tcp(
-                        Rc::clone(&ctx),
-                        i,
-                        runtime::adopt_listener(fd),
-                    ));
+    let ticker = Rc::clone(&ctx);
+    runtime::spawn(async move {
+        while !ticker.shared.stop.is_fired() {
+            ticker.now.set(ticker.shared.now());
+            runtime::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    loop {
+        let msg = futures_lite::future::or(async { control.recv_async().await.ok() }, async {
+            shared.stop.wait().await;
+            None
+        })
+        .await;
+        match msg {
+            None => break,
+            Some(Control::Serve { inbound, sockets }) => match &inbound.kind {
+                InboundKind::Shadowsocks(_) => {
+                    if let Some(fd) = sockets.tcp {
+                        let l = runtime::adopt_listener(fd);
+                        runtime::spawn(shadowsocks::serve_tcp(
+                            Rc::clone(&ctx),
+                            Arc::clone(&inbound),
+                            l,
+                        ));
+                    }
+                    if let Some(fd) = sockets.udp {
+                        let s = Rc::new(runtime::adopt_udp(fd));
+                        runtime::spawn(shadowsocks::serve_udp(
+                            Rc::clone(&ctx),
+                            Arc::clone(&inbound),
+                            s,
+                        ));
+                    }
                 }
-                if let Some(fd) = s.udp {
-                    runtime::spawn(shadowsocks::serve_udp(
-                        Rc::clone(&ctx),
-                        i,
-                        Rc::new(runtime::adopt_udp(fd)),
-                    ));
-                }
-            }
+            },
+            Some(Control::Kick { user, inbound }) => ctx.kick(user, inbound),
         }
     }
-    shared.stop.wait().await;
     // Listeners close as their loops see the stop signal; live connections finish or are
     // closed when the grace period ends (the `close` signal).
     while ctx.live.get() > 0 {

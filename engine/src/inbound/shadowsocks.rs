@@ -1,33 +1,79 @@
 //! Shadowsocks inbound: TCP relay and UDP sessions over the `proto::shadowsocks` codecs.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use proto::shadowsocks::replay::SaltCheck;
 use proto::shadowsocks::tcp::{
     Handshake, Opened, ServerHandshake, StreamOpener, StreamSealer, HEADROOM,
 };
-use proto::shadowsocks::udp::{decode_client_packet, UdpResponder, UDP_HEADROOM};
-use proto::shadowsocks::{SaltFilter, SlidingWindow, UserKeys, TAG_LEN};
+use proto::shadowsocks::udp::{decode_client_packet, ClientPacket, UdpResponder, UDP_HEADROOM};
+use proto::shadowsocks::{Key, Method, SaltFilter, SlidingWindow, UserKeys, TAG_LEN};
 use proto::TargetAddr;
 use rand::RngCore;
 
-use super::WorkerCtx;
+use super::{until_closed, InboundKind, InboundShared, WorkerCtx};
+use crate::buffer::RelayBuffer;
+use crate::config::ShadowsocksConfig;
+use crate::outbound;
 use crate::runtime::{self, TcpListener, TcpStream, UdpSocket};
-use crate::{outbound, unix_now, InboundKind, InboundShared};
+use crate::users::{Admission, UserRecord};
 
 /// Shared (read-mostly) state of one Shadowsocks inbound.
 pub(crate) struct Inbound {
-    pub(crate) keys: UserKeys,
+    method: Method,
+    psk: Option<String>,
+    /// The current key table; swapped whole when users change, read once per handshake.
+    pub(crate) keys: ArcSwap<UserKeys>,
     /// Replay filter shared by every worker (a replay may land on any core). Locked once per
     /// handshake, never per chunk.
-    pub(crate) salts: Mutex<SaltFilter>,
+    salts: Mutex<SaltFilter>,
+}
+
+impl Inbound {
+    pub(crate) fn new(c: &ShadowsocksConfig) -> Inbound {
+        let method = c.method();
+        let keys = UserKeys::new(method, c.psk.as_deref(), std::iter::empty())
+            .expect("validated by Config");
+        // 2022 salts carry timestamps (+-30 s), so 60 s of exact memory is complete; AEAD
+        // (2017) salts have no time, so their set is capped.
+        let (ttl, cap) = if method.is_2022() {
+            (60, usize::MAX)
+        } else {
+            (300, 1 << 20)
+        };
+        Inbound {
+            method,
+            psk: c.psk.clone(),
+            keys: ArcSwap::from_pointee(keys),
+            salts: Mutex::new(SaltFilter::new(ttl, cap)),
+        }
+    }
+
+    pub(crate) fn check_credential(&self, password: &str) -> Result<(), String> {
+        Key::from_password(self.method, password)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn build_keys(
+        &self,
+        credentials: &BTreeMap<u32, String>,
+    ) -> Result<UserKeys, (u32, String)> {
+        UserKeys::new(
+            self.method,
+            self.psk.as_deref(),
+            credentials.iter().map(|(&id, pw)| (id, pw.as_str())),
+        )
+        .map_err(|(id, e)| (id.unwrap_or(0), e.to_string()))
+    }
 }
 
 struct SharedSalts<'a>(&'a Mutex<SaltFilter>);
@@ -41,37 +87,35 @@ impl SaltCheck for SharedSalts<'_> {
     }
 }
 
-fn inbound(ctx: &WorkerCtx, i: usize) -> (&InboundShared, &Inbound) {
-    let ib = &ctx.shared.inbounds[i];
-    match &ib.kind {
-        InboundKind::Shadowsocks(ss) => (ib, ss),
+fn settings(inbound: &InboundShared) -> &Inbound {
+    match &inbound.kind {
+        InboundKind::Shadowsocks(ss) => ss,
     }
 }
 
-pub(crate) async fn serve_tcp(ctx: Rc<WorkerCtx>, index: usize, listener: TcpListener) {
+pub(crate) async fn serve_tcp(
+    ctx: Rc<WorkerCtx>,
+    inbound: Arc<InboundShared>,
+    listener: TcpListener,
+) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            ctx.shared.stop.wait().await;
+            futures_lite::future::or(ctx.shared.stop.wait(), inbound.closed.wait()).await;
             None
         })
         .await;
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                let guard = ctx.live_guard(index);
-                let ctx2 = Rc::clone(&ctx);
+                let guard = ctx.live_guard(&inbound);
+                let (ctx, inbound) = (Rc::clone(&ctx), Arc::clone(&inbound));
                 runtime::spawn(async move {
-                    let close = ctx2.shared.close.clone();
-                    futures_lite::future::or(
-                        handle_tcp(Rc::clone(&ctx2), index, stream),
-                        close.wait(),
-                    )
-                    .await;
+                    until_closed(&ctx, &inbound, None, handle_tcp(&ctx, &inbound, stream)).await;
                     drop(guard);
                 });
             }
             Some(Err(e)) => {
-                tracing::warn!(inbound = %ctx.shared.inbounds[index].tag, "accept failed: {e}");
+                tracing::warn!(inbound = %inbound.tag, "accept failed: {e}");
                 runtime::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -90,19 +134,17 @@ async fn drain(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) {
     }
 }
 
-async fn handle_tcp(ctx: Rc<WorkerCtx>, index: usize, mut client: TcpStream) {
-    let peer = match client.peer_addr() {
-        Ok(p) => p,
-        Err(_) => return,
-    };
+async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStream) {
+    let Ok(peer) = client.peer_addr() else { return };
     let _ = client.set_nodelay(true);
-    let (ib, ss) = inbound(&ctx, index);
+    let ss = settings(ib);
     let t = &ctx.shared.timeouts;
     let deadline = Instant::now() + t.handshake;
     let mut up = ctx.buffers.get();
     let mut len = 0;
     let mut hs = ServerHandshake::new();
-    let hint = ctx.hint(index, peer.ip());
+    let keys = ss.keys.load_full();
+    let hint = ctx.hint(ib.id, peer.ip());
     let req = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let n = match runtime::timeout(left, client.read(&mut up[len..])).await {
@@ -111,9 +153,9 @@ async fn handle_tcp(ctx: Rc<WorkerCtx>, index: usize, mut client: TcpStream) {
         };
         len += n;
         match hs.advance(
-            &ss.keys,
+            &keys,
             &mut up[..len],
-            unix_now(),
+            ctx.shared.now(),
             hint,
             &mut SharedSalts(&ss.salts),
         ) {
@@ -131,57 +173,107 @@ async fn handle_tcp(ctx: Rc<WorkerCtx>, index: usize, mut client: TcpStream) {
             }
         }
     };
-    ctx.remember(index, peer.ip(), req.user);
+    drop(keys);
+    ctx.remember(ib.id, peer.ip(), req.user);
     let user = ctx.shared.users.get(req.user);
-    let _open = user.traffic.open_guard(ctx.index);
-    let mut target = match outbound::connect_tcp(&req.target, ctx.shared.policy, t.connect).await {
-        Ok(s) => s,
+    let _admission = match user.admit(peer.ip(), ctx.now.get()) {
+        Ok(a) => a,
         Err(e) => {
-            tracing::debug!(inbound = %ib.tag, %peer, user = %user.name, target = %req.target, "{e}");
+            tracing::debug!(inbound = %ib.tag, %peer, user = %user.name, "refused: {e}");
             return;
         }
     };
-    tracing::trace!(inbound = %ib.tag, %peer, user = %user.name, target = %req.target, "relaying");
-    let w = ctx.index;
-    let first = req.payload.len() as u64;
-    if first > 0 {
-        if target.write_all(&up[req.payload.clone()]).await.is_err() {
-            return;
+    let Some(registration) = ctx.register(req.user, ib) else {
+        return;
+    };
+    let _open = user.traffic.open_guard(ctx.index);
+    let relay = async {
+        let mut target = match outbound::connect_tcp(&req.target, ctx.shared.policy, t.connect)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(inbound = %ib.tag, %peer, user = %user.name, target = %req.target, "{e}");
+                return;
+            }
+        };
+        tracing::trace!(inbound = %ib.tag, %peer, user = %user.name, target = %req.target, "relaying");
+        let meter = Meter {
+            ctx,
+            inbound: ib,
+            user: &user,
+        };
+        if !req.payload.is_empty() {
+            if target.write_all(&up[req.payload.clone()]).await.is_err() {
+                return;
+            }
+            meter.up(req.payload.len()).await;
         }
-        user.traffic.add_up(w, first);
-        ib.traffic.add_up(w, first);
+        let mut salt = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut salt);
+        let sealer = req.response_sealer(&salt);
+        let _ = client.set_read_timeout(Some(t.idle));
+        let _ = target.set_read_timeout(Some(t.idle));
+        let activity = Cell::new(Instant::now());
+        let (client_r, client_w) = futures_lite::io::split(client);
+        let (target_r, target_w) = futures_lite::io::split(target);
+        let uplink = Uplink {
+            client: client_r,
+            target: target_w,
+            opener: req.opener,
+            activity: &activity,
+            idle: t.idle,
+        };
+        let downlink = Downlink {
+            target: target_r,
+            client: client_w,
+            sealer,
+            activity: &activity,
+            idle: t.idle,
+        };
+        let down_buf = ctx.buffers.get();
+        futures_lite::future::zip(
+            uplink.run(up, req.consumed, len, &meter),
+            downlink.run(down_buf, &meter),
+        )
+        .await;
+    };
+    until_closed(ctx, ib, Some(&registration.kill), relay).await;
+}
+
+/// Counts relayed bytes for a user and an inbound, and applies the user's rate limits.
+struct Meter<'a> {
+    ctx: &'a WorkerCtx,
+    inbound: &'a InboundShared,
+    user: &'a UserRecord,
+}
+
+impl Meter<'_> {
+    async fn up(&self, n: usize) {
+        let w = self.ctx.index;
+        self.user.traffic.add_up(w, n as u64);
+        self.inbound.traffic.add_up(w, n as u64);
+        self.user.seen(self.ctx.now.get());
+        if self.user.uplink.is_limited() {
+            let wait = self.user.uplink.take(n);
+            if !wait.is_zero() {
+                runtime::sleep(wait).await;
+            }
+        }
     }
-    let mut salt = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut salt);
-    let sealer = req.response_sealer(&salt);
-    let _ = client.set_read_timeout(Some(t.idle));
-    let _ = target.set_read_timeout(Some(t.idle));
-    let activity = Rc::new(Cell::new(Instant::now()));
-    let (client_r, client_w) = futures_lite::io::split(client);
-    let (target_r, target_w) = futures_lite::io::split(target);
-    let count = |up: bool, n: u64| {
-        if up {
-            user.traffic.add_up(w, n);
-            ib.traffic.add_up(w, n);
-        } else {
-            user.traffic.add_down(w, n);
-            ib.traffic.add_down(w, n);
+
+    async fn down(&self, n: usize) {
+        let w = self.ctx.index;
+        self.user.traffic.add_down(w, n as u64);
+        self.inbound.traffic.add_down(w, n as u64);
+        self.user.seen(self.ctx.now.get());
+        if self.user.downlink.is_limited() {
+            let wait = self.user.downlink.take(n);
+            if !wait.is_zero() {
+                runtime::sleep(wait).await;
+            }
         }
-    };
-    let uplink = relay_up(
-        client_r,
-        target_w,
-        up,
-        req.consumed,
-        len,
-        req.opener,
-        &activity,
-        t.idle,
-        &count,
-    );
-    let down = ctx.buffers.get();
-    let downlink = relay_down(target_r, client_w, down, sealer, &activity, t.idle, &count);
-    futures_lite::future::zip(uplink, downlink).await;
+    }
 }
 
 /// A read that tolerates the idle timer firing while the other direction is busy.
@@ -202,94 +294,109 @@ async fn read_active<R: futures_lite::AsyncRead + Unpin>(
 }
 
 /// Client to destination: open chunks in place, write each payload from where it lies.
-#[allow(clippy::too_many_arguments)]
-async fn relay_up<R, W>(
-    mut client: R,
-    mut target: W,
-    mut buf: crate::buffer::RelayBuffer,
-    mut start: usize,
-    mut end: usize,
-    mut opener: StreamOpener,
-    activity: &Cell<Instant>,
+struct Uplink<'a, R, W> {
+    client: R,
+    target: W,
+    opener: StreamOpener,
+    activity: &'a Cell<Instant>,
     idle: Duration,
-    count: &impl Fn(bool, u64),
-) where
-    R: futures_lite::AsyncRead + Unpin,
-    W: futures_lite::AsyncWrite + Unpin,
-{
-    loop {
-        match opener.open(&mut buf[start..end], 0) {
-            Ok(Opened::Chunk { payload, consumed }) => {
-                if !payload.is_empty() {
-                    let p = start + payload.start..start + payload.end;
-                    if target.write_all(&buf[p.clone()]).await.is_err() {
-                        break;
-                    }
-                    count(true, p.len() as u64);
-                }
-                start += consumed;
-                if start == end {
-                    start = 0;
-                    end = 0;
-                }
-            }
-            Ok(Opened::NeedMore) => {
-                if buf.len() - start < opener.wanted() || end == buf.len() {
-                    buf.copy_within(start..end, 0);
-                    end -= start;
-                    start = 0;
-                }
-                match read_active(&mut client, &mut buf[end..], activity, idle).await {
-                    Ok(n) if n > 0 => {
-                        end += n;
-                        activity.set(Instant::now());
-                    }
-                    _ => break,
-                }
-            }
-            Err(e) => {
-                tracing::debug!("request stream: {e}");
-                break;
-            }
-        }
-    }
-    let _ = target.close().await;
 }
 
-/// Destination to client: read into the buffer behind the headroom, seal in place, write once.
-async fn relay_down<R, W>(
-    mut target: R,
-    mut client: W,
-    mut buf: crate::buffer::RelayBuffer,
-    mut sealer: StreamSealer,
-    activity: &Cell<Instant>,
-    idle: Duration,
-    count: &impl Fn(bool, u64),
-) where
+impl<R, W> Uplink<'_, R, W>
+where
     R: futures_lite::AsyncRead + Unpin,
     W: futures_lite::AsyncWrite + Unpin,
 {
-    let max = sealer.max_payload().min(buf.len() - HEADROOM - TAG_LEN);
-    loop {
-        let n = match read_active(
-            &mut target,
-            &mut buf[HEADROOM..HEADROOM + max],
-            activity,
-            idle,
-        )
-        .await
-        {
-            Ok(n) if n > 0 => n,
-            _ => break,
-        };
-        activity.set(Instant::now());
-        let frame = sealer.seal(&mut buf, HEADROOM..HEADROOM + n, unix_now());
-        if client.write_all(&buf[frame]).await.is_err() {
-            break;
+    async fn run(
+        mut self,
+        mut buf: RelayBuffer,
+        mut start: usize,
+        mut end: usize,
+        meter: &Meter<'_>,
+    ) {
+        loop {
+            match self.opener.open(&mut buf[start..end], 0) {
+                Ok(Opened::Chunk { payload, consumed }) => {
+                    if !payload.is_empty() {
+                        let p = start + payload.start..start + payload.end;
+                        if self.target.write_all(&buf[p.clone()]).await.is_err() {
+                            break;
+                        }
+                        meter.up(p.len()).await;
+                    }
+                    start += consumed;
+                    if start == end {
+                        start = 0;
+                        end = 0;
+                    }
+                }
+                Ok(Opened::NeedMore) => {
+                    if buf.len() - start < self.opener.wanted() || end == buf.len() {
+                        buf.copy_within(start..end, 0);
+                        end -= start;
+                        start = 0;
+                    }
+                    match read_active(&mut self.client, &mut buf[end..], self.activity, self.idle)
+                        .await
+                    {
+                        Ok(n) if n > 0 => {
+                            end += n;
+                            self.activity.set(Instant::now());
+                        }
+                        _ => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("request stream: {e}");
+                    break;
+                }
+            }
         }
-        count(false, n as u64);
+        let _ = self.target.close().await;
     }
-    let _ = client.close().await;
+}
+
+/// Destination to client: read behind the headroom, seal in place, write once.
+struct Downlink<'a, R, W> {
+    target: R,
+    client: W,
+    sealer: StreamSealer,
+    activity: &'a Cell<Instant>,
+    idle: Duration,
+}
+
+impl<R, W> Downlink<'_, R, W>
+where
+    R: futures_lite::AsyncRead + Unpin,
+    W: futures_lite::AsyncWrite + Unpin,
+{
+    async fn run(mut self, mut buf: RelayBuffer, meter: &Meter<'_>) {
+        let max = self
+            .sealer
+            .max_payload()
+            .min(buf.len() - HEADROOM - TAG_LEN);
+        loop {
+            let read = read_active(
+                &mut self.target,
+                &mut buf[HEADROOM..HEADROOM + max],
+                self.activity,
+                self.idle,
+            );
+            let n = match read.await {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            self.activity.set(Instant::now());
+            let frame = self
+                .sealer
+                .seal(&mut buf, HEADROOM..HEADROOM + n, meter.ctx.now.get());
+            if self.client.write_all(&buf[frame]).await.is_err() {
+                break;
+            }
+            meter.down(n).await;
+        }
+        let _ = self.client.close().await;
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -301,7 +408,8 @@ enum SessionKey {
 }
 
 struct UdpSession {
-    user: u32,
+    user: Arc<UserRecord>,
+    user_id: u32,
     outbound: UdpSocket,
     responder: RefCell<UdpResponder>,
     window: RefCell<SlidingWindow>,
@@ -309,21 +417,21 @@ struct UdpSession {
     active: Cell<Instant>,
     /// Last resolved domain target, so a session does not resolve per packet.
     resolved: RefCell<Option<(TargetAddr, SocketAddr)>>,
+    _admission: Admission,
 }
 
 type Sessions = Rc<RefCell<HashMap<SessionKey, Rc<UdpSession>>>>;
 
-pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, index: usize, socket: Rc<UdpSocket>) {
-    let (ib, ss) = inbound(&ctx, index);
+pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Rc<UdpSocket>) {
+    let ss = settings(&ib);
     let sessions: Sessions = Rc::new(RefCell::new(HashMap::new()));
     let mut buf = ctx.buffers.get();
     let mut scratch = ctx.buffers.get();
-    let w = ctx.index;
     loop {
         let received = futures_lite::future::or(
             async { Some(socket.recv_from(&mut buf[..]).await) },
             async {
-                ctx.shared.stop.wait().await;
+                futures_lite::future::or(ctx.shared.stop.wait(), ib.closed.wait()).await;
                 None
             },
         )
@@ -336,38 +444,46 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, index: usize, socket: Rc<UdpSo
                 continue;
             }
         };
-        let now = unix_now();
-        let hint = ctx.hint(index, src.ip());
-        let packet =
-            match decode_client_packet(&ss.keys, &mut buf[..n], now, hint, &mut scratch[..n]) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(inbound = %ib.tag, peer = %src, "udp packet rejected: {e}");
-                    continue;
-                }
-            };
+        let now = ctx.now.get();
+        let hint = ctx.hint(ib.id, src.ip());
+        let keys = ss.keys.load();
+        let packet = match decode_client_packet(&keys, &mut buf[..n], now, hint, &mut scratch[..n])
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(inbound = %ib.tag, peer = %src, "udp packet rejected: {e}");
+                continue;
+            }
+        };
+        drop(keys);
         let key = match packet.session {
             Some((id, _)) => SessionKey::Id(id),
             None => SessionKey::Addr(src),
         };
         let existing = sessions.borrow().get(&key).cloned();
         let session = match existing {
-            Some(s) if s.user == packet.user => s,
+            Some(s) if s.user_id == packet.user => s,
             Some(_) => continue,
             None => {
-                let Some(s) = new_session(&ctx, index, &packet, src) else {
+                let Some((s, registration)) = new_session(&ctx, &ib, &packet, src) else {
                     continue;
                 };
                 sessions.borrow_mut().insert(key, Rc::clone(&s));
-                ctx.remember(index, src.ip(), packet.user);
-                runtime::spawn(session_replies(
+                ctx.remember(ib.id, src.ip(), packet.user);
+                let guard = ctx.live_guard(&ib);
+                let (c, i, so, se, s2) = (
                     Rc::clone(&ctx),
-                    index,
-                    Rc::clone(&s),
+                    Arc::clone(&ib),
                     Rc::clone(&socket),
                     Rc::clone(&sessions),
-                    key,
-                ));
+                    Rc::clone(&s),
+                );
+                runtime::spawn(async move {
+                    let replies = session_replies(&c, &i, &s2, &so);
+                    until_closed(&c, &i, Some(&registration.kill), replies).await;
+                    se.borrow_mut().remove(&key);
+                    drop(guard);
+                });
                 s
             }
         };
@@ -388,20 +504,32 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, index: usize, socket: Rc<UdpSo
         };
         let payload = &buf[packet.payload.clone()];
         if session.outbound.send_to(payload, dest).await.is_ok() {
-            let user = ctx.shared.users.get(session.user);
-            user.traffic.add_up(w, payload.len() as u64);
-            ib.traffic.add_up(w, payload.len() as u64);
+            let meter = Meter {
+                ctx: &ctx,
+                inbound: &ib,
+                user: &session.user,
+            };
+            meter.up(payload.len()).await;
         }
     }
 }
 
 fn new_session(
     ctx: &Rc<WorkerCtx>,
-    index: usize,
-    packet: &proto::shadowsocks::udp::ClientPacket,
+    ib: &InboundShared,
+    packet: &ClientPacket,
     src: SocketAddr,
-) -> Option<Rc<UdpSession>> {
-    let (ib, ss) = inbound(ctx, index);
+) -> Option<(Rc<UdpSession>, super::Registration)> {
+    let ss = settings(ib);
+    let user = ctx.shared.users.get(packet.user);
+    let admission = match user.admit(src.ip(), ctx.now.get()) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(inbound = %ib.tag, peer = %src, user = %user.name, "udp session refused: {e}");
+            return None;
+        }
+    };
+    let registration = ctx.register(packet.user, ib)?;
     let outbound = match runtime::outbound_udp_socket() {
         Ok(s) => s,
         Err(e) => {
@@ -412,20 +540,23 @@ fn new_session(
     let _ = outbound.set_read_timeout(Some(ctx.shared.timeouts.udp_session));
     let server_session = rand::thread_rng().next_u64();
     let responder = UdpResponder::new(
-        &ss.keys,
+        &ss.keys.load(),
         packet.user,
         packet.session.map(|s| s.0),
         server_session,
     )?;
-    Some(Rc::new(UdpSession {
-        user: packet.user,
+    let session = Rc::new(UdpSession {
+        user,
+        user_id: packet.user,
         outbound,
         responder: RefCell::new(responder),
         window: RefCell::new(SlidingWindow::default()),
         client: Cell::new(src),
         active: Cell::new(Instant::now()),
         resolved: RefCell::new(None),
-    }))
+        _admission: admission,
+    });
+    Some((session, registration))
 }
 
 async fn udp_destination(
@@ -472,47 +603,35 @@ fn unmap(a: SocketAddr) -> SocketAddr {
 }
 
 async fn session_replies(
-    ctx: Rc<WorkerCtx>,
-    index: usize,
-    session: Rc<UdpSession>,
-    socket: Rc<UdpSocket>,
-    sessions: Sessions,
-    key: SessionKey,
+    ctx: &WorkerCtx,
+    ib: &InboundShared,
+    session: &UdpSession,
+    socket: &UdpSocket,
 ) {
-    let _guard = ctx.live_guard(index);
-    let (ib, _) = inbound(&ctx, index);
     let ttl = ctx.shared.timeouts.udp_session;
-    let user = ctx.shared.users.get(session.user);
-    let _open = user.traffic.open_guard(ctx.index);
+    let _open = session.user.traffic.open_guard(ctx.index);
     let mut buf = ctx.buffers.get();
     let max = buf.len() - UDP_HEADROOM - TAG_LEN;
-    let w = ctx.index;
     let mut random = [0u8; 32];
+    let meter = Meter {
+        ctx,
+        inbound: ib,
+        user: &session.user,
+    };
     loop {
-        let received = futures_lite::future::or(
-            async {
-                let r = session
-                    .outbound
-                    .recv_from(&mut buf[UDP_HEADROOM..UDP_HEADROOM + max])
-                    .await;
-                Some(r.map_err(io::Error::from))
-            },
-            async {
-                ctx.shared.close.wait().await;
-                None
-            },
-        )
-        .await;
-        let (n, from) = match received {
-            None => break,
-            Some(Ok(r)) => r,
-            Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+        let received = session
+            .outbound
+            .recv_from(&mut buf[UDP_HEADROOM..UDP_HEADROOM + max])
+            .await;
+        let (n, from) = match received.map_err(io::Error::from) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 if session.active.get().elapsed() >= ttl || ctx.shared.stop.is_fired() {
                     break;
                 }
                 continue;
             }
-            Some(Err(_)) => break,
+            Err(_) => break,
         };
         session.active.set(Instant::now());
         rand::thread_rng().fill_bytes(&mut random);
@@ -521,7 +640,7 @@ async fn session_replies(
             &mut buf,
             UDP_HEADROOM..UDP_HEADROOM + n,
             &source,
-            unix_now(),
+            ctx.now.get(),
             &random,
         );
         if socket
@@ -529,9 +648,7 @@ async fn session_replies(
             .await
             .is_ok()
         {
-            user.traffic.add_down(w, n as u64);
-            ib.traffic.add_down(w, n as u64);
+            meter.down(n).await;
         }
     }
-    sessions.borrow_mut().remove(&key);
 }

@@ -104,6 +104,11 @@ impl UserKeys {
         self.users.is_empty()
     }
 
+    /// Whether user `id` has a key here.
+    pub fn contains(&self, id: UserId) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
     /// Whether identity headers are in use.
     pub fn uses_identity_headers(&self) -> bool {
         self.identity.is_some()
