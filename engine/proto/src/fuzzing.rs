@@ -306,3 +306,189 @@ pub fn udp_2022_aes(data: &[u8]) {
 pub fn udp_2022_chacha(data: &[u8]) {
     udp(Method::Blake3Chacha20Poly1305, data);
 }
+
+// ---------------------------------------------------------------------------------------------
+// VLESS, Mux.Cool, Trojan
+
+/// The VLESS user every VLESS entry point knows.
+pub const VLESS_UUID: [u8; 16] = *b"fuzz vless uuid!";
+
+/// The Trojan password every Trojan entry point knows.
+pub const TROJAN_PASSWORD: &str = "fuzz trojan password";
+
+fn vless_users() -> &'static crate::vless::VlessUsers {
+    static USERS: OnceLock<crate::vless::VlessUsers> = OnceLock::new();
+    USERS.get_or_init(|| crate::vless::VlessUsers::new([(1, VLESS_UUID)]).expect("valid fixture"))
+}
+
+fn trojan_users() -> &'static crate::trojan::TrojanUsers {
+    static USERS: OnceLock<crate::trojan::TrojanUsers> = OnceLock::new();
+    USERS.get_or_init(|| {
+        crate::trojan::TrojanUsers::new([(1, TROJAN_PASSWORD)]).expect("valid fixture")
+    })
+}
+
+/// Feeds every prefix of `wire` to a stateless handshake parser, checking the contract the
+/// engine's fallback relies on: answers go "need more" until they settle, and once a prefix is
+/// done or rejected every longer prefix gives the same answer.
+fn check_prefixes<T: PartialEq + std::fmt::Debug, E: PartialEq + std::fmt::Debug>(
+    wire: &[u8],
+    parse: impl Fn(&[u8]) -> Result<Option<T>, E>,
+) {
+    let mut settled: Option<Result<T, E>> = None;
+    for cut in 0..=wire.len() {
+        let got = parse(&wire[..cut]);
+        match (&settled, got) {
+            (None, Ok(None)) => {}
+            (None, Ok(Some(done))) => settled = Some(Ok(done)),
+            (None, Err(e)) => settled = Some(Err(e)),
+            (Some(Err(_)), Err(_)) => {}
+            (Some(before), got) => {
+                let got = got.map(|d| d.expect("a done request stays done"));
+                assert_eq!(before, &got, "answer changed at {cut}");
+            }
+        }
+    }
+}
+
+/// The fuzz input after its first byte, behind `known` (a header prefix that gets past the
+/// user lookup) when that byte is odd.
+fn behind_known_prefix(data: &[u8], known: &[u8]) -> Option<Vec<u8>> {
+    let (&mode, rest) = data.split_first()?;
+    Some(if mode & 1 == 1 {
+        [known, rest].concat()
+    } else {
+        rest.to_vec()
+    })
+}
+
+/// VLESS request headers: `data[0]` odd puts the known user's version and UUID in front of the
+/// rest, so the parser gets past the user lookup. Then the rest (after the header, if one
+/// parsed) is read as length-prefixed UDP packets.
+pub fn vless_request(data: &[u8]) {
+    use crate::vless::{parse_request, read_udp_packet, UdpFrame};
+    use crate::Progress;
+    let Some(wire) = behind_known_prefix(data, &[&[0][..], &VLESS_UUID].concat()) else {
+        return;
+    };
+    let parse = |b: &[u8]| parse_request(vless_users(), b).map(Progress::into_done);
+    check_prefixes(&wire, parse);
+    let mut at = 0;
+    if let Ok(Some(request)) = parse(&wire) {
+        assert!(request.consumed <= wire.len());
+        if let crate::vless::Flow::Other(range) = &request.flow {
+            assert!(std::str::from_utf8(&wire[range.clone()]).is_ok());
+        }
+        at = request.consumed;
+    }
+    while let UdpFrame::Packet { payload, consumed } = read_udp_packet(&wire[at..]) {
+        assert!(payload.end == consumed && at + consumed <= wire.len());
+        at += consumed;
+    }
+}
+
+/// Mux.Cool/XUDP frames, one after another; each parsed frame must re-encode to a frame that
+/// parses the same.
+pub fn mux_frames(data: &[u8]) {
+    use crate::mux::{parse_frame, MuxRead, OPTION_DATA};
+    let mut at = 0;
+    while let Ok(MuxRead::Frame {
+        frame,
+        data: range,
+        consumed,
+    }) = parse_frame(&data[at..])
+    {
+        assert!(range.start <= range.end && range.end == consumed);
+        assert!(at + consumed <= data.len());
+        let len = (frame.options & OPTION_DATA != 0).then(|| range.len() as u16);
+        let mut out = vec![0u8; frame.header_len(len) + range.len()];
+        let n = frame.write(&mut out, len);
+        out[n..].copy_from_slice(&data[at + range.start..at + range.end]);
+        let Ok(MuxRead::Frame { frame: again, .. }) = parse_frame(&out) else {
+            panic!("a written frame does not parse: {frame:?}")
+        };
+        assert_eq!(again, frame);
+        at += consumed;
+    }
+}
+
+/// Trojan request headers: `data[0]` odd puts the known user's hash and CRLF in front of the
+/// rest. Then the rest (after the header, if one parsed) is read as UDP ASSOCIATE packets,
+/// each re-framed and read back.
+pub fn trojan_request(data: &[u8]) {
+    use crate::trojan::{
+        frame_udp_packet, parse_request, password_hash, read_udp_packet, UdpFrame, UDP_HEADROOM,
+    };
+    use crate::Progress;
+    let known = [&password_hash(TROJAN_PASSWORD)[..], b"\r\n"].concat();
+    let Some(wire) = behind_known_prefix(data, &known) else {
+        return;
+    };
+    let parse = |b: &[u8]| parse_request(trojan_users(), b).map(Progress::into_done);
+    check_prefixes(&wire, parse);
+    let mut at = 0;
+    if let Ok(Some(request)) = parse(&wire) {
+        assert!(request.consumed <= wire.len());
+        at = request.consumed;
+    }
+    while let Ok(UdpFrame::Packet {
+        target,
+        payload,
+        consumed,
+    }) = read_udp_packet(&wire[at..])
+    {
+        assert!(payload.end == consumed && at + consumed <= wire.len());
+        let body = &wire[at + payload.start..at + payload.end];
+        let mut buf = vec![0u8; UDP_HEADROOM + body.len()];
+        buf[UDP_HEADROOM..].copy_from_slice(body);
+        let end = buf.len();
+        let sent = frame_udp_packet(&mut buf, UDP_HEADROOM..end, &target);
+        let again = read_udp_packet(&buf[sent.clone()]).expect("a framed packet parses");
+        let UdpFrame::Packet {
+            target: t,
+            payload: p,
+            ..
+        } = again
+        else {
+            panic!("a framed packet is complete")
+        };
+        assert_eq!((t, &buf[sent][p]), (target, body));
+        at += consumed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Xorshift64 bytes: reproducible garbage.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        };
+        (0..len).map(|_| next()).collect()
+    }
+
+    /// The VLESS, Mux.Cool and Trojan entry points survive garbage of every short length, in
+    /// both modes, and take their own seeds.
+    #[test]
+    fn v2ray_family_entry_points_survive_garbage() {
+        let entry_points: [fn(&[u8]); 3] = [
+            super::vless_request,
+            super::mux_frames,
+            super::trojan_request,
+        ];
+        for entry_point in entry_points {
+            for len in 0..200 {
+                let mut input = noise(len as u64, len);
+                entry_point(&input);
+                if let Some(first) = input.first_mut() {
+                    *first |= 1;
+                }
+                entry_point(&input);
+            }
+        }
+    }
+}

@@ -5,21 +5,49 @@
 //! (salts, session ids, padding) are inputs supplied by the caller. The same code therefore runs
 //! in the engine's relays, in unit tests, in fuzz targets and in benchmarks.
 //!
+//! Codecs: [`shadowsocks`] (AEAD 2017 and 2022), [`vless`], [`trojan`], and [`mux`] (Mux.Cool
+//! and XUDP, carried inside VLESS). Target addresses are [`TargetAddr`], in SOCKS5 form
+//! ([`address`]) or the V2Ray family's port-first form ([`vless::address`]).
+//!
 //! Conventions shared by every codec:
 //!
-//! - "Need more bytes" is an ordinary outcome ([`shadowsocks::tcp::Handshake::NeedMore`], ...),
-//!   never an error.
+//! - "Need more bytes" is an ordinary outcome ([`shadowsocks::tcp::Handshake::NeedMore`],
+//!   [`Progress::NeedMore`], ...), never an error.
 //! - Decryption and encryption happen in place, in the caller's buffer. Codecs never allocate per
 //!   chunk or per packet.
-//! - Errors say who was wrong: [`shadowsocks::PeerError`] for what a peer sent (garbage, replay,
-//!   bad authentication), [`shadowsocks::ConfigError`] for what the caller configured.
+//! - Errors say who was wrong: one `PeerError` per protocol for what a peer sent (garbage,
+//!   replay, bad authentication), one `ConfigError` for what the caller configured. Handshake
+//!   parsers that allow a fallback (VLESS, Trojan) consume nothing when they fail.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod mux;
 pub mod shadowsocks;
+pub mod trojan;
+pub mod vless;
 
 #[doc(hidden)]
 pub mod fuzzing;
 
 pub use address::TargetAddr;
+
+/// Outcome of a parser that reads a header from the bytes received so far (VLESS and Trojan
+/// requests): "need more bytes" is an outcome, not an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress<T> {
+    /// The header is not complete; call again with more bytes after the same head.
+    NeedMore,
+    /// The header is complete.
+    Done(T),
+}
+
+impl<T> Progress<T> {
+    /// What was parsed, if the header was complete.
+    pub fn into_done(self) -> Option<T> {
+        match self {
+            Progress::NeedMore => None,
+            Progress::Done(done) => Some(done),
+        }
+    }
+}
