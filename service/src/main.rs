@@ -22,6 +22,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the panel (API, engine, usage accounting) until SIGINT or SIGTERM. Configured by
+    /// environment variables (docs/configuration.md); SQLite under ./data by default.
+    Serve,
+    /// Write the OpenAPI document of the panel's API to stdout.
+    Openapi,
     /// Run or inspect the data-plane engine on its own.
     Engine {
         #[command(subcommand)]
@@ -69,6 +74,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve => serve(),
+        Command::Openapi => {
+            print!("{}", service::api::service().spec());
+            println!();
+            Ok(())
+        }
         Command::Engine { command } => match command {
             EngineCommand::Run {
                 config,
@@ -95,6 +106,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve() -> anyhow::Result<()> {
+    let config = service::config::PanelConfig::from_env()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(service::serve::run(config))
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {

@@ -1,0 +1,250 @@
+//! `/api/admins`: tokens and admin accounts.
+
+use poem::web::RealIp;
+use poem_openapi::param::Path;
+use poem_openapi::payload::{Form, Json};
+use poem_openapi::{Object, OpenApi};
+
+use super::ApiTags;
+use crate::auth::{self, AdminAuth};
+use crate::db::{self, AdminValues};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{Admin, AdminCreate, AdminModify, Token};
+use crate::serve::{now, valid_name, AppState};
+
+/// The OAuth2 password form.
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct LoginForm {
+    /// Admin name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Admin endpoints.
+pub struct AdminApi;
+
+async fn view(state: &AppState, row: db::AdminRow) -> Result<Admin, ApiError> {
+    let service_ids = db::admin_services(&state.db, row.id).await?;
+    Ok(Admin {
+        username: row.username,
+        is_sudo: row.is_sudo,
+        enabled: row.enabled,
+        read_only: row.read_only,
+        all_services_access: row.all_services_access,
+        modify_users_access: row.modify_users_access,
+        service_ids,
+    })
+}
+
+#[OpenApi(prefix_path = "/admins", tag = "ApiTags::Admins")]
+impl AdminApi {
+    /// Log in: exchange a name and password for a bearer token. Failed logins are throttled
+    /// per client address (5 per 5 minutes).
+    #[oai(path = "/token", method = "post")]
+    async fn token(
+        &self,
+        state: poem::web::Data<&AppState>,
+        ip: RealIp,
+        form: Form<LoginForm>,
+    ) -> ApiResult<Json<Token>> {
+        let ip = ip.0.map(|i| i.to_string()).unwrap_or_default();
+        let now = now();
+        auth::check_throttle(&state.db, &ip, now).await?;
+        let admin = db::admin_by_name(&state.db, &form.username)
+            .await
+            .map_err(ApiError::from)?;
+        let ok = match &admin {
+            Some(a) if a.enabled => {
+                auth::verify_password(form.password.clone(), a.password_hash.clone()).await
+            }
+            _ => false,
+        };
+        let Some(admin) = admin.filter(|_| ok) else {
+            auth::record_failure(&state.db, &ip, now)
+                .await
+                .map_err(ApiError::from)?;
+            return Err(ApiError::Unauthorized("incorrect username or password".into()).into());
+        };
+        auth::clear_failures(&state.db, &ip)
+            .await
+            .map_err(ApiError::from)?;
+        let token = auth::issue_token(
+            &state.jwt_secret,
+            &admin,
+            now,
+            state.config.token_ttl.as_secs() as i64,
+        )
+        .map_err(ApiError::from)?;
+        Ok(Json(Token {
+            access_token: token,
+            token_type: "bearer".into(),
+            is_sudo: admin.is_sudo,
+        }))
+    }
+
+    /// The admin the token belongs to.
+    #[oai(path = "/current", method = "get")]
+    async fn current(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+    ) -> ApiResult<Json<Admin>> {
+        Ok(Json(view(&state, auth.0.admin).await?))
+    }
+
+    /// Every admin (sudo only).
+    #[oai(path = "/", method = "get")]
+    async fn list(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+    ) -> ApiResult<Json<Vec<Admin>>> {
+        auth.0.require_sudo()?;
+        let mut out = Vec::new();
+        for row in db::admins(&state.db).await.map_err(ApiError::from)? {
+            out.push(view(&state, row).await?);
+        }
+        Ok(Json(out))
+    }
+
+    /// Create an admin (sudo only).
+    #[oai(path = "/", method = "post")]
+    async fn create(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        body: Json<AdminCreate>,
+    ) -> ApiResult<Json<Admin>> {
+        auth.0.require_sudo()?;
+        auth.0.require_write()?;
+        valid_name("username", &body.username)?;
+        auth::check_password_strength(&body.password)?;
+        let hash = auth::hash_password(body.password.clone())
+            .await
+            .map_err(ApiError::from)?;
+        let now = now();
+        let values = AdminValues {
+            username: &body.username,
+            password_hash: &hash,
+            is_sudo: body.is_sudo,
+            enabled: true,
+            read_only: body.read_only,
+            all_services_access: body.all_services_access,
+            modify_users_access: body.modify_users_access,
+            password_changed_at: now,
+        };
+        db::insert_admin(&state.db, &values, &body.service_ids, now).await?;
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "admin.create",
+            &body.username,
+            now,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let row = db::admin_by_name(&state.db, &body.username)
+            .await
+            .map_err(ApiError::from)?
+            .expect("just inserted");
+        Ok(Json(view(&state, row).await?))
+    }
+
+    /// Change an admin (sudo; any admin may change their own password).
+    #[oai(path = "/:username", method = "put")]
+    async fn modify(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+        body: Json<AdminModify>,
+    ) -> ApiResult<Json<Admin>> {
+        let me = &auth.0.admin;
+        let only_own_password = me.username == *username
+            && body.is_sudo.is_none()
+            && body.enabled.is_none()
+            && body.read_only.is_none()
+            && body.all_services_access.is_none()
+            && body.modify_users_access.is_none()
+            && body.service_ids.is_none();
+        if !only_own_password {
+            auth.0.require_sudo()?;
+            auth.0.require_write()?;
+        }
+        let row = db::admin_by_name(&state.db, &username)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("admin {:?}", *username)))?;
+        let now = now();
+        let (hash, changed_at) = match &body.password {
+            Some(p) => {
+                auth::check_password_strength(p)?;
+                (
+                    auth::hash_password(p.clone())
+                        .await
+                        .map_err(ApiError::from)?,
+                    now,
+                )
+            }
+            None => (row.password_hash.clone(), row.password_changed_at),
+        };
+        let services = match &body.service_ids {
+            Some(s) => s.clone(),
+            None => db::admin_services(&state.db, row.id)
+                .await
+                .map_err(ApiError::from)?,
+        };
+        let values = AdminValues {
+            username: &row.username,
+            password_hash: &hash,
+            is_sudo: body.is_sudo.unwrap_or(row.is_sudo),
+            enabled: body.enabled.unwrap_or(row.enabled),
+            read_only: body.read_only.unwrap_or(row.read_only),
+            all_services_access: body.all_services_access.unwrap_or(row.all_services_access),
+            modify_users_access: body.modify_users_access.unwrap_or(row.modify_users_access),
+            password_changed_at: changed_at,
+        };
+        db::update_admin(&state.db, row.id, &values, &services).await?;
+        db::audit(&state.db, &me.username, "admin.modify", &username, now)
+            .await
+            .map_err(ApiError::from)?;
+        let row = db::admin_by_name(&state.db, &username)
+            .await
+            .map_err(ApiError::from)?
+            .expect("exists");
+        Ok(Json(view(&state, row).await?))
+    }
+
+    /// Delete an admin (sudo only; not yourself). Their users stay, without an owner.
+    #[oai(path = "/:username", method = "delete")]
+    async fn delete(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+    ) -> ApiResult<Json<bool>> {
+        auth.0.require_sudo()?;
+        auth.0.require_write()?;
+        if auth.0.admin.username == *username {
+            return Err(ApiError::invalid("username", "an admin cannot delete themselves").into());
+        }
+        let row = db::admin_by_name(&state.db, &username)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("admin {:?}", *username)))?;
+        db::delete_admin(&state.db, row.id)
+            .await
+            .map_err(ApiError::from)?;
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "admin.delete",
+            &username,
+            now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(Json(true))
+    }
+}

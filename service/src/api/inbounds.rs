@@ -1,0 +1,238 @@
+//! `/api/inbounds`: the engine's listeners, stored as engine inbound configurations.
+
+use engine::config::{InboundConfig, ProtocolConfig};
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::OpenApi;
+use sqlx::Row;
+
+use super::ApiTags;
+use crate::auth::AdminAuth;
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{Inbound, InboundInput};
+use crate::serve::{now, AppState};
+use crate::sync;
+
+/// Inbound endpoints.
+pub struct InboundApi;
+
+/// Parses and checks an inbound configuration as the engine would.
+fn parse(value: &serde_json::Value) -> Result<InboundConfig, ApiError> {
+    let c: InboundConfig = serde_path_to_error::deserialize(value)
+        .map_err(|e| ApiError::invalid(&format!("config.{}", e.path()), e.inner().to_string()))?;
+    match &c.protocol {
+        ProtocolConfig::Shadowsocks(ss) if !ss.users.is_empty() => {
+            return Err(ApiError::invalid(
+                "config.settings.users",
+                "must be empty: users come from services",
+            ));
+        }
+        _ => {}
+    }
+    let candidate = engine::Config {
+        inbounds: vec![c.clone()],
+        ..engine::Config::default()
+    };
+    candidate.validate().map_err(|e| match e {
+        engine::ConfigError::Invalid { field, message }
+        | engine::ConfigError::Parse { field, message } => ApiError::invalid(
+            &format!("config.{}", field.trim_start_matches("inbounds[0].")),
+            message,
+        ),
+        other => ApiError::invalid("config", other.to_string()),
+    })?;
+    Ok(c)
+}
+
+fn protocol(c: &InboundConfig) -> &'static str {
+    match c.protocol {
+        ProtocolConfig::Shadowsocks(_) => "shadowsocks",
+    }
+}
+
+fn row_to_inbound(r: &sqlx::any::AnyRow) -> Result<Inbound, ApiError> {
+    let config: String = r.try_get("config")?;
+    Ok(Inbound {
+        id: r.try_get("id")?,
+        tag: r.try_get("tag")?,
+        protocol: r.try_get("protocol")?,
+        config: serde_json::from_str(&config).map_err(|e| ApiError::Internal(e.into()))?,
+    })
+}
+
+async fn load(state: &AppState, id: i64) -> Result<Inbound, ApiError> {
+    let r = sqlx::query("SELECT id, tag, protocol, config FROM inbounds WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("inbound {id}")))?;
+    row_to_inbound(&r)
+}
+
+/// Applies the inbounds to the engine; on failure (a port in use, say) the database change is
+/// undone by the caller's transaction.
+async fn apply(state: &AppState) -> Result<(), ApiError> {
+    sync::full(state)
+        .await
+        .map_err(|e| match e.downcast::<engine::EngineError>() {
+            Ok(engine::EngineError::Bind {
+                tag, addr, source, ..
+            }) => ApiError::invalid(
+                "config.listen",
+                format!("inbound {tag:?} cannot listen on {addr}: {source}"),
+            ),
+            Ok(other) => ApiError::Internal(other.into()),
+            Err(e) => ApiError::Internal(e),
+        })
+}
+
+#[OpenApi(prefix_path = "/inbounds", tag = "ApiTags::Inbounds")]
+impl InboundApi {
+    /// Every inbound.
+    #[oai(path = "/", method = "get")]
+    async fn list(
+        &self,
+        state: poem::web::Data<&AppState>,
+        _auth: AdminAuth,
+    ) -> ApiResult<Json<Vec<Inbound>>> {
+        let rows = sqlx::query("SELECT id, tag, protocol, config FROM inbounds ORDER BY id")
+            .fetch_all(&state.db.pool)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Json(
+            rows.iter().map(row_to_inbound).collect::<Result<_, _>>()?,
+        ))
+    }
+
+    /// One inbound.
+    #[oai(path = "/:id", method = "get")]
+    async fn get(
+        &self,
+        state: poem::web::Data<&AppState>,
+        _auth: AdminAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Json<Inbound>> {
+        Ok(Json(load(&state, *id).await?))
+    }
+
+    /// Create an inbound (sudo only); the engine starts listening at once.
+    #[oai(path = "/", method = "post")]
+    async fn create(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        body: Json<InboundInput>,
+    ) -> ApiResult<Json<Inbound>> {
+        auth.0.require_sudo()?;
+        auth.0.require_write()?;
+        let c = parse(&body.config)?;
+        let json = serde_json::to_string(&c).map_err(|e| ApiError::Internal(e.into()))?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO inbounds (tag, protocol, config) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(&c.tag)
+        .bind(protocol(&c))
+        .bind(&json)
+        .fetch_one(&state.db.pool)
+        .await
+        .map_err(|e| db::conflict(e, "config.tag", &c.tag))?
+        .try_get("id")
+        .map_err(ApiError::from)?;
+        if let Err(e) = apply(&state).await {
+            sqlx::query("DELETE FROM inbounds WHERE id = $1")
+                .bind(id)
+                .execute(&state.db.pool)
+                .await
+                .map_err(ApiError::from)?;
+            return Err(e.into());
+        }
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "inbound.create",
+            &c.tag,
+            now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(Json(load(&state, id).await?))
+    }
+
+    /// Replace an inbound's configuration (sudo only). Connections on it are closed if its
+    /// listener or protocol settings change.
+    #[oai(path = "/:id", method = "put")]
+    async fn modify(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        id: Path<i64>,
+        body: Json<InboundInput>,
+    ) -> ApiResult<Json<Inbound>> {
+        auth.0.require_sudo()?;
+        auth.0.require_write()?;
+        let old = load(&state, *id).await?;
+        let c = parse(&body.config)?;
+        let json = serde_json::to_string(&c).map_err(|e| ApiError::Internal(e.into()))?;
+        sqlx::query("UPDATE inbounds SET tag = $1, protocol = $2, config = $3 WHERE id = $4")
+            .bind(&c.tag)
+            .bind(protocol(&c))
+            .bind(&json)
+            .bind(*id)
+            .execute(&state.db.pool)
+            .await
+            .map_err(|e| db::conflict(e, "config.tag", &c.tag))?;
+        if let Err(e) = apply(&state).await {
+            let old_json =
+                serde_json::to_string(&old.config).map_err(|e| ApiError::Internal(e.into()))?;
+            sqlx::query("UPDATE inbounds SET tag = $1, protocol = $2, config = $3 WHERE id = $4")
+                .bind(&old.tag)
+                .bind(&old.protocol)
+                .bind(old_json)
+                .bind(*id)
+                .execute(&state.db.pool)
+                .await
+                .map_err(ApiError::from)?;
+            return Err(e.into());
+        }
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "inbound.modify",
+            &c.tag,
+            now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(Json(load(&state, *id).await?))
+    }
+
+    /// Delete an inbound (sudo only); its listener and connections close.
+    #[oai(path = "/:id", method = "delete")]
+    async fn delete(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Json<bool>> {
+        auth.0.require_sudo()?;
+        auth.0.require_write()?;
+        let old = load(&state, *id).await?;
+        sqlx::query("DELETE FROM inbounds WHERE id = $1")
+            .bind(*id)
+            .execute(&state.db.pool)
+            .await
+            .map_err(ApiError::from)?;
+        apply(&state).await?;
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "inbound.delete",
+            &old.tag,
+            now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(Json(true))
+    }
+}

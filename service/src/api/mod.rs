@@ -1,0 +1,51 @@
+//! The REST API under `/api`, described by poem-openapi types (the spec is generated, never
+//! hand-edited; `openapi/openapi.json` is a checked-in copy that a test keeps current).
+
+pub mod admins;
+pub mod inbounds;
+pub mod services;
+pub mod system;
+pub mod users;
+
+use poem_openapi::{OpenApiService, Tags};
+
+/// API sections.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Admins and their tokens.
+    Admins,
+    /// Proxy users.
+    Users,
+    /// Services: groups of inbounds.
+    Services,
+    /// Inbounds: the engine's listeners.
+    Inbounds,
+    /// System statistics.
+    System,
+}
+
+/// Every API, as one service.
+pub type Api = (
+    admins::AdminApi,
+    users::UserApi,
+    services::ServiceApi,
+    inbounds::InboundApi,
+    system::SystemApi,
+);
+
+/// The OpenAPI service (also used to write `openapi/openapi.json`).
+pub fn service() -> OpenApiService<Api, ()> {
+    OpenApiService::new(
+        (
+            admins::AdminApi,
+            users::UserApi,
+            services::ServiceApi,
+            inbounds::InboundApi,
+            system::SystemApi,
+        ),
+        "Marzneshin",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description("Proxy panel API: admins, users, services, inbounds, usage.")
+    .server("/api")
+}

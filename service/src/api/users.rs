@@ -1,0 +1,485 @@
+//! `/api/users`: proxy users.
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, OpenApi};
+use rand::RngCore;
+use sqlx::Row;
+
+use super::ApiTags;
+use crate::auth::{AdminAuth, AuthedAdmin};
+use crate::db::{self, UserRow, USER_COLS};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{
+    ExpireStrategy, UsageBucket, User, UserCreate, UserModify, UserPage, UserStatus,
+};
+use crate::serve::{now, valid_name, AppState};
+use crate::sync;
+
+/// Sort orders for the user list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum UserOrder {
+    /// Newest first.
+    CreatedDesc,
+    /// Oldest first.
+    CreatedAsc,
+    /// By name.
+    Username,
+    /// Most traffic first.
+    UsedTrafficDesc,
+}
+
+/// User endpoints.
+pub struct UserApi;
+
+fn new_key() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Loads a user the admin may see, or 404.
+async fn visible(
+    state: &AppState,
+    admin: &AuthedAdmin,
+    username: &str,
+) -> Result<UserRow, ApiError> {
+    let row = db::user_by_name(&state.db, username).await?;
+    row.filter(|u| admin.sees_owner(u.admin_id))
+        .ok_or_else(|| ApiError::NotFound(format!("user {username:?}")))
+}
+
+async fn api_view(state: &AppState, row: UserRow) -> Result<User, ApiError> {
+    let mut services = db::user_services(&state.db, &[row.id]).await?;
+    let s = services.remove(&row.id).unwrap_or_default();
+    Ok(row.into_api(s, now()))
+}
+
+fn check_services(admin: &AuthedAdmin, ids: &[i64]) -> Result<(), ApiError> {
+    if let Some(id) = ids.iter().find(|&&id| !admin.may_use_service(id)) {
+        return Err(ApiError::Forbidden(format!(
+            "this admin may not use service {id}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the fields each expire strategy needs.
+fn check_expiry(
+    strategy: ExpireStrategy,
+    expire_date: Option<i64>,
+    usage_duration: Option<i64>,
+    data_limit: Option<i64>,
+) -> Result<(), ApiError> {
+    if data_limit.is_some_and(|l| l < 0) {
+        return Err(ApiError::invalid("data_limit", "must not be negative"));
+    }
+    match strategy {
+        ExpireStrategy::FixedDate if expire_date.is_none() => Err(ApiError::invalid(
+            "expire_date",
+            "required when expire_strategy is fixed_date",
+        )),
+        ExpireStrategy::StartOnFirstUse if usage_duration.is_none_or(|d| d <= 0) => {
+            Err(ApiError::invalid(
+                "usage_duration",
+                "a positive number of seconds is required for start_on_first_use",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn push(state: &AppState, username: &str) -> Result<(), ApiError> {
+    sync::user(state, username)
+        .await
+        .map_err(ApiError::Internal)
+}
+
+#[OpenApi(prefix_path = "/users", tag = "ApiTags::Users")]
+impl UserApi {
+    /// Users this admin may see, filtered, sorted and paginated.
+    #[oai(path = "/", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        /// Part of the name.
+        username: Query<Option<String>>,
+        /// Only users in this status.
+        status: Query<Option<UserStatus>>,
+        /// Sort order.
+        order: Query<Option<UserOrder>>,
+        /// Page, from 1.
+        page: Query<Option<i64>>,
+        /// Page size, 1 to 500 (default 50).
+        size: Query<Option<i64>>,
+    ) -> ApiResult<Json<UserPage>> {
+        let page = page.0.unwrap_or(1);
+        let size = size.0.unwrap_or(50);
+        if page < 1 {
+            return Err(ApiError::invalid("page", "must be at least 1").into());
+        }
+        if !(1..=500).contains(&size) {
+            return Err(ApiError::invalid("size", "must be between 1 and 500").into());
+        }
+        let order_sql = match order.0.unwrap_or(UserOrder::CreatedDesc) {
+            UserOrder::CreatedDesc => "u.id DESC",
+            UserOrder::CreatedAsc => "u.id ASC",
+            UserOrder::Username => "u.username ASC",
+            UserOrder::UsedTrafficDesc => "u.used_traffic DESC, u.id DESC",
+        };
+        let owner_filter = if auth.0.admin.is_sudo {
+            ""
+        } else {
+            " AND u.admin_id = $2"
+        };
+        let q = format!(
+            "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id \
+             WHERE u.username LIKE $1{owner_filter} ORDER BY {order_sql}"
+        );
+        let pattern = format!(
+            "%{}%",
+            username.0.unwrap_or_default().replace(['%', '_'], "")
+        );
+        let mut query = sqlx::query(&q).bind(pattern);
+        if !auth.0.admin.is_sudo {
+            query = query.bind(auth.0.admin.id);
+        }
+        let now = now();
+        let rows: Vec<UserRow> = query
+            .fetch_all(&state.db.pool)
+            .await
+            .map_err(ApiError::from)?
+            .iter()
+            .map(UserRow::from_row)
+            .collect::<Result<_, _>>()
+            .map_err(ApiError::from)?;
+        let matching: Vec<UserRow> = rows
+            .into_iter()
+            .filter(|u| status.0.is_none_or(|s| u.status(now) == s))
+            .collect();
+        let total = matching.len() as i64;
+        let items: Vec<UserRow> = matching
+            .into_iter()
+            .skip(((page - 1) * size) as usize)
+            .take(size as usize)
+            .collect();
+        let ids: Vec<i64> = items.iter().map(|u| u.id).collect();
+        let mut services = db::user_services(&state.db, &ids)
+            .await
+            .map_err(ApiError::from)?;
+        let items = items.into_iter().map(|u| {
+            let s = services.remove(&u.id).unwrap_or_default();
+            u.into_api(s, now)
+        });
+        Ok(Json(UserPage {
+            items: items.collect(),
+            total,
+            page,
+            size,
+        }))
+    }
+
+    /// Create a user owned by this admin.
+    #[oai(path = "/", method = "post")]
+    async fn create(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        body: Json<UserCreate>,
+    ) -> ApiResult<Json<User>> {
+        auth.0.require_user_write()?;
+        valid_name("username", &body.username)?;
+        check_expiry(
+            body.expire_strategy,
+            body.expire_date,
+            body.usage_duration,
+            body.data_limit,
+        )?;
+        check_services(&auth.0, &body.service_ids)?;
+        let now = now();
+        let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO users (username, key, enabled, data_limit, data_limit_reset_strategy, expire_strategy, \
+             expire_date, usage_duration, activation_deadline, note, admin_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
+        .bind(&body.username)
+        .bind(new_key())
+        .bind(body.enabled as i64)
+        .bind(body.data_limit.filter(|&l| l > 0))
+        .bind(body.data_limit_reset_strategy.as_str())
+        .bind(body.expire_strategy.as_str())
+        .bind(body.expire_date)
+        .bind(body.usage_duration)
+        .bind(body.activation_deadline)
+        .bind(body.note.clone())
+        .bind(auth.0.admin.id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| db::conflict(e, "username", &body.username))?
+        .try_get("id")
+        .map_err(ApiError::from)?;
+        db::set_user_services(&mut tx, id, &body.service_ids).await?;
+        tx.commit().await.map_err(ApiError::from)?;
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "user.create",
+            &body.username,
+            now,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        push(&state, &body.username).await?;
+        let row = visible(&state, &auth.0, &body.username).await?;
+        Ok(Json(api_view(&state, row).await?))
+    }
+
+    /// One user.
+    #[oai(path = "/:username", method = "get")]
+    async fn get(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+    ) -> ApiResult<Json<User>> {
+        let row = visible(&state, &auth.0, &username).await?;
+        Ok(Json(api_view(&state, row).await?))
+    }
+
+    /// Change a user.
+    #[oai(path = "/:username", method = "put")]
+    async fn modify(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+        body: Json<UserModify>,
+    ) -> ApiResult<Json<User>> {
+        auth.0.require_user_write()?;
+        let row = visible(&state, &auth.0, &username).await?;
+        let strategy = body.expire_strategy.unwrap_or(row.expire_strategy);
+        let expire_date = body.expire_date.or(row.expire_date);
+        let usage_duration = body.usage_duration.or(row.usage_duration);
+        let data_limit = match body.data_limit {
+            Some(0) => None,
+            Some(l) => Some(l),
+            None => row.data_limit,
+        };
+        check_expiry(strategy, expire_date, usage_duration, data_limit)?;
+        if let Some(s) = &body.service_ids {
+            check_services(&auth.0, s)?;
+        }
+        let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
+        sqlx::query(
+            "UPDATE users SET data_limit = $1, data_limit_reset_strategy = $2, expire_strategy = $3, expire_date = $4, \
+             usage_duration = $5, activation_deadline = $6, note = $7, enabled = $8 WHERE id = $9",
+        )
+        .bind(data_limit)
+        .bind(body.data_limit_reset_strategy.unwrap_or(row.reset_strategy).as_str())
+        .bind(strategy.as_str())
+        .bind(expire_date)
+        .bind(usage_duration)
+        .bind(body.activation_deadline.or(row.activation_deadline))
+        .bind(body.note.clone().or(row.note.clone()))
+        .bind(body.enabled.unwrap_or(row.enabled) as i64)
+        .bind(row.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(ApiError::from)?;
+        if let Some(s) = &body.service_ids {
+            db::set_user_services(&mut tx, row.id, s).await?;
+        }
+        tx.commit().await.map_err(ApiError::from)?;
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "user.modify",
+            &username,
+            now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        push(&state, &username).await?;
+        let row = visible(&state, &auth.0, &username).await?;
+        Ok(Json(api_view(&state, row).await?))
+    }
+
+    /// Delete a user (their connections close at once).
+    #[oai(path = "/:username", method = "delete")]
+    async fn delete(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+    ) -> ApiResult<Json<bool>> {
+        auth.0.require_user_write()?;
+        let row = visible(&state, &auth.0, &username).await?;
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(row.id)
+            .execute(&state.db.pool)
+            .await
+            .map_err(ApiError::from)?;
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "user.delete",
+            &username,
+            now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        push(&state, &username).await?;
+        Ok(Json(true))
+    }
+
+    /// Enable a user.
+    #[oai(path = "/:username/enable", method = "post")]
+    async fn enable(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+    ) -> ApiResult<Json<User>> {
+        set_enabled(&state, &auth.0, &username, true).await
+    }
+
+    /// Disable a user (their connections close at once).
+    #[oai(path = "/:username/disable", method = "post")]
+    async fn disable(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+    ) -> ApiResult<Json<User>> {
+        set_enabled(&state, &auth.0, &username, false).await
+    }
+
+    /// Reset a user's used traffic to zero.
+    #[oai(path = "/:username/reset", method = "post")]
+    async fn reset(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+    ) -> ApiResult<Json<User>> {
+        auth.0.require_user_write()?;
+        let row = visible(&state, &auth.0, &username).await?;
+        sqlx::query("UPDATE users SET used_traffic = 0, traffic_reset_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(row.id)
+            .execute(&state.db.pool)
+            .await
+            .map_err(ApiError::from)?;
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "user.reset",
+            &username,
+            now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        push(&state, &username).await?;
+        let row = visible(&state, &auth.0, &username).await?;
+        Ok(Json(api_view(&state, row).await?))
+    }
+
+    /// Give the user a new key: old subscription links and credentials stop working.
+    #[oai(path = "/:username/revoke_sub", method = "post")]
+    async fn revoke(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+    ) -> ApiResult<Json<User>> {
+        auth.0.require_user_write()?;
+        let row = visible(&state, &auth.0, &username).await?;
+        sqlx::query("UPDATE users SET key = $1, sub_revoked_at = $2 WHERE id = $3")
+            .bind(new_key())
+            .bind(now())
+            .bind(row.id)
+            .execute(&state.db.pool)
+            .await
+            .map_err(ApiError::from)?;
+        db::audit(
+            &state.db,
+            &auth.0.admin.username,
+            "user.revoke_sub",
+            &username,
+            now(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        push(&state, &username).await?;
+        let row = visible(&state, &auth.0, &username).await?;
+        Ok(Json(api_view(&state, row).await?))
+    }
+
+    /// Hourly usage of a user between two times (Unix seconds; default: the last 24 hours).
+    #[oai(path = "/:username/usage", method = "get")]
+    async fn usage(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: AdminAuth,
+        username: Path<String>,
+        start: Query<Option<i64>>,
+        end: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<UsageBucket>>> {
+        let row = visible(&state, &auth.0, &username).await?;
+        let end = end.0.unwrap_or_else(now);
+        let start = start.0.unwrap_or(end - 86_400);
+        let rows = sqlx::query(
+            "SELECT hour, uplink, downlink FROM usage_hourly WHERE user_id = $1 AND hour >= $2 AND hour <= $3 ORDER BY hour",
+        )
+        .bind(row.id)
+        .bind(start - start.rem_euclid(3600))
+        .bind(end)
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(ApiError::from)?;
+        let buckets = rows
+            .iter()
+            .map(|r| {
+                Ok(UsageBucket {
+                    hour: r.try_get("hour")?,
+                    uplink: r.try_get("uplink")?,
+                    downlink: r.try_get("downlink")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(ApiError::from)?;
+        Ok(Json(buckets))
+    }
+}
+
+async fn set_enabled(
+    state: &AppState,
+    admin: &AuthedAdmin,
+    username: &str,
+    enabled: bool,
+) -> ApiResult<Json<User>> {
+    admin.require_user_write()?;
+    let row = visible(state, admin, username).await?;
+    sqlx::query("UPDATE users SET enabled = $1 WHERE id = $2")
+        .bind(enabled as i64)
+        .bind(row.id)
+        .execute(&state.db.pool)
+        .await
+        .map_err(ApiError::from)?;
+    let action = if enabled {
+        "user.enable"
+    } else {
+        "user.disable"
+    };
+    db::audit(&state.db, &admin.admin.username, action, username, now())
+        .await
+        .map_err(ApiError::from)?;
+    push(state, username).await?;
+    let row = visible(state, admin, username).await?;
+    Ok(Json(api_view(state, row).await?))
+}

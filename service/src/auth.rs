@@ -1,0 +1,212 @@
+//! Admin authentication: argon2 password hashes, JWT bearer tokens (void once the password
+//! changes), and login throttling per client address kept in the database (so it holds across
+//! panel instances).
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use poem_openapi::auth::Bearer;
+use poem_openapi::SecurityScheme;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::db::{self, AdminRow, Db};
+use crate::error::ApiError;
+use crate::serve::AppState;
+
+/// Failed logins allowed per address within [`THROTTLE_WINDOW`].
+pub const MAX_FAILURES: i64 = 5;
+/// Throttling window, seconds.
+pub const THROTTLE_WINDOW: i64 = 300;
+
+/// Hashes a password with argon2id (on a blocking thread: it is slow on purpose).
+pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hash password: {e}"))
+    })
+    .await?
+}
+
+/// Checks a password against a stored hash.
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: i64,
+    exp: i64,
+    /// The admin's `password_changed_at` when the token was issued.
+    pwd: i64,
+}
+
+/// Issues a token for `admin`.
+pub fn issue_token(
+    secret: &str,
+    admin: &AdminRow,
+    now: i64,
+    ttl_secs: i64,
+) -> anyhow::Result<String> {
+    let claims = Claims {
+        sub: admin.username.clone(),
+        iat: now,
+        exp: now + ttl_secs,
+        pwd: admin.password_changed_at,
+    };
+    Ok(encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
+/// Password rules for admins.
+pub fn check_password_strength(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < 8 {
+        return Err(ApiError::invalid(
+            "password",
+            "must be at least 8 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The authenticated admin of a request.
+#[derive(Clone, Debug)]
+pub struct AuthedAdmin {
+    /// The admin's row.
+    pub admin: AdminRow,
+    /// Services the admin may use (empty with `all_services_access` or sudo).
+    pub services: Vec<i64>,
+}
+
+impl AuthedAdmin {
+    /// Sudo only.
+    pub fn require_sudo(&self) -> Result<(), ApiError> {
+        if !self.admin.is_sudo {
+            return Err(ApiError::Forbidden("only a sudo admin may do this".into()));
+        }
+        Ok(())
+    }
+
+    /// May change things (not a read-only admin).
+    pub fn require_write(&self) -> Result<(), ApiError> {
+        if self.admin.read_only {
+            return Err(ApiError::Forbidden("this admin is read-only".into()));
+        }
+        Ok(())
+    }
+
+    /// May create or change users.
+    pub fn require_user_write(&self) -> Result<(), ApiError> {
+        self.require_write()?;
+        if !self.admin.is_sudo && !self.admin.modify_users_access {
+            return Err(ApiError::Forbidden(
+                "this admin may not modify users".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the admin may hand out `service`.
+    pub fn may_use_service(&self, service: i64) -> bool {
+        self.admin.is_sudo || self.admin.all_services_access || self.services.contains(&service)
+    }
+
+    /// Whether the admin sees a user owned by `owner`.
+    pub fn sees_owner(&self, owner: Option<i64>) -> bool {
+        self.admin.is_sudo || owner == Some(self.admin.id)
+    }
+}
+
+/// Bearer-token authentication of admins.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", key_name = "Authorization", checker = "check_bearer")]
+pub struct AdminAuth(pub AuthedAdmin);
+
+async fn check_bearer(req: &poem::Request, bearer: Bearer) -> poem::Result<AuthedAdmin> {
+    let unauthorized =
+        |m: &str| poem::Error::from_string(m.to_string(), poem::http::StatusCode::UNAUTHORIZED);
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| unauthorized("no state"))?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    let claims = decode::<Claims>(
+        &bearer.token,
+        &DecodingKey::from_secret(state.jwt_secret.as_bytes()),
+        &validation,
+    )
+    .map_err(|_| unauthorized("invalid or expired token"))?
+    .claims;
+    let admin = db::admin_by_name(&state.db, &claims.sub)
+        .await
+        .map_err(|e| {
+            poem::Error::from_string(e.to_string(), poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+        })?
+        .ok_or_else(|| unauthorized("invalid or expired token"))?;
+    if !admin.enabled || admin.password_changed_at != claims.pwd {
+        return Err(unauthorized("invalid or expired token"));
+    }
+    let services = db::admin_services(&state.db, admin.id).await.map_err(|e| {
+        poem::Error::from_string(e.to_string(), poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+    })?;
+    Ok(AuthedAdmin { admin, services })
+}
+
+/// Refuses a login from `ip` while it has too many recent failures.
+pub async fn check_throttle(db: &Db, ip: &str, now: i64) -> Result<(), ApiError> {
+    let row = sqlx::query("SELECT failures, window_start FROM login_failures WHERE ip = $1")
+        .bind(ip)
+        .fetch_optional(&db.pool)
+        .await?;
+    if let Some(r) = row {
+        let failures: i64 = r.try_get("failures")?;
+        let start: i64 = r.try_get("window_start")?;
+        if failures >= MAX_FAILURES && now < start + THROTTLE_WINDOW {
+            return Err(ApiError::Throttled((start + THROTTLE_WINDOW - now) as u64));
+        }
+    }
+    Ok(())
+}
+
+/// Records a failed login from `ip`.
+pub async fn record_failure(db: &Db, ip: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO login_failures (ip, failures, window_start) VALUES ($1, 1, $2) \
+         ON CONFLICT (ip) DO UPDATE SET \
+           failures = CASE WHEN login_failures.window_start + $3 <= $2 THEN 1 ELSE login_failures.failures + 1 END, \
+           window_start = CASE WHEN login_failures.window_start + $3 <= $2 THEN $2 ELSE login_failures.window_start END",
+    )
+    .bind(ip)
+    .bind(now)
+    .bind(THROTTLE_WINDOW)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Forgets the failures of `ip` after a successful login.
+pub async fn clear_failures(db: &Db, ip: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE ip = $1")
+        .bind(ip)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}

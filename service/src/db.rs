@@ -1,0 +1,593 @@
+//! The data layer: one pool over SQLite or PostgreSQL (sqlx `Any`), embedded migrations for
+//! each, and the queries the API and background tasks use. SQL here is written once for both
+//! databases: `$n` placeholders, integers for times (Unix seconds) and flags (0/1).
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::error::ApiError;
+use crate::model::{ExpireStrategy, ResetStrategy, User, UserStatus};
+
+/// Which database is behind the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (the embedded default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The database.
+#[derive(Clone)]
+pub struct Db {
+    /// The pool.
+    pub pool: AnyPool,
+    /// Which database it is.
+    pub backend: Backend,
+}
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Db {
+    /// Connects (creating a SQLite file and its folder if needed) and applies migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("DATABASE_URL must start with sqlite: or postgres:");
+        };
+        if backend == Backend::Sqlite {
+            if let Some(path) = url
+                .strip_prefix("sqlite://")
+                .and_then(|p| p.split('?').next())
+            {
+                if let Some(dir) = std::path::Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("create {}", dir.display()))?;
+                }
+            }
+        }
+        let max = if backend == Backend::Sqlite { 1 } else { 16 };
+        let mut options = AnyPoolOptions::new().max_connections(max);
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(url)
+            .await
+            .context("connect to the database")?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
+        };
+        migrator.run(&pool).await.context("apply migrations")?;
+        Ok(Db { pool, backend })
+    }
+}
+
+/// Turns a unique-constraint violation into 409 naming the field.
+pub fn conflict(e: sqlx::Error, field: &str, value: &str) -> ApiError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => ApiError::Conflict {
+            field: field.into(),
+            value: value.into(),
+        },
+        _ => e.into(),
+    }
+}
+
+fn flag(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}
+
+/// An admin row.
+#[derive(Clone, Debug)]
+pub struct AdminRow {
+    /// Id.
+    pub id: i64,
+    /// Login.
+    pub username: String,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    /// Sudo.
+    pub is_sudo: bool,
+    /// Enabled.
+    pub enabled: bool,
+    /// Read-only.
+    pub read_only: bool,
+    /// Every service.
+    pub all_services_access: bool,
+    /// May modify users.
+    pub modify_users_access: bool,
+    /// When the password last changed (tokens older than this are void).
+    pub password_changed_at: i64,
+}
+
+impl AdminRow {
+    fn from_row(r: &AnyRow) -> Result<AdminRow, sqlx::Error> {
+        Ok(AdminRow {
+            id: r.try_get("id")?,
+            username: r.try_get("username")?,
+            password_hash: r.try_get("password_hash")?,
+            is_sudo: flag(r, "is_sudo")?,
+            enabled: flag(r, "enabled")?,
+            read_only: flag(r, "read_only")?,
+            all_services_access: flag(r, "all_services_access")?,
+            modify_users_access: flag(r, "modify_users_access")?,
+            password_changed_at: r.try_get("password_changed_at")?,
+        })
+    }
+}
+
+const ADMIN_COLS: &str = "id, username, password_hash, is_sudo, enabled, read_only, all_services_access, modify_users_access, password_changed_at";
+
+/// Admin by name.
+pub async fn admin_by_name(db: &Db, username: &str) -> Result<Option<AdminRow>, sqlx::Error> {
+    let q = format!("SELECT {ADMIN_COLS} FROM admins WHERE username = $1");
+    sqlx::query(&q)
+        .bind(username)
+        .fetch_optional(&db.pool)
+        .await?
+        .map(|r| AdminRow::from_row(&r))
+        .transpose()
+}
+
+/// Every admin.
+pub async fn admins(db: &Db) -> Result<Vec<AdminRow>, sqlx::Error> {
+    let q = format!("SELECT {ADMIN_COLS} FROM admins ORDER BY id");
+    sqlx::query(&q)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(AdminRow::from_row)
+        .collect()
+}
+
+/// Number of admins.
+pub async fn admin_count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) AS n FROM admins")
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")
+}
+
+/// Services an admin may use.
+pub async fn admin_services(db: &Db, admin_id: i64) -> Result<Vec<i64>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT service_id FROM admins_services WHERE admin_id = $1 ORDER BY service_id",
+    )
+    .bind(admin_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(|r| r.try_get("service_id")).collect()
+}
+
+/// The values of an admin to insert or store.
+pub struct AdminValues<'a> {
+    /// Login.
+    pub username: &'a str,
+    /// Argon2 PHC string.
+    pub password_hash: &'a str,
+    /// Sudo.
+    pub is_sudo: bool,
+    /// Enabled.
+    pub enabled: bool,
+    /// Read-only.
+    pub read_only: bool,
+    /// Every service.
+    pub all_services_access: bool,
+    /// May modify users.
+    pub modify_users_access: bool,
+    /// Password change time.
+    pub password_changed_at: i64,
+}
+
+/// Inserts an admin with its services; returns its id.
+pub async fn insert_admin(
+    db: &Db,
+    a: &AdminValues<'_>,
+    services: &[i64],
+    now: i64,
+) -> Result<i64, ApiError> {
+    let mut tx = db.pool.begin().await?;
+    let id: i64 = sqlx::query(
+        "INSERT INTO admins (username, password_hash, is_sudo, enabled, read_only, all_services_access, \
+         modify_users_access, password_changed_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(a.username)
+    .bind(a.password_hash)
+    .bind(a.is_sudo as i64)
+    .bind(a.enabled as i64)
+    .bind(a.read_only as i64)
+    .bind(a.all_services_access as i64)
+    .bind(a.modify_users_access as i64)
+    .bind(a.password_changed_at)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| conflict(e, "username", a.username))?
+    .try_get("id")?;
+    set_links(&mut tx, "admins_services", "admin_id", id, services).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Stores an admin's fields and services.
+pub async fn update_admin(
+    db: &Db,
+    id: i64,
+    a: &AdminValues<'_>,
+    services: &[i64],
+) -> Result<(), ApiError> {
+    let mut tx = db.pool.begin().await?;
+    sqlx::query(
+        "UPDATE admins SET password_hash = $1, is_sudo = $2, enabled = $3, read_only = $4, all_services_access = $5, \
+         modify_users_access = $6, password_changed_at = $7 WHERE id = $8",
+    )
+    .bind(a.password_hash)
+    .bind(a.is_sudo as i64)
+    .bind(a.enabled as i64)
+    .bind(a.read_only as i64)
+    .bind(a.all_services_access as i64)
+    .bind(a.modify_users_access as i64)
+    .bind(a.password_changed_at)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    set_links(&mut tx, "admins_services", "admin_id", id, services).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes an admin.
+pub async fn delete_admin(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM admins WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the rows of a link table for `owner`.
+async fn set_links(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &str,
+    owner_col: &str,
+    owner: i64,
+    others: &[i64],
+) -> Result<(), ApiError> {
+    let other_col = match table {
+        "admins_services" | "users_services" => "service_id",
+        "services_inbounds" => "inbound_id",
+        _ => unreachable!("known link tables only"),
+    };
+    sqlx::query(&format!("DELETE FROM {table} WHERE {owner_col} = $1"))
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?;
+    let mut seen = std::collections::HashSet::new();
+    for &o in others {
+        if !seen.insert(o) {
+            continue;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {table} ({owner_col}, {other_col}) VALUES ($1, $2)"
+        ))
+        .bind(owner)
+        .bind(o)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                ApiError::invalid(&format!("{other_col}s"), format!("no such id {o}"))
+            }
+            _ => e.into(),
+        })?;
+    }
+    Ok(())
+}
+
+/// A setting, if set.
+pub async fn setting(db: &Db, key: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|r| r.try_get("value")).transpose()
+}
+
+/// Sets a setting only if it is not set yet; returns the value in force.
+pub async fn setting_or_insert(db: &Db, key: &str, value: &str) -> Result<String, sqlx::Error> {
+    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+        .bind(key)
+        .bind(value)
+        .execute(&db.pool)
+        .await?;
+    Ok(setting(db, key).await?.unwrap_or_else(|| value.to_owned()))
+}
+
+/// Records an admin action.
+pub async fn audit(
+    db: &Db,
+    admin: &str,
+    action: &str,
+    target: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO audit_log (at, admin, action, target) VALUES ($1, $2, $3, $4)")
+        .bind(now)
+        .bind(admin)
+        .bind(action)
+        .bind(target)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// A user row (what the database stores, before status and services are attached).
+#[derive(Clone, Debug)]
+pub struct UserRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub username: String,
+    /// Secret.
+    pub key: String,
+    /// Enabled.
+    pub enabled: bool,
+    /// Data limit.
+    pub data_limit: Option<i64>,
+    /// Used since reset.
+    pub used_traffic: i64,
+    /// Used ever.
+    pub lifetime_used_traffic: i64,
+    /// Reset strategy.
+    pub reset_strategy: ResetStrategy,
+    /// Last reset.
+    pub traffic_reset_at: Option<i64>,
+    /// Expire strategy.
+    pub expire_strategy: ExpireStrategy,
+    /// Fixed expiry.
+    pub expire_date: Option<i64>,
+    /// Duration after first use.
+    pub usage_duration: Option<i64>,
+    /// Latest start.
+    pub activation_deadline: Option<i64>,
+    /// Started at.
+    pub activated_at: Option<i64>,
+    /// Note.
+    pub note: Option<String>,
+    /// Owner id.
+    pub admin_id: Option<i64>,
+    /// Owner name.
+    pub owner_username: Option<String>,
+    /// Last subscription fetch.
+    pub sub_updated_at: Option<i64>,
+    /// Last subscription user agent.
+    pub sub_last_user_agent: Option<String>,
+    /// Last traffic.
+    pub online_at: Option<i64>,
+    /// Created.
+    pub created_at: i64,
+}
+
+/// The columns [`UserRow::from_row`] reads, from `users u LEFT JOIN admins a`.
+pub const USER_COLS: &str = "u.id, u.username, u.key, u.enabled, u.data_limit, u.used_traffic, u.lifetime_used_traffic, \
+    u.data_limit_reset_strategy, u.traffic_reset_at, u.expire_strategy, u.expire_date, u.usage_duration, \
+    u.activation_deadline, u.activated_at, u.note, u.admin_id, a.username AS owner_username, u.sub_updated_at, \
+    u.sub_last_user_agent, u.online_at, u.created_at";
+
+impl UserRow {
+    /// Reads a row selected with [`USER_COLS`].
+    pub fn from_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
+        let reset: String = r.try_get("data_limit_reset_strategy")?;
+        let expire: String = r.try_get("expire_strategy")?;
+        Ok(UserRow {
+            id: r.try_get("id")?,
+            username: r.try_get("username")?,
+            key: r.try_get("key")?,
+            enabled: flag(r, "enabled")?,
+            data_limit: r.try_get("data_limit")?,
+            used_traffic: r.try_get("used_traffic")?,
+            lifetime_used_traffic: r.try_get("lifetime_used_traffic")?,
+            reset_strategy: ResetStrategy::parse(&reset).unwrap_or(ResetStrategy::NoReset),
+            traffic_reset_at: r.try_get("traffic_reset_at")?,
+            expire_strategy: ExpireStrategy::parse(&expire).unwrap_or(ExpireStrategy::Never),
+            expire_date: r.try_get("expire_date")?,
+            usage_duration: r.try_get("usage_duration")?,
+            activation_deadline: r.try_get("activation_deadline")?,
+            activated_at: r.try_get("activated_at")?,
+            note: r.try_get("note")?,
+            admin_id: r.try_get("admin_id")?,
+            owner_username: r.try_get("owner_username")?,
+            sub_updated_at: r.try_get("sub_updated_at")?,
+            sub_last_user_agent: r.try_get("sub_last_user_agent")?,
+            online_at: r.try_get("online_at")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+
+    /// The user's status at `now`.
+    pub fn status(&self, now: i64) -> UserStatus {
+        if !self.enabled {
+            return UserStatus::Disabled;
+        }
+        let expired = match self.expire_strategy {
+            ExpireStrategy::Never => false,
+            ExpireStrategy::FixedDate => self.expire_date.is_some_and(|d| d <= now),
+            ExpireStrategy::StartOnFirstUse => match self.activated_at {
+                Some(at) => self.usage_duration.is_some_and(|d| at + d <= now),
+                None => false,
+            },
+        };
+        if expired {
+            return UserStatus::Expired;
+        }
+        if self
+            .data_limit
+            .is_some_and(|l| l > 0 && self.used_traffic >= l)
+        {
+            return UserStatus::Limited;
+        }
+        if self.expire_strategy == ExpireStrategy::StartOnFirstUse && self.activated_at.is_none() {
+            return UserStatus::OnHold;
+        }
+        UserStatus::Active
+    }
+
+    /// Whether the engine should let the user connect.
+    pub fn may_connect(&self, now: i64) -> bool {
+        matches!(self.status(now), UserStatus::Active | UserStatus::OnHold)
+    }
+
+    /// The API view, with its services.
+    pub fn into_api(self, services: Vec<i64>, now: i64) -> User {
+        User {
+            status: self.status(now),
+            id: self.id,
+            username: self.username,
+            key: self.key,
+            enabled: self.enabled,
+            data_limit: self.data_limit,
+            used_traffic: self.used_traffic,
+            lifetime_used_traffic: self.lifetime_used_traffic,
+            data_limit_reset_strategy: self.reset_strategy,
+            expire_strategy: self.expire_strategy,
+            expire_date: self.expire_date,
+            usage_duration: self.usage_duration,
+            activation_deadline: self.activation_deadline,
+            activated_at: self.activated_at,
+            note: self.note,
+            owner_username: self.owner_username,
+            service_ids: services,
+            online_at: self.online_at,
+            sub_updated_at: self.sub_updated_at,
+            sub_last_user_agent: self.sub_last_user_agent,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// Services of each of `user_ids`.
+pub async fn user_services(
+    db: &Db,
+    user_ids: &[i64],
+) -> Result<HashMap<i64, Vec<i64>>, sqlx::Error> {
+    let mut out: HashMap<i64, Vec<i64>> = user_ids.iter().map(|&id| (id, Vec::new())).collect();
+    if user_ids.is_empty() {
+        return Ok(out);
+    }
+    let list = user_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let q = format!("SELECT user_id, service_id FROM users_services WHERE user_id IN ({list}) ORDER BY service_id");
+    for r in sqlx::query(&q).fetch_all(&db.pool).await? {
+        out.entry(r.try_get("user_id")?)
+            .or_default()
+            .push(r.try_get("service_id")?);
+    }
+    Ok(out)
+}
+
+/// One user by name.
+pub async fn user_by_name(db: &Db, username: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    let q = format!("SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id WHERE u.username = $1");
+    sqlx::query(&q)
+        .bind(username)
+        .fetch_optional(&db.pool)
+        .await?
+        .map(|r| UserRow::from_row(&r))
+        .transpose()
+}
+
+/// Every user.
+pub async fn all_users(db: &Db) -> Result<Vec<UserRow>, sqlx::Error> {
+    let q = format!(
+        "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id ORDER BY u.id"
+    );
+    sqlx::query(&q)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(UserRow::from_row)
+        .collect()
+}
+
+/// Replaces a user's services.
+pub async fn set_user_services(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: i64,
+    services: &[i64],
+) -> Result<(), ApiError> {
+    set_links(tx, "users_services", "user_id", user_id, services).await
+}
+
+/// Replaces a service's inbounds.
+pub async fn set_service_inbounds(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    service_id: i64,
+    inbounds: &[i64],
+) -> Result<(), ApiError> {
+    set_links(tx, "services_inbounds", "service_id", service_id, inbounds).await
+}
+
+/// The inbound tags each user may use (through their services), by user id.
+pub async fn user_inbound_tags(
+    db: &Db,
+) -> Result<HashMap<i64, Vec<(String, String)>>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT us.user_id, i.tag, i.config FROM users_services us \
+         JOIN services_inbounds si ON si.service_id = us.service_id JOIN inbounds i ON i.id = si.inbound_id",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+    for r in rows {
+        out.entry(r.try_get("user_id")?)
+            .or_default()
+            .push((r.try_get("tag")?, r.try_get("config")?));
+    }
+    Ok(out)
+}
+
+/// Every inbound: (id, tag, protocol, config JSON).
+pub async fn inbounds(db: &Db) -> Result<Vec<(i64, String, String, String)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, tag, protocol, config FROM inbounds ORDER BY id")
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("tag")?,
+                r.try_get("protocol")?,
+                r.try_get("config")?,
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,21 @@
+//! The Marzneshin panel: the admin API over a SQL database, driving the engine in the same
+//! process through `engine::Handle`.
+//!
+//! ```text
+//!  admins ─► poem + OpenAPI (api/) ─► data layer (db) ─► SQLite | PostgreSQL
+//!                                         │
+//!            sync: users/inbounds ───────►│ engine::Handle (upsert, remove, apply)
+//!            usage: monotonic counters ◄──┘ deltas applied exactly once (usage_cursor)
+//! ```
+//!
+//! Start with [`serve::run`].
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod model;
+pub mod serve;
+pub mod sync;
+pub mod usage;

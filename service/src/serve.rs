@@ -1,0 +1,163 @@
+//! `marzneshin serve`: open the database, make sure there is an admin, start the engine with
+//! the stored inbounds and users, serve the API, record usage; stop cleanly on a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::TcpListener;
+use poem::middleware::Tracing;
+use poem::{EndpointExt, Route};
+use rand::RngCore;
+
+use crate::config::PanelConfig;
+use crate::db::{self, AdminValues, Db};
+use crate::error::ApiError;
+use crate::{api, auth, sync, usage};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The engine in this process.
+    pub engine: engine::Handle,
+    /// Secret that signs admin tokens (shared by every panel instance through the database).
+    pub jwt_secret: Arc<str>,
+    /// The configuration.
+    pub config: Arc<PanelConfig>,
+    /// Identifies this engine run in `usage_cursor` (counters restart with each run).
+    pub engine_run: Arc<str>,
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Names of users and admins: 3 to 32 letters, digits or underscores.
+pub fn valid_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let ok = (3..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !ok {
+        return Err(ApiError::invalid(
+            field,
+            "must be 3 to 32 letters, digits or underscores",
+        ));
+    }
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Creates the first sudo admin when there is none. A generated password is printed once.
+async fn ensure_admin(db: &Db, config: &PanelConfig) -> anyhow::Result<()> {
+    if db::admin_count(db).await? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match &config.admin_password {
+        Some(p) => (p.clone(), false),
+        None => (random_hex(12), true),
+    };
+    valid_name("MARZNESHIN_ADMIN_USERNAME", &config.admin_username)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = auth::hash_password(password.clone()).await?;
+    let now = now();
+    let values = AdminValues {
+        username: &config.admin_username,
+        password_hash: &hash,
+        is_sudo: true,
+        enabled: true,
+        read_only: false,
+        all_services_access: true,
+        modify_users_access: true,
+        password_changed_at: now,
+    };
+    match db::insert_admin(db, &values, &[], now).await {
+        Ok(_) => {}
+        // Another panel instance created it first.
+        Err(ApiError::Conflict { .. }) => return Ok(()),
+        Err(e) => anyhow::bail!("create the first admin: {e}"),
+    }
+    if generated {
+        println!(
+            "Created sudo admin {:?} with password {password}",
+            config.admin_username
+        );
+        println!("(shown once; set MARZNESHIN_ADMIN_PASSWORD to choose it)");
+    } else {
+        tracing::info!(username = %config.admin_username, "created sudo admin");
+    }
+    Ok(())
+}
+
+/// The HTTP application.
+pub fn app(state: AppState) -> impl poem::Endpoint {
+    let api = api::service();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    Route::new()
+        .nest("/api", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .data(state)
+        .with(Tracing)
+}
+
+/// Runs the panel until SIGINT or SIGTERM.
+pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
+    let db = Db::connect(&config.database_url).await?;
+    tracing::info!(backend = ?db.backend, "database ready");
+    ensure_admin(&db, &config).await?;
+    let jwt_secret = db::setting_or_insert(&db, "jwt_secret", &random_hex(32)).await?;
+    let engine_config = engine::Config {
+        workers: config.engine_workers,
+        outbound: engine::config::OutboundConfig {
+            allow_loopback: config.allow_loopback,
+            allow_private: false,
+        },
+        ..engine::Config::default()
+    };
+    let engine =
+        tokio::task::spawn_blocking(move || engine::Engine::start(engine_config)).await??;
+    let state = AppState {
+        db,
+        engine: engine.clone(),
+        jwt_secret: jwt_secret.into(),
+        config: Arc::new(config.clone()),
+        engine_run: random_hex(16).into(),
+    };
+    sync::full(&state).await?;
+    let usage_task = tokio::spawn(usage::run(state.clone()));
+    let listener = TcpListener::bind(config.listen);
+    tracing::info!(listen = %config.listen, "panel listening; API docs at /docs");
+    let server = poem::Server::new(listener).run_with_graceful_shutdown(
+        app(state.clone()),
+        shutdown_signal(),
+        Some(Duration::from_secs(5)),
+    );
+    server.await?;
+    usage_task.abort();
+    // Record what moved until now, then stop the engine.
+    if let Err(e) = usage::record(&state).await {
+        tracing::warn!("final usage record failed: {e:#}");
+    }
+    tokio::task::spawn_blocking(move || engine.stop(Duration::from_secs(5))).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+}

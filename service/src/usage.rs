@@ -1,0 +1,148 @@
+//! Usage accounting and enforcement, run every few seconds.
+//!
+//! The engine's counters are monotonic for one engine run. Each pass reads them, and in one
+//! transaction adds the deltas since the values recorded in `usage_cursor` to each user's used
+//! and lifetime traffic and to the hour's bucket, and records the new values. A pass that fails
+//! or is interrupted changes nothing, and the next pass computes the same deltas again: bytes
+//! are counted exactly once.
+//!
+//! Then enforcement: users who are over their limit, expired or disabled are taken off the
+//! engine (their connections close at once); start_on_first_use users start their clock on
+//! first traffic or at their activation deadline; periodic resets follow each user's strategy.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::db::{self, UserRow};
+use crate::model::{ExpireStrategy, ResetStrategy};
+use crate::serve::{now, AppState};
+use crate::sync;
+
+/// Applies the engine's counters to the database once. Returns the users whose state may
+/// have changed (got traffic).
+pub async fn record(state: &AppState) -> anyhow::Result<usize> {
+    let engine = state.engine.clone();
+    let stats = tokio::task::spawn_blocking(move || engine.user_stats()).await?;
+    let now = now();
+    let hour = now - now.rem_euclid(3600);
+    let mut tx = state.db.pool.begin().await?;
+    let rows =
+        sqlx::query("SELECT user_name, uplink, downlink FROM usage_cursor WHERE engine_run = $1")
+            .bind(state.engine_run.as_ref())
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut cursor: HashMap<String, (i64, i64)> = HashMap::new();
+    for r in rows {
+        cursor.insert(
+            r.try_get("user_name")?,
+            (r.try_get("uplink")?, r.try_get("downlink")?),
+        );
+    }
+    let mut touched = 0;
+    for s in stats {
+        let (up, down) = (s.traffic.uplink as i64, s.traffic.downlink as i64);
+        let (cu, cd) = cursor.get(&s.name).copied().unwrap_or((0, 0));
+        let (du, dd) = (up - cu, down - cd);
+        if du <= 0 && dd <= 0 {
+            continue;
+        }
+        touched += 1;
+        let total = du.max(0) + dd.max(0);
+        let id: Option<i64> = sqlx::query(
+            "UPDATE users SET used_traffic = used_traffic + $1, lifetime_used_traffic = lifetime_used_traffic + $1, \
+             online_at = $2, activated_at = CASE WHEN expire_strategy = 'start_on_first_use' AND activated_at IS NULL \
+             THEN $2 ELSE activated_at END WHERE username = $3 RETURNING id",
+        )
+        .bind(total)
+        .bind(now)
+        .bind(&s.name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("id"))
+        .transpose()?;
+        if let Some(id) = id {
+            sqlx::query(
+                "INSERT INTO usage_hourly (user_id, hour, uplink, downlink) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (user_id, hour) DO UPDATE SET uplink = usage_hourly.uplink + $3, \
+                 downlink = usage_hourly.downlink + $4",
+            )
+            .bind(id)
+            .bind(hour)
+            .bind(du.max(0))
+            .bind(dd.max(0))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO usage_cursor (engine_run, user_name, uplink, downlink) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (engine_run, user_name) DO UPDATE SET uplink = $3, downlink = $4",
+        )
+        .bind(state.engine_run.as_ref())
+        .bind(&s.name)
+        .bind(up)
+        .bind(down)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(touched)
+}
+
+/// Start of the reset period after `from`, for `strategy`.
+fn next_reset(strategy: ResetStrategy, from: i64) -> Option<i64> {
+    const DAY: i64 = 86_400;
+    Some(
+        from + match strategy {
+            ResetStrategy::NoReset => return None,
+            ResetStrategy::Day => DAY,
+            ResetStrategy::Week => 7 * DAY,
+            ResetStrategy::Month => 30 * DAY,
+            ResetStrategy::Year => 365 * DAY,
+        },
+    )
+}
+
+/// Activation deadlines and periodic resets; then the engine is brought in step with every
+/// user's status.
+pub async fn enforce(state: &AppState) -> anyhow::Result<()> {
+    let now = now();
+    sqlx::query(
+        "UPDATE users SET activated_at = activation_deadline WHERE expire_strategy = $1 \
+         AND activated_at IS NULL AND activation_deadline IS NOT NULL AND activation_deadline <= $2",
+    )
+    .bind(ExpireStrategy::StartOnFirstUse.as_str())
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+    let users: Vec<UserRow> = db::all_users(&state.db).await?;
+    for u in &users {
+        let since = u.traffic_reset_at.unwrap_or(u.created_at);
+        if next_reset(u.reset_strategy, since).is_some_and(|t| t <= now) {
+            sqlx::query("UPDATE users SET used_traffic = 0, traffic_reset_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(u.id)
+                .execute(&state.db.pool)
+                .await?;
+        }
+    }
+    let users = db::all_users(&state.db).await?;
+    let tags = db::user_inbound_tags(&state.db).await?;
+    sync::apply_users(state, &users, &tags).await
+}
+
+/// The background loop: record, enforce, sleep.
+pub async fn run(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.usage_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = record(&state).await {
+            tracing::warn!("recording usage failed (will retry): {e:#}");
+            continue;
+        }
+        if let Err(e) = enforce(&state).await {
+            tracing::warn!("enforcement failed (will retry): {e:#}");
+        }
+    }
+}
