@@ -63,6 +63,10 @@ pub struct Config {
     /// Timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Routing rules (docs/rules.md). Without them only the built-in private-range block
+    /// applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<crate::rules::RulesConfig>,
     /// Listeners (none is fine: the panel adds them later).
     #[serde(default)]
     pub inbounds: Vec<InboundConfig>,
@@ -224,6 +228,7 @@ impl Config {
                 ));
             }
         }
+        self.compile_rules()?;
         let mut tags = HashSet::new();
         let mut binds = HashSet::new();
         for (i, inbound) in self.inbounds.iter().enumerate() {
@@ -259,6 +264,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The routing rules, compiled (reads the GeoIP database, if one is named).
+    pub fn compile_rules(&self) -> Result<crate::rules::RuleSet, ConfigError> {
+        let policy = crate::outbound::DestinationPolicy::from(&self.outbound);
+        match &self.routing {
+            None => Ok(crate::rules::RuleSet::builtin(policy)),
+            Some(r) => crate::rules::RuleSet::compile(r, policy)
+                .map_err(|e| invalid(format!("routing.{}", e.field), e.message)),
+        }
     }
 
     /// Number of workers to run.
@@ -349,7 +364,10 @@ mod tests {
             err(r#"{"inbounds":[{"tag":"a","listen":"nope"}]}"#).starts_with("inbounds[0].listen")
         );
         assert!(err(r#"{"inbounds":[],"bogus":1}"#).contains("bogus"));
-        assert!(Config::from_json(r#"{"inbounds":[]}"#).is_ok(), "an engine may start empty");
+        assert!(
+            Config::from_json(r#"{"inbounds":[]}"#).is_ok(),
+            "an engine may start empty"
+        );
     }
 
     #[test]

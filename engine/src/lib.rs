@@ -35,7 +35,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use config::{Config, ConfigError};
 use counters::Traffic;
 pub use counters::TrafficStats;
-use outbound::DestinationPolicy;
 use runtime::Signal;
 pub use users::Limits;
 use users::Registry;
@@ -140,13 +139,14 @@ pub struct UserInbound {
     pub password: String,
 }
 
-/// Where the engine reads the time (Unix seconds). Tests inject their own.
+/// Where the routing rules read the time (Unix seconds). Tests inject their own.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Options beyond the configuration.
 #[derive(Clone, Default)]
 pub struct EngineOptions {
-    /// Replaces the system clock (for tests of time-dependent behaviour).
+    /// Replaces the system clock for the routing rules' time windows (tests). Protocol
+    /// timestamps always use the system clock.
     pub clock: Option<Clock>,
 }
 
@@ -167,7 +167,7 @@ impl Engine {
         let t = &config.timeouts;
         let shared = Arc::new(Shared {
             workers,
-            policy: DestinationPolicy::from(&config.outbound),
+            rules: config.compile_rules()?,
             timeouts: RuntimeTimeouts {
                 handshake: Duration::from_secs(t.handshake_secs),
                 connect: Duration::from_secs(t.connect_secs),
@@ -330,7 +330,8 @@ pub(crate) struct RuntimeTimeouts {
 /// State every worker can read. Changed only by control operations.
 pub(crate) struct Shared {
     workers: usize,
-    policy: DestinationPolicy,
+    /// Routing rules (with the private-range block built in).
+    rules: rules::RuleSet,
     timeouts: RuntimeTimeouts,
     users: Registry,
     /// The current inbounds.
@@ -359,8 +360,13 @@ impl Shared {
             .cloned()
     }
 
-    /// Unix seconds from the engine's clock.
+    /// Unix seconds (system time: protocols check client timestamps against it).
     pub(crate) fn now(&self) -> u64 {
+        system_now()
+    }
+
+    /// Unix seconds as the routing rules see them (injectable for tests).
+    pub(crate) fn rules_now(&self) -> u64 {
         (self.clock)()
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use proto::TargetAddr;
 
-use crate::config::OutboundConfig;
+use crate::config::{Network, OutboundConfig};
+use crate::rules::{Decision, Query, RuleSet};
 use crate::runtime::{self, TcpStream};
 
 /// Why a destination could not be reached.
@@ -25,11 +26,14 @@ pub enum OutboundError {
         /// Underlying error.
         source: io::Error,
     },
-    /// Every address of the destination is in a blocked range.
-    #[error(
-        "destination {0} is in a blocked range (loopback, private, link-local or unspecified)"
-    )]
-    Blocked(SocketAddr),
+    /// The routing rules refuse the destination.
+    #[error("destination {target} refused by {reason}")]
+    Denied {
+        /// The destination.
+        target: String,
+        /// The rule (or built-in block) that refused it.
+        reason: String,
+    },
     /// The name resolved to nothing.
     #[error("{0} resolved to no address")]
     NoAddress(String),
@@ -106,44 +110,107 @@ fn is_special_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfe80
 }
 
-/// Resolves `target` to the addresses the policy permits (at least one, or an error).
-pub async fn resolve(
-    target: &TargetAddr,
-    policy: DestinationPolicy,
-) -> Result<Vec<SocketAddr>, OutboundError> {
-    let addrs = match target {
-        TargetAddr::Ip(a) => vec![*a],
-        TargetAddr::Domain(host, port) => {
-            let (h, p) = (host.clone(), *port);
-            let r = runtime::spawn_blocking(move || (h.as_str(), p).to_socket_addrs()).await;
-            r.map_err(|source| OutboundError::Resolve {
-                host: host.clone(),
-                source,
-            })?
-            .collect()
-        }
-    };
-    let Some(&first) = addrs.first() else {
-        return Err(OutboundError::NoAddress(target.to_string()));
-    };
-    let allowed: Vec<SocketAddr> = addrs
-        .into_iter()
-        .filter(|a| policy.permits(a.ip()))
-        .collect();
-    if allowed.is_empty() {
-        return Err(OutboundError::Blocked(first));
-    }
-    Ok(allowed)
+/// Who asks for a destination, for the routing rules.
+#[derive(Clone, Copy, Debug)]
+pub struct Route<'a> {
+    /// The rules.
+    pub rules: &'a RuleSet,
+    /// User name.
+    pub user: &'a str,
+    /// Inbound tag.
+    pub inbound: &'a str,
+    /// TCP or UDP.
+    pub network: Network,
+    /// Client address.
+    pub source: IpAddr,
+    /// Unix seconds.
+    pub now: u64,
 }
 
-/// Connects to `target` over TCP, trying each permitted address in turn.
+impl Route<'_> {
+    fn query<'q>(&'q self, domain: Option<&'q str>, ip: Option<IpAddr>, port: u16) -> Query<'q> {
+        let mut q = Query::new(self.source, port, self.now);
+        q.user = Some(self.user);
+        q.inbound = Some(self.inbound);
+        q.network = self.network;
+        q.domain = domain;
+        q.ip = ip;
+        q
+    }
+
+    /// Decides a resolved address (with the name it came from, if any).
+    pub fn check(&self, domain: Option<&str>, addr: SocketAddr) -> Result<(), OutboundError> {
+        match self
+            .rules
+            .decide(&self.query(domain, Some(addr.ip()), addr.port()))
+        {
+            Decision::Allow(_) => Ok(()),
+            Decision::Deny(reason) => Err(OutboundError::Denied {
+                target: domain
+                    .map(|d| format!("{d} ({addr})"))
+                    .unwrap_or_else(|| addr.to_string()),
+                reason: reason.to_string(),
+            }),
+            Decision::Resolve => unreachable!("an address is always decided"),
+        }
+    }
+}
+
+/// Resolves `target` to the addresses the routing rules allow (at least one, or an error).
+/// A name the rules deny whatever its address is never resolved.
+pub async fn resolve(
+    target: &TargetAddr,
+    route: Route<'_>,
+) -> Result<Vec<SocketAddr>, OutboundError> {
+    let (domain, addrs) = match target {
+        TargetAddr::Ip(a) => (None, vec![*a]),
+        TargetAddr::Domain(host, port) => {
+            if let Decision::Deny(reason) =
+                route.rules.decide(&route.query(Some(host), None, *port))
+            {
+                return Err(OutboundError::Denied {
+                    target: target.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+            let (h, p) = (host.clone(), *port);
+            let r = runtime::spawn_blocking(move || (h.as_str(), p).to_socket_addrs()).await;
+            let addrs = r
+                .map_err(|source| OutboundError::Resolve {
+                    host: host.clone(),
+                    source,
+                })?
+                .collect();
+            (Some(host.as_str()), addrs)
+        }
+    };
+    if addrs.is_empty() {
+        return Err(OutboundError::NoAddress(target.to_string()));
+    }
+    let mut first_error = None;
+    let mut allowed = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        match route.check(domain, a) {
+            Ok(()) => allowed.push(a),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if allowed.is_empty() => Err(e),
+        _ => Ok(allowed),
+    }
+}
+
+/// Connects to `target` over TCP, trying each allowed address in turn.
 pub async fn connect_tcp(
     target: &TargetAddr,
-    policy: DestinationPolicy,
+    route: Route<'_>,
     timeout: Duration,
 ) -> Result<TcpStream, OutboundError> {
     let mut last = None;
-    for addr in resolve(target, policy).await? {
+    for addr in resolve(target, route).await? {
         match TcpStream::connect_timeout(addr, timeout).await {
             Ok(s) => {
                 let _ = s.set_nodelay(true);

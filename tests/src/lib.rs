@@ -661,3 +661,12 @@ impl SsReader {
         }
     }
 }
+
+/// Starts our engine in this process from a JSON config, with options (an injected clock).
+pub fn start_engine_with(
+    config: serde_json::Value,
+    options: engine::EngineOptions,
+) -> engine::Handle {
+    let config = engine::Config::from_json(&config.to_string()).expect("valid test config");
+    engine::Engine::start_with(config, options).expect("engine starts")
+}

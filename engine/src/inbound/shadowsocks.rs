@@ -188,9 +188,15 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
     };
     let _open = user.traffic.open_guard(ctx.index);
     let relay = async {
-        let mut target = match outbound::connect_tcp(&req.target, ctx.shared.policy, t.connect)
-            .await
-        {
+        let route = outbound::Route {
+            rules: &ctx.shared.rules,
+            user: &user.name,
+            inbound: &ib.tag,
+            network: crate::config::Network::Tcp,
+            source: peer.ip(),
+            now: ctx.shared.rules_now(),
+        };
+        let mut target = match outbound::connect_tcp(&req.target, route, t.connect).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(inbound = %ib.tag, %peer, user = %user.name, target = %req.target, "{e}");
@@ -495,7 +501,7 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
         }
         session.client.set(src);
         session.active.set(Instant::now());
-        let dest = match udp_destination(&ctx, &session, &packet.target).await {
+        let dest = match udp_destination(&ctx, &ib, &session, &packet.target, src.ip()).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!(inbound = %ib.tag, peer = %src, target = %packet.target, "{e}");
@@ -561,26 +567,42 @@ fn new_session(
 
 async fn udp_destination(
     ctx: &WorkerCtx,
+    ib: &InboundShared,
     session: &UdpSession,
     target: &TargetAddr,
+    source: IpAddr,
 ) -> Result<SocketAddr, outbound::OutboundError> {
-    let policy = ctx.shared.policy;
+    let route = outbound::Route {
+        rules: &ctx.shared.rules,
+        user: &session.user.name,
+        inbound: &ib.tag,
+        network: crate::config::Network::Udp,
+        source,
+        now: ctx.shared.rules_now(),
+    };
     let addr = match target {
         TargetAddr::Ip(a) => {
-            if !policy.permits(a.ip()) {
-                return Err(outbound::OutboundError::Blocked(*a));
-            }
+            route.check(None, *a)?;
             *a
         }
-        TargetAddr::Domain(..) => {
-            if let Some((t, a)) = &*session.resolved.borrow() {
-                if t == target {
-                    return Ok(*a);
+        TargetAddr::Domain(host, _) => {
+            let cached = session
+                .resolved
+                .borrow()
+                .as_ref()
+                .filter(|(t, _)| t == target)
+                .map(|(_, a)| *a);
+            match cached {
+                Some(a) => {
+                    route.check(Some(host), a)?;
+                    a
+                }
+                None => {
+                    let a = outbound::resolve(target, route).await?[0];
+                    *session.resolved.borrow_mut() = Some((target.clone(), a));
+                    a
                 }
             }
-            let a = outbound::resolve(target, policy).await?[0];
-            *session.resolved.borrow_mut() = Some((target.clone(), a));
-            a
         }
     };
     // The outbound socket is dual-stack IPv6 where possible: address IPv4 as v4-mapped.

@@ -1,0 +1,101 @@
+//! Routing rules in the running engine: a time window with an injected clock, address and
+//! port rules, and the built-in private-range block.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use e2e::*;
+use proto::shadowsocks::Method;
+use serde_json::json;
+
+const PSK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const KID: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+const PARENT: &str = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
+const M: Method = Method::Blake3Aes256Gcm;
+
+/// 2026-11-26 (a Thursday) at `hour`:00 UTC.
+fn at(hour: u64) -> u64 {
+    1_795_651_200 + hour * 3600
+}
+
+fn reaches(h: &engine::Handle, key: &str, echo: std::net::SocketAddr) -> bool {
+    let Ok(mut c) = SsClient::connect(h.local_addr("ss").unwrap(), M, key, Some(PSK), echo, b"hi")
+    else {
+        return false;
+    };
+    c.stream()
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    c.recv_exact(2).is_ok()
+}
+
+#[test]
+fn time_window_rule_denies_outside_its_window() {
+    let clock = Arc::new(AtomicU64::new(at(12)));
+    let c = Arc::clone(&clock);
+    let h = start_engine_with(
+        json!({
+            "workers": 2,
+            "outbound": {"allow_loopback": true},
+            "routing": {"timezone": "UTC", "rules": [
+                {"action": "deny", "users": ["kid"], "schedule": [{"times": ["22:00-06:00"]}]}
+            ]},
+            "inbounds": [{"tag": "ss", "listen": "127.0.0.1:0", "protocol": "shadowsocks",
+                "settings": {"method": M.name(), "psk": PSK,
+                    "users": [{"name": "kid", "password": KID}, {"name": "parent", "password": PARENT}]}}],
+        }),
+        engine::EngineOptions {
+            clock: Some(Arc::new(move || c.load(Ordering::Relaxed))),
+        },
+    );
+    let echo = tcp_echo();
+    assert!(reaches(&h, KID, echo), "noon: allowed");
+    clock.store(at(23), Ordering::Relaxed);
+    thread::sleep(Duration::from_millis(50));
+    assert!(!reaches(&h, KID, echo), "23:00: inside the deny window");
+    assert!(reaches(&h, PARENT, echo), "the rule names only kid");
+    clock.store(at(24 + 7), Ordering::Relaxed);
+    thread::sleep(Duration::from_millis(600));
+    assert!(reaches(&h, KID, echo), "07:00 next day: allowed again");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn address_and_port_rules_apply() {
+    let echo = tcp_echo();
+    let h = start_engine(json!({
+        "workers": 1,
+        "outbound": {"allow_loopback": true},
+        "routing": {"rules": [
+            {"action": "deny", "destination_cidrs": ["127.0.0.1/32"], "ports": [echo.port()]}
+        ]},
+        "inbounds": [{"tag": "ss", "listen": "127.0.0.1:0", "protocol": "shadowsocks",
+            "settings": {"method": M.name(), "psk": PSK, "users": [{"name": "kid", "password": KID}]}}],
+    }));
+    assert!(!reaches(&h, KID, echo), "denied port");
+    let other = tcp_echo();
+    assert!(reaches(&h, KID, other), "another port is fine");
+    assert_eq!(
+        user_traffic(&h, "kid").uplink,
+        2,
+        "only the allowed connection's bytes count"
+    );
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn private_ranges_are_refused_by_default() {
+    let echo = tcp_echo();
+    let h = start_engine(json!({
+        "workers": 1,
+        "inbounds": [{"tag": "ss", "listen": "127.0.0.1:0", "protocol": "shadowsocks",
+            "settings": {"method": M.name(), "psk": PSK, "users": [{"name": "kid", "password": KID}]}}],
+    }));
+    assert!(
+        !reaches(&h, KID, echo),
+        "loopback is blocked unless allowed"
+    );
+    h.stop(Duration::from_secs(1));
+}
