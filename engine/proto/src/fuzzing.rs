@@ -471,14 +471,16 @@ mod tests {
         (0..len).map(|_| next()).collect()
     }
 
-    /// The VLESS, Mux.Cool and Trojan entry points survive garbage of every short length, in
+    /// The VLESS, Mux.Cool, Trojan and VMess entry points survive garbage of every short length, in
     /// both modes, and take their own seeds.
     #[test]
     fn v2ray_family_entry_points_survive_garbage() {
-        let entry_points: [fn(&[u8]); 3] = [
+        let entry_points: [fn(&[u8]); 5] = [
             super::vless_request,
             super::mux_frames,
             super::trojan_request,
+            super::vmess_handshake,
+            super::vmess_body,
         ];
         for entry_point in entry_points {
             for len in 0..200 {
@@ -491,4 +493,219 @@ mod tests {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// VMess
+
+/// Feeds `wire` to a fresh VMess handshake `step` bytes at a time, as a relay reading a socket
+/// would. `Ok(None)`: all of `wire` was fed and the handshake still needs more. Otherwise the
+/// request and how many bytes had been fed when it completed.
+pub fn feed_vmess_handshake(
+    users: &crate::vmess::VmessUsers,
+    wire: &mut [u8],
+    step: usize,
+    now: u64,
+    replay: &mut dyn SaltCheck,
+) -> Result<Option<(crate::vmess::Request, usize)>, crate::vmess::PeerError> {
+    use crate::vmess::{Handshake, ServerHandshake};
+    let mut handshake = ServerHandshake::new();
+    let mut fed = 0;
+    loop {
+        fed = (fed + step.max(1)).min(wire.len());
+        if let Handshake::Done(request) =
+            handshake.advance(users, &mut wire[..fed], now, None, replay)?
+        {
+            assert!(request.consumed <= fed);
+            return Ok(Some((request, fed)));
+        }
+        if fed == wire.len() {
+            return Ok(None);
+        }
+    }
+}
+
+/// What [`feed_vmess_body`] read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct VmessBody {
+    /// Every chunk's plaintext.
+    pub chunks: Vec<Vec<u8>>,
+    /// Whether the end marker came.
+    pub ended: bool,
+    /// Received bytes left unconsumed.
+    pub left: usize,
+}
+
+/// Feeds `stream` to `opener` `step` bytes at a time, dropping each chunk from the head of the
+/// receive buffer once it is opened, as a relay does.
+pub fn feed_vmess_body(
+    opener: &mut crate::vmess::BodyOpener,
+    stream: &[u8],
+    step: usize,
+) -> Result<VmessBody, crate::vmess::PeerError> {
+    use crate::vmess::Opened;
+    let mut received = Vec::new();
+    let mut body = VmessBody::default();
+    for piece in stream.chunks(step.max(1)) {
+        received.extend_from_slice(piece);
+        loop {
+            match opener.open(&mut received)? {
+                Opened::NeedMore => break,
+                Opened::Chunk { payload, consumed } => {
+                    assert!(payload.start <= payload.end && payload.end <= consumed);
+                    assert!(consumed <= received.len());
+                    body.chunks.push(received[payload].to_vec());
+                    received.drain(..consumed);
+                }
+                Opened::End { consumed } => {
+                    assert!(consumed <= received.len());
+                    received.drain(..consumed);
+                    body.ended = true;
+                    break;
+                }
+            }
+        }
+        if body.ended {
+            break;
+        }
+    }
+    body.left = received.len();
+    Ok(body)
+}
+
+/// Seals `data` with `sealer` as one chunk; returns the bytes to send.
+pub fn vmess_seal(sealer: &mut crate::vmess::BodySealer, data: &[u8]) -> Vec<u8> {
+    use crate::vmess::{SEAL_HEADROOM, SEAL_TAILROOM};
+    let mut buf = vec![0u8; SEAL_HEADROOM + data.len() + SEAL_TAILROOM];
+    let payload = SEAL_HEADROOM..SEAL_HEADROOM + data.len();
+    buf[payload.clone()].copy_from_slice(data);
+    let sent = sealer.seal(&mut buf, payload);
+    buf[sent].to_vec()
+}
+
+/// The UUID of the VMess user the forging entry points seal under (the second of two).
+pub const VMESS_UUID: [u8; 16] = *b"fuzz vmess uuid!";
+
+fn vmess_users() -> &'static crate::vmess::VmessUsers {
+    static USERS: OnceLock<crate::vmess::VmessUsers> = OnceLock::new();
+    USERS.get_or_init(|| {
+        crate::vmess::VmessUsers::new([(1, [7; 16]), (2, VMESS_UUID)]).expect("valid fixture")
+    })
+}
+
+/// VMess server handshake. `data[0]` sets the read size; with `data[0]` odd the rest is the
+/// header plaintext, sealed under a known user with a valid auth ID first (so the parser behind
+/// the AEAD is reached), otherwise it is fed raw. A completed handshake's request body is then
+/// opened from whatever follows.
+pub fn vmess_handshake(data: &[u8]) {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(first >> 1) + 1;
+    let mut wire = if first & 1 == 1 {
+        let plaintext = &rest[..rest.len().min(0xffff)];
+        let mut out = vec![0u8; 42 + plaintext.len() + 16];
+        out[42..42 + plaintext.len()].copy_from_slice(plaintext);
+        let cmd_key = crate::vmess::cmd_key(&VMESS_UUID);
+        crate::vmess::seal_request_header(&cmd_key, NOW, [0; 4], [0; 8], &mut out, plaintext.len());
+        out
+    } else {
+        rest.to_vec()
+    };
+    let mut replay = SaltFilter::new(crate::vmess::AUTH_ID_TTL, 1024);
+    if let Ok(Some((request, _))) =
+        feed_vmess_handshake(vmess_users(), &mut wire, step, NOW, &mut replay)
+    {
+        let _ = feed_vmess_body(&mut request.opener(), &wire[request.consumed..], step);
+    }
+}
+
+/// VMess bodies after a valid handshake. `data[0]` picks the security, options and command,
+/// and whether the server reads the request body or the client the response; `data[1]` sets
+/// the read size. With `data[0] & 0x80` the rest is cut into chunks (at bytes equal to
+/// `data[1]`), sealed by the matching sealer and must open to the same chunks; otherwise the
+/// rest is fed raw.
+pub fn vmess_body(data: &[u8]) {
+    use crate::vmess::option::{AUTHENTICATED_LENGTH, CHUNK_MASKING, CHUNK_STREAM, GLOBAL_PADDING};
+    use crate::vmess::{ClientRequest, Command, Security};
+    let [pick, cut, rest @ ..] = data else {
+        return;
+    };
+    const PROFILES: [(Security, u8); 8] = [
+        (
+            Security::Aes128Gcm,
+            CHUNK_STREAM | CHUNK_MASKING | GLOBAL_PADDING,
+        ),
+        (
+            Security::Aes128Gcm,
+            CHUNK_STREAM | CHUNK_MASKING | AUTHENTICATED_LENGTH,
+        ),
+        (Security::Chacha20Poly1305, CHUNK_STREAM),
+        (
+            Security::Chacha20Poly1305,
+            CHUNK_STREAM | CHUNK_MASKING | GLOBAL_PADDING | AUTHENTICATED_LENGTH,
+        ),
+        (Security::None, 0),
+        (Security::None, CHUNK_STREAM),
+        (Security::None, CHUNK_STREAM | CHUNK_MASKING),
+        (
+            Security::None,
+            CHUNK_STREAM | CHUNK_MASKING | GLOBAL_PADDING,
+        ),
+    ];
+    let (security, options) = PROFILES[usize::from(pick & 7)];
+    let command = match (pick >> 3) % 3 {
+        0 => Command::Tcp(TargetAddr::Domain("example.com".into(), 443)),
+        1 => Command::Udp(TargetAddr::Ip(([8, 8, 8, 8], 53).into())),
+        _ => Command::Mux,
+    };
+    if security == Security::None && options == 0 && matches!(command, Command::Udp(_)) {
+        return;
+    }
+    let request = ClientRequest {
+        cmd_key: crate::vmess::cmd_key(&VMESS_UUID),
+        command: &command,
+        security,
+        options,
+        key: [0x42; 16],
+        iv: [0x24; 16],
+        response_auth: 0x99,
+        padding: 3,
+        auth_random: [0; 4],
+        nonce: [1; 8],
+    };
+    let mut wire = vec![0u8; request.encoded_len()];
+    let (n, client_sealer, client_opener) = request.encode(NOW, &mut wire);
+    let mut replay = SaltFilter::new(crate::vmess::AUTH_ID_TTL, 1024);
+    let Ok(Some((server, _))) = feed_vmess_handshake(vmess_users(), &mut wire, n, NOW, &mut replay)
+    else {
+        unreachable!("the fixture's own request is accepted")
+    };
+    let (mut sealer, mut opener) = if pick & 0x40 == 0 {
+        (client_sealer, server.opener())
+    } else {
+        (server.sealer(), client_opener)
+    };
+    let step = usize::from(*cut) + 1;
+    if pick & 0x80 == 0 {
+        let _ = feed_vmess_body(&mut opener, rest, step);
+        return;
+    }
+    let chunks: Vec<&[u8]> = rest
+        .split(|b| b == cut)
+        .filter(|c| !c.is_empty())
+        .map(|c| &c[..c.len().min(crate::vmess::MAX_CHUNK_PAYLOAD)])
+        .collect();
+    let stream: Vec<u8> = chunks
+        .iter()
+        .flat_map(|c| vmess_seal(&mut sealer, c))
+        .collect();
+    let body = feed_vmess_body(&mut opener, &stream, step).expect("a sealed stream opens");
+    let chunked = security != Security::None || options & CHUNK_STREAM != 0;
+    if chunked {
+        assert_eq!(body.chunks, chunks);
+    } else {
+        assert_eq!(body.chunks.concat(), chunks.concat());
+    }
+    assert_eq!(body.left, 0);
 }
