@@ -19,8 +19,19 @@ struct Slot {
 /// Uplink (client to destination) and downlink (destination to client) payload bytes, and
 /// connections opened and closed.
 pub struct Traffic {
-    slots: Box<[Slot]>,
+    storage: Storage,
 }
+
+enum Storage {
+    Heap(Box<[Slot]>),
+    /// In the counters file, so the values outlive the process (see `runtime::mapped`).
+    Mapped(crate::runtime::mapped::MappedSlots, usize),
+}
+
+const UP: usize = 0;
+const DOWN: usize = 1;
+const OPENED: usize = 2;
+const CLOSED: usize = 3;
 
 /// A snapshot of a [`Traffic`] counter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -51,34 +62,64 @@ fn bump(c: &AtomicU64, n: u64) {
 }
 
 impl Traffic {
-    /// A counter with one slot per worker.
+    /// A counter with one slot per worker, on the heap.
     pub fn new(workers: usize) -> Traffic {
         Traffic {
-            slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
+            storage: Storage::Heap((0..workers.max(1)).map(|_| Slot::default()).collect()),
+        }
+    }
+
+    /// A counter whose slots live in the counters file.
+    pub fn mapped(slots: crate::runtime::mapped::MappedSlots, workers: usize) -> Traffic {
+        Traffic {
+            storage: Storage::Mapped(slots, workers),
+        }
+    }
+
+    #[inline]
+    fn counter(&self, worker: usize, which: usize) -> &AtomicU64 {
+        match &self.storage {
+            Storage::Heap(slots) => {
+                let s = &slots[worker];
+                match which {
+                    UP => &s.up,
+                    DOWN => &s.down,
+                    OPENED => &s.opened,
+                    _ => &s.closed,
+                }
+            }
+            Storage::Mapped(m, _) => m.counter(worker, which),
+        }
+    }
+
+    fn workers(&self) -> usize {
+        match &self.storage {
+            Storage::Heap(slots) => slots.len(),
+            Storage::Mapped(_, w) => *w,
         }
     }
 
     /// Adds uplink bytes. Must be called only from worker `worker`'s thread.
     #[inline]
     pub fn add_up(&self, worker: usize, n: u64) {
-        bump(&self.slots[worker].up, n);
+        bump(self.counter(worker, UP), n);
     }
 
     /// Adds downlink bytes. Must be called only from worker `worker`'s thread.
     #[inline]
     pub fn add_down(&self, worker: usize, n: u64) {
-        bump(&self.slots[worker].down, n);
+        bump(self.counter(worker, DOWN), n);
     }
 
     /// Counts a connection or session as open (from worker `worker`'s thread only), to be
     /// paired with [`Traffic::closed`].
     pub fn opened(&self, worker: usize) {
-        bump(&self.slots[worker].opened, 1);
+        bump(self.counter(worker, OPENED), 1);
     }
 
     /// Counts a connection or session as closed.
     pub fn closed(&self, worker: usize) {
-        bump(&self.slots[worker].closed, 1);
+        bump(self.counter(worker, CLOSED), 1);
     }
 
     /// Counts one open connection until the returned guard drops.
@@ -94,11 +135,11 @@ impl Traffic {
     pub fn read(&self) -> TrafficStats {
         let (mut opened, mut closed) = (0u64, 0u64);
         let mut t = TrafficStats::default();
-        for s in self.slots.iter() {
-            t.uplink += s.up.load(Ordering::Relaxed);
-            t.downlink += s.down.load(Ordering::Relaxed);
-            closed += s.closed.load(Ordering::Relaxed);
-            opened += s.opened.load(Ordering::Relaxed);
+        for w in 0..self.workers() {
+            t.uplink += self.counter(w, UP).load(Ordering::Relaxed);
+            t.downlink += self.counter(w, DOWN).load(Ordering::Relaxed);
+            closed += self.counter(w, CLOSED).load(Ordering::Relaxed);
+            opened += self.counter(w, OPENED).load(Ordering::Relaxed);
         }
         t.open = opened.saturating_sub(closed);
         t

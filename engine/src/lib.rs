@@ -84,6 +84,9 @@ pub enum EngineError {
     /// The engine has been stopped.
     #[error("the engine is stopped")]
     Stopped,
+    /// The counters file could not be created.
+    #[error("counters file: {0}")]
+    CountersFile(io::Error),
 }
 
 /// Statistics of one user, summed over every inbound and worker.
@@ -145,6 +148,10 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// Options beyond the configuration.
 #[derive(Clone, Default)]
 pub struct EngineOptions {
+    /// Keep user counters in this file (memory-mapped), so that they survive a crash of the
+    /// process: read what a previous run left with [`read_counters_file`] *before* starting a
+    /// new engine on the same file, which starts it afresh.
+    pub counters_file: Option<std::path::PathBuf>,
     /// Replaces the system clock for the routing rules' time windows (tests). Protocol
     /// timestamps always use the system clock.
     pub clock: Option<Clock>,
@@ -165,7 +172,16 @@ impl Engine {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| flume::unbounded()).unzip();
         let t = &config.timeouts;
+        let run_id: [u8; 16] = rand::random();
+        let file = match &options.counters_file {
+            Some(path) => Some(Arc::new(
+                runtime::mapped::CounterFile::create(path, workers, run_id)
+                    .map_err(EngineError::CountersFile)?,
+            )),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            run_id,
             workers,
             rules: config.compile_rules()?,
             timeouts: RuntimeTimeouts {
@@ -174,7 +190,7 @@ impl Engine {
                 idle: Duration::from_secs(t.idle_secs),
                 udp_session: Duration::from_secs(t.udp_session_secs),
             },
-            users: Registry::default(),
+            users: Registry::new(file),
             inbounds: RwLock::new(Vec::new()),
             inbound_traffic: Mutex::new(HashMap::new()),
             control: senders,
@@ -216,6 +232,11 @@ impl Handle {
     /// The address an inbound actually listens on (its port resolved when configured as 0).
     pub fn local_addr(&self, tag: &str) -> Option<SocketAddr> {
         self.shared.inbound(tag).map(|i| i.local_addr)
+    }
+
+    /// Identifies this run of the engine (counters restart from zero with each run).
+    pub fn run_id(&self) -> String {
+        hex(&self.shared.run_id)
     }
 
     /// Number of workers (executors) running.
@@ -329,6 +350,7 @@ pub(crate) struct RuntimeTimeouts {
 
 /// State every worker can read. Changed only by control operations.
 pub(crate) struct Shared {
+    run_id: [u8; 16],
     workers: usize,
     /// Routing rules (with the private-range block built in).
     rules: rules::RuleSet,
@@ -369,6 +391,28 @@ impl Shared {
     pub(crate) fn rules_now(&self) -> u64 {
         (self.clock)()
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a previous run left in a counters file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviousRun {
+    /// Its run id, as [`Handle::run_id`] gave it.
+    pub run_id: String,
+    /// Each user's final uplink and downlink.
+    pub users: Vec<(String, u64, u64)>,
+}
+
+/// The user counters a previous run left in a counters file (see
+/// [`EngineOptions::counters_file`]); `None` if the file does not exist.
+pub fn read_counters_file(path: &std::path::Path) -> io::Result<Option<PreviousRun>> {
+    Ok(runtime::mapped::read(path)?.map(|s| PreviousRun {
+        run_id: hex(&s.run_id),
+        users: s.users,
+    }))
 }
 
 fn system_now() -> u64 {

@@ -128,10 +128,10 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    fn new(name: &str, workers: usize) -> UserRecord {
+    fn new(name: &str, traffic: Traffic) -> UserRecord {
         UserRecord {
             name: name.to_owned(),
-            traffic: Traffic::new(workers),
+            traffic,
             active: AtomicBool::new(true),
             open: AtomicU32::new(0),
             max_connections: AtomicU32::new(0),
@@ -236,6 +236,8 @@ impl Drop for Admission {
 #[derive(Default)]
 pub struct Registry {
     inner: RwLock<RegistryInner>,
+    /// Where user counters live when they must outlive the process.
+    file: Option<Arc<crate::runtime::mapped::CounterFile>>,
 }
 
 #[derive(Default)]
@@ -245,6 +247,30 @@ struct RegistryInner {
 }
 
 impl Registry {
+    /// A registry whose user counters live in `file` (or on the heap).
+    pub fn new(file: Option<Arc<crate::runtime::mapped::CounterFile>>) -> Registry {
+        Registry {
+            inner: RwLock::default(),
+            file,
+        }
+    }
+
+    fn traffic(&self, name: &str, workers: usize) -> Traffic {
+        match &self.file {
+            Some(f) => match f.allocate(name) {
+                Ok(slots) => Traffic::mapped(slots, workers),
+                Err(e) => {
+                    tracing::error!(
+                        user = name,
+                        "counters file: {e}; this user's counters will not survive a crash"
+                    );
+                    Traffic::new(workers)
+                }
+            },
+            None => Traffic::new(workers),
+        }
+    }
+
     fn create(&self, name: &str, workers: usize, active: bool) -> u32 {
         let mut inner = self.inner.write().expect("not poisoned");
         if let Some(&id) = inner.by_name.get(name) {
@@ -256,7 +282,7 @@ impl Registry {
             return id;
         }
         let id = inner.list.len() as u32;
-        let record = UserRecord::new(name, workers);
+        let record = UserRecord::new(name, self.traffic(name, workers));
         record.active.store(active, Ordering::Release);
         inner.list.push(Arc::new(record));
         inner.by_name.insert(name.to_owned(), id);

@@ -124,14 +124,22 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         },
         ..engine::Config::default()
     };
+    std::fs::create_dir_all(&config.data_dir)?;
+    let counters_file = config.data_dir.join("counters");
+    usage::recover(&db, &counters_file).await?;
+    let options = engine::EngineOptions {
+        counters_file: Some(counters_file),
+        ..Default::default()
+    };
     let engine =
-        tokio::task::spawn_blocking(move || engine::Engine::start(engine_config)).await??;
+        tokio::task::spawn_blocking(move || engine::Engine::start_with(engine_config, options))
+            .await??;
     let state = AppState {
         db,
         engine: engine.clone(),
         jwt_secret: jwt_secret.into(),
         config: Arc::new(config.clone()),
-        engine_run: random_hex(16).into(),
+        engine_run: engine.run_id().into(),
     };
     sync::full(&state).await?;
     let usage_task = tokio::spawn(usage::run(state.clone()));

@@ -1,5 +1,9 @@
 //! Usage accounting and enforcement, run every few seconds.
 //!
+//! The engine keeps user counters in a memory-mapped file under the data directory, so they
+//! survive a crash of the panel process; on start, [`recover`] adds what the previous run had
+//! counted but not yet recorded.
+//!
 //! The engine's counters are monotonic for one engine run. Each pass reads them, and in one
 //! transaction adds the deltas since the values recorded in `usage_cursor` to each user's used
 //! and lifetime traffic and to the hour's bucket, and records the new values. A pass that fails
@@ -19,17 +23,31 @@ use crate::model::{ExpireStrategy, ResetStrategy};
 use crate::serve::{now, AppState};
 use crate::sync;
 
-/// Applies the engine's counters to the database once. Returns the users whose state may
-/// have changed (got traffic).
+/// Applies the engine's counters to the database once. Returns how many users had new
+/// traffic.
 pub async fn record(state: &AppState) -> anyhow::Result<usize> {
     let engine = state.engine.clone();
     let stats = tokio::task::spawn_blocking(move || engine.user_stats()).await?;
+    let counters: Vec<(String, u64, u64)> = stats
+        .into_iter()
+        .map(|s| (s.name, s.traffic.uplink, s.traffic.downlink))
+        .collect();
+    apply(&state.db, &state.engine_run, &counters).await
+}
+
+/// Adds the traffic in `counters` (monotonic values of engine run `run`) beyond what
+/// `usage_cursor` says was already added, in one transaction.
+pub async fn apply(
+    db: &crate::db::Db,
+    run: &str,
+    counters: &[(String, u64, u64)],
+) -> anyhow::Result<usize> {
     let now = now();
     let hour = now - now.rem_euclid(3600);
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = db.pool.begin().await?;
     let rows =
         sqlx::query("SELECT user_name, uplink, downlink FROM usage_cursor WHERE engine_run = $1")
-            .bind(state.engine_run.as_ref())
+            .bind(run)
             .fetch_all(&mut *tx)
             .await?;
     let mut cursor: HashMap<String, (i64, i64)> = HashMap::new();
@@ -40,9 +58,9 @@ pub async fn record(state: &AppState) -> anyhow::Result<usize> {
         );
     }
     let mut touched = 0;
-    for s in stats {
-        let (up, down) = (s.traffic.uplink as i64, s.traffic.downlink as i64);
-        let (cu, cd) = cursor.get(&s.name).copied().unwrap_or((0, 0));
+    for (name, up, down) in counters {
+        let (up, down) = (*up as i64, *down as i64);
+        let (cu, cd) = cursor.get(name).copied().unwrap_or((0, 0));
         let (du, dd) = (up - cu, down - cd);
         if du <= 0 && dd <= 0 {
             continue;
@@ -56,7 +74,7 @@ pub async fn record(state: &AppState) -> anyhow::Result<usize> {
         )
         .bind(total)
         .bind(now)
-        .bind(&s.name)
+        .bind(name)
         .fetch_optional(&mut *tx)
         .await?
         .map(|r| r.try_get("id"))
@@ -78,8 +96,8 @@ pub async fn record(state: &AppState) -> anyhow::Result<usize> {
             "INSERT INTO usage_cursor (engine_run, user_name, uplink, downlink) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (engine_run, user_name) DO UPDATE SET uplink = $3, downlink = $4",
         )
-        .bind(state.engine_run.as_ref())
-        .bind(&s.name)
+        .bind(run)
+        .bind(name)
         .bind(up)
         .bind(down)
         .execute(&mut *tx)
@@ -87,6 +105,27 @@ pub async fn record(state: &AppState) -> anyhow::Result<usize> {
     }
     tx.commit().await?;
     Ok(touched)
+}
+
+/// After a crash: adds what the previous engine run counted but the panel had not recorded
+/// yet, from the counters file it left, then forgets that run's cursor. Must run before a new
+/// engine reuses the file.
+pub async fn recover(db: &crate::db::Db, counters_file: &std::path::Path) -> anyhow::Result<()> {
+    let Some(previous) = engine::read_counters_file(counters_file)? else {
+        return Ok(());
+    };
+    let n = apply(db, &previous.run_id, &previous.users).await?;
+    sqlx::query("DELETE FROM usage_cursor WHERE engine_run = $1")
+        .bind(&previous.run_id)
+        .execute(&db.pool)
+        .await?;
+    if n > 0 {
+        tracing::info!(
+            users = n,
+            "recorded traffic left over from the previous run"
+        );
+    }
+    Ok(())
 }
 
 /// Start of the reset period after `from`, for `strategy`.

@@ -48,6 +48,7 @@ fn time_window_rule_denies_outside_its_window() {
         }),
         engine::EngineOptions {
             clock: Some(Arc::new(move || c.load(Ordering::Relaxed))),
+            ..Default::default()
         },
     );
     let echo = tcp_echo();

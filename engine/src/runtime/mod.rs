@@ -1,4 +1,5 @@
-//! The runtime glue: the only module that names glommio.
+//! The runtime glue: the only module that names glommio, and (in [`mapped`]) the memory-mapped
+//! counter storage. Together with these, nothing else in the engine holds `unsafe` code.
 //!
 //! The engine runs one glommio executor per worker, each pinned to its own CPU
 //! (`PoolPlacement::MaxSpread`), each driving its own io_uring rings. Nothing on the data path
@@ -20,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use glommio::net::{TcpListener, TcpStream, UdpSocket};
+
+pub mod mapped;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Locked memory each executor registers with io_uring. The engine does no DMA file I/O, so a

@@ -1,0 +1,172 @@
+//! Crash safety of usage accounting: traffic the engine counted but the panel had not yet
+//! recorded when it was killed with SIGKILL is recorded after a restart, exactly once.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use e2e::{tcp_echo, SsClient};
+use serde_json::{json, Value};
+
+struct Panel {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Panel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_panel(data: &Path, port: u16, usage_interval: u64) -> Panel {
+    let child = Command::new(env!("CARGO_BIN_EXE_marzneshin"))
+        .arg("serve")
+        .env("MARZNESHIN_DATA_DIR", data)
+        .env("MARZNESHIN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MARZNESHIN_ADMIN_PASSWORD", "crash-test-password")
+        .env("MARZNESHIN_ALLOW_LOOPBACK", "true")
+        .env("MARZNESHIN_ENGINE_WORKERS", "2")
+        .env("MARZNESHIN_USAGE_INTERVAL_SECS", usage_interval.to_string())
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the panel");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::blocking::get(format!("{base}/openapi.json")).is_err() {
+        assert!(Instant::now() < deadline, "panel did not start");
+        thread::sleep(Duration::from_millis(100));
+    }
+    Panel { child, base }
+}
+
+fn token(p: &Panel) -> String {
+    let r: Value = reqwest::blocking::Client::new()
+        .post(format!("{}/api/admins/token", p.base))
+        .form(&[("username", "admin"), ("password", "crash-test-password")])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    r["access_token"].as_str().expect("token").to_owned()
+}
+
+fn call(p: &Panel, tok: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let c = reqwest::blocking::Client::new();
+    let mut req = c
+        .request(method.parse().unwrap(), format!("{}{path}", p.base))
+        .bearer_auth(tok);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status();
+    let v: Value = resp.json().unwrap_or(Value::Null);
+    assert!(status.is_success(), "{method} {path}: {status} {v}");
+    v
+}
+
+#[test]
+fn usage_survives_sigkill_of_the_panel_exactly_once() {
+    let data = std::env::temp_dir().join(format!("mzn-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let port = free_port();
+    let ss_port = free_port();
+    // A long interval: the panel never records usage before it is killed.
+    let panel = start_panel(&data, port, 3600);
+    let tok = token(&panel);
+    let inbound = call(
+        &panel,
+        &tok,
+        "POST",
+        "/api/inbounds",
+        Some(json!({"config": {
+        "tag": "ss", "listen": format!("127.0.0.1:{ss_port}"), "network": ["tcp"],
+        "protocol": "shadowsocks", "settings": {"method": "aes-256-gcm", "users": []}}})),
+    );
+    let service = call(
+        &panel,
+        &tok,
+        "POST",
+        "/api/services",
+        Some(json!({"name": "svc", "inbound_ids": [inbound["id"]]})),
+    );
+    let user = call(
+        &panel,
+        &tok,
+        "POST",
+        "/api/users",
+        Some(json!({"username": "victim", "service_ids": [service["id"]]})),
+    );
+    let config: engine::config::InboundConfig =
+        serde_json::from_value(inbound["config"].clone()).unwrap();
+    let password = service::sync::credential(&config, user["key"].as_str().unwrap());
+
+    let echo = tcp_echo();
+    let server = ([127, 0, 0, 1], ss_port).into();
+    let mut moved = 0u64;
+    let mut c = SsClient::connect(
+        server,
+        proto::shadowsocks::Method::Aes256Gcm,
+        &password,
+        None,
+        echo,
+        b"start",
+    )
+    .expect("connect through the panel's engine");
+    assert_eq!(c.recv_exact(5).unwrap(), b"start");
+    moved += 2 * 5;
+    let chunk = vec![0x5a; 16_000];
+    for _ in 0..64 {
+        c.send(&chunk).unwrap();
+        assert_eq!(c.recv_exact(chunk.len()).unwrap().len(), chunk.len());
+        moved += 2 * chunk.len() as u64;
+    }
+    // Give the engine a moment to count the last write, then kill the panel outright.
+    thread::sleep(Duration::from_millis(200));
+    let mut panel = panel;
+    sigkill(&mut panel.child);
+    drop(c);
+    drop(panel);
+
+    let panel = start_panel(&data, port, 1);
+    let tok = token(&panel);
+    let used = |p: &Panel| {
+        call(p, &tok, "GET", "/api/users/victim", None)["used_traffic"]
+            .as_u64()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while used(&panel) != moved {
+        assert!(
+            Instant::now() < deadline,
+            "recorded {} bytes, moved {moved}",
+            used(&panel)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // And no double count on later passes.
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(used(&panel), moved);
+    drop(panel);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `Child::kill` sends SIGKILL on Unix: no shutdown path runs.
+fn sigkill(child: &mut Child) {
+    child.kill().expect("SIGKILL the panel");
+    child.wait().unwrap();
+}
