@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use poem::listener::TcpListener;
 use poem::middleware::Tracing;
-use poem::{EndpointExt, Route};
+use poem::{EndpointExt, IntoEndpoint, IntoResponse, Route};
 use rand::RngCore;
 
 use crate::config::PanelConfig;
@@ -103,11 +103,29 @@ pub fn app(state: AppState) -> impl poem::Endpoint {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     Route::new()
-        .nest("/api", api)
+        .nest("/api", api.into_endpoint().catch_all_error(error_body))
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .data(state)
         .with(Tracing)
+}
+
+/// Errors raised before a handler runs (no or bad token, a malformed parameter or body) get
+/// the same JSON body as the handlers' own errors.
+async fn error_body(e: poem::Error) -> poem::Response {
+    if e.is_from_response() {
+        return e.into_response();
+    }
+    let status = e.status();
+    let detail = if status.is_server_error() {
+        tracing::error!("internal error: {e}");
+        "internal error".to_owned()
+    } else {
+        e.to_string()
+    };
+    poem::web::Json(serde_json::json!({ "detail": detail }))
+        .with_status(status)
+        .into_response()
 }
 
 /// Runs the panel until SIGINT or SIGTERM.

@@ -1,6 +1,6 @@
 //! `/api/admins`: tokens and admin accounts.
 
-use poem::web::RealIp;
+use poem::web::RemoteAddr;
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{Object, OpenApi};
@@ -45,10 +45,15 @@ impl AdminApi {
     async fn token(
         &self,
         state: poem::web::Data<&AppState>,
-        ip: RealIp,
+        remote: &RemoteAddr,
         form: Form<LoginForm>,
     ) -> ApiResult<Json<Token>> {
-        let ip = ip.0.map(|i| i.to_string()).unwrap_or_default();
+        // The connection's peer address: headers such as X-Forwarded-For are the client's to
+        // choose, so trusting them would let anyone escape throttling.
+        let ip = remote
+            .as_socket_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
         let now = now();
         auth::check_throttle(&state.db, &ip, now).await?;
         let admin = db::admin_by_name(&state.db, &form.username)
@@ -184,7 +189,9 @@ impl AdminApi {
                     auth::hash_password(p.clone())
                         .await
                         .map_err(ApiError::from)?,
-                    now,
+                    // Strictly later than before, so that tokens issued in the same second as
+                    // the previous change are void too.
+                    now.max(row.password_changed_at + 1),
                 )
             }
             None => (row.password_hash.clone(), row.password_changed_at),

@@ -19,8 +19,25 @@ pub struct InboundApi;
 
 /// Parses and checks an inbound configuration as the engine would.
 fn parse(value: &serde_json::Value) -> Result<InboundConfig, ApiError> {
-    let c: InboundConfig = serde_path_to_error::deserialize(value)
-        .map_err(|e| ApiError::invalid(&format!("config.{}", e.path()), e.inner().to_string()))?;
+    // Users come from services: `settings.users` may be left out.
+    let mut value = value.clone();
+    if let Some(settings) = value
+        .get_mut("settings")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        settings
+            .entry("users")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    }
+    let c: InboundConfig = serde_path_to_error::deserialize(&value).map_err(|e| {
+        // Inside the flattened protocol settings the path is lost (".").
+        let path = e.path().to_string();
+        let field = match path.as_str() {
+            "." | "" => "config".to_owned(),
+            p => format!("config.{p}"),
+        };
+        ApiError::invalid(&field, e.inner().to_string())
+    })?;
     match &c.protocol {
         ProtocolConfig::Shadowsocks(ss) if !ss.users.is_empty() => {
             return Err(ApiError::invalid(
@@ -82,6 +99,17 @@ async fn apply(state: &AppState) -> Result<(), ApiError> {
                 "config.listen",
                 format!("inbound {tag:?} cannot listen on {addr}: {source}"),
             ),
+            // The inbounds together are invalid (two on one port, say): name the field.
+            Ok(engine::EngineError::Config(
+                engine::ConfigError::Invalid { field, message }
+                | engine::ConfigError::Parse { field, message },
+            )) => {
+                let field = match field.split_once("].") {
+                    Some((_, rest)) => format!("config.{rest}"),
+                    None => "config".to_owned(),
+                };
+                ApiError::invalid(&field, message)
+            }
             Ok(other) => ApiError::Internal(other.into()),
             Err(e) => ApiError::Internal(e),
         })

@@ -57,7 +57,8 @@ impl SystemApi {
             use sqlx::Row;
             let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
             let q = format!(
-                "SELECT COALESCE(SUM(uplink), 0) AS up, COALESCE(SUM(downlink), 0) AS down FROM usage_hourly WHERE user_id IN ({list})"
+                "SELECT CAST(COALESCE(SUM(uplink), 0) AS BIGINT) AS up, CAST(COALESCE(SUM(downlink), 0) AS BIGINT) AS down \
+                 FROM usage_hourly WHERE user_id IN ({list})"
             );
             let r = sqlx::query(&q)
                 .fetch_one(&state.db.pool)

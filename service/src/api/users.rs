@@ -137,12 +137,17 @@ impl UserApi {
         };
         let q = format!(
             "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id \
-             WHERE u.username LIKE $1{owner_filter} ORDER BY {order_sql}"
+             WHERE LOWER(u.username) LIKE $1 ESCAPE '\\'{owner_filter} ORDER BY {order_sql}"
         );
-        let pattern = format!(
-            "%{}%",
-            username.0.unwrap_or_default().replace(['%', '_'], "")
-        );
+        // Case-insensitive on both databases; `%`, `_` and `\` in the search are literal.
+        let mut pattern = String::from("%");
+        for c in username.0.unwrap_or_default().to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
         let mut query = sqlx::query(&q).bind(pattern);
         if !auth.0.admin.is_sudo {
             query = query.bind(auth.0.admin.id);

@@ -1,0 +1,259 @@
+//! End to end through the panel: an admin, a service, a Shadowsocks inbound and a user made
+//! with the API; a real client (shadowsocks-rust `sslocal`) connects with the password derived
+//! from the user's key and moves traffic to a loopback echo; the panel records exactly the
+//! bytes moved, and a data limit cuts live connections and refuses new ones. On SQLite and on
+//! PostgreSQL (see `panel/mod.rs`).
+
+mod panel;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::{echo_transfer, peer, socks5_connect, tcp_echo, wait_for_port, ChildGuard, Ending};
+use panel::{Backend, Options, TestPanel};
+use serde_json::{json, Value};
+
+on_both_databases!(
+    traffic_is_counted_and_limits_cut,
+    going_over_the_limit_cuts_the_connection
+);
+
+const METHOD: &str = "aes-256-gcm";
+
+/// A panel whose users may reach loopback, recording usage every second.
+fn start(backend: Backend) -> TestPanel {
+    TestPanel::start_with(
+        backend,
+        Options::default()
+            .env("MARZNESHIN_ALLOW_LOOPBACK", "true")
+            .env("MARZNESHIN_USAGE_INTERVAL_SECS", "1"),
+    )
+}
+
+/// Through the API: an inbound and a service (sudo), an admin given that service, and a user
+/// of theirs. Returns that admin's token, the user and the inbound.
+fn arrange(p: &TestPanel, username: &str, data_limit: Option<i64>) -> (String, Value, Value) {
+    let root = p.admin_token();
+    let inbound = p.new_inbound(&root, "ss", METHOD, panel::free_port());
+    let svc = p.new_service(&root, "ss_only", &[inbound["id"].as_i64().unwrap()]);
+    let reseller = p.new_admin(
+        &root,
+        json!({"username": "reseller", "password": "reseller-pass", "service_ids": [svc]}),
+    );
+    let mut spec = json!({"username": username, "service_ids": [svc]});
+    if let Some(l) = data_limit {
+        spec["data_limit"] = json!(l);
+    }
+    let user = p.new_user(&reseller, spec);
+    (reseller, user, inbound)
+}
+
+/// Starts `sslocal` for `user` on `inbound`; returns it and its SOCKS5 address.
+fn client(user: &Value, inbound: &Value) -> (ChildGuard, SocketAddr) {
+    let config: engine::config::InboundConfig =
+        serde_json::from_value(inbound["config"].clone()).unwrap();
+    let password = service::sync::credential(&config, user["key"].as_str().unwrap());
+    let local: SocketAddr = ([127, 0, 0, 1], panel::free_port()).into();
+    let mut child = ChildGuard::spawn(
+        "sslocal",
+        Command::new(peer("sslocal"))
+            .args(["-s", &config.listen.to_string(), "-b", &local.to_string()])
+            .args(["-m", METHOD, "-k", &password]),
+    );
+    wait_for_port(local, &mut child);
+    (child, local)
+}
+
+/// Polls the user until `done` holds (10 s at most); returns the last view.
+fn wait_for_user(
+    p: &TestPanel,
+    token: &str,
+    username: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let u = p.get(token, &format!("/api/users/{username}")).ok();
+        if done(&u) {
+            return u;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting; user is now {u}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `stream` is closed by the far end within `within` (EOF or reset), writing and
+/// reading a little at a time.
+fn is_cut(stream: &mut TcpStream, within: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if stream.write_all(&[7u8; 64]).is_err() {
+            return true;
+        }
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue, // echoed bytes: still open
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(_) => return true,
+            }
+        }
+    }
+    false
+}
+
+/// Whether a new connection through `socks` to `echo` carries no bytes back.
+fn refused(socks: SocketAddr, echo: SocketAddr) -> bool {
+    let Ok(mut s) = socks5_connect(socks, echo) else {
+        return true;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    if s.write_all(b"anyone there?").is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 64];
+    !matches!(s.read(&mut buf), Ok(n) if n > 0)
+}
+
+fn traffic_is_counted_and_limits_cut(backend: Backend) {
+    let p = start(backend);
+    let (token, user, inbound) = arrange(&p, "traveller", None);
+    assert_eq!(user["status"], "active");
+    let (_client, socks) = client(&user, &inbound);
+    let echo = tcp_echo();
+
+    // 1 MiB each way: the user's traffic is exactly 2 MiB once recorded, and stays so.
+    const BULK: usize = 1 << 20;
+    let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT through the panel's inbound");
+    echo_transfer(stream, BULK, 1, Ending::HalfClose).expect("echo through the panel's inbound");
+    let u = wait_for_user(&p, &token, "traveller", |u| u["used_traffic"] != 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let u2 = p.get(&token, "/api/users/traveller").ok();
+    assert_eq!(u["used_traffic"], 2 * BULK, "{u}");
+    assert_eq!(u2["used_traffic"], 2 * BULK, "counted once: {u2}");
+    assert_eq!(u2["lifetime_used_traffic"], 2 * BULK);
+    assert!(u2["online_at"].as_i64().is_some());
+    let usage = p.get(&token, "/api/users/traveller/usage").ok();
+    assert_eq!(usage.as_array().unwrap().len(), 1, "{usage}");
+    assert_eq!(
+        (usage[0]["uplink"].clone(), usage[0]["downlink"].clone()),
+        (json!(BULK), json!(BULK))
+    );
+
+    // A live connection, then a limit below what was used: cut within seconds, and no new
+    // connection gets through.
+    let mut live = socks5_connect(socks, echo).unwrap();
+    live.write_all(b"ping").unwrap();
+    let mut four = [0u8; 4];
+    live.read_exact(&mut four).unwrap();
+    assert_eq!(&four, b"ping");
+    let limited = p
+        .put(&token, "/api/users/traveller", json!({"data_limit": 1000}))
+        .ok();
+    assert_eq!(limited["status"], "limited");
+    let t = Instant::now();
+    assert!(
+        is_cut(&mut live, Duration::from_secs(5)),
+        "live connection not cut"
+    );
+    eprintln!("live connection cut {:?} after the limit", t.elapsed());
+    assert!(
+        refused(socks, echo),
+        "a limited user got a new connection through"
+    );
+    // It stays that way across usage passes.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(refused(socks, echo));
+    assert_eq!(
+        p.get(&token, "/api/users/traveller").ok()["status"],
+        "limited"
+    );
+
+    // Lifting the limit lets the user in again.
+    let lifted = p
+        .put(&token, "/api/users/traveller", json!({"data_limit": 0}))
+        .ok();
+    assert_eq!(lifted["status"], "active");
+    let stream = socks5_connect(socks, echo).unwrap();
+    echo_transfer(stream, 4096, 2, Ending::HalfClose).expect("echo after the limit was lifted");
+}
+
+fn going_over_the_limit_cuts_the_connection(backend: Backend) {
+    let p = start(backend);
+    const LIMIT: i64 = 256 * 1024;
+    let (token, user, inbound) = arrange(&p, "heavy_user", Some(LIMIT));
+    let (_client, socks) = client(&user, &inbound);
+    let echo = tcp_echo();
+
+    // Stream steadily (about 640 KiB/s each way): the usage pass after the limit is crossed
+    // takes the user off the engine and the connection closes mid-transfer.
+    let mut s = socks5_connect(socks, echo).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let chunk = [0x5Au8; 16 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut sent, mut received) = (0usize, 0usize);
+    let start = Instant::now();
+    let mut crossed_at = None;
+    let cut = loop {
+        if start.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        if s.write_all(&chunk).is_err() {
+            break true;
+        }
+        sent += chunk.len();
+        let mut closed = false;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => received += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed {
+            break true;
+        }
+        if crossed_at.is_none() && (sent + received) as i64 > LIMIT {
+            crossed_at = Some(Instant::now());
+        }
+    };
+    assert!(
+        cut,
+        "still relaying after 20 s; moved {sent} up and {received} down"
+    );
+    let crossed_at = crossed_at.expect("the limit was crossed before the cut");
+    let late = crossed_at.elapsed();
+    eprintln!("cut {late:?} after crossing the limit; moved {sent} up and {received} down");
+    assert!(
+        late < Duration::from_secs(5),
+        "cut only {late:?} after crossing the limit"
+    );
+    let u = wait_for_user(&p, &token, "heavy_user", |u| u["status"] == "limited");
+    let used = u["used_traffic"].as_i64().unwrap();
+    assert!(used > LIMIT, "{u}");
+    // What the server relayed: at most what we sent, each way.
+    assert!(
+        used <= 2 * sent as i64,
+        "recorded {used}, more than twice the {sent} bytes sent"
+    );
+    assert!(
+        refused(socks, echo),
+        "a limited user got a new connection through"
+    );
+}
