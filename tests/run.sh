@@ -26,4 +26,6 @@ if [ ! -x "$PEERS/bin/sslocal" ] || ! "$PEERS/bin/sslocal" --version 2>/dev/null
 fi
 
 export MARZNESHIN_PEERS_DIR="$PEERS"
-exec cargo test --workspace --locked "$@"
+# The panel's tests run on SQLite and on a throwaway PostgreSQL (stopped when this script exits).
+source tests/postgres.sh
+cargo test --workspace --locked "$@"
