@@ -17,5 +17,6 @@ pub mod db;
 pub mod error;
 pub mod model;
 pub mod serve;
+pub mod subscription;
 pub mod sync;
 pub mod usage;

@@ -104,6 +104,12 @@ pub fn app(state: AppState) -> impl poem::Endpoint {
     let docs = api.swagger_ui();
     Route::new()
         .nest("/api", api.into_endpoint().catch_all_error(error_body))
+        .nest_no_strip(
+            "/sub",
+            api::subscription::service()
+                .into_endpoint()
+                .catch_all_error(error_body),
+        )
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .data(state)

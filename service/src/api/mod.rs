@@ -2,8 +2,10 @@
 //! hand-edited; `openapi/openapi.json` is a checked-in copy that a test keeps current).
 
 pub mod admins;
+pub mod hosts;
 pub mod inbounds;
 pub mod services;
+pub mod subscription;
 pub mod system;
 pub mod users;
 
@@ -20,6 +22,10 @@ pub enum ApiTags {
     Services,
     /// Inbounds: the engine's listeners.
     Inbounds,
+    /// Hosts: the addresses users are given for an inbound.
+    Hosts,
+    /// Subscriptions: what users' clients fetch (no token: the key is the credential).
+    Subscription,
     /// System statistics.
     System,
 }
@@ -31,6 +37,8 @@ pub type Api = (
     services::ServiceApi,
     inbounds::InboundApi,
     system::SystemApi,
+    hosts::HostApi,
+    subscription::SubscriptionApi,
 );
 
 /// The OpenAPI service (also used to write `openapi/openapi.json`).
@@ -42,6 +50,8 @@ pub fn service() -> OpenApiService<Api, ()> {
             services::ServiceApi,
             inbounds::InboundApi,
             system::SystemApi,
+            hosts::HostApi,
+            subscription::SubscriptionApi,
         ),
         "Marzneshin",
         env!("CARGO_PKG_VERSION"),

@@ -1,0 +1,301 @@
+//! `GET /sub/{username}/{key}` and `GET /sub/{username}/{key}/{format}`: a user's
+//! subscription, served at the root (the address users are given, as in Marzneshin) and, as
+//! the spec describes it, under `/api` too.
+//!
+//! Loads the user and their inbounds with hosts, records the fetch, and hands plain data to
+//! [`crate::subscription`], which does the rest. An unknown user and a wrong key get the same
+//! 404.
+
+use poem::{IntoResponse, Response};
+use poem_openapi::param::{Header, Path};
+use poem_openapi::registry::{
+    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiResponse, Enum, OpenApi, OpenApiService};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::{hosts, ApiTags};
+use crate::db::{self, UserRow};
+use crate::error::{ApiError, ApiResult};
+use crate::serve::{now, AppState};
+use crate::subscription::{self, Format, InboundEntry, SubscriptionUser};
+use crate::sync;
+
+/// Clients re-fetch after this many hours (`profile-update-interval`).
+pub const UPDATE_INTERVAL_HOURS: u32 = 12;
+
+/// User agents longer than this are cut before they are stored.
+const MAX_USER_AGENT: usize = 512;
+
+/// A format asked for by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+pub enum SubscriptionFormat {
+    /// Share links, one a line.
+    #[oai(rename = "links")]
+    Links,
+    /// Base64 of the share links.
+    #[oai(rename = "base64")]
+    Base64,
+    /// sing-box JSON.
+    #[oai(rename = "sing-box")]
+    SingBox,
+    /// Clash Meta (mihomo) YAML.
+    #[oai(rename = "clash-meta")]
+    ClashMeta,
+    /// A JSON array of Xray configurations.
+    #[oai(rename = "xray")]
+    Xray,
+    /// Marzneshin's name for `base64`.
+    #[oai(rename = "v2ray")]
+    V2ray,
+    /// Marzneshin's name for Clash YAML: the same as `clash-meta`.
+    #[oai(rename = "clash")]
+    Clash,
+}
+
+impl From<SubscriptionFormat> for Format {
+    fn from(f: SubscriptionFormat) -> Format {
+        match f {
+            SubscriptionFormat::Links => Format::Links,
+            SubscriptionFormat::Base64 | SubscriptionFormat::V2ray => Format::Base64,
+            SubscriptionFormat::SingBox => Format::SingBox,
+            SubscriptionFormat::ClashMeta | SubscriptionFormat::Clash => Format::ClashMeta,
+            SubscriptionFormat::Xray => Format::Xray,
+        }
+    }
+}
+
+/// A subscription body with its headers.
+pub struct SubscriptionResponse {
+    format: Format,
+    body: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+const HEADERS: [(&str, &str); 4] = [
+    (
+        "subscription-userinfo",
+        "`upload=0; download=<bytes used>; total=<data limit, 0: none>; expire=<Unix seconds, 0: never>`",
+    ),
+    ("profile-title", "`base64:` and the title (the user name) in base64"),
+    ("profile-update-interval", "Hours between fetches"),
+    (
+        "content-disposition",
+        "`attachment; filename=\"<username>\"` (not on the HTML page)",
+    ),
+];
+
+impl IntoResponse for SubscriptionResponse {
+    fn into_response(self) -> Response {
+        let mut builder = Response::builder().content_type(self.format.content_type());
+        for (name, value) in self.headers {
+            builder = builder.header(name, value);
+        }
+        builder.body(self.body)
+    }
+}
+
+impl ApiResponse for SubscriptionResponse {
+    fn meta() -> MetaResponses {
+        let text = || MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")));
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The subscription: links or base64 links (text/plain), sing-box or \
+                              Xray JSON (application/json), Clash Meta YAML (text/yaml), or a page \
+                              for a browser (text/html).",
+                status: Some(200),
+                status_range: None,
+                content: [
+                    "text/plain; charset=utf-8",
+                    "application/json",
+                    "text/yaml; charset=utf-8",
+                    "text/html; charset=utf-8",
+                ]
+                .into_iter()
+                .map(|content_type| MetaMediaType {
+                    content_type,
+                    schema: text(),
+                })
+                .collect(),
+                headers: HEADERS
+                    .iter()
+                    .map(|(name, description)| MetaHeader {
+                        name: (*name).to_owned(),
+                        description: Some((*description).to_owned()),
+                        required: *name != "content-disposition",
+                        deprecated: false,
+                        schema: String::schema_ref(),
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    fn register(_registry: &mut Registry) {}
+}
+
+/// Whether a presented key is the user's (compared as digests, so the time taken says nothing
+/// about how much of it matched).
+fn same_key(presented: &str, stored: &str) -> bool {
+    Sha256::digest(presented.as_bytes()) == Sha256::digest(stored.as_bytes())
+}
+
+/// The inbounds of the user's services, each with its hosts.
+async fn inbound_entries(state: &AppState, user_id: i64) -> Result<Vec<InboundEntry>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT i.id, i.config FROM inbounds i \
+         JOIN services_inbounds si ON si.inbound_id = i.id \
+         JOIN users_services us ON us.service_id = si.service_id \
+         WHERE us.user_id = $1 ORDER BY i.id",
+    )
+    .bind(user_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut inbounds = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: i64 = r.try_get("id")?;
+        let config: String = r.try_get("config")?;
+        match sync::parse_inbound(&config) {
+            Ok(c) => inbounds.push((id, c)),
+            Err(e) => tracing::warn!(inbound = id, "stored inbound does not parse: {e:#}"),
+        }
+    }
+    let ids: Vec<i64> = inbounds.iter().map(|(id, _)| *id).collect();
+    let mut hosts = hosts::of_inbounds(&state.db, &ids).await?;
+    Ok(inbounds
+        .into_iter()
+        .map(|(id, config)| InboundEntry {
+            config,
+            hosts: hosts
+                .remove(&id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        })
+        .collect())
+}
+
+/// Records the fetch on the user.
+async fn record_fetch(state: &AppState, user: &UserRow, user_agent: &str) -> Result<(), ApiError> {
+    let agent: String = user_agent.chars().take(MAX_USER_AGENT).collect();
+    sqlx::query("UPDATE users SET sub_updated_at = $1, sub_last_user_agent = $2 WHERE id = $3")
+        .bind(now())
+        .bind(agent)
+        .bind(user.id)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Builds the subscription of `username` if `key` is theirs.
+async fn subscription(
+    state: &AppState,
+    username: &str,
+    key: &str,
+    format: Option<Format>,
+    user_agent: Option<&str>,
+    accept: Option<&str>,
+) -> ApiResult<SubscriptionResponse> {
+    let user = db::user_by_name(&state.db, username)
+        .await
+        .map_err(ApiError::from)?
+        .filter(|u| same_key(key, &u.key))
+        .ok_or_else(|| ApiError::NotFound("subscription".into()))?;
+    let user_agent = user_agent.unwrap_or("");
+    record_fetch(state, &user, user_agent).await?;
+    let entries = inbound_entries(state, user.id).await?;
+    let now = now();
+    let view = SubscriptionUser::from_row(&user, now);
+    let proxies = subscription::proxies(&view, &entries, now);
+    let format = format.unwrap_or_else(|| subscription::detect(user_agent, accept.unwrap_or("")));
+    let mut headers = vec![
+        ("subscription-userinfo", view.userinfo()),
+        ("profile-title", subscription::profile_title(&view.username)),
+        ("profile-update-interval", UPDATE_INTERVAL_HOURS.to_string()),
+    ];
+    if format != Format::Page {
+        headers.push((
+            "content-disposition",
+            format!("attachment; filename=\"{}\"", view.username),
+        ));
+    }
+    Ok(SubscriptionResponse {
+        format,
+        body: subscription::render(format, &view, &proxies, now),
+        headers,
+    })
+}
+
+/// Subscription endpoints (no admin token: the key in the path is the credential).
+pub struct SubscriptionApi;
+
+#[OpenApi(prefix_path = "/sub", tag = "ApiTags::Subscription")]
+impl SubscriptionApi {
+    /// A user's subscription in the format their client reads, chosen by `User-Agent`
+    /// (docs/subscriptions.md): Clash clients get Clash Meta YAML, sing-box clients sing-box
+    /// JSON, newer v2rayN/v2rayNG and Streisand Xray JSON, browsers a page, others base64
+    /// links. Also served at `/sub/{username}/{key}` outside `/api`.
+    #[oai(path = "/:username/:key", method = "get")]
+    async fn detected(
+        &self,
+        state: poem::web::Data<&AppState>,
+        /// User name.
+        username: Path<String>,
+        /// The user's key.
+        key: Path<String>,
+        /// Picks the format.
+        #[oai(name = "user-agent")]
+        user_agent: Header<Option<String>>,
+        /// `text/html` asks for the page.
+        accept: Header<Option<String>>,
+    ) -> ApiResult<SubscriptionResponse> {
+        subscription(
+            &state,
+            &username,
+            &key,
+            None,
+            user_agent.as_deref(),
+            accept.as_deref(),
+        )
+        .await
+    }
+
+    /// A user's subscription in the named format. Also served at
+    /// `/sub/{username}/{key}/{format}` outside `/api`.
+    #[oai(path = "/:username/:key/:format", method = "get")]
+    async fn explicit(
+        &self,
+        state: poem::web::Data<&AppState>,
+        /// User name.
+        username: Path<String>,
+        /// The user's key.
+        key: Path<String>,
+        /// The format.
+        format: Path<SubscriptionFormat>,
+        /// Recorded as the last client.
+        #[oai(name = "user-agent")]
+        user_agent: Header<Option<String>>,
+    ) -> ApiResult<SubscriptionResponse> {
+        subscription(
+            &state,
+            &username,
+            &key,
+            Some(format.0.into()),
+            user_agent.as_deref(),
+            None,
+        )
+        .await
+    }
+}
+
+/// The subscription endpoints on their own, for mounting at the root (`/sub/...`).
+pub fn service() -> OpenApiService<SubscriptionApi, ()> {
+    OpenApiService::new(
+        SubscriptionApi,
+        "Marzneshin subscriptions",
+        env!("CARGO_PKG_VERSION"),
+    )
+}

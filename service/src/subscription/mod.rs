@@ -1,0 +1,448 @@
+//! Subscriptions: what a user's client downloads from `/sub/{username}/{key}`, in the format
+//! that client reads (docs/subscriptions.md).
+//!
+//! ```text
+//!  user row ─► SubscriptionUser ─┐
+//!  inbounds + their hosts ───────┴─► proxies() ─► [Proxy] ─► render(Format) ─► body
+//!  User-Agent + Accept ─► detect() ─► Format        (links, base64, sing-box, clash-meta,
+//!                                                    xray, or an HTML page for browsers)
+//! ```
+//!
+//! Everything here is pure, plain data in and text out, so every generator is tested without
+//! HTTP or a database; `api::subscription` loads the data and sends the result.
+//!
+//! Credentials come from [`crate::sync::credential`], the same derivation the engine is given,
+//! so a subscription and the engine always agree. Users who may not connect (disabled, over
+//! their data limit, expired) get no proxies at all: an empty list, or a config without
+//! proxy outbounds; the headers still tell their client why.
+
+pub mod clash;
+pub mod detect;
+pub mod links;
+pub mod page;
+pub mod placeholders;
+pub mod singbox;
+pub mod xray;
+
+use std::collections::HashSet;
+
+use engine::config::{InboundConfig, Network, ProtocolConfig};
+
+pub use detect::detect;
+
+use crate::db::UserRow;
+use crate::model::{ExpireStrategy, ResetStrategy, UserStatus};
+
+/// What a subscription knows about its user.
+#[derive(Clone, Debug)]
+pub struct SubscriptionUser {
+    /// Name.
+    pub username: String,
+    /// The secret credentials derive from.
+    pub key: String,
+    /// Status at the time of the fetch.
+    pub status: UserStatus,
+    /// Bytes used since the last reset.
+    pub used_traffic: i64,
+    /// Bytes allowed per period (none: unlimited).
+    pub data_limit: Option<i64>,
+    /// When access ends, Unix seconds, when known (a fixed date, or first use plus the
+    /// usage duration).
+    pub expire_at: Option<i64>,
+    /// Seconds of access after first use, for a user who has not started yet.
+    pub on_hold_duration: Option<i64>,
+    /// When used traffic resets.
+    pub reset_strategy: ResetStrategy,
+}
+
+impl SubscriptionUser {
+    /// The view of a stored user at `now`.
+    pub fn from_row(row: &UserRow, now: i64) -> SubscriptionUser {
+        let (expire_at, on_hold_duration) = match row.expire_strategy {
+            ExpireStrategy::Never => (None, None),
+            ExpireStrategy::FixedDate => (row.expire_date, None),
+            ExpireStrategy::StartOnFirstUse => match row.activated_at {
+                Some(at) => (row.usage_duration.map(|d| at + d), None),
+                None => (None, row.usage_duration),
+            },
+        };
+        SubscriptionUser {
+            username: row.username.clone(),
+            key: row.key.clone(),
+            status: row.status(now),
+            used_traffic: row.used_traffic,
+            data_limit: row.data_limit.filter(|&l| l > 0),
+            expire_at,
+            on_hold_duration,
+            reset_strategy: row.reset_strategy,
+        }
+    }
+
+    /// Whether the user gets working configurations.
+    pub fn may_connect(&self) -> bool {
+        matches!(self.status, UserStatus::Active | UserStatus::OnHold)
+    }
+
+    /// The `subscription-userinfo` header: `upload=..; download=..; total=..; expire=..`
+    /// (bytes and Unix seconds, 0 for unlimited or never). Per-direction usage is not kept per
+    /// period, so, as Marzneshin does, all of it is reported as download.
+    pub fn userinfo(&self) -> String {
+        format!(
+            "upload=0; download={}; total={}; expire={}",
+            self.used_traffic.max(0),
+            self.data_limit.unwrap_or(0),
+            self.expire_at.unwrap_or(0).max(0)
+        )
+    }
+}
+
+/// A host as the generators need it: what Shadowsocks uses of `api::hosts::Host` (TLS and
+/// HTTP fields join when a protocol needs them).
+#[derive(Clone, Debug, Default)]
+pub struct HostEntry {
+    /// Name shown by clients (placeholders allowed).
+    pub remark: String,
+    /// Address clients connect to (placeholders allowed).
+    pub address: String,
+    /// Port (none: the inbound's).
+    pub port: Option<u16>,
+    /// Lower weights come first.
+    pub weight: i64,
+}
+
+/// An inbound the user may use, with its hosts.
+#[derive(Clone, Debug)]
+pub struct InboundEntry {
+    /// The engine inbound configuration.
+    pub config: InboundConfig,
+    /// Where clients reach it; none: the inbound's listen address.
+    pub hosts: Vec<HostEntry>,
+}
+
+/// One configuration for a client: where to connect, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proxy {
+    /// Name shown by clients, unique within one subscription.
+    pub remark: String,
+    /// Host name or IP address (IPv6 without brackets).
+    pub server: String,
+    /// Port.
+    pub port: u16,
+    /// Whether the inbound serves TCP.
+    pub tcp: bool,
+    /// Whether the inbound serves UDP.
+    pub udp: bool,
+    /// The protocol and the user's credentials.
+    pub protocol: ProxyProtocol,
+}
+
+/// The protocol of a [`Proxy`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// Shadowsocks.
+    Shadowsocks(ShadowsocksProxy),
+}
+
+/// A Shadowsocks client configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShadowsocksProxy {
+    /// Method name (`aes-128-gcm`, `2022-blake3-aes-128-gcm`, ...).
+    pub method: &'static str,
+    /// The server's identity PSK (2022 with identity headers).
+    pub psk: Option<String>,
+    /// The user's credential on this inbound.
+    pub key: String,
+}
+
+impl ShadowsocksProxy {
+    /// The password a client is given: `psk:key` with a server PSK, else the key.
+    pub fn password(&self) -> String {
+        match &self.psk {
+            Some(psk) => format!("{psk}:{}", self.key),
+            None => self.key.clone(),
+        }
+    }
+}
+
+/// What a subscription is sent as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Share links, one a line.
+    Links,
+    /// Base64 of the share links (what v2rayN-style clients expect).
+    Base64,
+    /// A sing-box configuration (JSON).
+    SingBox,
+    /// A Clash Meta (mihomo) configuration (YAML).
+    ClashMeta,
+    /// A JSON array of Xray configurations, one per proxy.
+    Xray,
+    /// An HTML page for a person.
+    Page,
+}
+
+impl Format {
+    /// The `content-type` of the body.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Links | Format::Base64 => "text/plain; charset=utf-8",
+            Format::SingBox | Format::Xray => "application/json",
+            Format::ClashMeta => "text/yaml; charset=utf-8",
+            Format::Page => "text/html; charset=utf-8",
+        }
+    }
+}
+
+/// Tags the generators use for their own outbounds and groups; a remark equal to one of
+/// these (ignoring case) is renamed.
+const RESERVED: &[&str] = &[
+    "proxy", "auto", "direct", "block", "reject", "pass", "global", "dns-out", "tun-in", "socks",
+];
+
+/// Private and local ranges that clients reach directly.
+pub const PRIVATE_RANGES: &[&str] = &[
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+/// The proxies `user` is given: one per host of each inbound (the inbound's listen address
+/// when it has none), ordered by weight (lower first, as Marzneshin orders them), remarks made
+/// unique. Empty when the user may not connect.
+pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> Vec<Proxy> {
+    if !user.may_connect() {
+        return Vec::new();
+    }
+    let vars = placeholders::Variables::new(user, now);
+    let mut weighted: Vec<(i64, Proxy)> = Vec::new();
+    for inbound in inbounds {
+        let c = &inbound.config;
+        let default_host = HostEntry {
+            remark: c.tag.clone(),
+            address: c.listen.ip().to_string(),
+            weight: 1,
+            ..HostEntry::default()
+        };
+        let hosts = if inbound.hosts.is_empty() {
+            std::slice::from_ref(&default_host)
+        } else {
+            &inbound.hosts[..]
+        };
+        let protocol = match &c.protocol {
+            ProtocolConfig::Shadowsocks(ss) => ProxyProtocol::Shadowsocks(ShadowsocksProxy {
+                method: ss.method().name(),
+                psk: ss.psk.clone(),
+                key: crate::sync::credential(c, &user.key),
+            }),
+        };
+        let vars = vars.for_protocol(&c.protocol);
+        for host in hosts {
+            let port = host.port.unwrap_or(c.listen.port());
+            if port == 0 {
+                // The engine picked a port at run time: no client can be told it.
+                continue;
+            }
+            let address = vars.fill(&host.address);
+            weighted.push((
+                host.weight,
+                Proxy {
+                    remark: vars.fill(&host.remark),
+                    server: address.trim_matches(['[', ']']).to_owned(),
+                    port,
+                    tcp: c.network.contains(&Network::Tcp),
+                    udp: c.network.contains(&Network::Udp),
+                    protocol: protocol.clone(),
+                },
+            ));
+        }
+    }
+    weighted.sort_by_key(|(w, _)| *w);
+    let mut out: Vec<Proxy> = weighted.into_iter().map(|(_, p)| p).collect();
+    unique_remarks(&mut out);
+    out
+}
+
+/// Renames repeated (or reserved) remarks to `remark (2)`, `remark (3)`, ...: sing-box tags
+/// and Clash names must be unique.
+fn unique_remarks(proxies: &mut [Proxy]) {
+    let mut seen: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
+    for p in proxies {
+        let base = match p.remark.trim() {
+            "" => "server".to_owned(),
+            r => r.to_owned(),
+        };
+        let mut name = base.clone();
+        let mut n = 2;
+        while !seen.insert(name.to_lowercase()) {
+            name = format!("{base} ({n})");
+            n += 1;
+        }
+        p.remark = name;
+    }
+}
+
+/// The body of a subscription in `format`.
+pub fn render(format: Format, user: &SubscriptionUser, proxies: &[Proxy], now: i64) -> String {
+    match format {
+        Format::Links => links::render(proxies),
+        Format::Base64 => links::render_base64(proxies),
+        Format::SingBox => singbox::render(proxies),
+        Format::ClashMeta => clash::render(proxies),
+        Format::Xray => xray::render(proxies),
+        Format::Page => page::render(user, proxies, now),
+    }
+}
+
+/// The `profile-title` header: `base64:` and the title in base64, as clients expect.
+pub fn profile_title(title: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "base64:{}",
+        base64::engine::general_purpose::STANDARD.encode(title)
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An active user with a fixed key.
+    pub fn user() -> SubscriptionUser {
+        SubscriptionUser {
+            username: "alice".into(),
+            key: "0123456789abcdef0123456789abcdef".into(),
+            status: UserStatus::Active,
+            used_traffic: 1_610_612_736,
+            data_limit: Some(10 * 1024 * 1024 * 1024),
+            expire_at: Some(1_900_000_000),
+            on_hold_duration: None,
+            reset_strategy: ResetStrategy::Month,
+        }
+    }
+
+    /// An inbound from JSON.
+    pub fn inbound(tag: &str, listen: &str, settings: &str) -> InboundConfig {
+        serde_json::from_str(&format!(
+            r#"{{"tag":"{tag}","listen":"{listen}","protocol":"shadowsocks","settings":{settings}}}"#
+        ))
+        .unwrap()
+    }
+
+    pub fn host(remark: &str, address: &str, port: Option<u16>, weight: i64) -> HostEntry {
+        HostEntry {
+            remark: remark.into(),
+            address: address.into(),
+            port,
+            weight,
+        }
+    }
+
+    /// Two inbounds (AEAD 2017 without hosts; 2022 with a PSK and two hosts).
+    pub fn entries() -> Vec<InboundEntry> {
+        vec![
+            InboundEntry {
+                config: inbound(
+                    "plain",
+                    "203.0.113.7:8388",
+                    r#"{"method":"aes-256-gcm","users":[]}"#,
+                ),
+                hosts: vec![],
+            },
+            InboundEntry {
+                config: inbound(
+                    "multi",
+                    "0.0.0.0:8443",
+                    r#"{"method":"2022-blake3-aes-128-gcm","psk":"AAAAAAAAAAAAAAAAAAAAAA==","users":[]}"#,
+                ),
+                hosts: vec![
+                    host("{USERNAME} de", "de.example.com", None, 2),
+                    host("v6", "[2001:db8::1]", Some(9443), 0),
+                ],
+            },
+        ]
+    }
+
+    #[test]
+    fn proxies_follow_hosts_weights_and_credentials() {
+        let u = user();
+        let p = proxies(&u, &entries(), 1_700_000_000);
+        let remarks: Vec<&str> = p.iter().map(|p| p.remark.as_str()).collect();
+        assert_eq!(remarks, ["v6", "plain", "alice de"], "ordered by weight");
+        assert_eq!((p[0].server.as_str(), p[0].port), ("2001:db8::1", 9443));
+        assert_eq!((p[1].server.as_str(), p[1].port), ("203.0.113.7", 8388));
+        assert_eq!((p[2].server.as_str(), p[2].port), ("de.example.com", 8443));
+        let ProxyProtocol::Shadowsocks(plain) = &p[1].protocol;
+        assert_eq!(plain.method, "aes-256-gcm");
+        assert_eq!(
+            plain.password(),
+            crate::sync::credential(&entries()[0].config, &u.key)
+        );
+        let ProxyProtocol::Shadowsocks(multi) = &p[2].protocol;
+        assert_eq!(
+            multi.password(),
+            format!(
+                "AAAAAAAAAAAAAAAAAAAAAA==:{}",
+                crate::sync::credential(&entries()[1].config, &u.key)
+            )
+        );
+        assert!(p.iter().all(|p| p.tcp && p.udp));
+    }
+
+    #[test]
+    fn inactive_users_get_nothing() {
+        for status in [
+            UserStatus::Disabled,
+            UserStatus::Limited,
+            UserStatus::Expired,
+        ] {
+            let u = SubscriptionUser { status, ..user() };
+            assert!(proxies(&u, &entries(), 0).is_empty(), "{status:?}");
+        }
+        let on_hold = SubscriptionUser {
+            status: UserStatus::OnHold,
+            ..user()
+        };
+        assert_eq!(proxies(&on_hold, &entries(), 0).len(), 3);
+    }
+
+    #[test]
+    fn remarks_are_unique_and_never_reserved() {
+        let mut e = entries();
+        e[1].hosts = vec![
+            host("same", "a.example", None, 1),
+            host("same", "b.example", None, 1),
+            host("Proxy", "c.example", None, 1),
+            host(" ", "d.example", None, 1),
+        ];
+        let p = proxies(&user(), &e, 0);
+        let remarks: Vec<&str> = p.iter().map(|p| p.remark.as_str()).collect();
+        assert_eq!(
+            remarks,
+            ["plain", "same", "same (2)", "Proxy (2)", "server"]
+        );
+    }
+
+    #[test]
+    fn userinfo_header() {
+        assert_eq!(
+            user().userinfo(),
+            "upload=0; download=1610612736; total=10737418240; expire=1900000000"
+        );
+        let unlimited = SubscriptionUser {
+            data_limit: None,
+            expire_at: None,
+            ..user()
+        };
+        assert_eq!(
+            unlimited.userinfo(),
+            "upload=0; download=1610612736; total=0; expire=0"
+        );
+        assert_eq!(profile_title("alice"), "base64:YWxpY2U=");
+    }
+}

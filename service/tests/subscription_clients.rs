@@ -1,0 +1,330 @@
+//! Real clients accept what subscriptions give them: `sing-box check` on the sing-box
+//! configuration and `v2ray test` on each Xray configuration, for every Shadowsocks method and
+//! awkward remarks and addresses; then sing-box and v2ray, configured from a live panel's
+//! subscription, carry traffic through the panel's engine with the credentials it derived.
+//!
+//! Peers: `sing-box` (tests/install-sing-box.sh) and `v2ray` (Debian's `v2ray`, 4.34, which
+//! predates the 2022 methods: those are checked by sing-box only). A missing peer fails.
+
+mod panel;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use e2e::{echo_transfer, peer, socks5_connect, tcp_echo, wait_for_port, ChildGuard, Ending};
+use panel::{free_port, Backend, Options, TestPanel};
+use serde_json::{json, Value};
+use service::model::{ResetStrategy, UserStatus};
+use service::subscription::{self, HostEntry, InboundEntry, SubscriptionUser};
+
+fn user(status: UserStatus) -> SubscriptionUser {
+    SubscriptionUser {
+        username: "alice".into(),
+        key: "58dc0f51d409b2916c9ed42800352dfe".into(),
+        status,
+        used_traffic: 0,
+        data_limit: None,
+        expire_at: None,
+        on_hold_duration: None,
+        reset_strategy: ResetStrategy::NoReset,
+    }
+}
+
+fn inbound(tag: &str, method: &str, psk: Option<&str>, network: &[&str]) -> InboundEntry {
+    let mut settings = json!({"method": method, "users": []});
+    if let Some(psk) = psk {
+        settings["psk"] = psk.into();
+    }
+    let config = json!({
+        "tag": tag, "listen": "0.0.0.0:8388", "network": network,
+        "protocol": "shadowsocks", "settings": settings,
+    });
+    InboundEntry {
+        config: serde_json::from_value(config).unwrap(),
+        hosts: Vec::new(),
+    }
+}
+
+fn host(remark: &str, address: &str, port: Option<u16>) -> HostEntry {
+    HostEntry {
+        remark: remark.into(),
+        address: address.into(),
+        port,
+        weight: 1,
+    }
+}
+
+/// Every method, a PSK, a TCP-only inbound, IPv6, and remarks that need quoting, repeat each
+/// other or clash with the generators' own tags.
+fn every_method() -> Vec<InboundEntry> {
+    let mut all = vec![
+        inbound("aes-128", "aes-128-gcm", None, &["tcp", "udp"]),
+        inbound("aes-256", "aes-256-gcm", None, &["tcp"]),
+        inbound("chacha", "chacha20-ietf-poly1305", None, &["tcp", "udp"]),
+        inbound(
+            "2022-aes-128",
+            "2022-blake3-aes-128-gcm",
+            Some("AAAAAAAAAAAAAAAAAAAAAA=="),
+            &["tcp", "udp"],
+        ),
+        inbound(
+            "2022-aes-256",
+            "2022-blake3-aes-256-gcm",
+            None,
+            &["tcp", "udp"],
+        ),
+        inbound(
+            "2022-chacha",
+            "2022-blake3-chacha20-poly1305",
+            None,
+            &["tcp", "udp"],
+        ),
+    ];
+    all[0].hosts = vec![
+        host("🇩🇪 {USERNAME} \"main\": #1", "de.example.com", Some(443)),
+        host("🇩🇪 {USERNAME} \"main\": #1", "[2001:db8::1]", None),
+        host("proxy", "203.0.113.9", Some(1)),
+        host("direct", "203.0.113.10", Some(65535)),
+    ];
+    all
+}
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("marzneshin-sub-clients-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(contents.as_bytes())
+        .unwrap();
+    path
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn sing_box_check(path: &Path) -> Output {
+    run(Command::new(peer("sing-box"))
+        .arg("check")
+        .arg("-c")
+        .arg(path))
+}
+
+fn v2ray_test(path: &Path) -> Output {
+    run(Command::new(peer("v2ray"))
+        .arg("-test")
+        .arg("-config")
+        .arg(path))
+}
+
+fn assert_success(what: &str, out: &Output, contents: &str) {
+    assert!(
+        out.status.success(),
+        "{what} refused:\n{}{}\n--- config ---\n{contents}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sing_box_checks_the_sing_box_subscription() {
+    let proxies = subscription::proxies(&user(UserStatus::Active), &every_method(), 0);
+    assert_eq!(proxies.len(), 9);
+    let text = subscription::singbox::render(&proxies);
+    let path = temp_file("sing-box.json", &text);
+    assert_success("sing-box check", &sing_box_check(&path), &text);
+
+    // A user who may not connect gets a config sing-box accepts too.
+    let none = subscription::proxies(&user(UserStatus::Disabled), &every_method(), 0);
+    let text = subscription::singbox::render(&none);
+    let path = temp_file("sing-box-none.json", &text);
+    assert_success("sing-box check", &sing_box_check(&path), &text);
+
+    // The checker does check: repeated tags and a bad 2022 key are refused.
+    let mut repeated = proxies.clone();
+    repeated[1].remark = repeated[0].remark.clone();
+    let path = temp_file(
+        "sing-box-bad.json",
+        &subscription::singbox::render(&repeated),
+    );
+    assert!(!sing_box_check(&path).status.success());
+    let mut bad_key = proxies;
+    let subscription::ProxyProtocol::Shadowsocks(ss) = &mut bad_key[8].protocol;
+    assert!(ss.method.starts_with("2022-"));
+    ss.key = "not base64".into();
+    let path = temp_file(
+        "sing-box-bad-key.json",
+        &subscription::singbox::render(&bad_key),
+    );
+    assert!(!sing_box_check(&path).status.success());
+}
+
+#[test]
+fn v2ray_tests_each_xray_configuration() {
+    // v2ray 4.34 knows the AEAD 2017 methods only.
+    let entries: Vec<InboundEntry> = every_method()
+        .into_iter()
+        .filter(|e| !e.config.tag.starts_with("2022"))
+        .collect();
+    let proxies = subscription::proxies(&user(UserStatus::Active), &entries, 0);
+    assert_eq!(proxies.len(), 6);
+    let all: Vec<Value> = serde_json::from_str(&subscription::xray::render(&proxies)).unwrap();
+    assert_eq!(all.len(), proxies.len());
+    for (i, config) in all.iter().enumerate() {
+        let text = serde_json::to_string_pretty(config).unwrap();
+        let path = temp_file(&format!("xray-{i}.json"), &text);
+        let out = v2ray_test(&path);
+        assert_success("v2ray -test", &out, &text);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Configuration OK"));
+    }
+
+    // The checker does check: an unknown method is refused.
+    let mut bad = all[0].clone();
+    bad["outbounds"][0]["settings"]["servers"][0]["method"] = "rc4-md5-nope".into();
+    let path = temp_file("xray-bad.json", &bad.to_string());
+    assert!(!v2ray_test(&path).status.success());
+}
+
+/// Sends 256 KiB through the SOCKS5 proxy at `socks` to an echo server and back.
+fn carry_traffic(socks: SocketAddr, client: &mut ChildGuard) {
+    wait_for_port(socks, client);
+    let echo = tcp_echo();
+    let stream = socks5_connect(socks, echo).expect("SOCKS5 connect through the client");
+    echo_transfer(stream, 256 * 1024, 7, Ending::AfterEcho).expect("echo through the engine");
+    client.assert_running();
+}
+
+/// Used traffic of `name` once the panel has recorded it (waits up to 15 s for it to move).
+fn used_traffic_after(panel: &TestPanel, token: &str, name: &str, before: i64) -> i64 {
+    let started = Instant::now();
+    loop {
+        let used = panel.get(token, &format!("/api/users/{name}")).ok()["used_traffic"]
+            .as_i64()
+            .unwrap();
+        if used > before || started.elapsed() > Duration::from_secs(15) {
+            return used;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A subscription in `format`, as JSON.
+fn fetch_json(panel: &TestPanel, sub: &str, format: &str) -> Value {
+    let url = format!("{}{sub}/{format}", panel.base);
+    reqwest::blocking::get(url).unwrap().json().unwrap()
+}
+
+#[test]
+fn clients_configured_from_a_subscription_carry_traffic() {
+    let panel = TestPanel::start_with(
+        Backend::Sqlite,
+        Options::default()
+            .env("MARZNESHIN_ALLOW_LOOPBACK", "true")
+            .env("MARZNESHIN_USAGE_INTERVAL_SECS", "1"),
+    );
+    let root = panel.admin_token();
+    let mut inbound_ids = Vec::new();
+    for (tag, method, psk) in [
+        ("plain", "aes-256-gcm", None),
+        (
+            "multi",
+            "2022-blake3-aes-128-gcm",
+            Some("AAAAAAAAAAAAAAAAAAAAAA=="),
+        ),
+        ("wide", "2022-blake3-aes-256-gcm", None),
+    ] {
+        let mut settings = json!({"method": method});
+        if let Some(psk) = psk {
+            settings["psk"] = psk.into();
+        }
+        let body = json!({"config": {
+            "tag": tag,
+            "listen": format!("127.0.0.1:{}", free_port()),
+            "protocol": "shadowsocks",
+            "settings": settings,
+        }});
+        inbound_ids.push(panel.post(&root, "/api/inbounds", body).ok()["id"].clone());
+    }
+    let service = panel
+        .post(
+            &root,
+            "/api/services",
+            json!({"name": "all", "inbound_ids": inbound_ids}),
+        )
+        .ok()["id"]
+        .clone();
+    let alice = panel.new_user(
+        &root,
+        json!({"username": "alice", "service_ids": [service]}),
+    );
+    let sub = format!("/sub/alice/{}", alice["key"].as_str().unwrap());
+
+    // sing-box: each Shadowsocks outbound of the subscription, behind a local mixed inbound.
+    let config = fetch_json(&panel, &sub, "sing-box");
+    let outbounds: Vec<Value> = config["outbounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["type"] == "shadowsocks")
+        .cloned()
+        .collect();
+    assert_eq!(outbounds.len(), 3);
+    let mut used = 0;
+    for outbound in outbounds {
+        let socks: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let client_config = json!({
+            "log": {"level": "error"},
+            "inbounds": [{"type": "mixed", "tag": "in", "listen": "127.0.0.1", "listen_port": socks.port()}],
+            "outbounds": [outbound],
+            "route": {"final": outbound["tag"]},
+        });
+        let path = temp_file(
+            &format!("sing-box-run-{}.json", socks.port()),
+            &client_config.to_string(),
+        );
+        let mut client = ChildGuard::spawn(
+            "sing-box",
+            Command::new(peer("sing-box"))
+                .arg("run")
+                .arg("-c")
+                .arg(&path),
+        );
+        carry_traffic(socks, &mut client);
+        let now_used = used_traffic_after(&panel, &root, "alice", used);
+        assert!(
+            now_used > used,
+            "{}: the engine counted nothing",
+            outbound["tag"]
+        );
+        used = now_used;
+    }
+
+    // v2ray: the Xray configuration of the AEAD 2017 inbound, on a free SOCKS port and without
+    // its rule sending loopback direct (the echo server is on loopback).
+    let xray = fetch_json(&panel, &sub, "xray");
+    let mut config = xray
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["remarks"] == "plain")
+        .unwrap()
+        .clone();
+    let socks: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    config["inbounds"][0]["port"] = socks.port().into();
+    config["routing"] = json!({"rules": []});
+    let path = temp_file("v2ray-run.json", &config.to_string());
+    let mut client = ChildGuard::spawn(
+        "v2ray",
+        Command::new(peer("v2ray")).arg("-config").arg(&path),
+    );
+    carry_traffic(socks, &mut client);
+    assert!(
+        used_traffic_after(&panel, &root, "alice", used) > used,
+        "v2ray: the engine counted nothing"
+    );
+}
