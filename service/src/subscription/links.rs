@@ -3,8 +3,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use base64::Engine as _;
-use engine::config::{InboundConfig, ProtocolConfig, ShadowsocksConfig, UserConfig};
+use engine::config::InboundConfig;
 use engine::links::{percent_encode, share_links};
+use serde_json::json;
 
 use super::{Proxy, ProxyProtocol};
 
@@ -14,20 +15,22 @@ pub fn link(proxy: &Proxy) -> String {
         ProxyProtocol::Shadowsocks(ss) => {
             // The engine's `share_links` holds the SIP002 rules (base64 userinfo for AEAD 2017,
             // percent-encoded `method:psk:key` for 2022, IPv6 brackets): hand it a one-user
-            // inbound at the proxy's port and replace its remark with ours.
-            let inbound = InboundConfig {
-                tag: String::new(),
-                listen: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), proxy.port),
-                network: Vec::new(),
-                protocol: ProtocolConfig::Shadowsocks(ShadowsocksConfig {
-                    method: ss.method.to_owned(),
-                    psk: ss.psk.clone(),
-                    users: vec![UserConfig {
-                        name: String::new(),
-                        password: ss.key.clone(),
-                    }],
-                }),
-            };
+            // inbound at the proxy's port and replace its remark with ours. Built from JSON so
+            // that optional fields the engine adds later take their defaults.
+            let mut settings = json!({
+                "method": ss.method,
+                "users": [{"name": "user", "password": ss.key}],
+            });
+            if let Some(psk) = &ss.psk {
+                settings["psk"] = psk.as_str().into();
+            }
+            let inbound: InboundConfig = serde_json::from_value(json!({
+                "tag": "subscription",
+                "listen": SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), proxy.port),
+                "protocol": "shadowsocks",
+                "settings": settings,
+            }))
+            .expect("a Shadowsocks inbound in the engine's own format");
             let config = engine::Config {
                 inbounds: vec![inbound],
                 ..engine::Config::default()
