@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use proto::shadowsocks::{Method, UserKeys};
 use schemars::JsonSchema;
@@ -124,6 +124,42 @@ pub struct InboundConfig {
     /// The protocol and its settings.
     #[serde(flatten)]
     pub protocol: ProtocolConfig,
+    /// TLS in front of the protocol (VLESS, Trojan, VMess).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+impl InboundConfig {
+    /// Whether this inbound listens on `network`. VLESS, Trojan and VMess carry UDP inside
+    /// their TCP stream, so they never bind a UDP socket (`udp` in `network` is ignored).
+    pub fn listens(&self, network: Network) -> bool {
+        self.network.contains(&network)
+            && (network == Network::Tcp || matches!(self.protocol, ProtocolConfig::Shadowsocks(_)))
+    }
+}
+
+/// TLS server settings of an inbound: a certificate from PEM files, or a self-signed one made
+/// at start (for testing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM file), leaf first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<PathBuf>,
+    /// Private key of the certificate (PEM file: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Instead of `certificate` and `key`: generate a self-signed certificate for these names
+    /// when the inbound starts (testing only: clients must skip verification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_signed: Option<Vec<String>>,
+    /// ALPN protocols offered, in order of preference (`h2`, `http/1.1`); empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
+    /// Server names (SNI) accepted; a client naming another (or none) is refused during the
+    /// TLS handshake. Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
 }
 
 fn default_network() -> Vec<Network> {
@@ -146,6 +182,96 @@ pub enum Network {
 pub enum ProtocolConfig {
     /// Shadowsocks (AEAD 2017 and 2022).
     Shadowsocks(ShadowsocksConfig),
+    /// VLESS (version 0), usually with `tls`.
+    Vless(VlessConfig),
+    /// Trojan, usually with `tls`.
+    Trojan(TrojanConfig),
+    /// VMess AEAD (alterId 0).
+    Vmess(VmessConfig),
+}
+
+impl ProtocolConfig {
+    /// The protocol's name as it appears in the config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProtocolConfig::Shadowsocks(_) => "shadowsocks",
+            ProtocolConfig::Vless(_) => "vless",
+            ProtocolConfig::Trojan(_) => "trojan",
+            ProtocolConfig::Vmess(_) => "vmess",
+        }
+    }
+
+    /// The users listed in the settings: `(name, credential)`, the credential being the
+    /// password (Shadowsocks, Trojan) or the id (VLESS, VMess).
+    pub fn users(&self) -> Vec<(&str, &str)> {
+        match self {
+            ProtocolConfig::Shadowsocks(c) => c.users.iter().map(UserConfig::pair).collect(),
+            ProtocolConfig::Trojan(c) => c.users.iter().map(UserConfig::pair).collect(),
+            ProtocolConfig::Vless(c) => c.users.iter().map(IdUserConfig::pair).collect(),
+            ProtocolConfig::Vmess(c) => c.users.iter().map(IdUserConfig::pair).collect(),
+        }
+    }
+
+    /// Drops the users listed in the settings (what is left identifies the listener).
+    pub fn clear_users(&mut self) {
+        match self {
+            ProtocolConfig::Shadowsocks(c) => c.users.clear(),
+            ProtocolConfig::Trojan(c) => c.users.clear(),
+            ProtocolConfig::Vless(c) => c.users.clear(),
+            ProtocolConfig::Vmess(c) => c.users.clear(),
+        }
+    }
+}
+
+/// VLESS inbound settings.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VlessConfig {
+    /// Users, each with a UUID.
+    #[serde(default)]
+    pub users: Vec<IdUserConfig>,
+    /// Where a connection that is not VLESS or names no user goes, with every byte read so
+    /// far (`"127.0.0.1:8080"`, a web site); without it such a connection is drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<SocketAddr>,
+}
+
+/// Trojan inbound settings.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrojanConfig {
+    /// Users, each with a password.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Where a connection that is not Trojan or has a wrong password goes, with every byte
+    /// read so far; without it such a connection is drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<SocketAddr>,
+}
+
+/// VMess inbound settings.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmessConfig {
+    /// Users, each with a UUID.
+    #[serde(default)]
+    pub users: Vec<IdUserConfig>,
+}
+
+/// A user of a VLESS or VMess inbound.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdUserConfig {
+    /// The user's name: counters are kept per name across inbounds.
+    pub name: String,
+    /// UUID (or any other text of 1 to 30 bytes, mapped to a UUID as Xray does).
+    pub id: String,
+}
+
+impl IdUserConfig {
+    fn pair(&self) -> (&str, &str) {
+        (&self.name, &self.id)
+    }
 }
 
 /// Shadowsocks inbound settings.
@@ -162,14 +288,21 @@ pub struct ShadowsocksConfig {
     pub users: Vec<UserConfig>,
 }
 
-/// A user of an inbound.
+/// A user of a Shadowsocks or Trojan inbound.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// The user's name: counters are kept per name across inbounds.
     pub name: String,
-    /// Password (AEAD 2017) or base64 PSK of the method's key size (2022).
+    /// Password: Shadowsocks AEAD (2017) and Trojan, any text; Shadowsocks 2022, a base64 PSK
+    /// of the method's key size.
     pub password: String,
+}
+
+impl UserConfig {
+    fn pair(&self) -> (&str, &str) {
+        (&self.name, &self.password)
+    }
 }
 
 impl Config {
@@ -248,7 +381,16 @@ impl Config {
                     "name at least one of tcp, udp",
                 ));
             }
-            for net in &inbound.network {
+            if !inbound.listens(Network::Tcp) && !inbound.listens(Network::Udp) {
+                return Err(invalid(
+                    format!("{at}.network"),
+                    format!(
+                        "{} runs over TCP (UDP travels inside it): name tcp",
+                        inbound.protocol.name()
+                    ),
+                ));
+            }
+            for net in inbound.network.iter().filter(|n| inbound.listens(**n)) {
                 if inbound.listen.port() != 0 && !binds.insert((inbound.listen, *net)) {
                     return Err(invalid(
                         format!("{at}.listen"),
@@ -259,8 +401,39 @@ impl Config {
                     ));
                 }
             }
+            let settings = format!("{at}.settings");
             match &inbound.protocol {
-                ProtocolConfig::Shadowsocks(ss) => ss.validate(&format!("{at}.settings"))?,
+                ProtocolConfig::Shadowsocks(ss) => ss.validate(&settings)?,
+                ProtocolConfig::Vless(c) => {
+                    check_names(&settings, c.users.iter().map(|u| u.name.as_str()))?;
+                    check_ids(&settings, &c.users)?;
+                }
+                ProtocolConfig::Vmess(c) => {
+                    check_names(&settings, c.users.iter().map(|u| u.name.as_str()))?;
+                    check_ids(&settings, &c.users)?;
+                }
+                ProtocolConfig::Trojan(c) => {
+                    check_names(&settings, c.users.iter().map(|u| u.name.as_str()))?;
+                    proto::trojan::TrojanUsers::new(
+                        c.users
+                            .iter()
+                            .enumerate()
+                            .map(|(i, u)| (i as u32, u.password.as_str())),
+                    )
+                    .map_err(|(i, e)| {
+                        invalid(format!("{settings}.users[{i}].password"), e.to_string())
+                    })?;
+                }
+            }
+            match (&inbound.tls, &inbound.protocol) {
+                (Some(_), ProtocolConfig::Shadowsocks(_)) => {
+                    return Err(invalid(
+                        format!("{at}.tls"),
+                        "Shadowsocks does not run over TLS",
+                    ))
+                }
+                (Some(tls), _) => tls.validate(&format!("{at}.tls"))?,
+                (None, _) => {}
             }
         }
         Ok(())
@@ -283,6 +456,77 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+}
+
+/// User names within one inbound: not empty, unique.
+fn check_names<'a>(at: &str, names: impl Iterator<Item = &'a str>) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (i, name) in names.enumerate() {
+        if name.is_empty() {
+            return Err(invalid(
+                format!("{at}.users[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(invalid(
+                format!("{at}.users[{i}].name"),
+                format!("duplicate user {name:?} in this inbound"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// VLESS and VMess ids: valid and unique within one inbound.
+fn check_ids(at: &str, users: &[IdUserConfig]) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (i, u) in users.iter().enumerate() {
+        let uuid = proto::vless::parse_user_id(&u.id)
+            .map_err(|e| invalid(format!("{at}.users[{i}].id"), e.to_string()))?;
+        if !seen.insert(uuid) {
+            return Err(invalid(
+                format!("{at}.users[{i}].id"),
+                "two users share one id",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl TlsConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        match (&self.certificate, &self.key, &self.self_signed) {
+            (Some(_), Some(_), None) => {}
+            (None, None, Some(names)) => {
+                if names.is_empty() || names.iter().any(|n| n.is_empty()) {
+                    return Err(invalid(
+                        format!("{at}.self_signed"),
+                        "name at least one host name, none empty",
+                    ));
+                }
+            }
+            (_, _, Some(_)) => {
+                return Err(invalid(
+                    format!("{at}.self_signed"),
+                    "give either self_signed or certificate and key, not both",
+                ))
+            }
+            (None, _, None) => {
+                return Err(invalid(
+                    format!("{at}.certificate"),
+                    "required (or self_signed for testing)",
+                ))
+            }
+            (Some(_), None, None) => return Err(invalid(format!("{at}.key"), "required")),
+        }
+        for (i, p) in self.alpn.iter().enumerate() {
+            if p.is_empty() || p.len() > 255 {
+                return Err(invalid(format!("{at}.alpn[{i}]"), "must be 1 to 255 bytes"));
+            }
+        }
+        crate::transport::TlsServer::new(self, at).map(|_| ())
     }
 }
 
@@ -368,6 +612,88 @@ mod tests {
             Config::from_json(r#"{"inbounds":[]}"#).is_ok(),
             "an engine may start empty"
         );
+    }
+
+    #[test]
+    fn stream_protocol_errors_name_the_field() {
+        let inbound = |protocol: &str, settings: &str, extra: &str| {
+            format!(
+                r#"{{"inbounds":[{{"tag":"a","listen":"127.0.0.1:1","protocol":"{protocol}","settings":{settings}{extra}}}]}}"#
+            )
+        };
+        assert!(
+            err(&inbound("vless", r#"{"users":[{"name":"u","id":""}]}"#, ""))
+                .starts_with("inbounds[0].settings.users[0].id: user id")
+        );
+        let two = r#"{"users":[{"name":"u","id":"b831381d-6324-4d53-ad4f-8cda48b30811"},{"name":"v","id":"B831381D-6324-4D53-AD4F-8CDA48B30811"}]}"#;
+        assert!(err(&inbound("vmess", two, ""))
+            .starts_with("inbounds[0].settings.users[1].id: two users share one id"));
+        assert!(err(&inbound(
+            "trojan",
+            r#"{"users":[{"name":"u","password":"p"},{"name":"u","password":"q"}]}"#,
+            ""
+        ))
+        .starts_with("inbounds[0].settings.users[1].name: duplicate user"));
+        assert!(err(&inbound(
+            "trojan",
+            r#"{"users":[{"name":"u","password":""}]}"#,
+            ""
+        ))
+        .starts_with("inbounds[0].settings.users[0].password: password is empty"));
+        let e = err(&inbound("vless", r#"{"fallback":"nowhere"}"#, ""));
+        assert!(
+            e.starts_with("inbounds[0]") && e.contains("socket address"),
+            "{e}"
+        );
+        assert!(err(&inbound("trojan", "{}", r#","network":["udp"]"#))
+            .starts_with("inbounds[0].network: trojan runs over TCP"));
+        assert!(err(&inbound(
+            "vless",
+            "{}",
+            r#","tls":{"certificate":"/nonexistent.pem"}"#
+        ))
+        .starts_with("inbounds[0].tls.key: required"));
+        assert!(err(&inbound(
+            "vless",
+            "{}",
+            r#","tls":{"certificate":"/nonexistent.pem","key":"/nonexistent.key"}"#
+        ))
+        .starts_with("inbounds[0].tls.certificate: /nonexistent.pem"));
+        assert!(err(&inbound("vless", "{}", r#","tls":{"self_signed":[]}"#))
+            .starts_with("inbounds[0].tls.self_signed"));
+        assert!(err(&inbound(
+            "shadowsocks",
+            r#"{"method":"aes-128-gcm","users":[]}"#,
+            r#","tls":{"self_signed":["x"]}"#
+        ))
+        .starts_with("inbounds[0].tls: Shadowsocks does not run over TLS"));
+        assert!(Config::from_json(&inbound(
+            "vless",
+            "{}",
+            r#","tls":{"self_signed":["localhost"],"alpn":["http/1.1"],"server_names":["localhost"]}"#
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn tls_from_pem_files() {
+        let dir = std::env::temp_dir().join(format!("marzneshin-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let generated = rcgen::generate_simple_self_signed(vec!["example.com".into()]).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+        let json = format!(
+            r#"{{"inbounds":[{{"tag":"a","listen":"127.0.0.1:1","protocol":"trojan","settings":{{}},"tls":{{"certificate":{:?},"key":{:?}}}}}]}}"#,
+            cert.display().to_string(),
+            key.display().to_string()
+        );
+        Config::from_json(&json).unwrap();
+        // A key that is not the certificate's.
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&key, other.serialize_pem()).unwrap();
+        assert!(err(&json).starts_with("inbounds[0].tls.key: does not match"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::config::{InboundConfig, Network, ProtocolConfig};
+use crate::config::{InboundConfig, Network};
 use crate::counters::Traffic;
 use crate::inbound::{Control, InboundShared, InboundSockets};
 use crate::runtime;
@@ -19,9 +19,7 @@ use crate::{EngineError, Shared, UserSpec};
 /// with the same key can keep the same listener and connections.
 fn settings_key(c: &InboundConfig) -> String {
     let mut c = c.clone();
-    match &mut c.protocol {
-        ProtocolConfig::Shadowsocks(ss) => ss.users.clear(),
-    }
+    c.protocol.clear_users();
     serde_json::to_string(&c).expect("config serialises")
 }
 
@@ -48,12 +46,12 @@ fn bind(
     };
     for _ in 0..workers {
         let mut s = InboundSockets::default();
-        if c.network.contains(&Network::Tcp) {
+        if c.listens(Network::Tcp) {
             let fd = runtime::tcp_listener_socket(addr).map_err(|e| err(Network::Tcp, addr, e))?;
             addr = resolved(&fd, addr);
             s.tcp = Some(fd);
         }
-        if c.network.contains(&Network::Udp) {
+        if c.listens(Network::Udp) {
             let fd = runtime::udp_socket(addr).map_err(|e| err(Network::Udp, addr, e))?;
             addr = resolved(&fd, addr);
             s.udp = Some(fd);
@@ -99,7 +97,7 @@ pub(crate) fn apply_inbounds(
                         .or_insert_with(|| Arc::new(Traffic::new(shared.workers))),
                 );
                 let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                let inbound = Arc::new(InboundShared::new(id, c, key, local_addr, traffic));
+                let inbound = Arc::new(InboundShared::new(id, c, key, local_addr, traffic)?);
                 // A replaced inbound keeps the users it had, where their keys still fit.
                 if let Some(old) = old {
                     let creds = old.credentials.lock().expect("not poisoned").clone();
@@ -118,15 +116,15 @@ pub(crate) fn apply_inbounds(
     // Users listed in the configs join their inbounds.
     let mut new_keys = Vec::new();
     for (inbound, c) in &next {
-        let ProtocolConfig::Shadowsocks(ss) = &c.protocol;
-        if ss.users.is_empty() && !started.iter().any(|(s, _)| Arc::ptr_eq(s, inbound)) {
+        let users = c.protocol.users();
+        if users.is_empty() && !started.iter().any(|(s, _)| Arc::ptr_eq(s, inbound)) {
             continue;
         }
         let mut creds = inbound.credentials.lock().expect("not poisoned").clone();
-        for u in &ss.users {
+        for (name, credential) in users {
             creds.insert(
-                shared.users.ensure(&u.name, shared.workers),
-                u.password.clone(),
+                shared.users.ensure(name, shared.workers),
+                credential.to_owned(),
             );
         }
         let keys =

@@ -23,6 +23,7 @@ pub mod links;
 pub mod outbound;
 pub mod rules;
 pub mod runtime;
+mod transport;
 pub mod users;
 
 use std::collections::HashMap;

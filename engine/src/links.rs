@@ -1,8 +1,9 @@
-//! Share links for clients: `ss://` (SIP002).
+//! Share links for clients: `ss://` (SIP002), `vless://` and `trojan://` (the URI scheme
+//! Xray and v2rayN share), `vmess://` (base64 of v2rayN's JSON, version 2).
 
 use base64::Engine as _;
 
-use crate::config::{Config, ProtocolConfig};
+use crate::config::{Config, InboundConfig, ProtocolConfig};
 
 /// One share link.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,9 +54,105 @@ pub fn share_links(config: &Config, address: Option<&str>) -> Vec<ShareLink> {
                     });
                 }
             }
+            ProtocolConfig::Vless(c) => {
+                for u in &c.users {
+                    let query = transport_query(ib, &[("encryption", "none")]);
+                    out.push(ShareLink {
+                        inbound: ib.tag.clone(),
+                        user: u.name.clone(),
+                        url: format!(
+                            "vless://{}@{host}:{port}?{query}#{}",
+                            percent_encode(&u.id),
+                            remark(ib, &u.name)
+                        ),
+                    });
+                }
+            }
+            ProtocolConfig::Trojan(c) => {
+                for u in &c.users {
+                    let query = transport_query(ib, &[]);
+                    out.push(ShareLink {
+                        inbound: ib.tag.clone(),
+                        user: u.name.clone(),
+                        url: format!(
+                            "trojan://{}@{host}:{port}?{query}#{}",
+                            percent_encode(&u.password),
+                            remark(ib, &u.name)
+                        ),
+                    });
+                }
+            }
+            ProtocolConfig::Vmess(c) => {
+                for u in &c.users {
+                    let tls = ib.tls.as_ref();
+                    let json = serde_json::json!({
+                        "v": "2",
+                        "ps": format!("{} {}", ib.tag, u.name),
+                        "add": host.trim_start_matches('[').trim_end_matches(']'),
+                        "port": port.to_string(),
+                        "id": u.id,
+                        "aid": "0",
+                        "scy": "auto",
+                        "net": "tcp",
+                        "type": "none",
+                        "host": "",
+                        "path": "",
+                        "tls": if tls.is_some() { "tls" } else { "" },
+                        "sni": server_name(ib).unwrap_or_default(),
+                        "alpn": tls.map(|t| t.alpn.join(",")).unwrap_or_default(),
+                    });
+                    out.push(ShareLink {
+                        inbound: ib.tag.clone(),
+                        user: u.name.clone(),
+                        url: format!(
+                            "vmess://{}",
+                            base64::engine::general_purpose::STANDARD.encode(json.to_string())
+                        ),
+                    });
+                }
+            }
         }
     }
     out
+}
+
+fn remark(ib: &InboundConfig, user: &str) -> String {
+    percent_encode(&format!("{} {user}", ib.tag))
+}
+
+/// The name a client should send (SNI): the first accepted or self-signed name.
+fn server_name(ib: &InboundConfig) -> Option<&str> {
+    let tls = ib.tls.as_ref()?;
+    tls.server_names
+        .first()
+        .or(tls.self_signed.as_ref().and_then(|n| n.first()))
+        .map(String::as_str)
+}
+
+/// The query of a `vless://` or `trojan://` link: transport and TLS parameters.
+fn transport_query(ib: &InboundConfig, first: &[(&str, &str)]) -> String {
+    let mut params: Vec<(&str, String)> = first.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    match &ib.tls {
+        Some(tls) => {
+            params.push(("security", "tls".into()));
+            if let Some(sni) = server_name(ib) {
+                params.push(("sni", sni.into()));
+            }
+            if !tls.alpn.is_empty() {
+                params.push(("alpn", tls.alpn.join(",")));
+            }
+            if tls.self_signed.is_some() {
+                params.push(("allowInsecure", "1".into()));
+            }
+        }
+        None => params.push(("security", "none".into())),
+    }
+    params.push(("type", "tcp".into()));
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Percent-encodes everything outside RFC 3986's unreserved set.
@@ -95,5 +192,45 @@ mod tests {
             links[1].url,
             "ss://2022-blake3-aes-128-gcm:AAAAAAAAAAAAAAAAAAAAAA%3D%3D%3AAQEBAQEBAQEBAQEBAQEBAQ%3D%3D@example.com:8389#new%20bob"
         );
+    }
+
+    #[test]
+    fn vless_trojan_vmess_links() {
+        let config = Config::from_json(
+            r#"{"inbounds":[
+              {"tag":"vl","listen":"0.0.0.0:443","protocol":"vless",
+               "settings":{"users":[{"name":"alice","id":"b831381d-6324-4d53-ad4f-8cda48b30811"}]},
+               "tls":{"self_signed":["example.com"],"alpn":["h2","http/1.1"]}},
+              {"tag":"tj","listen":"0.0.0.0:8443","protocol":"trojan",
+               "settings":{"users":[{"name":"bob","password":"p@ss word"}]},
+               "tls":{"self_signed":["localhost"],"server_names":["example.com"]}},
+              {"tag":"vm","listen":"0.0.0.0:10086","network":["tcp"],"protocol":"vmess",
+               "settings":{"users":[{"name":"carol","id":"b831381d-6324-4d53-ad4f-8cda48b30811"}]}}]}"#,
+        )
+        .unwrap();
+        let links = share_links(&config, Some("example.com"));
+        assert_eq!(
+            links[0].url,
+            "vless://b831381d-6324-4d53-ad4f-8cda48b30811@example.com:443?encryption=none&security=tls&sni=example.com&alpn=h2%2Chttp%2F1.1&allowInsecure=1&type=tcp#vl%20alice"
+        );
+        assert_eq!(
+            links[1].url,
+            "trojan://p%40ss%20word@example.com:8443?security=tls&sni=example.com&allowInsecure=1&type=tcp#tj%20bob"
+        );
+        let b64 = links[2].url.strip_prefix("vmess://").unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["v"], "2");
+        assert_eq!(json["add"], "example.com");
+        assert_eq!(json["port"], "10086");
+        assert_eq!(json["id"], "b831381d-6324-4d53-ad4f-8cda48b30811");
+        assert_eq!(json["aid"], "0");
+        assert_eq!(json["net"], "tcp");
+        assert_eq!(json["tls"], "");
+        assert_eq!(json["ps"], "vm carol");
     }
 }

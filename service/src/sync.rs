@@ -34,6 +34,19 @@ pub fn credential(inbound: &InboundConfig, key: &str) -> String {
                 (true, _) => b64.encode(sha2::Sha256::digest(key.as_bytes())),
             }
         }
+        // VLESS and VMess: the key's digest as a UUID; Trojan: its hex.
+        ProtocolConfig::Vless(_) | ProtocolConfig::Vmess(_) => {
+            let d = hex(&key_digest(key));
+            format!(
+                "{}-{}-{}-{}-{}",
+                &d[..8],
+                &d[8..12],
+                &d[12..16],
+                &d[16..20],
+                &d[20..]
+            )
+        }
+        ProtocolConfig::Trojan(_) => hex(&key_digest(key)),
     }
 }
 

@@ -670,3 +670,202 @@ pub fn start_engine_with(
     let config = engine::Config::from_json(&config.to_string()).expect("valid test config");
     engine::Engine::start_with(config, options).expect("engine starts")
 }
+
+/// Writes `contents` to a fresh file under the system temporary directory; returns its path.
+pub fn temp_file(name: &str, contents: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "marzneshin-e2e-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Starts Debian's v2ray (4.34) as a client: a SOCKS5 inbound (TCP and UDP) on a free
+/// loopback port, and `outbound` (a v2ray outbound object) as its only outbound. Returns the
+/// process and the SOCKS5 address.
+pub fn v2ray_client(outbound: serde_json::Value) -> (ChildGuard, SocketAddr) {
+    let port = free_port();
+    let config = serde_json::json!({
+        "log": {"loglevel": "warning"},
+        "inbounds": [{
+            "listen": "127.0.0.1", "port": port, "protocol": "socks",
+            "settings": {"auth": "noauth", "udp": true, "ip": "127.0.0.1"},
+        }],
+        "outbounds": [outbound],
+    });
+    let path = temp_file("v2ray.json", &config.to_string());
+    let mut child = ChildGuard::spawn(
+        "v2ray",
+        Command::new(peer("v2ray")).arg("-config").arg(&path),
+    );
+    let socks: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for_port(socks, &mut child);
+    (child, socks)
+}
+
+/// v2ray `streamSettings` for raw TCP, or TLS that accepts our self-signed certificate.
+pub fn v2ray_stream(tls: bool) -> serde_json::Value {
+    if tls {
+        serde_json::json!({"network": "tcp", "security": "tls",
+            "tlsSettings": {"serverName": "localhost", "allowInsecure": true}})
+    } else {
+        serde_json::json!({"network": "tcp", "security": "none"})
+    }
+}
+
+/// An engine with one inbound `tag` of `protocol` (`settings` as in the config) on a free
+/// loopback port, TLS with a self-signed certificate for `localhost` when `tls`; loopback
+/// destinations allowed. Returns the handle and the inbound's address.
+pub fn engine_with_inbound(
+    protocol: &str,
+    settings: serde_json::Value,
+    tls: bool,
+) -> (engine::Handle, SocketAddr) {
+    let mut inbound = serde_json::json!({
+        "tag": "in", "listen": "127.0.0.1:0", "network": ["tcp"],
+        "protocol": protocol, "settings": settings,
+    });
+    if tls {
+        inbound["tls"] = serde_json::json!({"self_signed": ["localhost"]});
+    }
+    let handle = start_engine(serde_json::json!({
+        "workers": 2,
+        "outbound": {"allow_loopback": true},
+        "inbounds": [inbound],
+    }));
+    let addr = handle.local_addr("in").unwrap();
+    (handle, addr)
+}
+
+/// A TCP echo server that counts the connections it accepted (to prove nothing was forwarded).
+pub fn counting_echo() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = std::sync::Arc::clone(&count);
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            c.fetch_add(1, Ordering::SeqCst);
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// Sends `bytes` to `addr`, keeps the connection open, and checks that a prober learns
+/// nothing: no byte back, no close before `deadline` (the engine's handshake timeout), a close
+/// soon after it.
+pub fn assert_silent_until(addr: SocketAddr, bytes: &[u8], deadline: Duration) {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(bytes).unwrap();
+    s.set_read_timeout(Some(deadline - Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) => {}
+        Ok(0) => panic!("closed early, after {:?}", start.elapsed()),
+        Ok(n) => panic!("server answered {n} bytes to a bad handshake"),
+        Err(e) => panic!("unexpected error before the deadline: {e}"),
+    }
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("server answered {n} bytes to a bad handshake"),
+        Err(e) => panic!("no close after the deadline: {e}"),
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= deadline && took < deadline + Duration::from_secs(2),
+        "closed after {took:?}"
+    );
+}
+
+/// Waits (up to 3 s) until `handle` holds no connection on any inbound.
+pub fn assert_connections_freed(handle: &engine::Handle) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while handle
+        .inbound_stats()
+        .iter()
+        .map(|i| i.traffic.open)
+        .sum::<u64>()
+        > 0
+    {
+        assert!(Instant::now() < deadline, "connection state not freed");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A loopback HTTP/1.1 server answering every request with `200 OK` and `body`, then closing.
+/// Returns its address and what it received, request by request.
+pub fn http_site(
+    body: &'static str,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = std::sync::Arc::clone(&seen);
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let seen = std::sync::Arc::clone(&s2);
+            thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock().unwrap().push(req);
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Waits (up to 5 s) until user `name` has moved at least `up` and `down` bytes; panics with
+/// what it saw otherwise. For UDP, where retransmissions make exact totals unknowable.
+pub fn assert_traffic_at_least(handle: &engine::Handle, name: &str, up: u64, down: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let t = user_traffic(handle, name);
+        if t.uplink >= up && t.downlink >= down {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {} up, {} down; wanted at least {up} and {down}",
+            t.uplink,
+            t.downlink
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,6 +1,11 @@
 //! Inbounds: what each worker runs for each listener, and the worker itself.
 
+mod relay;
 pub(crate) mod shadowsocks;
+mod stream;
+pub(crate) mod trojan;
+pub(crate) mod vless;
+pub(crate) mod vmess;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -35,15 +40,51 @@ pub(crate) struct InboundShared {
     /// User id to credential (control path only).
     pub(crate) credentials: std::sync::Mutex<BTreeMap<u32, String>>,
     pub(crate) kind: InboundKind,
+    /// TLS in front of the protocol, if configured.
+    pub(crate) tls: Option<crate::transport::TlsServer>,
 }
 
 pub(crate) enum InboundKind {
     Shadowsocks(shadowsocks::Inbound),
+    Vless(vless::Inbound),
+    Trojan(trojan::Inbound),
+    Vmess(vmess::Inbound),
 }
 
 /// A compiled key table, ready to install.
 pub(crate) enum Keys {
-    Shadowsocks(proto::shadowsocks::UserKeys),
+    Shadowsocks(Box<proto::shadowsocks::UserKeys>),
+    Vless(UserTable<proto::vless::VlessUsers>),
+    Trojan(UserTable<proto::trojan::TrojanUsers>),
+    Vmess(UserTable<proto::vmess::VmessUsers>),
+}
+
+/// A codec's user table and the ids in it (so that a registration can check membership).
+pub(crate) struct UserTable<T> {
+    pub(crate) table: T,
+    ids: std::collections::HashSet<u32>,
+}
+
+impl<T> UserTable<T> {
+    fn new(table: T, credentials: &BTreeMap<u32, String>) -> UserTable<T> {
+        UserTable {
+            table,
+            ids: credentials.keys().copied().collect(),
+        }
+    }
+
+    pub(crate) fn contains(&self, user: u32) -> bool {
+        self.ids.contains(&user)
+    }
+}
+
+impl<T: Default> Default for UserTable<T> {
+    fn default() -> Self {
+        UserTable {
+            table: T::default(),
+            ids: Default::default(),
+        }
+    }
 }
 
 impl InboundShared {
@@ -53,13 +94,23 @@ impl InboundShared {
         settings_key: String,
         local_addr: SocketAddr,
         traffic: Arc<Traffic>,
-    ) -> InboundShared {
+    ) -> Result<InboundShared, crate::ConfigError> {
         let kind = match &c.protocol {
             ProtocolConfig::Shadowsocks(ss) => {
                 InboundKind::Shadowsocks(shadowsocks::Inbound::new(ss))
             }
+            ProtocolConfig::Vless(v) => InboundKind::Vless(vless::Inbound::new(v)),
+            ProtocolConfig::Trojan(t) => InboundKind::Trojan(trojan::Inbound::new(t)),
+            ProtocolConfig::Vmess(_) => InboundKind::Vmess(vmess::Inbound::new()),
         };
-        InboundShared {
+        let tls = match &c.tls {
+            Some(t) => Some(crate::transport::TlsServer::new(
+                t,
+                &format!("inbound {:?} tls", c.tag),
+            )?),
+            None => None,
+        };
+        Ok(InboundShared {
             id,
             tag: c.tag.clone(),
             settings_key,
@@ -69,13 +120,19 @@ impl InboundShared {
             closed: Signal::new(),
             credentials: std::sync::Mutex::new(BTreeMap::new()),
             kind,
-        }
+            tls,
+        })
     }
 
     /// Checks one credential against this inbound's protocol.
     pub(crate) fn check_credential(&self, password: &str) -> Result<(), String> {
         match &self.kind {
             InboundKind::Shadowsocks(ss) => ss.check_credential(password),
+            InboundKind::Vless(_) | InboundKind::Vmess(_) => proto::vless::parse_user_id(password)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            InboundKind::Trojan(_) if password.is_empty() => Err("password is empty".into()),
+            InboundKind::Trojan(_) => Ok(()),
         }
     }
 
@@ -85,13 +142,30 @@ impl InboundShared {
         credentials: &BTreeMap<u32, String>,
     ) -> Result<Keys, (u32, String)> {
         match &self.kind {
-            InboundKind::Shadowsocks(ss) => ss.build_keys(credentials).map(Keys::Shadowsocks),
+            InboundKind::Shadowsocks(ss) => ss
+                .build_keys(credentials)
+                .map(|k| Keys::Shadowsocks(Box::new(k))),
+            InboundKind::Vless(_) => proto::vless::VlessUsers::new(uuids(credentials)?)
+                .map(|t| Keys::Vless(UserTable::new(t, credentials)))
+                .map_err(|(id, e)| (id, e.to_string())),
+            InboundKind::Vmess(_) => proto::vmess::VmessUsers::new(uuids(credentials)?)
+                .map(|t| Keys::Vmess(UserTable::new(t, credentials)))
+                .map_err(|(id, e)| (id, e.to_string())),
+            InboundKind::Trojan(_) => proto::trojan::TrojanUsers::new(
+                credentials.iter().map(|(&id, pw)| (id, pw.as_str())),
+            )
+            .map(|t| Keys::Trojan(UserTable::new(t, credentials)))
+            .map_err(|(id, e)| (id, e.to_string())),
         }
     }
 
     pub(crate) fn install_keys(&self, keys: Keys) {
         match (&self.kind, keys) {
-            (InboundKind::Shadowsocks(ss), Keys::Shadowsocks(k)) => ss.keys.store(Arc::new(k)),
+            (InboundKind::Shadowsocks(ss), Keys::Shadowsocks(k)) => ss.keys.store(Arc::new(*k)),
+            (InboundKind::Vless(v), Keys::Vless(k)) => v.keys.store(Arc::new(k)),
+            (InboundKind::Trojan(t), Keys::Trojan(k)) => t.keys.store(Arc::new(k)),
+            (InboundKind::Vmess(v), Keys::Vmess(k)) => v.keys.store(Arc::new(k)),
+            _ => unreachable!("keys are built by the same inbound"),
         }
     }
 
@@ -99,8 +173,26 @@ impl InboundShared {
     pub(crate) fn has_user(&self, user: u32) -> bool {
         match &self.kind {
             InboundKind::Shadowsocks(ss) => ss.keys.load().contains(user),
+            InboundKind::Vless(v) => v.keys.load().contains(user),
+            InboundKind::Trojan(t) => t.keys.load().contains(user),
+            InboundKind::Vmess(v) => v.keys.load().contains(user),
         }
     }
+}
+
+/// A user id and a VLESS/VMess UUID.
+type UserUuid = (u32, [u8; 16]);
+
+/// Parses VLESS/VMess ids; on error, the user at fault and why.
+fn uuids(credentials: &BTreeMap<u32, String>) -> Result<Vec<UserUuid>, (u32, String)> {
+    credentials
+        .iter()
+        .map(|(&id, text)| {
+            proto::vless::parse_user_id(text)
+                .map(|uuid| (id, uuid))
+                .map_err(|e| (id, e.to_string()))
+        })
+        .collect()
 }
 
 /// One worker's listening sockets for one inbound.
@@ -250,6 +342,41 @@ pub(crate) async fn until_closed<F: std::future::Future<Output = ()>>(
     }
 }
 
+/// Accepts connections until the engine stops or the inbound closes, running `handle` on
+/// each in its own task (counted live while it runs).
+pub(crate) async fn accept_loop<F, Fut>(
+    ctx: Rc<WorkerCtx>,
+    inbound: Arc<InboundShared>,
+    listener: runtime::TcpListener,
+    handle: F,
+) where
+    F: Fn(Rc<WorkerCtx>, Arc<InboundShared>, runtime::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            futures_lite::future::or(ctx.shared.stop.wait(), inbound.closed.wait()).await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                let guard = ctx.live_guard(&inbound);
+                let task = handle(Rc::clone(&ctx), Arc::clone(&inbound), stream);
+                runtime::spawn(async move {
+                    task.await;
+                    drop(guard);
+                });
+            }
+            Some(Err(e)) => {
+                tracing::warn!(inbound = %inbound.tag, "accept failed: {e}");
+                runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 /// The body of one worker: serve inbounds as control messages arrive, stop when told, drain.
 pub(crate) async fn run_worker(
     shared: Arc<Shared>,
@@ -282,6 +409,12 @@ pub(crate) async fn run_worker(
         match msg {
             None => break,
             Some(Control::Serve { inbound, sockets }) => match &inbound.kind {
+                InboundKind::Vless(_) | InboundKind::Trojan(_) | InboundKind::Vmess(_) => {
+                    if let Some(fd) = sockets.tcp {
+                        let l = runtime::adopt_listener(fd);
+                        runtime::spawn(stream::serve_tcp(Rc::clone(&ctx), Arc::clone(&inbound), l));
+                    }
+                }
                 InboundKind::Shadowsocks(_) => {
                     if let Some(fd) = sockets.tcp {
                         let l = runtime::adopt_listener(fd);

@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use proto::shadowsocks::{Key, Method, SaltFilter, SlidingWindow, UserKeys, TAG_L
 use proto::TargetAddr;
 use rand::RngCore;
 
+use super::relay::{drain, read_active, udp_destination, unmap, Meter};
 use super::{until_closed, InboundKind, InboundShared, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::ShadowsocksConfig;
@@ -76,7 +77,8 @@ impl Inbound {
     }
 }
 
-struct SharedSalts<'a>(&'a Mutex<SaltFilter>);
+/// A replay filter shared by every worker of an inbound (Shadowsocks salts, VMess auth ids).
+pub(crate) struct SharedSalts<'a>(pub(crate) &'a Mutex<SaltFilter>);
 
 impl SaltCheck for SharedSalts<'_> {
     fn check_and_insert(&mut self, salt: &[u8], now: u64) -> bool {
@@ -90,6 +92,7 @@ impl SaltCheck for SharedSalts<'_> {
 fn settings(inbound: &InboundShared) -> &Inbound {
     match &inbound.kind {
         InboundKind::Shadowsocks(ss) => ss,
+        _ => unreachable!("a Shadowsocks inbound"),
     }
 }
 
@@ -98,40 +101,10 @@ pub(crate) async fn serve_tcp(
     inbound: Arc<InboundShared>,
     listener: TcpListener,
 ) {
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            futures_lite::future::or(ctx.shared.stop.wait(), inbound.closed.wait()).await;
-            None
-        })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
-                let guard = ctx.live_guard(&inbound);
-                let (ctx, inbound) = (Rc::clone(&ctx), Arc::clone(&inbound));
-                runtime::spawn(async move {
-                    until_closed(&ctx, &inbound, None, handle_tcp(&ctx, &inbound, stream)).await;
-                    drop(guard);
-                });
-            }
-            Some(Err(e)) => {
-                tracing::warn!(inbound = %inbound.tag, "accept failed: {e}");
-                runtime::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-/// What a failed handshake gets: read and discard until the client gives up or the handshake
-/// deadline passes, then close. Whatever was wrong and however many bytes were sent, a prober
-/// sees the same thing: silence, then a close at the same time.
-async fn drain(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) {
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match runtime::timeout(left, stream.read(buf)).await {
-            Some(Ok(n)) if n > 0 => continue,
-            _ => break,
-        }
-    }
+    super::accept_loop(ctx, inbound, listener, |ctx, inbound, stream| async move {
+        until_closed(&ctx, &inbound, None, handle_tcp(&ctx, &inbound, stream)).await;
+    })
+    .await;
 }
 
 async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStream) {
@@ -245,58 +218,6 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
         .await;
     };
     until_closed(ctx, ib, Some(&registration.kill), relay).await;
-}
-
-/// Counts relayed bytes for a user and an inbound, and applies the user's rate limits.
-struct Meter<'a> {
-    ctx: &'a WorkerCtx,
-    inbound: &'a InboundShared,
-    user: &'a UserRecord,
-}
-
-impl Meter<'_> {
-    async fn up(&self, n: usize) {
-        let w = self.ctx.index;
-        self.user.traffic.add_up(w, n as u64);
-        self.inbound.traffic.add_up(w, n as u64);
-        self.user.seen(self.ctx.now.get());
-        if self.user.uplink.is_limited() {
-            let wait = self.user.uplink.take(n);
-            if !wait.is_zero() {
-                runtime::sleep(wait).await;
-            }
-        }
-    }
-
-    async fn down(&self, n: usize) {
-        let w = self.ctx.index;
-        self.user.traffic.add_down(w, n as u64);
-        self.inbound.traffic.add_down(w, n as u64);
-        self.user.seen(self.ctx.now.get());
-        if self.user.downlink.is_limited() {
-            let wait = self.user.downlink.take(n);
-            if !wait.is_zero() {
-                runtime::sleep(wait).await;
-            }
-        }
-    }
-}
-
-/// A read that tolerates the idle timer firing while the other direction is busy.
-async fn read_active<R: futures_lite::AsyncRead + Unpin>(
-    r: &mut R,
-    buf: &mut [u8],
-    activity: &Cell<Instant>,
-    idle: Duration,
-) -> io::Result<usize> {
-    loop {
-        match r.read(buf).await {
-            Err(e) if e.kind() == io::ErrorKind::TimedOut && activity.get().elapsed() < idle => {
-                continue
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Client to destination: open chunks in place, write each payload from where it lies.
@@ -501,7 +422,17 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
         }
         session.client.set(src);
         session.active.set(Instant::now());
-        let dest = match udp_destination(&ctx, &ib, &session, &packet.target, src.ip()).await {
+        let dest = match udp_destination(
+            &ctx,
+            &ib,
+            &session.user.name,
+            &session.outbound,
+            &session.resolved,
+            &packet.target,
+            src.ip(),
+        )
+        .await
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!(inbound = %ib.tag, peer = %src, target = %packet.target, "{e}");
@@ -563,65 +494,6 @@ fn new_session(
         _admission: admission,
     });
     Some((session, registration))
-}
-
-async fn udp_destination(
-    ctx: &WorkerCtx,
-    ib: &InboundShared,
-    session: &UdpSession,
-    target: &TargetAddr,
-    source: IpAddr,
-) -> Result<SocketAddr, outbound::OutboundError> {
-    let route = outbound::Route {
-        rules: &ctx.shared.rules,
-        user: &session.user.name,
-        inbound: &ib.tag,
-        network: crate::config::Network::Udp,
-        source,
-        now: ctx.shared.rules_now(),
-    };
-    let addr = match target {
-        TargetAddr::Ip(a) => {
-            route.check(None, *a)?;
-            *a
-        }
-        TargetAddr::Domain(host, _) => {
-            let cached = session
-                .resolved
-                .borrow()
-                .as_ref()
-                .filter(|(t, _)| t == target)
-                .map(|(_, a)| *a);
-            match cached {
-                Some(a) => {
-                    route.check(Some(host), a)?;
-                    a
-                }
-                None => {
-                    let a = outbound::resolve(target, route).await?[0];
-                    *session.resolved.borrow_mut() = Some((target.clone(), a));
-                    a
-                }
-            }
-        }
-    };
-    // The outbound socket is dual-stack IPv6 where possible: address IPv4 as v4-mapped.
-    Ok(match (addr, session.outbound.local_addr()) {
-        (SocketAddr::V4(v4), Ok(SocketAddr::V6(_))) => {
-            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
-        }
-        _ => addr,
-    })
-}
-
-fn unmap(a: SocketAddr) -> SocketAddr {
-    match a {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => a,
-        },
-        v4 => v4,
-    }
 }
 
 async fn session_replies(

@@ -1,6 +1,6 @@
 //! `/api/inbounds`: the engine's listeners, stored as engine inbound configurations.
 
-use engine::config::{InboundConfig, ProtocolConfig};
+use engine::config::InboundConfig;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
@@ -38,14 +38,11 @@ fn parse(value: &serde_json::Value) -> Result<InboundConfig, ApiError> {
         };
         ApiError::invalid(&field, e.inner().to_string())
     })?;
-    match &c.protocol {
-        ProtocolConfig::Shadowsocks(ss) if !ss.users.is_empty() => {
-            return Err(ApiError::invalid(
-                "config.settings.users",
-                "must be empty: users come from services",
-            ));
-        }
-        _ => {}
+    if !c.protocol.users().is_empty() {
+        return Err(ApiError::invalid(
+            "config.settings.users",
+            "must be empty: users come from services",
+        ));
     }
     let candidate = engine::Config {
         inbounds: vec![c.clone()],
@@ -63,9 +60,7 @@ fn parse(value: &serde_json::Value) -> Result<InboundConfig, ApiError> {
 }
 
 fn protocol(c: &InboundConfig) -> &'static str {
-    match c.protocol {
-        ProtocolConfig::Shadowsocks(_) => "shadowsocks",
-    }
+    c.protocol.name()
 }
 
 fn row_to_inbound(r: &sqlx::any::AnyRow) -> Result<Inbound, ApiError> {

@@ -240,6 +240,10 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
                 psk: ss.psk.clone(),
                 key: crate::sync::credential(c, &user.key),
             }),
+            // Not offered in subscriptions yet (the engine serves them; see engine::links).
+            ProtocolConfig::Vless(_) | ProtocolConfig::Trojan(_) | ProtocolConfig::Vmess(_) => {
+                continue
+            }
         };
         let vars = vars.for_protocol(&c.protocol);
         for host in hosts {

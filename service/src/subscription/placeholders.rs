@@ -58,9 +58,7 @@ impl Variables {
 
     /// These values plus the protocol's (`PROTOCOL`, `TRANSPORT`).
     pub fn for_protocol(&self, protocol: &ProtocolConfig) -> Variables {
-        let (name, transport) = match protocol {
-            ProtocolConfig::Shadowsocks(_) => ("shadowsocks", "tcp"),
-        };
+        let (name, transport) = (protocol.name(), "tcp");
         let mut values = self.values.clone();
         values.push(("PROTOCOL", name.to_owned()));
         values.push(("TRANSPORT", transport.to_owned()));

@@ -1,0 +1,249 @@
+//! What every inbound's relay shares: counting and rate-limiting relayed bytes ([`Meter`]),
+//! reads that survive the idle timer ([`read_active`]), the drain a failed handshake gets
+//! ([`drain`]) and the plain byte relay ([`pipe`]) of protocols without their own framing
+//! after the header (VLESS, Trojan, fallbacks).
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{InboundShared, WorkerCtx};
+use crate::outbound;
+use crate::runtime::{self, UdpSocket};
+use crate::users::UserRecord;
+use proto::TargetAddr;
+
+/// Counts relayed bytes for a user and an inbound, and applies the user's rate limits.
+pub(crate) struct Meter<'a> {
+    pub(crate) ctx: &'a WorkerCtx,
+    pub(crate) inbound: &'a InboundShared,
+    pub(crate) user: &'a UserRecord,
+}
+
+impl Meter<'_> {
+    pub(crate) async fn up(&self, n: usize) {
+        let w = self.ctx.index;
+        self.user.traffic.add_up(w, n as u64);
+        self.inbound.traffic.add_up(w, n as u64);
+        self.user.seen(self.ctx.now.get());
+        if self.user.uplink.is_limited() {
+            let wait = self.user.uplink.take(n);
+            if !wait.is_zero() {
+                runtime::sleep(wait).await;
+            }
+        }
+    }
+
+    pub(crate) async fn down(&self, n: usize) {
+        let w = self.ctx.index;
+        self.user.traffic.add_down(w, n as u64);
+        self.inbound.traffic.add_down(w, n as u64);
+        self.user.seen(self.ctx.now.get());
+        if self.user.downlink.is_limited() {
+            let wait = self.user.downlink.take(n);
+            if !wait.is_zero() {
+                runtime::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Which way bytes go through a [`pipe`], for its [`Meter`].
+#[derive(Clone, Copy)]
+pub(crate) enum Tally<'a> {
+    /// Client to destination.
+    Up(&'a Meter<'a>),
+    /// Destination to client.
+    Down(&'a Meter<'a>),
+    /// Not a user's traffic (a fallback).
+    Nothing,
+}
+
+impl Tally<'_> {
+    async fn count(self, n: usize) {
+        match self {
+            Tally::Up(m) => m.up(n).await,
+            Tally::Down(m) => m.down(n).await,
+            Tally::Nothing => {}
+        }
+    }
+}
+
+/// A read that tolerates the idle timer firing while the other direction is busy.
+pub(crate) async fn read_active<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+    activity: &Cell<Instant>,
+    idle: Duration,
+) -> io::Result<usize> {
+    loop {
+        match r.read(buf).await {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && activity.get().elapsed() < idle => {
+                continue
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What a failed handshake gets: read and discard until the client gives up or the handshake
+/// deadline passes, then close. Whatever was wrong and however many bytes were sent, a prober
+/// sees the same thing: silence, then a close at the same time.
+pub(crate) async fn drain<R: AsyncRead + Unpin>(stream: &mut R, buf: &mut [u8], deadline: Instant) {
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match runtime::timeout(left, stream.read(buf)).await {
+            Some(Ok(n)) if n > 0 => continue,
+            _ => break,
+        }
+    }
+}
+
+/// Copies `from` to `to` through `buf` until end of stream or an error, then closes `to`
+/// (a half-close: the other direction goes on). `prefix` goes out in front of the first bytes
+/// (or alone, at end of stream, if none came): a protocol's response header.
+pub(crate) async fn pipe<R, W>(
+    mut from: R,
+    mut to: W,
+    buf: &mut [u8],
+    prefix: &[u8],
+    activity: &Cell<Instant>,
+    idle: Duration,
+    tally: Tally<'_>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut head = prefix.len();
+    buf[..head].copy_from_slice(prefix);
+    loop {
+        let n = match read_active(&mut from, &mut buf[head..], activity, idle).await {
+            Ok(n) if n > 0 => n,
+            _ => {
+                if head > 0 {
+                    let _ = to.write_all(&buf[..head]).await;
+                }
+                break;
+            }
+        };
+        activity.set(Instant::now());
+        if to.write_all(&buf[..head + n]).await.is_err() || to.flush().await.is_err() {
+            break;
+        }
+        head = 0;
+        tally.count(n).await;
+    }
+    let _ = to.close().await;
+}
+
+/// Reads more of a stream behind `buf[start..end]`, first moving the unread bytes to the front
+/// when there are none or the buffer is full; `false` at end of stream or on an error.
+pub(crate) async fn refill<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+    start: &mut usize,
+    end: &mut usize,
+    activity: &Cell<Instant>,
+    idle: Duration,
+) -> bool {
+    if *start == *end || *end == buf.len() {
+        buf.copy_within(*start..*end, 0);
+        *end -= *start;
+        *start = 0;
+    }
+    match read_active(r, &mut buf[*end..], activity, idle).await {
+        Ok(n) if n > 0 => {
+            *end += n;
+            activity.set(Instant::now());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Receives the next reply of a UDP session into `buf`: its length and source, or `None` once
+/// the session has been idle for `ttl` (the socket's read timeout) or on an error.
+pub(crate) async fn recv_reply(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    activity: &Cell<Instant>,
+    ttl: Duration,
+) -> Option<(usize, SocketAddr)> {
+    loop {
+        match socket.recv_from(buf).await.map_err(io::Error::from) {
+            Ok(r) => {
+                activity.set(Instant::now());
+                return Some(r);
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && activity.get().elapsed() < ttl => {
+                continue
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Where a UDP packet for `target` goes: checked by the routing rules, resolved (a session
+/// remembers its last resolved name in `resolved`), and v4-mapped when `outbound` is an IPv6
+/// socket.
+pub(crate) async fn udp_destination(
+    ctx: &WorkerCtx,
+    ib: &InboundShared,
+    user: &str,
+    outbound: &UdpSocket,
+    resolved: &RefCell<Option<(TargetAddr, SocketAddr)>>,
+    target: &TargetAddr,
+    source: IpAddr,
+) -> Result<SocketAddr, outbound::OutboundError> {
+    let route = outbound::Route {
+        rules: &ctx.shared.rules,
+        user,
+        inbound: &ib.tag,
+        network: crate::config::Network::Udp,
+        source,
+        now: ctx.shared.rules_now(),
+    };
+    let addr = match target {
+        TargetAddr::Ip(a) => {
+            route.check(None, *a)?;
+            *a
+        }
+        TargetAddr::Domain(host, _) => {
+            let cached = resolved
+                .borrow()
+                .as_ref()
+                .filter(|(t, _)| t == target)
+                .map(|(_, a)| *a);
+            match cached {
+                Some(a) => {
+                    route.check(Some(host), a)?;
+                    a
+                }
+                None => {
+                    let a = outbound::resolve(target, route).await?[0];
+                    *resolved.borrow_mut() = Some((target.clone(), a));
+                    a
+                }
+            }
+        }
+    };
+    // The outbound socket is dual-stack IPv6 where possible: address IPv4 as v4-mapped.
+    Ok(match (addr, outbound.local_addr()) {
+        (SocketAddr::V4(v4), Ok(SocketAddr::V6(_))) => {
+            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        _ => addr,
+    })
+}
+
+pub(crate) fn unmap(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}

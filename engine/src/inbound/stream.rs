@@ -1,0 +1,316 @@
+//! What VLESS, Trojan and VMess share: accepting a connection through its transport (TCP or
+//! TLS), reading a protocol header under the handshake deadline, the fallback of a connection
+//! that fails authentication, admission of an authenticated user, and the TCP relay.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use proto::{Progress, TargetAddr};
+
+use super::relay::{drain, pipe, udp_destination, Meter, Tally};
+use super::{until_closed, InboundKind, InboundShared, Registration, WorkerCtx};
+use crate::buffer::RelayBuffer;
+use crate::outbound;
+use crate::runtime::{self, TcpListener, TcpStream, UdpSocket};
+use crate::transport::ClientStream;
+use crate::users::{Admission, UserRecord};
+
+pub(crate) async fn serve_tcp(
+    ctx: Rc<WorkerCtx>,
+    inbound: Arc<InboundShared>,
+    listener: TcpListener,
+) {
+    super::accept_loop(ctx, inbound, listener, |ctx, inbound, stream| async move {
+        until_closed(&ctx, &inbound, None, handle(&ctx, &inbound, stream)).await;
+    })
+    .await;
+}
+
+async fn handle(ctx: &Rc<WorkerCtx>, ib: &InboundShared, stream: TcpStream) {
+    let Ok(peer) = stream.peer_addr() else { return };
+    let _ = stream.set_nodelay(true);
+    let handshake = ctx.shared.timeouts.handshake;
+    let deadline = Instant::now() + handshake;
+    let client = match &ib.tls {
+        None => ClientStream::Tcp(stream),
+        Some(tls) => match runtime::timeout(handshake, tls.accept(stream)).await {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                tracing::debug!(inbound = %ib.tag, %peer, "TLS handshake failed: {e}");
+                return;
+            }
+            None => return,
+        },
+    };
+    let conn = Conn {
+        ctx,
+        ib,
+        peer,
+        deadline,
+    };
+    match &ib.kind {
+        InboundKind::Vless(v) => super::vless::handle(&conn, v, client).await,
+        InboundKind::Trojan(t) => super::trojan::handle(&conn, t, client).await,
+        InboundKind::Vmess(v) => super::vmess::handle(&conn, v, client).await,
+        InboundKind::Shadowsocks(_) => unreachable!("served by inbound::shadowsocks"),
+    }
+}
+
+/// One client connection, after its transport.
+pub(crate) struct Conn<'a> {
+    pub(crate) ctx: &'a Rc<WorkerCtx>,
+    pub(crate) ib: &'a InboundShared,
+    pub(crate) peer: SocketAddr,
+    /// When the protocol handshake must be complete.
+    pub(crate) deadline: Instant,
+}
+
+/// How reading a header ended.
+pub(crate) enum Header<T> {
+    /// Parsed; the buffer holds `len` bytes (header and the payload after it).
+    Done(T, usize),
+    /// The parser refused the bytes (the buffer holds `len` of them, untouched).
+    Rejected(usize),
+    /// The deadline passed, the buffer filled or the client closed before the parser decided.
+    Undecided(usize),
+}
+
+/// An authenticated user, admitted: dropping it releases the connection's slots.
+pub(crate) struct Admitted {
+    pub(crate) user: Arc<UserRecord>,
+    pub(crate) registration: Registration,
+    _admission: Admission,
+}
+
+impl Conn<'_> {
+    /// Reads into `buf` until `parse` decides or the deadline passes.
+    pub(crate) async fn read_header<T, E: std::fmt::Display>(
+        &self,
+        client: &mut ClientStream,
+        buf: &mut [u8],
+        mut parse: impl FnMut(&mut [u8]) -> Result<Progress<T>, E>,
+    ) -> Header<T> {
+        let mut len = 0;
+        loop {
+            let Some(left) = self.deadline.checked_duration_since(Instant::now()) else {
+                return Header::Undecided(len);
+            };
+            if len == buf.len() {
+                return Header::Undecided(len);
+            }
+            match runtime::timeout(left, client.read(&mut buf[len..])).await {
+                Some(Ok(n)) if n > 0 => len += n,
+                _ => return Header::Undecided(len),
+            }
+            match parse(&mut buf[..len]) {
+                Ok(Progress::Done(t)) => return Header::Done(t, len),
+                Ok(Progress::NeedMore) => continue,
+                Err(e) => {
+                    tracing::debug!(inbound = %self.ib.tag, peer = %self.peer, "handshake rejected: {e}");
+                    return Header::Rejected(len);
+                }
+            }
+        }
+    }
+
+    /// A connection that failed authentication: to the fallback with the `len` bytes read so
+    /// far, or drained when there is none.
+    pub(crate) async fn reject(
+        &self,
+        mut client: ClientStream,
+        mut buf: RelayBuffer,
+        len: usize,
+        fallback: Option<SocketAddr>,
+    ) {
+        let Some(addr) = fallback else {
+            drain(&mut client, &mut buf, self.deadline).await;
+            return;
+        };
+        let t = &self.ctx.shared.timeouts;
+        // The fallback is the operator's own site: the destination rules do not apply.
+        let mut target = match TcpStream::connect_timeout(addr, t.connect).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(inbound = %self.ib.tag, fallback = %addr, "fallback unreachable: {e}");
+                drain(&mut client, &mut buf, self.deadline).await;
+                return;
+            }
+        };
+        let _ = target.set_nodelay(true);
+        if target.write_all(&buf[..len]).await.is_err() {
+            return;
+        }
+        tracing::debug!(inbound = %self.ib.tag, peer = %self.peer, "fallback");
+        let down = self.ctx.buffers.get();
+        plain_relay(client, target, buf, down, &[], t.idle, None).await;
+    }
+
+    /// Admits `user` (limits) and registers the connection (so that a kick closes it).
+    pub(crate) fn admit(&self, user: u32) -> Option<Admitted> {
+        self.ctx.remember(self.ib.id, self.peer.ip(), user);
+        let record = self.ctx.shared.users.get(user);
+        let admission = match record.admit(self.peer.ip(), self.ctx.now.get()) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(inbound = %self.ib.tag, peer = %self.peer, user = %record.name, "refused: {e}");
+                return None;
+            }
+        };
+        let registration = self.ctx.register(user, self.ib)?;
+        Some(Admitted {
+            user: record,
+            registration,
+            _admission: admission,
+        })
+    }
+
+    /// The outbound side of a UDP session carried on this connection (logged when the socket
+    /// cannot be opened).
+    pub(crate) fn udp_out(&self) -> Option<UdpOut> {
+        match runtime::outbound_udp_socket() {
+            Ok(socket) => {
+                let _ = socket.set_read_timeout(Some(self.ctx.shared.timeouts.udp_session));
+                Some(UdpOut {
+                    socket,
+                    resolved: RefCell::new(None),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(inbound = %self.ib.tag, "cannot open an outbound UDP socket: {e}");
+                None
+            }
+        }
+    }
+
+    /// Where `user`'s packets for `target` go (`None`, logged, when the rules refuse it or it
+    /// does not resolve).
+    pub(crate) async fn udp_dest(
+        &self,
+        user: &UserRecord,
+        out: &UdpOut,
+        target: &TargetAddr,
+    ) -> Option<SocketAddr> {
+        let found = udp_destination(
+            self.ctx,
+            self.ib,
+            &user.name,
+            &out.socket,
+            &out.resolved,
+            target,
+            self.peer.ip(),
+        )
+        .await;
+        found
+            .map_err(|e| {
+                tracing::debug!(inbound = %self.ib.tag, peer = %self.peer, %target, "{e}");
+            })
+            .ok()
+    }
+
+    /// Counts `user`'s bytes on this connection.
+    pub(crate) fn meter<'m>(&'m self, user: &'m UserRecord) -> Meter<'m> {
+        Meter {
+            ctx: self.ctx,
+            inbound: self.ib,
+            user,
+        }
+    }
+
+    /// Connects to `user`'s TCP destination (`None`, logged, when refused or unreachable).
+    pub(crate) async fn connect(
+        &self,
+        user: &UserRecord,
+        target: &TargetAddr,
+    ) -> Option<TcpStream> {
+        let route = outbound::Route {
+            rules: &self.ctx.shared.rules,
+            user: &user.name,
+            inbound: &self.ib.tag,
+            network: crate::config::Network::Tcp,
+            source: self.peer.ip(),
+            now: self.ctx.shared.rules_now(),
+        };
+        let connect = self.ctx.shared.timeouts.connect;
+        match outbound::connect_tcp(target, route, connect).await {
+            Ok(s) => {
+                tracing::trace!(inbound = %self.ib.tag, peer = %self.peer, user = %user.name, %target, "relaying");
+                Some(s)
+            }
+            Err(e) => {
+                tracing::debug!(inbound = %self.ib.tag, peer = %self.peer, user = %user.name, %target, "{e}");
+                None
+            }
+        }
+    }
+
+    /// Relays a TCP stream for an admitted user: connects to `target`, sends the payload
+    /// already read (`up[payload]`), then copies both ways, `response` going out in front of
+    /// the first bytes back. Returns when both directions are done or the user is kicked.
+    pub(crate) async fn relay_tcp(
+        &self,
+        admitted: &Admitted,
+        client: ClientStream,
+        target: &TargetAddr,
+        up: RelayBuffer,
+        payload: Range<usize>,
+        response: &[u8],
+    ) {
+        let user = &admitted.user;
+        let _open = user.traffic.open_guard(self.ctx.index);
+        let relay = async {
+            let t = &self.ctx.shared.timeouts;
+            let Some(mut dest) = self.connect(user, target).await else {
+                return;
+            };
+            let meter = self.meter(user);
+            if !payload.is_empty() {
+                if dest.write_all(&up[payload.clone()]).await.is_err() {
+                    return;
+                }
+                meter.up(payload.len()).await;
+            }
+            let down = self.ctx.buffers.get();
+            plain_relay(client, dest, up, down, response, t.idle, Some(&meter)).await;
+        };
+        until_closed(self.ctx, self.ib, Some(&admitted.registration.kill), relay).await;
+    }
+}
+
+/// The outbound socket of a UDP session carried on a stream, and the last name it resolved.
+pub(crate) struct UdpOut {
+    pub(crate) socket: UdpSocket,
+    resolved: RefCell<Option<(TargetAddr, SocketAddr)>>,
+}
+
+/// Copies both ways between a client and a destination until both directions end.
+async fn plain_relay(
+    client: ClientStream,
+    dest: TcpStream,
+    mut up: RelayBuffer,
+    mut down: RelayBuffer,
+    response: &[u8],
+    idle: std::time::Duration,
+    meter: Option<&Meter<'_>>,
+) {
+    let _ = client.set_read_timeout(Some(idle));
+    let _ = dest.set_read_timeout(Some(idle));
+    let activity = Cell::new(Instant::now());
+    let (client_r, client_w) = futures_lite::io::split(client);
+    let (dest_r, dest_w) = futures_lite::io::split(dest);
+    let (tally_up, tally_down) = match meter {
+        Some(m) => (Tally::Up(m), Tally::Down(m)),
+        None => (Tally::Nothing, Tally::Nothing),
+    };
+    futures_lite::future::zip(
+        pipe(client_r, dest_w, &mut up, &[], &activity, idle, tally_up),
+        pipe(
+            dest_r, client_w, &mut down, response, &activity, idle, tally_down,
+        ),
+    )
+    .await;
+}

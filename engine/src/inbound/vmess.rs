@@ -1,0 +1,264 @@
+//! VMess AEAD inbound over the `proto::vmess` codec: TCP relay with the body opened and
+//! sealed in place, UDP (one chunk per packet, to the request's target). A failed handshake is
+//! drained; auth ids are replay-checked across every worker of the inbound.
+
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use futures_lite::AsyncWriteExt;
+use proto::shadowsocks::SaltFilter;
+use proto::vmess::{
+    self, BodyOpener, BodySealer, Command, Opened, ServerHandshake, VmessUsers, MAX_CHUNK_PAYLOAD,
+    SEAL_HEADROOM,
+};
+use proto::{Progress, TargetAddr};
+
+use super::relay::{read_active, recv_reply, refill};
+use super::shadowsocks::SharedSalts;
+use super::stream::{Admitted, Conn, Header};
+use super::{until_closed, UserTable};
+use crate::buffer::RelayBuffer;
+use crate::transport::ClientStream;
+
+/// Shared (read-mostly) state of one VMess inbound.
+pub(crate) struct Inbound {
+    /// Users (auth keys); swapped whole when users change.
+    pub(crate) keys: ArcSwap<UserTable<VmessUsers>>,
+    /// Auth ids seen in the last [`vmess::AUTH_ID_TTL`] seconds, shared by every worker.
+    auth_ids: Mutex<SaltFilter>,
+}
+
+impl Inbound {
+    pub(crate) fn new() -> Inbound {
+        Inbound {
+            keys: ArcSwap::from_pointee(UserTable::new(
+                VmessUsers::new(std::iter::empty()).expect("no users"),
+                &Default::default(),
+            )),
+            auth_ids: Mutex::new(SaltFilter::new(vmess::AUTH_ID_TTL, usize::MAX)),
+        }
+    }
+}
+
+pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, mut client: ClientStream) {
+    let mut buf = conn.ctx.buffers.get();
+    let keys = v.keys.load_full();
+    let hint = conn.ctx.hint(conn.ib.id, conn.peer.ip());
+    let now = conn.ctx.shared.now();
+    let mut hs = ServerHandshake::new();
+    let (req, len) = match conn
+        .read_header(&mut client, &mut buf, |b| {
+            match hs.advance(&keys.table, b, now, hint, &mut SharedSalts(&v.auth_ids))? {
+                vmess::Handshake::Done(r) => Ok(Progress::Done(r)),
+                vmess::Handshake::NeedMore => Ok::<_, vmess::PeerError>(Progress::NeedMore),
+            }
+        })
+        .await
+    {
+        Header::Done(req, len) => (req, len),
+        Header::Rejected(len) | Header::Undecided(len) => {
+            return conn.reject(client, buf, len, None).await;
+        }
+    };
+    drop(keys);
+    let Some(admitted) = conn.admit(req.user) else {
+        return;
+    };
+    let (opener, sealer) = (req.opener(), req.sealer());
+    let relay = async {
+        match req.command {
+            Command::Tcp(target) => {
+                relay_tcp(
+                    conn,
+                    &admitted,
+                    client,
+                    &target,
+                    (opener, sealer),
+                    buf,
+                    req.consumed,
+                    len,
+                )
+                .await
+            }
+            Command::Udp(target) => {
+                relay_udp(
+                    conn,
+                    &admitted,
+                    client,
+                    &target,
+                    (opener, sealer),
+                    buf,
+                    req.consumed,
+                    len,
+                )
+                .await
+            }
+            Command::Mux => {
+                tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "Mux.Cool not supported yet");
+            }
+        }
+    };
+    until_closed(conn.ctx, conn.ib, Some(&admitted.registration.kill), relay).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_tcp(
+    conn: &Conn<'_>,
+    admitted: &Admitted,
+    client: ClientStream,
+    target: &TargetAddr,
+    (mut opener, mut sealer): (BodyOpener, BodySealer),
+    mut up: RelayBuffer,
+    mut start: usize,
+    mut end: usize,
+) {
+    let ctx = conn.ctx;
+    let user = &admitted.user;
+    let _open = user.traffic.open_guard(ctx.index);
+    let t = &ctx.shared.timeouts;
+    let Some(dest) = conn.connect(user, target).await else {
+        return;
+    };
+    let meter = conn.meter(user);
+    let _ = client.set_read_timeout(Some(t.idle));
+    let _ = dest.set_read_timeout(Some(t.idle));
+    let activity = Cell::new(Instant::now());
+    let (mut client_r, mut client_w) = futures_lite::io::split(client);
+    let (mut dest_r, mut dest_w) = futures_lite::io::split(dest);
+    let uplink = async {
+        loop {
+            match opener.open(&mut up[start..end]) {
+                Ok(Opened::Chunk { payload, consumed }) => {
+                    let p = start + payload.start..start + payload.end;
+                    if !p.is_empty() {
+                        if dest_w.write_all(&up[p.clone()]).await.is_err() {
+                            break;
+                        }
+                        meter.up(p.len()).await;
+                    }
+                    start += consumed;
+                }
+                Ok(Opened::NeedMore) => {
+                    if !refill(
+                        &mut client_r,
+                        &mut up,
+                        &mut start,
+                        &mut end,
+                        &activity,
+                        t.idle,
+                    )
+                    .await
+                    {
+                        break;
+                    }
+                }
+                Ok(Opened::End { .. }) => break,
+                Err(e) => {
+                    tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "request body: {e}");
+                    break;
+                }
+            }
+        }
+        let _ = dest_w.close().await;
+    };
+    let downlink = async {
+        let mut down = ctx.buffers.get();
+        let head = SEAL_HEADROOM;
+        loop {
+            let read = read_active(
+                &mut dest_r,
+                &mut down[head..head + MAX_CHUNK_PAYLOAD],
+                &activity,
+                t.idle,
+            );
+            let n = match read.await {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            activity.set(Instant::now());
+            let frame = sealer.seal(&mut down, head..head + n);
+            if client_w.write_all(&down[frame]).await.is_err() || client_w.flush().await.is_err() {
+                return;
+            }
+            meter.down(n).await;
+        }
+        // The end marker (an empty chunk), then a half-close.
+        let frame = sealer.seal(&mut down, head..head);
+        let _ = client_w.write_all(&down[frame]).await;
+        let _ = client_w.close().await;
+    };
+    futures_lite::future::zip(uplink, downlink).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_udp(
+    conn: &Conn<'_>,
+    admitted: &Admitted,
+    client: ClientStream,
+    target: &TargetAddr,
+    (mut opener, mut sealer): (BodyOpener, BodySealer),
+    mut up: RelayBuffer,
+    mut start: usize,
+    mut end: usize,
+) {
+    let ctx = conn.ctx;
+    let user = &admitted.user;
+    let _open = user.traffic.open_guard(ctx.index);
+    let ttl = ctx.shared.timeouts.udp_session;
+    let Some(out) = conn.udp_out() else { return };
+    let Some(dest) = conn.udp_dest(user, &out, target).await else {
+        return;
+    };
+    let socket = &out.socket;
+    let meter = conn.meter(user);
+    let _ = client.set_read_timeout(Some(ttl));
+    let activity = Cell::new(Instant::now());
+    let (mut client_r, mut client_w) = futures_lite::io::split(client);
+    let uplink = async {
+        loop {
+            match opener.open(&mut up[start..end]) {
+                Ok(Opened::Chunk { payload, consumed }) => {
+                    let p = start + payload.start..start + payload.end;
+                    if socket.send_to(&up[p.clone()], dest).await.is_ok() {
+                        meter.up(p.len()).await;
+                    }
+                    start += consumed;
+                }
+                Ok(Opened::NeedMore) => {
+                    if !refill(&mut client_r, &mut up, &mut start, &mut end, &activity, ttl).await {
+                        break;
+                    }
+                }
+                Ok(Opened::End { .. }) => break,
+                Err(e) => {
+                    tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "udp body: {e}");
+                    break;
+                }
+            }
+        }
+    };
+    let downlink = async {
+        let mut down = ctx.buffers.get();
+        let head = SEAL_HEADROOM;
+        loop {
+            let Some((n, _)) = recv_reply(
+                socket,
+                &mut down[head..head + MAX_CHUNK_PAYLOAD],
+                &activity,
+                ttl,
+            )
+            .await
+            else {
+                break;
+            };
+            let frame = sealer.seal(&mut down, head..head + n);
+            if client_w.write_all(&down[frame]).await.is_err() || client_w.flush().await.is_err() {
+                break;
+            }
+            meter.down(n).await;
+        }
+    };
+    futures_lite::future::or(uplink, downlink).await;
+}
