@@ -99,8 +99,8 @@ impl InboundShared {
             ProtocolConfig::Shadowsocks(ss) => {
                 InboundKind::Shadowsocks(shadowsocks::Inbound::new(ss))
             }
-            ProtocolConfig::Vless(v) => InboundKind::Vless(vless::Inbound::new(v)),
-            ProtocolConfig::Trojan(t) => InboundKind::Trojan(trojan::Inbound::new(t)),
+            ProtocolConfig::Vless(v) => InboundKind::Vless(vless::Inbound::new(v.fallback)),
+            ProtocolConfig::Trojan(t) => InboundKind::Trojan(trojan::Inbound::new(t.fallback)),
             ProtocolConfig::Vmess(_) => InboundKind::Vmess(vmess::Inbound::new()),
         };
         let tls = match &c.tls {

@@ -9,11 +9,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use proto::{Progress, TargetAddr};
 
 use super::relay::{drain, pipe, udp_destination, Meter, Tally};
-use super::{until_closed, InboundKind, InboundShared, Registration, WorkerCtx};
+use super::{until_closed, InboundKind, InboundShared, Registration, UserTable, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::outbound;
 use crate::runtime::{self, TcpListener, TcpStream, UdpSocket};
@@ -71,13 +72,38 @@ pub(crate) struct Conn<'a> {
 }
 
 /// How reading a header ended.
-pub(crate) enum Header<T> {
+enum Header<T> {
     /// Parsed; the buffer holds `len` bytes (header and the payload after it).
     Done(T, usize),
     /// The parser refused the bytes (the buffer holds `len` of them, untouched).
     Rejected(usize),
     /// The deadline passed, the buffer filled or the client closed before the parser decided.
     Undecided(usize),
+}
+
+/// The read-mostly state of a VLESS or Trojan inbound: its users (swapped whole when users
+/// change, read once per handshake) and where connections that fail authentication go.
+pub(crate) struct KeyedInbound<T> {
+    pub(crate) keys: ArcSwap<UserTable<T>>,
+    pub(crate) fallback: Option<SocketAddr>,
+}
+
+impl<T: Default> KeyedInbound<T> {
+    pub(crate) fn new(fallback: Option<SocketAddr>) -> KeyedInbound<T> {
+        KeyedInbound {
+            keys: ArcSwap::from_pointee(UserTable::default()),
+            fallback,
+        }
+    }
+}
+
+/// A request whose header was read and accepted.
+pub(crate) struct Accepted<T> {
+    pub(crate) request: T,
+    /// Bytes in `buf`: the header, then payload already read.
+    pub(crate) len: usize,
+    pub(crate) client: ClientStream,
+    pub(crate) buf: RelayBuffer,
 }
 
 /// An authenticated user, admitted: dropping it releases the connection's slots.
@@ -89,7 +115,7 @@ pub(crate) struct Admitted {
 
 impl Conn<'_> {
     /// Reads into `buf` until `parse` decides or the deadline passes.
-    pub(crate) async fn read_header<T, E: std::fmt::Display>(
+    async fn read_header<T, E: std::fmt::Display>(
         &self,
         client: &mut ClientStream,
         buf: &mut [u8],
@@ -114,6 +140,36 @@ impl Conn<'_> {
                     tracing::debug!(inbound = %self.ib.tag, peer = %self.peer, "handshake rejected: {e}");
                     return Header::Rejected(len);
                 }
+            }
+        }
+    }
+
+    /// Reads the request header and parses it with `parse` against the current user table. A
+    /// connection whose header fails (or does not complete by the deadline) goes to `fallback`
+    /// with every byte read, or is drained; `None` then.
+    pub(crate) async fn authenticate<K, T, E: std::fmt::Display>(
+        &self,
+        mut client: ClientStream,
+        keys: &ArcSwap<UserTable<K>>,
+        fallback: Option<SocketAddr>,
+        mut parse: impl FnMut(&K, &mut [u8]) -> Result<Progress<T>, E>,
+    ) -> Option<Accepted<T>> {
+        let mut buf = self.ctx.buffers.get();
+        let keys = keys.load_full();
+        let header = self
+            .read_header(&mut client, &mut buf, |b| parse(&keys.table, b))
+            .await;
+        drop(keys);
+        match header {
+            Header::Done(request, len) => Some(Accepted {
+                request,
+                len,
+                client,
+                buf,
+            }),
+            Header::Rejected(len) | Header::Undecided(len) => {
+                self.reject(client, buf, len, fallback).await;
+                None
             }
         }
     }

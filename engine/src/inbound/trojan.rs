@@ -2,52 +2,35 @@
 //! names its destination), fallback of anything that is not Trojan or has a wrong password.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use futures_lite::AsyncWriteExt;
 use proto::trojan::{self, Command, TrojanUsers, UdpFrame};
 use proto::TargetAddr;
 
 use super::relay::{recv_reply, refill, unmap};
-use super::stream::{Admitted, Conn, Header};
-use super::{until_closed, UserTable};
+use super::stream::{Accepted, Admitted, Conn, KeyedInbound};
+use super::until_closed;
 use crate::buffer::RelayBuffer;
-use crate::config::TrojanConfig;
 use crate::transport::ClientStream;
 
-/// Shared (read-mostly) state of one Trojan inbound.
-pub(crate) struct Inbound {
-    /// Users by password hash; swapped whole when users change.
-    pub(crate) keys: ArcSwap<UserTable<TrojanUsers>>,
-    fallback: Option<SocketAddr>,
-}
+/// Shared (read-mostly) state of one Trojan inbound: users by password hash, fallback.
+pub(crate) type Inbound = KeyedInbound<TrojanUsers>;
 
-impl Inbound {
-    pub(crate) fn new(c: &TrojanConfig) -> Inbound {
-        Inbound {
-            keys: ArcSwap::from_pointee(UserTable::default()),
-            fallback: c.fallback,
-        }
-    }
-}
-
-pub(crate) async fn handle(conn: &Conn<'_>, t: &Inbound, mut client: ClientStream) {
-    let mut buf = conn.ctx.buffers.get();
-    let keys = t.keys.load_full();
-    let (req, len) = match conn
-        .read_header(&mut client, &mut buf, |b| {
-            trojan::parse_request(&keys.table, b)
+pub(crate) async fn handle(conn: &Conn<'_>, t: &Inbound, client: ClientStream) {
+    let Some(Accepted {
+        request: req,
+        len,
+        client,
+        buf,
+    }) = conn
+        .authenticate(client, &t.keys, t.fallback, |u, b| {
+            trojan::parse_request(u, b)
         })
         .await
-    {
-        Header::Done(req, len) => (req, len),
-        Header::Rejected(len) | Header::Undecided(len) => {
-            return conn.reject(client, buf, len, t.fallback).await;
-        }
+    else {
+        return;
     };
-    drop(keys);
     let Some(admitted) = conn.admit(req.user) else {
         return;
     };

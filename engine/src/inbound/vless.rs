@@ -2,52 +2,35 @@
 //! request's target), fallback of anything that is not VLESS or names no user.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use futures_lite::AsyncWriteExt;
 use proto::vless::{self, Command, Flow, UdpFrame, VlessUsers};
 use proto::TargetAddr;
 
 use super::relay::{recv_reply, refill};
-use super::stream::{Admitted, Conn, Header};
-use super::{until_closed, UserTable};
+use super::stream::{Accepted, Admitted, Conn, KeyedInbound};
+use super::until_closed;
 use crate::buffer::RelayBuffer;
-use crate::config::VlessConfig;
 use crate::transport::ClientStream;
 
-/// Shared (read-mostly) state of one VLESS inbound.
-pub(crate) struct Inbound {
-    /// Users by UUID; swapped whole when users change.
-    pub(crate) keys: ArcSwap<UserTable<VlessUsers>>,
-    fallback: Option<SocketAddr>,
-}
+/// Shared (read-mostly) state of one VLESS inbound: users by UUID, fallback.
+pub(crate) type Inbound = KeyedInbound<VlessUsers>;
 
-impl Inbound {
-    pub(crate) fn new(c: &VlessConfig) -> Inbound {
-        Inbound {
-            keys: ArcSwap::from_pointee(UserTable::default()),
-            fallback: c.fallback,
-        }
-    }
-}
-
-pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, mut client: ClientStream) {
-    let mut buf = conn.ctx.buffers.get();
-    let keys = v.keys.load_full();
-    let (req, len) = match conn
-        .read_header(&mut client, &mut buf, |b| {
-            vless::parse_request(&keys.table, b)
+pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, client: ClientStream) {
+    let Some(Accepted {
+        request: req,
+        len,
+        client,
+        buf,
+    }) = conn
+        .authenticate(client, &v.keys, v.fallback, |u, b| {
+            vless::parse_request(u, b)
         })
         .await
-    {
-        Header::Done(req, len) => (req, len),
-        Header::Rejected(len) | Header::Undecided(len) => {
-            return conn.reject(client, buf, len, v.fallback).await;
-        }
+    else {
+        return;
     };
-    drop(keys);
     if req.flow != Flow::None {
         tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "flow not supported");
         return conn.reject(client, buf, len, None).await;

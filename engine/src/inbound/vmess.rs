@@ -17,7 +17,7 @@ use proto::{Progress, TargetAddr};
 
 use super::relay::{read_active, recv_reply, refill};
 use super::shadowsocks::SharedSalts;
-use super::stream::{Admitted, Conn, Header};
+use super::stream::{Accepted, Admitted, Conn};
 use super::{until_closed, UserTable};
 use crate::buffer::RelayBuffer;
 use crate::transport::ClientStream;
@@ -42,27 +42,29 @@ impl Inbound {
     }
 }
 
-pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, mut client: ClientStream) {
-    let mut buf = conn.ctx.buffers.get();
-    let keys = v.keys.load_full();
+pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, client: ClientStream) {
     let hint = conn.ctx.hint(conn.ib.id, conn.peer.ip());
     let now = conn.ctx.shared.now();
     let mut hs = ServerHandshake::new();
-    let (req, len) = match conn
-        .read_header(&mut client, &mut buf, |b| {
-            match hs.advance(&keys.table, b, now, hint, &mut SharedSalts(&v.auth_ids))? {
-                vmess::Handshake::Done(r) => Ok(Progress::Done(r)),
-                vmess::Handshake::NeedMore => Ok::<_, vmess::PeerError>(Progress::NeedMore),
-            }
-        })
-        .await
-    {
-        Header::Done(req, len) => (req, len),
-        Header::Rejected(len) | Header::Undecided(len) => {
-            return conn.reject(client, buf, len, None).await;
-        }
+    let parse = |users: &VmessUsers, b: &mut [u8]| match hs.advance(
+        users,
+        b,
+        now,
+        hint,
+        &mut SharedSalts(&v.auth_ids),
+    )? {
+        vmess::Handshake::Done(r) => Ok(Progress::Done(r)),
+        vmess::Handshake::NeedMore => Ok::<_, vmess::PeerError>(Progress::NeedMore),
     };
-    drop(keys);
+    let Some(Accepted {
+        request: req,
+        len,
+        client,
+        buf,
+    }) = conn.authenticate(client, &v.keys, None, parse).await
+    else {
+        return;
+    };
     let Some(admitted) = conn.admit(req.user) else {
         return;
     };
