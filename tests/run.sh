@@ -15,6 +15,7 @@ missing=()
 command -v ss-local >/dev/null 2>&1 || missing+=(shadowsocks-libev)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v v2ray >/dev/null 2>&1 || missing+=(v2ray)
+command -v trojan >/dev/null 2>&1 || missing+=(trojan)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]} from Debian" >&2
