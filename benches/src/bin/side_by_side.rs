@@ -1,0 +1,765 @@
+//! Side-by-side benchmark: our engine against shadowsocks-rust's `ssserver` and a plain relay.
+//!
+//! ```text
+//!   CPU 1                                     CPU 0                 CPU 1
+//!   load generator (proto client codecs) ──► server under test ──► target (sink/source/echo)
+//!   ◄─────────────────────────────────────── (one at a time)  ◄───
+//! ```
+//!
+//! Run: `cargo run --release -p benches --bin side_by_side -- [--quick] [--out DIR]`.
+//! The harness builds `marzneshin` (`cargo build --release -p service`) and the floor relay
+//! itself unless `--no-build` is given. See `docs/benchmarks.md` for how to read the results.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use benches::client::Endpoint;
+use benches::probe::{allowed_cpus, pin_current_thread, ticks_per_second, ProcessProbe};
+use benches::report::{
+    check_targets, Binary, CipherCost, ConnectionCost, IdleMemory, Machine, MethodReport, Outcome,
+    Report, RoundTrip, ServerReport, Throughput,
+};
+use benches::target::BenchTarget;
+use benches::workload::{self, Measured};
+use clap::Parser;
+use proto::shadowsocks::{Key, Method};
+
+/// CPU the servers run on.
+const SERVER_CPU: usize = 0;
+/// CPU the load generator and the target run on.
+const CLIENT_CPU: usize = 1;
+const GIB: f64 = (1u64 << 30) as f64;
+
+#[derive(Parser)]
+#[command(
+    name = "side_by_side",
+    about = "Side-by-side benchmark: marzneshin vs ssserver vs a plain relay, pinned, on loopback"
+)]
+struct Args {
+    /// Smoke mode for CI: 64 MiB per transfer and fewer connections (under a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write results.json and results.md.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Bytes per throughput run, in MiB (default: 1024, or 64 with --quick).
+    #[arg(long)]
+    mib: Option<u64>,
+    /// Methods to compare (repeatable).
+    #[arg(long = "method", default_values_t = [Method::Aes256Gcm.name().to_owned(), Method::Blake3Aes256Gcm.name().to_owned()])]
+    methods: Vec<String>,
+    /// Runs of each throughput and connection scenario; the median is reported (default: 3,
+    /// or 1 with --quick).
+    #[arg(long)]
+    repeat: Option<usize>,
+    /// Servers to run (comma-separated: floor, ssserver, marzneshin). The floor is needed for
+    /// the floor + cipher ratios.
+    #[arg(long, value_delimiter = ',', default_values_t = ["floor".to_owned(), "ssserver".to_owned(), "marzneshin".to_owned()])]
+    servers: Vec<String>,
+    /// Scenarios to run (comma-separated: idle, rtt, connections, upload, download, parallel);
+    /// for profiling one of them, e.g. under `perf record -C 0`.
+    #[arg(long, value_delimiter = ',', default_values_t = SCENARIOS.map(str::to_owned))]
+    only: Vec<String>,
+    /// Do not run `cargo build --release` for marzneshin and the plain relay first.
+    #[arg(long)]
+    no_build: bool,
+    /// The marzneshin binary (default: next to this binary).
+    #[arg(long)]
+    marzneshin: Option<PathBuf>,
+    /// The ssserver binary (default: $MARZNESHIN_PEERS_DIR/bin, ~/.cache/marzneshin/peers/bin,
+    /// then PATH).
+    #[arg(long)]
+    ssserver: Option<PathBuf>,
+}
+
+const SCENARIOS: [&str; 6] = [
+    "idle",
+    "rtt",
+    "connections",
+    "upload",
+    "download",
+    "parallel",
+];
+
+/// Sizes of each scenario, and which ones run.
+struct Plan {
+    bytes: u64,
+    streams: usize,
+    churn: usize,
+    round_trips: usize,
+    idle: usize,
+    cipher_bytes: u64,
+    repeat: usize,
+    only: Vec<String>,
+}
+
+impl Plan {
+    fn new(args: &Args) -> Plan {
+        let (mib, churn, round_trips, idle) = if args.quick {
+            (64, 300, 1000, 100)
+        } else {
+            (1024, 2000, 10_000, 1000)
+        };
+        let bytes = args.mib.unwrap_or(mib) << 20;
+        Plan {
+            bytes,
+            streams: 8,
+            churn,
+            round_trips,
+            idle,
+            cipher_bytes: bytes,
+            repeat: args.repeat.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
+            only: args.only.clone(),
+        }
+    }
+
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.iter().any(|s| s == scenario)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("side_by_side: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Returns whether every figure was measured and verified (missing peers aside).
+fn run(args: Args) -> Result<bool> {
+    let started = Instant::now();
+    let started_at = benches::unix_now();
+    let methods = args
+        .methods
+        .iter()
+        .map(|m| m.parse::<Method>())
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &args.only {
+        if !SCENARIOS.contains(&s.as_str()) {
+            bail!(
+                "unknown scenario {s:?}; expected one of {}",
+                SCENARIOS.join(", ")
+            );
+        }
+    }
+    for s in &args.servers {
+        if !["floor", "ssserver", "marzneshin"].contains(&s.as_str()) {
+            bail!("unknown server {s:?}; expected floor, ssserver or marzneshin");
+        }
+    }
+    let wanted = |server: &str| args.servers.iter().any(|s| s == server);
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .context("binary has no directory")?
+        .to_owned();
+    // Build first, on every CPU: pinning below is inherited by children.
+    if !args.no_build {
+        build()?;
+    }
+    let plan = Plan::new(&args);
+    let machine = Machine::detect();
+    if machine.cpus < 2 {
+        bail!("needs at least 2 CPUs (server on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU})");
+    }
+    which("taskset").context("`taskset` (util-linux) is needed to pin the servers")?;
+    // The load generator and the target: this process, every thread it starts from now on.
+    pin_current_thread(CLIENT_CPU).context("pinning the harness to CPU 1")?;
+    eprintln!("harness pinned to CPU {}", allowed_cpus());
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let target = BenchTarget::start()?;
+
+    let marzneshin = args
+        .marzneshin
+        .clone()
+        .unwrap_or_else(|| exe_dir.join("marzneshin"));
+    let marzneshin = marzneshin.is_file().then_some(marzneshin).ok_or_else(|| {
+        "marzneshin binary missing: build it with `cargo build --release -p service` \
+         (or drop --no-build)"
+            .to_owned()
+    });
+    let relay = exe_dir.join("plain_relay");
+    let relay = relay.is_file().then_some(relay).ok_or_else(|| {
+        "plain_relay binary missing: build it with \
+         `cargo build --release -p benches --bin plain_relay` (or drop --no-build)"
+            .to_owned()
+    });
+    let ssserver = match &args.ssserver {
+        Some(p) if p.is_file() => Ok(p.clone()),
+        Some(p) => Err(format!("ssserver missing at {}", p.display())),
+        None => peer("ssserver").ok_or_else(|| {
+            "ssserver missing: install shadowsocks-rust (`cargo install shadowsocks-rust`) \
+             into ~/.cache/marzneshin/peers/bin or PATH"
+                .to_owned()
+        }),
+    };
+    let mut binaries = Vec::new();
+    for (name, r) in [
+        ("marzneshin", &marzneshin),
+        ("plain_relay", &relay),
+        ("ssserver", &ssserver),
+    ] {
+        match r {
+            Ok(p) => eprintln!("{name}: {}", p.display()),
+            Err(why) => eprintln!("WARNING: {why}"),
+        }
+        binaries.push(Binary {
+            name: name.to_owned(),
+            path: r
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .map_err(Clone::clone),
+            version: r.as_ref().ok().and_then(|p| version(name, p)),
+        });
+    }
+
+    // The floor: a plain relay in front of the target.
+    let floor = if !wanted("floor") {
+        ServerReport::skipped("floor (plain relay)", "not in --servers")
+    } else {
+        let port = free_port()?;
+        let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+        let relay_args = vec![listen.to_string(), target.addr().to_string()];
+        let endpoint = Endpoint::Plain { server: listen };
+        run_server(
+            "floor (plain relay)",
+            &relay,
+            &relay_args,
+            listen,
+            &endpoint,
+            &plan,
+            &args.out.join("plain_relay.log"),
+        )
+    };
+
+    let mut reports = Vec::new();
+    for method in methods {
+        let password = password(method);
+        eprintln!("[{method}] cipher cost in process");
+        let chunk = method.max_chunk_payload().min(16 * 1024);
+        let cipher = Outcome::from_result(
+            workload::cipher_cost(method, &password, plan.cipher_bytes, chunk).map(|cpu| {
+                let per_gib = cpu.as_secs_f64() / (plan.cipher_bytes as f64 / GIB);
+                CipherCost {
+                    bytes: plan.cipher_bytes,
+                    chunk,
+                    seal_open_cpu_s_per_gib: per_gib,
+                    one_pass_cpu_s_per_gib: per_gib / 2.0,
+                }
+            }),
+        );
+        let key = Key::from_password(method, &password)?;
+        let peer_report = if !wanted("ssserver") {
+            ServerReport::skipped(&format!("ssserver {method}"), "not in --servers")
+        } else {
+            let port = free_port()?;
+            let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+            let ss_args: Vec<String> = [
+                "-s",
+                &listen.to_string(),
+                "-m",
+                method.name(),
+                "-k",
+                &password,
+                "-U",
+                "--single-threaded",
+                "--tcp-no-delay",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let endpoint = Endpoint::Shadowsocks {
+                server: listen,
+                method,
+                key: key.clone(),
+                target: target.addr(),
+            };
+            run_server(
+                &format!("ssserver {method}"),
+                &ssserver,
+                &ss_args,
+                listen,
+                &endpoint,
+                &plan,
+                &args.out.join(format!("ssserver-{method}.log")),
+            )
+        };
+        let ours_report = if !wanted("marzneshin") {
+            ServerReport::skipped(&format!("marzneshin {method}"), "not in --servers")
+        } else {
+            let port = free_port()?;
+            let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+            let config = serde_json::json!({
+                "workers": 1,
+                "outbound": { "allow_loopback": true },
+                "inbounds": [{
+                    "tag": "bench",
+                    "listen": listen.to_string(),
+                    "protocol": "shadowsocks",
+                    "settings": {
+                        "method": method.name(),
+                        "users": [{ "name": "bench", "password": password }],
+                    },
+                }],
+            });
+            let config_path =
+                std::fs::canonicalize(&args.out)?.join(format!("marzneshin-{method}.json"));
+            std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+            let our_args = vec![
+                "engine".to_owned(),
+                "run".to_owned(),
+                "--config".to_owned(),
+                config_path.display().to_string(),
+                "--allow-loopback".to_owned(),
+            ];
+            let endpoint = Endpoint::Shadowsocks {
+                server: listen,
+                method,
+                key,
+                target: target.addr(),
+            };
+            run_server(
+                &format!("marzneshin {method}"),
+                &marzneshin,
+                &our_args,
+                listen,
+                &endpoint,
+                &plan,
+                &args.out.join(format!("marzneshin-{method}.log")),
+            )
+        };
+        let targets = check_targets(&floor, &cipher, &ours_report, &peer_report, plan.streams);
+        reports.push(MethodReport {
+            method: method.name().to_owned(),
+            cipher,
+            marzneshin: ours_report,
+            ssserver: peer_report,
+            targets,
+        });
+    }
+
+    let report = Report {
+        started_at,
+        mode: if args.quick { "quick" } else { "full" }.into(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        revision: revision(),
+        machine,
+        binaries,
+        bytes_per_run: plan.bytes,
+        parallel_streams: plan.streams,
+        repeats: plan.repeat,
+        floor,
+        methods: reports,
+        total_wall_s: started.elapsed().as_secs_f64(),
+    };
+    let md = report.markdown();
+    std::fs::write(
+        args.out.join("results.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    std::fs::write(args.out.join("results.md"), &md)?;
+    println!("{md}");
+    eprintln!(
+        "results written to {} (results.json, results.md)",
+        args.out.display()
+    );
+    let failures = std::iter::once(&report.floor)
+        .chain(
+            report
+                .methods
+                .iter()
+                .flat_map(|m| [&m.ssserver, &m.marzneshin]),
+        )
+        .map(|r| r.failures().len())
+        .sum::<usize>();
+    Ok(failures == 0)
+}
+
+/// Builds the engine binary and the floor relay (two invocations, so that neither package's
+/// dependency features change the other's build).
+fn build() -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for args in [
+        &["build", "--release", "-p", "service"][..],
+        &[
+            "build",
+            "--release",
+            "-p",
+            "benches",
+            "--bin",
+            "plain_relay",
+        ][..],
+    ] {
+        eprintln!("running: cargo {}", args.join(" "));
+        let status = Command::new(&cargo)
+            .args(args)
+            .current_dir(&root)
+            .status()
+            .context("running cargo")?;
+        if !status.success() {
+            bail!("`cargo {}` failed: {status}", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
+/// What `PROGRAM --version` prints (first line), when it has such an option.
+fn version(name: &str, program: &Path) -> Option<String> {
+    if name == "plain_relay" {
+        return None;
+    }
+    let out = Command::new(program)
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().next().map(|l| l.trim().to_owned())
+}
+
+/// `git describe`-like revision of the workspace being measured.
+fn revision() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(&root)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".into();
+    };
+    match git(&[
+        "status",
+        "--porcelain",
+        "--",
+        "engine",
+        "service",
+        "benches",
+    ]) {
+        Some(s) if s.is_empty() => head,
+        _ => format!("{head}-dirty"),
+    }
+}
+
+/// The password (AEAD 2017) or base64 PSK (2022) every server is configured with.
+fn password(method: Method) -> String {
+    if method.is_2022() {
+        let raw: Vec<u8> = (0..method.key_len() as u8)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    } else {
+        format!("side-by-side-{}-password", method.name())
+    }
+}
+
+fn which(name: &str) -> Result<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{name} not found in PATH"))
+}
+
+/// A peer binary: `$MARZNESHIN_PEERS_DIR/bin`, `~/.cache/marzneshin/peers/bin`, then PATH (the
+/// same places the interop tests look).
+fn peer(name: &str) -> Option<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("MARZNESHIN_PEERS_DIR") {
+        dirs.push(PathBuf::from(d).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cache/marzneshin/peers/bin"));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A server process pinned to the server CPU; killed on drop.
+struct RunningServer {
+    child: Child,
+    probe: ProcessProbe,
+}
+
+impl RunningServer {
+    fn start(program: &Path, args: &[String], addr: SocketAddr, log: &Path) -> Result<Self> {
+        let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut child = Command::new("taskset")
+            .arg("-c")
+            .arg(SERVER_CPU.to_string())
+            .arg(program)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let tail = std::fs::read_to_string(log).unwrap_or_default();
+                bail!("exited at start ({status}); log {}:\n{tail}", log.display());
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("nothing listens on {addr} after 20 s");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let probe = match ProcessProbe::new(child.id()) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+        };
+        let server = RunningServer { child, probe };
+        server.check_pinning()?;
+        Ok(server)
+    }
+
+    /// Every thread of the server must be allowed on the server CPU only.
+    fn check_pinning(&self) -> Result<()> {
+        let want = SERVER_CPU.to_string();
+        let tasks = format!("/proc/{}/task", self.child.id());
+        for task in std::fs::read_dir(&tasks)? {
+            let status = std::fs::read_to_string(task?.path().join("status"))?;
+            let cpus = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(str::trim)
+                .unwrap_or_default();
+            if cpus != want {
+                bail!("a server thread may run on CPUs {cpus}, not only {want}");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn throughput(m: Measured, runs: &[Measured], bytes: u64, streams: usize) -> Throughput {
+    let per_gib = |m: &Measured| m.cpu.as_secs_f64() / (bytes as f64 / GIB);
+    Throughput {
+        bytes,
+        streams,
+        wall_s: m.wall.as_secs_f64(),
+        server_cpu_s: m.cpu.as_secs_f64(),
+        server_cpu_ticks: m.ticks,
+        cpu_s_per_gib: per_gib(&m),
+        runs_cpu_s_per_gib: runs.iter().map(per_gib).collect(),
+        mb_per_s: bytes as f64 / 1e6 / m.wall.as_secs_f64(),
+    }
+}
+
+/// Warns when the exact CPU clock and `/proc/PID/stat` disagree by more than rounding.
+fn cross_check(name: &str, m: &Measured) {
+    let hz = ticks_per_second() as f64;
+    let ticks_s = m.ticks as f64 / hz;
+    let exact = m.cpu.as_secs_f64();
+    if (ticks_s - exact).abs() > 2.0 / hz + 0.05 * exact {
+        eprintln!(
+            "WARNING: {name}: CPU clock says {exact:.3} s, /proc/PID/stat says {ticks_s:.3} s"
+        );
+    }
+}
+
+/// Starts one server and runs every scenario against it.
+fn run_server(
+    name: &str,
+    program: &Result<PathBuf, String>,
+    args: &[String],
+    listen: SocketAddr,
+    endpoint: &Endpoint,
+    plan: &Plan,
+    log: &Path,
+) -> ServerReport {
+    let program = match program {
+        Ok(p) => p,
+        Err(why) => {
+            return ServerReport::unavailable(name, "(not run)".into(), why.clone());
+        }
+    };
+    let command = format!(
+        "taskset -c {SERVER_CPU} {} {}",
+        program.display(),
+        args.join(" ")
+    );
+    eprintln!("[{name}] starting: {command}");
+    let server = match RunningServer::start(program, args, listen, log) {
+        Ok(s) => s,
+        Err(e) => return ServerReport::unavailable(name, command, format!("{e:#}")),
+    };
+    let probe = &server.probe;
+    let say = |what: &str, figure: &str| eprintln!("[{name}] {what}: {figure}");
+
+    let idle = if !plan.runs("idle") {
+        Outcome::skipped("not in --only")
+    } else {
+        let idle = Outcome::from_result((|| {
+            thread::sleep(Duration::from_millis(200));
+            let before = probe.memory()?.rss_kib;
+            let conns = workload::idle_connections(endpoint, plan.idle)?;
+            thread::sleep(Duration::from_millis(300));
+            let after = probe.memory()?.rss_kib;
+            drop(conns);
+            Ok(IdleMemory {
+                connections: plan.idle,
+                rss_before_kib: before,
+                rss_after_kib: after,
+                kib_per_connection: after.saturating_sub(before) as f64 / plan.idle as f64,
+            })
+        })());
+        match &idle {
+            Outcome::Measured(i) => say(
+                "idle connections",
+                &format!("{:.1} KiB each", i.kib_per_connection),
+            ),
+            _ => say("idle connections", "FAILED"),
+        }
+        // Let the idle connections close before measuring anything else.
+        thread::sleep(Duration::from_millis(500));
+        idle
+    };
+
+    let round_trip = if !plan.runs("rtt") {
+        Outcome::skipped("not in --only")
+    } else {
+        let r = workload::round_trips(endpoint, plan.round_trips, 64).map(|mut times| {
+            let p50 = workload::quantile(&mut times, 0.5);
+            let p99 = workload::quantile(&mut times, 0.99);
+            RoundTrip {
+                messages: times.len(),
+                size: 64,
+                p50_us: p50.as_secs_f64() * 1e6,
+                p99_us: p99.as_secs_f64() * 1e6,
+            }
+        });
+        match &r {
+            Ok(r) => say(
+                "round trip",
+                &format!("p50 {:.1} us, p99 {:.1} us", r.p50_us, r.p99_us),
+            ),
+            Err(e) => say("round trip", &format!("FAILED: {e:#}")),
+        }
+        Outcome::from_result(r)
+    };
+
+    // Runs a measured scenario `plan.repeat` times; the run with the median CPU is kept.
+    let repeated = |scenario: &dyn Fn() -> Result<()>| -> Result<(Measured, Vec<Measured>)> {
+        let mut runs = Vec::with_capacity(plan.repeat);
+        for _ in 0..plan.repeat {
+            let m = workload::measure(probe, scenario)?;
+            cross_check(name, &m);
+            runs.push(m);
+        }
+        let mut sorted = runs.clone();
+        sorted.sort_by_key(|m| m.cpu);
+        Ok((sorted[(sorted.len() - 1) / 2], runs))
+    };
+
+    let connections = if !plan.runs("connections") {
+        Outcome::skipped("not in --only")
+    } else {
+        let n = plan.churn;
+        let per = |m: &Measured| m.cpu.as_secs_f64() * 1e6 / n as f64;
+        let r =
+            repeated(&|| workload::connection_churn(endpoint, n)).map(|(m, runs)| ConnectionCost {
+                connections: n,
+                server_cpu_s: m.cpu.as_secs_f64(),
+                server_cpu_ticks: m.ticks,
+                us_per_connection: per(&m),
+                runs_us_per_connection: runs.iter().map(per).collect(),
+                connections_per_s: n as f64 / m.wall.as_secs_f64(),
+            });
+        match &r {
+            Ok(c) => say(
+                "new connections",
+                &format!(
+                    "{:.1} us CPU each {:.1?}",
+                    c.us_per_connection, c.runs_us_per_connection
+                ),
+            ),
+            Err(e) => say("new connections", &format!("FAILED: {e:#}")),
+        }
+        Outcome::from_result(r)
+    };
+
+    let transfer = |what: &str, streams: usize, f: &dyn Fn() -> Result<()>| {
+        if !plan.runs(what) {
+            return Outcome::skipped("not in --only");
+        }
+        let r = repeated(f).map(|(m, runs)| throughput(m, &runs, plan.bytes, streams));
+        match &r {
+            Ok(t) => say(
+                what,
+                &format!(
+                    "{:.3} CPU-s/GiB {:.3?}, {:.0} MB/s",
+                    t.cpu_s_per_gib, t.runs_cpu_s_per_gib, t.mb_per_s
+                ),
+            ),
+            Err(e) => say(what, &format!("FAILED: {e:#}")),
+        }
+        Outcome::from_result(r)
+    };
+    let upload = transfer("upload", 1, &|| workload::upload(endpoint, plan.bytes));
+    let download = transfer("download", 1, &|| workload::download(endpoint, plan.bytes));
+    let parallel = transfer("parallel", plan.streams, &|| {
+        workload::parallel(endpoint, plan.streams, plan.bytes)
+    });
+    let peak_rss_kib = Outcome::from_result(
+        probe
+            .memory()
+            .map(|m| m.peak_kib)
+            .map_err(anyhow::Error::from),
+    );
+    ServerReport {
+        name: name.to_owned(),
+        command,
+        unavailable: None,
+        idle,
+        round_trip,
+        connections,
+        upload,
+        download,
+        parallel,
+        peak_rss_kib,
+    }
+}

@@ -1,0 +1,619 @@
+//! Results of a side-by-side run: the JSON document and its Markdown rendering.
+//!
+//! Figures are reported next to the peers' and as ratios, never as bare times: a ratio holds
+//! across machines far better than a number of seconds does.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// A figure, or why there is none (a peer missing, a transfer that failed its check, ...).
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Outcome<T> {
+    /// Measured and verified.
+    Measured(T),
+    /// Not measured.
+    NotMeasured {
+        /// Why.
+        error: String,
+    },
+    /// Left out on purpose (`--only`, `--servers`).
+    Skipped {
+        /// Why.
+        skipped: String,
+    },
+}
+
+impl<T> Outcome<T> {
+    /// The figure, if measured.
+    pub fn get(&self) -> Option<&T> {
+        match self {
+            Outcome::Measured(t) => Some(t),
+            Outcome::NotMeasured { .. } | Outcome::Skipped { .. } => None,
+        }
+    }
+
+    /// Left out on purpose.
+    pub fn skipped(why: &str) -> Outcome<T> {
+        Outcome::Skipped {
+            skipped: why.to_owned(),
+        }
+    }
+
+    /// An outcome from a result.
+    pub fn from_result(r: anyhow::Result<T>) -> Outcome<T> {
+        match r {
+            Ok(t) => Outcome::Measured(t),
+            Err(e) => Outcome::NotMeasured {
+                error: format!("{e:#}"),
+            },
+        }
+    }
+
+    fn missing(why: &str) -> Outcome<T> {
+        Outcome::NotMeasured {
+            error: why.to_owned(),
+        }
+    }
+}
+
+/// A bulk transfer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Throughput {
+    /// Bytes moved (and verified) per run.
+    pub bytes: u64,
+    /// Concurrent streams.
+    pub streams: usize,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// Server CPU, seconds (process CPU clock).
+    pub server_cpu_s: f64,
+    /// Server CPU, clock ticks from `/proc/PID/stat`.
+    pub server_cpu_ticks: u64,
+    /// Server CPU-seconds per GiB moved (the median run's).
+    pub cpu_s_per_gib: f64,
+    /// CPU-seconds per GiB of every run, in order (the figure above is their median).
+    pub runs_cpu_s_per_gib: Vec<f64>,
+    /// Megabytes (10^6) per second of wall time.
+    pub mb_per_s: f64,
+}
+
+/// New connections.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionCost {
+    /// Connections opened (each with a handshake and one echo) and closed.
+    pub connections: usize,
+    /// Server CPU, seconds.
+    pub server_cpu_s: f64,
+    /// Server CPU, clock ticks.
+    pub server_cpu_ticks: u64,
+    /// Server CPU per connection, microseconds (the median run's).
+    pub us_per_connection: f64,
+    /// Microseconds per connection of every run, in order.
+    pub runs_us_per_connection: Vec<f64>,
+    /// Connections per second of wall time (one at a time).
+    pub connections_per_s: f64,
+}
+
+/// Round trips of small messages on one connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoundTrip {
+    /// Messages timed.
+    pub messages: usize,
+    /// Message size, bytes.
+    pub size: usize,
+    /// Median, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+}
+
+/// Memory held by open, idle connections.
+#[derive(Clone, Debug, Serialize)]
+pub struct IdleMemory {
+    /// Connections held open.
+    pub connections: usize,
+    /// Server VmRSS before opening them, KiB.
+    pub rss_before_kib: u64,
+    /// Server VmRSS with all of them open, KiB.
+    pub rss_after_kib: u64,
+    /// Difference per connection, KiB.
+    pub kib_per_connection: f64,
+}
+
+/// Everything measured for one server.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerReport {
+    /// Display name.
+    pub name: String,
+    /// The command line it ran with (or why it did not run).
+    pub command: String,
+    /// Set when the server could not be run at all (binary missing, did not start).
+    pub unavailable: Option<String>,
+    /// Memory per idle connection.
+    pub idle: Outcome<IdleMemory>,
+    /// Small-message round trips.
+    pub round_trip: Outcome<RoundTrip>,
+    /// New-connection cost.
+    pub connections: Outcome<ConnectionCost>,
+    /// One stream, client to target.
+    pub upload: Outcome<Throughput>,
+    /// One stream, target to client.
+    pub download: Outcome<Throughput>,
+    /// Parallel streams, half each way.
+    pub parallel: Outcome<Throughput>,
+    /// Peak resident set (VmHWM) at the end of the run, KiB.
+    pub peak_rss_kib: Outcome<u64>,
+}
+
+impl ServerReport {
+    /// A server that could not be run; every figure says why.
+    pub fn unavailable(name: &str, command: String, why: String) -> ServerReport {
+        ServerReport {
+            name: name.to_owned(),
+            command,
+            idle: Outcome::missing(&why),
+            round_trip: Outcome::missing(&why),
+            connections: Outcome::missing(&why),
+            upload: Outcome::missing(&why),
+            download: Outcome::missing(&why),
+            parallel: Outcome::missing(&why),
+            peak_rss_kib: Outcome::missing(&why),
+            unavailable: Some(why),
+        }
+    }
+
+    /// A server left out on purpose (`--servers`).
+    pub fn skipped(name: &str, why: &str) -> ServerReport {
+        ServerReport {
+            name: name.to_owned(),
+            command: "(not run)".into(),
+            unavailable: None,
+            idle: Outcome::skipped(why),
+            round_trip: Outcome::skipped(why),
+            connections: Outcome::skipped(why),
+            upload: Outcome::skipped(why),
+            download: Outcome::skipped(why),
+            parallel: Outcome::skipped(why),
+            peak_rss_kib: Outcome::skipped(why),
+        }
+    }
+
+    fn throughput(&self, s: Scenario) -> &Outcome<Throughput> {
+        match s {
+            Scenario::Upload => &self.upload,
+            Scenario::Download => &self.download,
+            Scenario::Parallel => &self.parallel,
+        }
+    }
+
+    /// Every failure, for the summary.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.unavailable.is_some() {
+            return out;
+        }
+        let mut note = |what: &str, e: Option<&str>| {
+            if let Some(e) = e {
+                out.push(format!("{}: {what}: {e}", self.name));
+            }
+        };
+        note("idle", err_of(&self.idle).as_deref());
+        note("round trip", err_of(&self.round_trip).as_deref());
+        note("connections", err_of(&self.connections).as_deref());
+        note("upload", err_of(&self.upload).as_deref());
+        note("download", err_of(&self.download).as_deref());
+        note("parallel", err_of(&self.parallel).as_deref());
+        note("peak RSS", err_of(&self.peak_rss_kib).as_deref());
+        out
+    }
+}
+
+fn err_of<T>(o: &Outcome<T>) -> Option<String> {
+    match o {
+        Outcome::NotMeasured { error } => Some(error.clone()),
+        Outcome::Measured(_) | Outcome::Skipped { .. } => None,
+    }
+}
+
+/// The cipher's own cost, measured in process during the same run.
+#[derive(Clone, Debug, Serialize)]
+pub struct CipherCost {
+    /// Bytes sealed and then opened.
+    pub bytes: u64,
+    /// Chunk payload size, bytes.
+    pub chunk: usize,
+    /// CPU-seconds per GiB for seal + open (two AEAD passes).
+    pub seal_open_cpu_s_per_gib: f64,
+    /// CPU-seconds per GiB for one pass: what a server spends per GiB relayed (it opens what
+    /// it receives from the client or seals what it sends to it, never both).
+    pub one_pass_cpu_s_per_gib: f64,
+}
+
+/// The scenarios a target applies to.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// One stream up.
+    Upload,
+    /// One stream down.
+    Download,
+    /// Parallel streams.
+    Parallel,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 3] = [Scenario::Upload, Scenario::Download, Scenario::Parallel];
+
+    fn label(self, streams: usize) -> String {
+        match self {
+            Scenario::Upload => "upload, 1 stream".into(),
+            Scenario::Download => "download, 1 stream".into(),
+            Scenario::Parallel => format!("{streams} parallel streams"),
+        }
+    }
+}
+
+/// One target of the issue checked against the figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetCheck {
+    /// What is compared.
+    pub what: String,
+    /// Our figure.
+    pub ours: f64,
+    /// The bound it must not exceed.
+    pub bound: f64,
+    /// How the bound is derived.
+    pub rule: String,
+    /// Whether ours is within the bound.
+    pub met: bool,
+}
+
+/// Results for one Shadowsocks method.
+#[derive(Clone, Debug, Serialize)]
+pub struct MethodReport {
+    /// Method name.
+    pub method: String,
+    /// Cipher cost, in process.
+    pub cipher: Outcome<CipherCost>,
+    /// Our engine.
+    pub marzneshin: ServerReport,
+    /// shadowsocks-rust.
+    pub ssserver: ServerReport,
+    /// Targets checked (empty when a figure is missing).
+    pub targets: Vec<TargetCheck>,
+}
+
+/// The machine the run happened on.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// CPU model (from /proc/cpuinfo).
+    pub cpu: String,
+    /// CPUs online.
+    pub cpus: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// Clock ticks per second.
+    pub clock_ticks_per_s: u64,
+}
+
+impl Machine {
+    /// Describes this machine.
+    pub fn detect() -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .and_then(|v| v.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        Machine {
+            cpu,
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            kernel,
+            clock_ticks_per_s: crate::probe::ticks_per_second(),
+        }
+    }
+}
+
+/// A program the run used.
+#[derive(Clone, Debug, Serialize)]
+pub struct Binary {
+    /// Name.
+    pub name: String,
+    /// Where it was found, or why it was not.
+    pub path: Result<String, String>,
+    /// What `--version` printed.
+    pub version: Option<String>,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Unix time the run started.
+    pub started_at: u64,
+    /// `quick` or `full`.
+    pub mode: String,
+    /// How the harness was invoked.
+    pub command: String,
+    /// Git revision of the workspace (`-dirty` when engine/, service/ or benches/ differ).
+    pub revision: String,
+    /// The machine.
+    pub machine: Machine,
+    /// The servers' binaries.
+    pub binaries: Vec<Binary>,
+    /// Bytes each throughput scenario moves.
+    pub bytes_per_run: u64,
+    /// Streams in the parallel scenario.
+    pub parallel_streams: usize,
+    /// Runs of each throughput and connection scenario (the median is reported).
+    pub repeats: usize,
+    /// The plain relay (no crypto): the floor.
+    pub floor: ServerReport,
+    /// Per method.
+    pub methods: Vec<MethodReport>,
+    /// Wall time of the whole run, seconds.
+    pub total_wall_s: f64,
+}
+
+/// Derives the targets stated by the issue from measured figures:
+/// CPU-s/GiB at most max(0.8 x ssserver, 1.1 x (floor + cipher)) per scenario, and CPU per new
+/// connection at most 0.5 x ssserver's.
+pub fn check_targets(
+    floor: &ServerReport,
+    cipher: &Outcome<CipherCost>,
+    ours: &ServerReport,
+    peer: &ServerReport,
+    streams: usize,
+) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    for s in Scenario::ALL {
+        let (Some(o), Some(p), Some(f), Some(c)) = (
+            ours.throughput(s).get(),
+            peer.throughput(s).get(),
+            floor.throughput(s).get(),
+            cipher.get(),
+        ) else {
+            continue;
+        };
+        let vs_peer = 0.8 * p.cpu_s_per_gib;
+        let vs_floor = 1.1 * (f.cpu_s_per_gib + c.one_pass_cpu_s_per_gib);
+        let bound = vs_peer.max(vs_floor);
+        out.push(TargetCheck {
+            what: format!("CPU-s/GiB, {}", s.label(streams)),
+            ours: o.cpu_s_per_gib,
+            bound,
+            rule: format!(
+                "max(0.8 x ssserver = {vs_peer:.3}, 1.1 x (floor + cipher) = {vs_floor:.3})"
+            ),
+            met: o.cpu_s_per_gib <= bound,
+        });
+    }
+    if let (Some(o), Some(p)) = (ours.connections.get(), peer.connections.get()) {
+        let bound = 0.5 * p.us_per_connection;
+        out.push(TargetCheck {
+            what: "CPU per new connection, us".into(),
+            ours: o.us_per_connection,
+            bound,
+            rule: format!("0.5 x ssserver ({:.1} us)", p.us_per_connection),
+            met: o.us_per_connection <= bound,
+        });
+    }
+    out
+}
+
+fn cell<T>(o: &Outcome<T>, f: impl Fn(&T) -> String) -> String {
+    match o {
+        Outcome::Measured(t) => f(t),
+        Outcome::NotMeasured { .. } | Outcome::Skipped { .. } => "n/a".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "n/a".into(),
+    }
+}
+
+impl Report {
+    /// The Markdown rendering: one table per method, then the targets and any failures.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            md,
+            "Machine: {} ({} CPUs), kernel {}. Mode: {}, {} MiB per throughput run, {} parallel \
+             streams, median of {} runs. Run took {:.0} s.\n",
+            m.cpu,
+            m.cpus,
+            m.kernel,
+            self.mode,
+            self.bytes_per_run >> 20,
+            self.parallel_streams,
+            self.repeats,
+            self.total_wall_s,
+        );
+        let _ = writeln!(
+            md,
+            "Command: `{}` (revision {})\n",
+            self.command, self.revision
+        );
+        for b in &self.binaries {
+            let _ = match &b.path {
+                Ok(p) => writeln!(
+                    md,
+                    "- {}: `{p}`{}",
+                    b.name,
+                    b.version
+                        .as_ref()
+                        .map(|v| format!(" ({v})"))
+                        .unwrap_or_default()
+                ),
+                Err(why) => writeln!(md, "- {}: **MISSING**: {why}", b.name),
+            };
+        }
+        md.push('\n');
+        for r in std::iter::once(&self.floor).chain(
+            self.methods
+                .iter()
+                .flat_map(|m| [&m.ssserver, &m.marzneshin]),
+        ) {
+            if let Some(why) = &r.unavailable {
+                let _ = writeln!(md, "**{} NOT MEASURED: {why}**\n", r.name);
+            }
+        }
+        for method in &self.methods {
+            self.method_table(&mut md, method);
+        }
+        let failures: Vec<String> = std::iter::once(&self.floor)
+            .chain(
+                self.methods
+                    .iter()
+                    .flat_map(|m| [&m.ssserver, &m.marzneshin]),
+            )
+            .flat_map(|r| r.failures())
+            .collect();
+        if !failures.is_empty() {
+            let _ = writeln!(md, "### Failures (no figure reported)\n");
+            for f in failures {
+                let _ = writeln!(md, "- {f}");
+            }
+            md.push('\n');
+        }
+        md
+    }
+
+    fn method_table(&self, md: &mut String, method: &MethodReport) {
+        let floor = &self.floor;
+        let ours = &method.marzneshin;
+        let peer = &method.ssserver;
+        let cipher = method.cipher.get().map(|c| c.one_pass_cpu_s_per_gib);
+        let _ = writeln!(md, "### {}\n", method.method);
+        let _ = writeln!(
+            md,
+            "| metric | floor (plain relay) | cipher (1 pass) | floor + cipher | ssserver | \
+             marzneshin | ours / ssserver | ours / (floor + cipher) |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for s in Scenario::ALL {
+            let f = floor.throughput(s).get().map(|t| t.cpu_s_per_gib);
+            let fc = f.zip(cipher).map(|(a, b)| a + b);
+            let p = peer.throughput(s).get().map(|t| t.cpu_s_per_gib);
+            let o = ours.throughput(s).get().map(|t| t.cpu_s_per_gib);
+            let _ = writeln!(
+                md,
+                "| CPU-s/GiB, {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.label(self.parallel_streams),
+                fmt3(f),
+                fmt3(cipher),
+                fmt3(fc),
+                fmt3(p),
+                fmt3(o),
+                ratio(o, p),
+                ratio(o, fc),
+            );
+        }
+        for s in Scenario::ALL {
+            let f = |r: &ServerReport| cell(r.throughput(s), |t| format!("{:.0}", t.mb_per_s));
+            let mb = |r: &ServerReport| r.throughput(s).get().map(|t| t.mb_per_s);
+            let _ = writeln!(
+                md,
+                "| MB/s, {} | {} | | | {} | {} | {} | |",
+                s.label(self.parallel_streams),
+                f(floor),
+                f(peer),
+                f(ours),
+                ratio(mb(ours), mb(peer)),
+            );
+        }
+        let conn = |r: &ServerReport| r.connections.get().map(|c| c.us_per_connection);
+        let _ = writeln!(
+            md,
+            "| server CPU per new connection, us | {} | | | {} | {} | {} | |",
+            fmt1(conn(floor)),
+            fmt1(conn(peer)),
+            fmt1(conn(ours)),
+            ratio(conn(ours), conn(peer)),
+        );
+        for (label, q) in [("p50", 0), ("p99", 1)] {
+            let rt = |r: &ServerReport| {
+                r.round_trip
+                    .get()
+                    .map(|t| if q == 0 { t.p50_us } else { t.p99_us })
+            };
+            let size = ours
+                .round_trip
+                .get()
+                .or(peer.round_trip.get())
+                .map(|t| t.size)
+                .unwrap_or(64);
+            let _ = writeln!(
+                md,
+                "| round trip {label}, {size}-byte echo, us | {} | | | {} | {} | {} | |",
+                fmt1(rt(floor)),
+                fmt1(rt(peer)),
+                fmt1(rt(ours)),
+                ratio(rt(ours), rt(peer)),
+            );
+        }
+        let idle = |r: &ServerReport| r.idle.get().map(|i| i.kib_per_connection);
+        let idle_n = ours
+            .idle
+            .get()
+            .or(peer.idle.get())
+            .map(|i| i.connections)
+            .unwrap_or(0);
+        let _ = writeln!(
+            md,
+            "| RSS per idle connection ({idle_n} open), KiB | {} | | | {} | {} | {} | |",
+            fmt1(idle(floor)),
+            fmt1(idle(peer)),
+            fmt1(idle(ours)),
+            ratio(idle(ours), idle(peer)),
+        );
+        let peak = |r: &ServerReport| r.peak_rss_kib.get().map(|k| *k as f64 / 1024.0);
+        let _ = writeln!(
+            md,
+            "| peak RSS (VmHWM), MiB | {} | | | {} | {} | {} | |",
+            fmt1(peak(floor)),
+            fmt1(peak(peer)),
+            fmt1(peak(ours)),
+            ratio(peak(ours), peak(peer)),
+        );
+        md.push('\n');
+        if method.targets.is_empty() {
+            let _ = writeln!(md, "Targets: not checked (a figure is missing).\n");
+        } else {
+            let _ = writeln!(md, "Targets for {}:\n", method.method);
+            for t in &method.targets {
+                let _ = writeln!(
+                    md,
+                    "- {}: ours {:.3}, bound {:.3} [{}]: **{}**",
+                    t.what,
+                    t.ours,
+                    t.bound,
+                    t.rule,
+                    if t.met { "met" } else { "MISSED" }
+                );
+            }
+            md.push('\n');
+        }
+    }
+}
+
+fn fmt3(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into())
+}
+
+fn fmt1(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "n/a".into())
+}
