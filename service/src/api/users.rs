@@ -230,18 +230,7 @@ impl UserApi {
         .map_err(ApiError::from)?;
         db::set_user_services(&mut tx, id, &body.service_ids).await?;
         tx.commit().await.map_err(ApiError::from)?;
-        db::audit(
-            &state.db,
-            &auth.0.admin.username,
-            "user.create",
-            &body.username,
-            now,
-        )
-        .await
-        .map_err(ApiError::from)?;
-        push(&state, &body.username).await?;
-        let row = visible(&state, &auth.0, &body.username).await?;
-        Ok(Json(api_view(&state, row).await?))
+        changed(&state, &auth.0, &body.username, "user.create").await
     }
 
     /// One user.
@@ -300,18 +289,7 @@ impl UserApi {
             db::set_user_services(&mut tx, row.id, s).await?;
         }
         tx.commit().await.map_err(ApiError::from)?;
-        db::audit(
-            &state.db,
-            &auth.0.admin.username,
-            "user.modify",
-            &username,
-            now(),
-        )
-        .await
-        .map_err(ApiError::from)?;
-        push(&state, &username).await?;
-        let row = visible(&state, &auth.0, &username).await?;
-        Ok(Json(api_view(&state, row).await?))
+        changed(&state, &auth.0, &username, "user.modify").await
     }
 
     /// Delete a user (their connections close at once).
@@ -380,18 +358,7 @@ impl UserApi {
             .execute(&state.db.pool)
             .await
             .map_err(ApiError::from)?;
-        db::audit(
-            &state.db,
-            &auth.0.admin.username,
-            "user.reset",
-            &username,
-            now(),
-        )
-        .await
-        .map_err(ApiError::from)?;
-        push(&state, &username).await?;
-        let row = visible(&state, &auth.0, &username).await?;
-        Ok(Json(api_view(&state, row).await?))
+        changed(&state, &auth.0, &username, "user.reset").await
     }
 
     /// Give the user a new key: old subscription links and credentials stop working.
@@ -411,18 +378,7 @@ impl UserApi {
             .execute(&state.db.pool)
             .await
             .map_err(ApiError::from)?;
-        db::audit(
-            &state.db,
-            &auth.0.admin.username,
-            "user.revoke_sub",
-            &username,
-            now(),
-        )
-        .await
-        .map_err(ApiError::from)?;
-        push(&state, &username).await?;
-        let row = visible(&state, &auth.0, &username).await?;
-        Ok(Json(api_view(&state, row).await?))
+        changed(&state, &auth.0, &username, "user.revoke_sub").await
     }
 
     /// Hourly usage of a user between two times (Unix seconds; default: the last 24 hours).
@@ -481,6 +437,16 @@ async fn set_enabled(
     } else {
         "user.disable"
     };
+    changed(state, admin, username, action).await
+}
+
+/// After a change to `username`: audit it, push the user to the engine, return the new view.
+async fn changed(
+    state: &AppState,
+    admin: &AuthedAdmin,
+    username: &str,
+    action: &str,
+) -> ApiResult<Json<User>> {
     db::audit(&state.db, &admin.admin.username, action, username, now())
         .await
         .map_err(ApiError::from)?;
