@@ -17,6 +17,7 @@ command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v v2ray >/dev/null 2>&1 || missing+=(v2ray)
 command -v trojan >/dev/null 2>&1 || missing+=(trojan)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]} from Debian" >&2
   as_root apt-get update -qq
