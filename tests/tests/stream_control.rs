@@ -155,3 +155,83 @@ fn tls_server_names_are_checked() {
     assert_ne!(handshake("allowed.test").status.code(), Some(35));
     handle.stop(Duration::from_secs(1));
 }
+
+/// A VMess request (aes-128-gcm, chunk stream with masking) for `target`, with a "ping" chunk.
+fn vmess_request(id: &str, target: SocketAddr) -> Vec<u8> {
+    let command = VlessCommand::Tcp(TargetAddr::Ip(target));
+    let req = proto::vmess::ClientRequest {
+        cmd_key: proto::vmess::cmd_key(&proto::vless::parse_user_id(id).unwrap()),
+        command: &command,
+        security: proto::vmess::Security::Aes128Gcm,
+        options: proto::vmess::option::CHUNK_STREAM | proto::vmess::option::CHUNK_MASKING,
+        key: rand::random(),
+        iv: rand::random(),
+        response_auth: rand::random(),
+        padding: 0,
+        auth_random: rand::random(),
+        nonce: rand::random(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut out = vec![0u8; req.encoded_len()];
+    let (n, mut sealer, _) = req.encode(now, &mut out);
+    out.truncate(n);
+    let head = sealer.prefix_len();
+    let mut chunk = vec![0u8; head + 4 + proto::vmess::SEAL_TAILROOM];
+    chunk[head..head + 4].copy_from_slice(b"ping");
+    let frame = sealer.seal(&mut chunk, head..head + 4);
+    out.extend_from_slice(&chunk[frame]);
+    out
+}
+
+#[test]
+fn removal_closes_every_stream_protocol_within_a_second() {
+    let inbound = |tag: &str| json!({"tag": tag, "listen": "127.0.0.1:0", "network": ["tcp"], "protocol": tag, "settings": {}});
+    let h = start_engine(json!({
+        "workers": 2,
+        "outbound": {"allow_loopback": true},
+        "inbounds": [inbound("vless"), inbound("trojan"), inbound("vmess")],
+    }));
+    let echo = tcp_echo();
+    h.upsert_users(vec![spec(&[
+        ("vless", UUID),
+        ("trojan", "pw"),
+        ("vmess", UUID),
+    ])])
+    .unwrap();
+    let mut conns = vec![
+        open(&h, "vless", UUID, echo),
+        open(&h, "trojan", "pw", echo),
+    ];
+    let mut vmess = TcpStream::connect(h.local_addr("vmess").unwrap()).unwrap();
+    vmess
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    vmess.write_all(&vmess_request(UUID, echo)).unwrap();
+    let mut first = [0u8; 1];
+    vmess.read_exact(&mut first).expect("VMess response");
+    conns.push(vmess);
+    let started = std::time::Instant::now();
+    assert_eq!(h.remove_users(&["u".into()]).unwrap(), 1);
+    for mut c in conns {
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                // Response bytes already in flight before the removal.
+                Ok(_) => continue,
+                Err(e) => panic!("not closed within a second: {e}"),
+            }
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    h.stop(Duration::from_secs(1));
+}
