@@ -444,7 +444,7 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "Command: `{}` (revision {})\n",
+            "Command: `{}` (workspace revision {})\n",
             self.command, self.revision
         );
         for b in &self.binaries {

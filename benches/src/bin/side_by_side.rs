@@ -404,7 +404,21 @@ fn build() -> Result<()> {
         ][..],
     ] {
         eprintln!("running: cargo {}", args.join(" "));
-        let status = Command::new(&cargo)
+        let mut cmd = Command::new(&cargo);
+        // `cargo run` describes this package to us in CARGO_PKG_*, CARGO_MANIFEST_DIR, ...;
+        // build scripts (ring's, through cc) rerun when those change, so passing them on would
+        // rebuild ring and everything above it here and again in the next plain `cargo build`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || name.starts_with("CARGO_BIN_")
+                || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"].contains(&&*name)
+            {
+                cmd.env_remove(&*name);
+            }
+        }
+        let status = cmd
             .args(args)
             .current_dir(&root)
             .status()
