@@ -217,4 +217,23 @@ mod tests {
         };
         assert_eq!(addr, TargetAddr::Ip("127.0.0.1:80".parse().unwrap()));
     }
+
+    #[test]
+    fn short_ipv6_literal_encodes_longer_than_it_arrived() {
+        // Found by the target_addr fuzz target: a 2-byte name "::" becomes the 16-byte
+        // unspecified IPv6 address, so its encoding is longer than the bytes consumed.
+        let wire = [0x03, 2, b':', b':', 0x01, 0xbb];
+        let Parsed::Done(addr, n) = TargetAddr::parse(&wire).unwrap() else {
+            panic!()
+        };
+        assert_eq!(n, wire.len());
+        assert_eq!(addr, TargetAddr::Ip("[::]:443".parse().unwrap()));
+        let mut out = [0u8; MAX_ADDR_LEN];
+        let written = addr.write(&mut out);
+        assert_eq!(written, 19);
+        assert_eq!(
+            TargetAddr::parse(&out[..written]),
+            Ok(Parsed::Done(addr, 19))
+        );
+    }
 }
