@@ -100,6 +100,8 @@ struct Plan {
     cipher_bytes: u64,
     repeat: usize,
     only: Vec<String>,
+    /// Why the idle scenario is left out for this server, if it is.
+    idle_skipped: Option<String>,
 }
 
 impl Plan {
@@ -107,7 +109,7 @@ impl Plan {
         let (mib, churn, round_trips, idle) = if args.quick {
             (64, 300, 1000, 100)
         } else {
-            (1024, 2000, 10_000, 1000)
+            (1024, 2000, 10_000, 10_000)
         };
         let bytes = args.mib.unwrap_or(mib) << 20;
         Plan {
@@ -119,6 +121,16 @@ impl Plan {
             cipher_bytes: bytes,
             repeat: args.repeat.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
             only: args.only.clone(),
+            idle_skipped: None,
+        }
+    }
+
+    /// The same plan without the idle scenario, saying why.
+    fn without_idle(&self, why: &str) -> Plan {
+        Plan {
+            only: self.only.clone(),
+            idle_skipped: Some(why.to_owned()),
+            ..*self
         }
     }
 
@@ -173,7 +185,7 @@ fn run(args: Args) -> Result<bool> {
     if !args.no_build {
         build()?;
     }
-    let plan = Plan::new(&args);
+    let mut plan = Plan::new(&args);
     let machine = Machine::detect();
     if machine.cpus < 2 {
         bail!("needs at least 2 CPUs (server on CPU {SERVER_CPU}, load on CPU {CLIENT_CPU})");
@@ -182,6 +194,7 @@ fn run(args: Args) -> Result<bool> {
     // The load generator and the target: this process, every thread it starts from now on.
     pin_current_thread(CLIENT_CPU).context("pinning the harness to CPU 1")?;
     eprintln!("harness pinned to CPU {}", allowed_cpus());
+    plan.idle = fit_idle_connections(plan.idle)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let target = BenchTarget::start()?;
@@ -240,13 +253,16 @@ fn run(args: Args) -> Result<bool> {
         let listen: SocketAddr = ([127, 0, 0, 1], port).into();
         let relay_args = vec![listen.to_string(), target.addr().to_string()];
         let endpoint = Endpoint::Plain { server: listen };
+        // Two threads per connection: thousands of idle connections would measure thread
+        // stacks, and 2 x 10 000 threads can exhaust the machine's process ids.
+        let floor_plan = plan.without_idle("the floor relay is thread-per-connection");
         run_server(
             "floor (plain relay)",
             &relay,
             &relay_args,
             listen,
             &endpoint,
-            &plan,
+            &floor_plan,
             &args.out.join("plain_relay.log"),
         )
     };
@@ -648,6 +664,27 @@ fn peer(name: &str) -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// Open-file limit for the idle connections: each holds two sockets in this process (client
+/// and target) and two in the server, which inherits the limit. Raises the limit when allowed
+/// (the hard limit needs CAP_SYS_RESOURCE); otherwise returns how many idle connections fit.
+fn fit_idle_connections(want: usize) -> Result<usize> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    const SPARE: u64 = 1024;
+    let need = 2 * want as u64 + SPARE;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft >= need || setrlimit(Resource::RLIMIT_NOFILE, need, hard.max(need)).is_ok() {
+        return Ok(want);
+    }
+    // Settle for the hard limit we have.
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    let fit = (hard.saturating_sub(SPARE) / 2) as usize;
+    eprintln!(
+        "WARNING: the open-file limit is {hard} and cannot be raised here; measuring {fit} idle \
+         connections instead of {want}"
+    );
+    Ok(fit.min(want))
+}
+
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -782,7 +819,9 @@ fn run_server(
     let probe = &server.probe;
     let say = |what: &str, figure: &str| eprintln!("[{name}] {what}: {figure}");
 
-    let idle = if !plan.runs("idle") {
+    let idle = if let Some(why) = &plan.idle_skipped {
+        Outcome::skipped(why)
+    } else if !plan.runs("idle") {
         Outcome::skipped("not in --only")
     } else {
         let idle = Outcome::from_result((|| {
