@@ -904,3 +904,24 @@ pub fn assert_traffic_at_least(handle: &engine::Handle, name: &str, up: u64, dow
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// For a receive loop over one reused buffer: moves the unread bytes `buf[*start..*end]` to the
+/// front and reads more behind them (panics if the stream closed).
+pub fn read_more(stream: &mut TcpStream, buf: &mut [u8], start: &mut usize, end: &mut usize) {
+    buf.copy_within(*start..*end, 0);
+    *end -= *start;
+    *start = 0;
+    let n = stream.read(&mut buf[*end..]).unwrap();
+    assert!(n > 0, "stream closed");
+    *end += n;
+}
+
+/// The allocation tests' relay check: far fewer heap allocations (all threads) than chunks
+/// relayed, so nothing allocates per chunk (the runtime's occasional ones aside).
+pub fn assert_far_fewer_allocations_than_chunks(what: &str, allocations: u64, chunks: u64) {
+    eprintln!("{what}: {allocations} allocations for {chunks} chunks relayed (both ways)");
+    assert!(
+        allocations * 4 < chunks,
+        "{what}: {allocations} heap allocations for {chunks} relayed chunks: something allocates per chunk"
+    );
+}

@@ -1,9 +1,12 @@
-//! Bad input against WebSocket inbounds, from a hand-written client: a wrong path, a request
-//! that is not an upgrade, something that is not HTTP (each gets the answer a web server would
-//! give, then a close; or, with a fallback, the fallback site's answer), and after a good
-//! upgrade: unmasked frames, oversize frames, garbage (the connection closes at once, nothing
-//! is forwarded). Also the parts real clients rarely exercise: early data, frames split
-//! anywhere, a ping answered with a pong, a close answered with a close.
+//! WebSocket inbounds driven by a hand-written client.
+//!
+//! Bad input: a wrong path or host, a request that is not an upgrade, something that is not
+//! HTTP (each gets the answer a web server would give, then a close; or, with a fallback, the
+//! fallback site's answer), and after a good upgrade: unmasked frames, oversize frames,
+//! garbage (the connection closes at once, nothing is forwarded). The parts real clients
+//! rarely exercise: early data, frames split anywhere, a ping answered with a pong, a close
+//! answered with a close. And the control plane as over TCP: removing a user closes their
+//! WebSocket connection within a second; an idle one closes at the idle timeout.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -286,4 +289,71 @@ fn base64_url(data: &[u8]) -> String {
         }
     }
     out
+}
+
+#[test]
+fn removing_a_user_closes_their_websocket_connection_within_a_second() {
+    let echo = tcp_echo();
+    let (handle, server) = vless_ws(users());
+    let mut early = vless_request(echo);
+    early.extend_from_slice(b"ping");
+    let mut s = upgraded(
+        server,
+        &format!("Sec-WebSocket-Protocol: {}\r\n", base64_url(&early)),
+    );
+    assert_eq!(read_data(&mut s, 6), b"\0\0ping");
+    let started = Instant::now();
+    assert_eq!(handle.remove_users(&["u".into()]).unwrap(), 1);
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("{n} bytes instead of a close"),
+        Err(e) => panic!("not closed within a second: {e}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_connections_freed(&handle);
+    handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn an_idle_websocket_connection_closes_at_the_idle_timeout() {
+    let echo = tcp_echo();
+    let handle = start_engine(json!({
+        "workers": 1,
+        "outbound": {"allow_loopback": true},
+        "timeouts": {"idle_secs": 1},
+        "inbounds": [{"tag": "in", "listen": "127.0.0.1:0", "network": ["tcp"],
+                      "protocol": "vless", "settings": users(),
+                      "ws": {"path": PATH}}],
+    }));
+    let server = handle.local_addr("in").unwrap();
+    let mut s = upgraded(server, "");
+    let mut wire = Vec::new();
+    let mut request = vless_request(echo);
+    request.extend_from_slice(b"ping");
+    client_frame(OP_BINARY, true, MASK, &request, &mut wire);
+    s.write_all(&wire).unwrap();
+    assert_eq!(read_data(&mut s, 6), b"\0\0ping");
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    // The echo half-closes after the relay closes our side; a close frame may come first.
+    let mut rest = Vec::new();
+    match s.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("not closed at the idle timeout: {e}"),
+    }
+    assert!(
+        rest.is_empty() || rest == [0x88, 0x02, 0x03, 0xE8],
+        "{rest:?} after the idle timeout"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+    assert_connections_freed(&handle);
+    handle.stop(Duration::from_secs(1));
 }
