@@ -193,7 +193,12 @@ impl AsyncWrite for ClientStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ClientStream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tcp(s) => match crate::runtime::try_send_vectored(s, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Pin::new(s).poll_write_vectored(cx, bufs)
+                }
+                done => Poll::Ready(done),
+            },
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             ClientStream::Ws(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }

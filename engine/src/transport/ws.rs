@@ -4,7 +4,8 @@
 //! Reads go straight into the caller's buffer (a pooled relay buffer) and are decoded there in
 //! place: `proto::ws::FrameDecoder` unmasks the payload and moves it over the frame headers.
 //! Writes frame the caller's bytes as they are: one binary frame per write, its header (at most
-//! 10 bytes) from a small array in the stream, so relaying allocates nothing per chunk. Pings
+//! 10 bytes) from a small array in the stream, so relaying allocates nothing per chunk. Header
+//! and payload leave together, as one vectored send (plain TCP) or one TLS record. Pings
 //! are answered and a client's close is echoed, at frame boundaries only. A client that breaks
 //! the framing (an unmasked or oversize frame, garbage) gets every later read failed, so the
 //! connection closes at once.
