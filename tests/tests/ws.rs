@@ -1,8 +1,8 @@
 //! The WebSocket transport with real clients: Debian's v2ray 4.34 (VMess with each body
-//! security, VLESS) and sing-box (VLESS, VMess, Trojan, with early data in
+//! security, VLESS, Trojan) and sing-box (VLESS, VMess, Trojan, with early data in
 //! `Sec-WebSocket-Protocol`), over WebSocket inside TLS (our self-signed certificate) and over
-//! plain TCP: 16 MiB each way over TCP and over UDP through our server to loopback echoes,
-//! every byte checked, the user's TCP counters exact.
+//! plain TCP: 16 MiB each way over TCP and over UDP (v2ray's Trojan: TCP only, see trojan.rs)
+//! through our server to loopback echoes, every byte checked, the user's TCP counters exact.
 
 use std::net::SocketAddr;
 
@@ -14,8 +14,9 @@ const UUID: &str = "b831381d-6324-4d53-ad4f-8cda48b30811";
 const PASSWORD: &str = "correct horse battery staple";
 const PATH: &str = "/ws-tunnel";
 
-/// Moves [`BULK`] bytes each way over TCP and over UDP through the SOCKS5 proxy at `socks`.
-fn tcp_and_udp(handle: &engine::Handle, socks: SocketAddr, what: &str) {
+/// Moves [`BULK`] bytes each way over TCP through the SOCKS5 proxy at `socks`; the user's
+/// counters must be exact.
+fn tcp(handle: &engine::Handle, socks: SocketAddr, what: &str) {
     let echo = tcp_echo();
     let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT");
     echo_transfer(stream, BULK, 1, Ending::AfterEcho).unwrap_or_else(|e| panic!("{what} TCP: {e}"));
@@ -24,6 +25,11 @@ fn tcp_and_udp(handle: &engine::Handle, socks: SocketAddr, what: &str) {
         (BULK as u64, BULK as u64),
         "{what} TCP counters"
     );
+}
+
+/// [`tcp`], then [`BULK`] bytes each way over UDP.
+fn tcp_and_udp(handle: &engine::Handle, socks: SocketAddr, what: &str) {
+    tcp(handle, socks, what);
     let uecho = udp_echo();
     let assoc = socks5_udp(socks).expect("SOCKS5 UDP ASSOCIATE");
     udp_echo_transfer(&assoc, uecho, BULK, 1200, 2).unwrap_or_else(|e| panic!("{what} UDP: {e}"));
@@ -84,6 +90,26 @@ fn v2ray_vless_ws_tls() {
         "streamSettings": v2ray_ws_tls(),
     }));
     tcp_and_udp(&handle, socks, "vless");
+    child.assert_running();
+    handle.stop(std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn v2ray_trojan_ws_tls() {
+    let (handle, server) = engine_with_transport(
+        "trojan",
+        json!({"users": [{"name": "u", "password": PASSWORD}]}),
+        true,
+        Some(json!({"path": PATH, "host": "localhost"})),
+    );
+    let (mut child, socks) = v2ray_client(json!({
+        "protocol": "trojan",
+        "settings": {"servers": [{"address": "127.0.0.1", "port": server.port(),
+                                  "password": PASSWORD}]},
+        "streamSettings": v2ray_ws_tls(),
+    }));
+    // TCP only: v2ray 4.34's Trojan client merges queued UDP packets (see trojan.rs).
+    tcp(&handle, socks, "trojan");
     child.assert_running();
     handle.stop(std::time::Duration::from_secs(1));
 }
