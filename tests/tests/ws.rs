@@ -36,28 +36,46 @@ fn tcp_and_udp(handle: &engine::Handle, socks: SocketAddr, what: &str) {
     assert_traffic_at_least(handle, "u", 2 * BULK as u64, 2 * BULK as u64);
 }
 
-fn v2ray_ws_tls() -> serde_json::Value {
-    json!({"network": "ws", "security": "tls",
-           "tlsSettings": {"serverName": "localhost", "allowInsecure": true},
-           "wsSettings": {"path": PATH, "headers": {"Host": "localhost"}}})
-}
-
-fn v2ray_vmess(security: &str) {
+/// v2ray 4.34 as the client of our `protocol` inbound (`settings`) over WebSocket inside TLS,
+/// `outbound` being v2ray's protocol and settings with the server's port filled in by
+/// `port`; the inbound checks the `Host` header. UDP too when `udp`.
+fn v2ray_ws(
+    protocol: &str,
+    settings: serde_json::Value,
+    outbound: impl FnOnce(u16) -> serde_json::Value,
+    udp: bool,
+) {
     let (handle, server) = engine_with_transport(
-        "vmess",
-        json!({"users": [{"name": "u", "id": UUID}]}),
+        protocol,
+        settings,
         true,
         Some(json!({"path": PATH, "host": "localhost"})),
     );
-    let (mut child, socks) = v2ray_client(json!({
-        "protocol": "vmess",
-        "settings": {"vnext": [{"address": "127.0.0.1", "port": server.port(),
-                                "users": [{"id": UUID, "alterId": 0, "security": security}]}]},
-        "streamSettings": v2ray_ws_tls(),
-    }));
-    tcp_and_udp(&handle, socks, security);
+    let mut outbound = outbound(server.port());
+    outbound["streamSettings"] = json!({"network": "ws", "security": "tls",
+        "tlsSettings": {"serverName": "localhost", "allowInsecure": true},
+        "wsSettings": {"path": PATH, "headers": {"Host": "localhost"}}});
+    let (mut child, socks) = v2ray_client(outbound);
+    if udp {
+        tcp_and_udp(&handle, socks, protocol);
+    } else {
+        tcp(&handle, socks, protocol);
+    }
     child.assert_running();
     handle.stop(std::time::Duration::from_secs(1));
+}
+
+fn v2ray_vmess(security: &str) {
+    v2ray_ws(
+        "vmess",
+        json!({"users": [{"name": "u", "id": UUID}]}),
+        |port| {
+            json!({"protocol": "vmess",
+               "settings": {"vnext": [{"address": "127.0.0.1", "port": port,
+                   "users": [{"id": UUID, "alterId": 0, "security": security}]}]}})
+        },
+        true,
+    );
 }
 
 #[test]
@@ -77,41 +95,31 @@ fn v2ray_vmess_none_ws_tls() {
 
 #[test]
 fn v2ray_vless_ws_tls() {
-    let (handle, server) = engine_with_transport(
+    v2ray_ws(
         "vless",
         json!({"users": [{"name": "u", "id": UUID}]}),
+        |port| {
+            json!({"protocol": "vless",
+               "settings": {"vnext": [{"address": "127.0.0.1", "port": port,
+                   "users": [{"id": UUID, "encryption": "none"}]}]}})
+        },
         true,
-        Some(json!({"path": PATH})),
     );
-    let (mut child, socks) = v2ray_client(json!({
-        "protocol": "vless",
-        "settings": {"vnext": [{"address": "127.0.0.1", "port": server.port(),
-                                "users": [{"id": UUID, "encryption": "none"}]}]},
-        "streamSettings": v2ray_ws_tls(),
-    }));
-    tcp_and_udp(&handle, socks, "vless");
-    child.assert_running();
-    handle.stop(std::time::Duration::from_secs(1));
 }
 
+/// TCP only: v2ray 4.34's Trojan client merges queued UDP packets (see trojan.rs).
 #[test]
 fn v2ray_trojan_ws_tls() {
-    let (handle, server) = engine_with_transport(
+    v2ray_ws(
         "trojan",
         json!({"users": [{"name": "u", "password": PASSWORD}]}),
-        true,
-        Some(json!({"path": PATH, "host": "localhost"})),
+        |port| {
+            json!({"protocol": "trojan",
+               "settings": {"servers": [{"address": "127.0.0.1", "port": port,
+                   "password": PASSWORD}]}})
+        },
+        false,
     );
-    let (mut child, socks) = v2ray_client(json!({
-        "protocol": "trojan",
-        "settings": {"servers": [{"address": "127.0.0.1", "port": server.port(),
-                                  "password": PASSWORD}]},
-        "streamSettings": v2ray_ws_tls(),
-    }));
-    // TCP only: v2ray 4.34's Trojan client merges queued UDP packets (see trojan.rs).
-    tcp(&handle, socks, "trojan");
-    child.assert_running();
-    handle.stop(std::time::Duration::from_secs(1));
 }
 
 /// sing-box as the client of `protocol` over WebSocket (inside TLS when `tls`), sending early
