@@ -44,6 +44,8 @@ pub(crate) struct WsStream {
     control: [u8; CONTROL_FRAME_ROOM],
     control_len: usize,
     control_sent: usize,
+    /// A control frame queued while another was half sent.
+    next_control: Option<Control>,
     /// Our close frame was queued: no more data frames.
     close_queued: bool,
     /// The client broke the framing: every read fails from then on.
@@ -54,6 +56,7 @@ pub(crate) struct WsStream {
 }
 
 /// A control frame the server sends.
+#[derive(Clone, Copy)]
 enum Control {
     /// Answers the latest ping.
     Pong,
@@ -79,6 +82,7 @@ impl WsStream {
             control: [0; CONTROL_FRAME_ROOM],
             control_len: 0,
             control_sent: 0,
+            next_control: None,
             close_queued: false,
             broken: false,
             writer_waiting: false,
@@ -89,17 +93,20 @@ impl WsStream {
         &self.inner
     }
 
-    /// Queues a control frame, replacing one not yet started.
+    /// Queues a control frame, replacing one not yet started (a newer pong answers for an
+    /// older ping); behind one half sent.
     fn queue_control(&mut self, control: Control) {
-        if self.control_sent == 0 || self.control_sent == self.control_len {
-            let out = &mut self.control;
-            self.control_len = match control {
-                Control::Pong => self.decoder.pong(out),
-                Control::CloseReply => self.decoder.close_reply(out),
-                Control::Close => close_frame(CLOSE_NORMAL, out),
-            };
-            self.control_sent = 0;
+        if self.control_sent > 0 && self.control_sent < self.control_len {
+            self.next_control = Some(control);
+            return;
         }
+        let out = &mut self.control;
+        self.control_len = match control {
+            Control::Pong => self.decoder.pong(out),
+            Control::CloseReply => self.decoder.close_reply(out),
+            Control::Close => close_frame(CLOSE_NORMAL, out),
+        };
+        self.control_sent = 0;
     }
 
     /// Whether the stream is between frames (nothing of a data frame owed).
@@ -116,6 +123,11 @@ impl WsStream {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.control_sent += n;
+            if self.control_sent == self.control_len {
+                if let Some(next) = self.next_control.take() {
+                    self.queue_control(next);
+                }
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -124,6 +136,7 @@ impl WsStream {
     /// (it sends it otherwise). A socket that is not ready wakes the reader to try again.
     fn nudge_control(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.writer_waiting || self.control_sent == self.control_len {
+            // Nothing queued (`next_control` only waits behind a frame being sent).
             return Ok(());
         }
         match self.poll_control(cx) {
