@@ -26,7 +26,11 @@ enum Command {
     /// environment variables (docs/configuration.md); SQLite under ./data by default.
     Serve,
     /// Write the OpenAPI document of the panel's API to stdout.
-    Openapi,
+    Openapi {
+        /// Write the dashboard's API client (service/dashboard/api.js) generated from it instead.
+        #[arg(long)]
+        client: bool,
+    },
     /// Run or inspect the data-plane engine on its own.
     Engine {
         #[command(subcommand)]
@@ -75,11 +79,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve => serve(),
-        Command::Openapi => {
+        Command::Openapi { client: false } => {
             print!("{}", service::api::service().spec());
             println!();
             Ok(())
         }
+        Command::Openapi { client: true } => print_client(),
         Command::Engine { command } => match command {
             EngineCommand::Run {
                 config,
@@ -114,6 +119,12 @@ fn serve() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(service::serve::run(config))
+}
+
+fn print_client() -> anyhow::Result<()> {
+    let spec: serde_json::Value = serde_json::from_str(&service::api::service().spec())?;
+    print!("{}", service::dashboard::client::generate(&spec));
+    Ok(())
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {

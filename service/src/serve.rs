@@ -102,7 +102,7 @@ pub fn app(state: AppState) -> impl poem::Endpoint {
     let api = api::service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    Route::new()
+    crate::dashboard::mount(Route::new())
         .nest("/api", api.into_endpoint().catch_all_error(error_body))
         .nest_no_strip(
             "/sub",

@@ -1,0 +1,376 @@
+// Overview, services, inbounds (protocol forms and raw JSON) with their hosts, admins and
+// settings.
+
+import { ApiError, HostSecurityValues } from "./api.js";
+import { t, bytes, num, locale, setLocale, LOCALES } from "./i18n.js";
+import { h, modal, confirmDialog, toast, showError, field, setFieldError, select, usageChart, countBars } from "./ui.js";
+import { setTheme, navigate } from "./app.js";
+
+/** @typedef {import("./app.js").Session} Session */
+
+/** A delete button that asks first. */
+function deleteButton(what, fn, done) {
+  return h("button", { type: "button", class: "small danger", "data-test": "delete", text: t("delete"), onclick: async () => {
+    if (!(await confirmDialog(t("confirm_delete", { what })))) return;
+    try {
+      await fn();
+      toast(t("deleted"));
+      done();
+    } catch (error) {
+      showError(error);
+    }
+  } });
+}
+
+/** Shows an API error inline when it names one of `inputs`, else as a toast. */
+function fieldOrToast(error, inputs) {
+  if (error instanceof ApiError && error.field) {
+    const key = error.field.split(".").pop() ?? "";
+    const input = inputs[error.field] ?? inputs[key];
+    if (input) {
+      setFieldError(input, error.message);
+      return;
+    }
+  }
+  showError(error);
+}
+
+/** @param {HTMLElement} root @param {Session} session */
+export async function overviewPage(root, session) {
+  const { api } = session;
+  const stats = await api.getSystemStats();
+  const top = await api.getUsers({ order: "used_traffic_desc", size: 10 });
+  const now = Math.floor(Date.now() / 1000);
+  const hours = 24;
+  const start = Math.floor(now / 3600) * 3600 - (hours - 1) * 3600;
+  const usages = await Promise.all(top.items.map((u) => api.getUsersByUsernameUsage(u.username, { start, end: now }).catch(() => [])));
+  /** @type {Map<number, {hour: number, uplink: number, downlink: number}>} */
+  const sum = new Map();
+  for (const list of usages) {
+    for (const b of list) {
+      const s = sum.get(b.hour) ?? { hour: b.hour, uplink: 0, downlink: 0 };
+      s.uplink += b.uplink;
+      s.downlink += b.downlink;
+      sum.set(b.hour, s);
+    }
+  }
+  const tile = (label, value, test) => h("div", { class: "tile", "data-test": test }, h("div", { class: "tile-value", text: value }), h("div", { class: "tile-label", text: label }));
+  root.replaceChildren(
+    h("h1", { text: t("overview") }),
+    h("div", { class: "tiles" },
+      tile(t("users"), num(stats.total_users), "total-users"),
+      tile(t("online_users"), num(stats.online_users), "online-users"),
+      tile(`${t("total_traffic")} · ${t("uplink")}`, bytes(stats.total_uplink), "uplink"),
+      tile(`${t("total_traffic")} · ${t("downlink")}`, bytes(stats.total_downlink), "downlink")),
+    h("div", { class: "grid2" },
+      h("section", { class: "card" }, h("h2", { text: t("users_by_status") }), countBars([
+        { key: "active", value: stats.active_users },
+        { key: "on_hold", value: stats.on_hold_users },
+        { key: "limited", value: stats.limited_users },
+        { key: "expired", value: stats.expired_users },
+        { key: "disabled", value: stats.disabled_users },
+      ])),
+      h("section", { class: "card" }, h("h2", { text: t("top_users") }),
+        top.items.length ? h("ol", { class: "top-users" }, top.items.map((u) => h("li", {},
+          h("a", { href: `#/users/${encodeURIComponent(u.username)}`, text: u.username }), " ",
+          h("span", { class: "muted", text: bytes(u.used_traffic) })))) : h("p", { class: "muted", text: t("no_users") }))),
+    h("section", { class: "card" }, h("h2", { text: t("traffic_over_time") }), usageChart([...sum.values()], start, hours)));
+}
+
+/** @param {HTMLElement} root @param {Session} session */
+export async function servicesPage(root, session) {
+  const { api, can } = session;
+  const [services, inbounds] = await Promise.all([api.getServices(), api.getInbounds()]);
+  const reload = () => servicesPage(root, session);
+  const tagOf = (id) => inbounds.find((i) => i.id === id)?.tag ?? `#${id}`;
+  function dialog(service) {
+    const name = h("input", { name: "name", value: service?.name ?? "" });
+    const boxes = inbounds.map((i) => h("label", { class: "check" }, h("input", { type: "checkbox", value: String(i.id), checked: service?.inbound_ids.includes(i.id) ?? false }), `${i.tag} (${i.protocol})`));
+    const save = h("button", { type: "submit", class: "primary", text: service ? t("save") : t("create") });
+    const form = h("form", { class: "form", novalidate: true, onsubmit: async (e) => {
+      e.preventDefault();
+      setFieldError(name, "");
+      if (!name.value.trim()) return setFieldError(name, t("err_required"));
+      const body = { name: name.value.trim(), inbound_ids: boxes.map((b) => /** @type {HTMLInputElement} */ (b.querySelector("input"))).filter((i) => i.checked).map((i) => Number(i.value)) };
+      try {
+        service ? await api.putServicesById(service.id, body) : await api.postServices(body);
+        d.close();
+        toast(t("saved"));
+        reload();
+      } catch (error) {
+        fieldOrToast(error, { name });
+      }
+    } }, field(t("name"), name), h("fieldset", { class: "field" }, h("legend", { text: t("inbound_ids") }), boxes), h("footer", { class: "form-actions" }, save));
+    const d = modal({ title: service ? `${t("edit")}: ${service.name}` : t("new_service"), body: form });
+  }
+  root.replaceChildren(
+    h("h1", { text: t("services") }),
+    can.sudo ? h("div", { class: "toolbar" }, h("button", { type: "button", class: "primary", "data-test": "new-service", text: t("new_service"), onclick: () => dialog(null) })) : null,
+    services.length ? h("div", { class: "cards" }, services.map((s) => h("section", { class: "card" },
+      h("h2", { text: s.name }),
+      h("p", { class: "muted", text: s.inbound_ids.map(tagOf).join(", ") || "—" }),
+      can.sudo ? h("div", { class: "toolbar" }, h("button", { type: "button", class: "small", "data-test": "edit", text: t("edit"), onclick: () => dialog(s) }), deleteButton(s.name, () => api.deleteServicesById(s.id), reload)) : null))) : h("p", { class: "muted", text: "—" }));
+}
+
+const SS_METHODS = ["aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305", "2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm", "2022-blake3-chacha20-poly1305"];
+const PROTOCOLS = ["shadowsocks", "vless", "trojan", "vmess"];
+
+/** The inbound form: protocol-specific fields, or the raw JSON config. */
+function inboundDialog(session, inbound, done) {
+  const { api } = session;
+  let config = structuredClone(inbound?.config ?? { tag: "", listen: "0.0.0.0:8388", protocol: "shadowsocks", settings: { method: "aes-256-gcm" } });
+  let raw = false;
+  const body = h("div");
+  const inputs = {};
+  const csv = (v) => v.split(",").map((s) => s.trim()).filter(Boolean);
+
+  function drawForm() {
+    const settings = config.settings ?? {};
+    const tls = config.tls ?? null;
+    const tag = h("input", { name: "tag", value: config.tag ?? "", oninput: (e) => { config.tag = e.target.value; } });
+    const listen = h("input", { name: "listen", value: config.listen ?? "", oninput: (e) => { config.listen = e.target.value; } });
+    const protocol = select(PROTOCOLS, config.protocol, { name: "protocol", onchange: (e) => {
+      config.protocol = e.target.value;
+      config.settings = config.protocol === "shadowsocks" ? { method: "aes-256-gcm" } : {};
+      if (config.protocol === "shadowsocks") delete config.tls;
+      drawForm();
+    } }, (v) => v);
+    Object.assign(inputs, { tag, listen });
+    const parts = [field(t("tag"), tag), h("div", { class: "row2" }, field(t("protocol"), protocol), field(t("listen"), listen))];
+    if (config.protocol === "shadowsocks") {
+      const method = select(SS_METHODS, settings.method, { name: "method", onchange: (e) => { config.settings.method = e.target.value; drawForm(); } }, (v) => v);
+      parts.push(field(t("method"), method));
+      if (String(settings.method).startsWith("2022-blake3-aes")) {
+        const psk = h("input", { name: "psk", class: "mono", value: settings.psk ?? "", oninput: (e) => { if (e.target.value) config.settings.psk = e.target.value; else delete config.settings.psk; } });
+        inputs.psk = psk;
+        parts.push(field(t("psk"), psk));
+      }
+      const network = select(["tcp,udp", "tcp", "udp"], (config.network ?? ["tcp", "udp"]).join(","), { name: "network", onchange: (e) => { config.network = e.target.value.split(","); } }, (v) => v);
+      parts.push(field(t("network"), network));
+    } else {
+      if (config.protocol !== "vmess") {
+        const fallback = h("input", { name: "fallback", value: settings.fallback ?? "", placeholder: "127.0.0.1:8080", oninput: (e) => { if (e.target.value) config.settings.fallback = e.target.value; else delete config.settings.fallback; } });
+        inputs.fallback = fallback;
+        parts.push(field(t("fallback"), fallback));
+      }
+      const mode = !tls ? "tls_none" : tls.self_signed ? "tls_self_signed" : "tls_files";
+      const tlsMode = select(["tls_none", "tls_files", "tls_self_signed"], mode, { name: "tls", onchange: (e) => {
+        config.tls = e.target.value === "tls_none" ? undefined : e.target.value === "tls_files" ? { certificate: "", key: "" } : { self_signed: ["localhost"] };
+        if (!config.tls) delete config.tls;
+        drawForm();
+      } });
+      parts.push(field(t("tls"), tlsMode));
+      if (tls && !tls.self_signed) {
+        const cert = h("input", { name: "certificate", value: tls.certificate ?? "", oninput: (e) => { config.tls.certificate = e.target.value; } });
+        const key = h("input", { name: "key", value: tls.key ?? "", oninput: (e) => { config.tls.key = e.target.value; } });
+        Object.assign(inputs, { certificate: cert, key });
+        parts.push(h("div", { class: "row2" }, field(t("certificate"), cert), field(t("key"), key)));
+      }
+      if (tls) {
+        const names = h("input", { name: "server_names", value: (tls.self_signed ?? tls.server_names ?? []).join(", "), oninput: (e) => {
+          if (config.tls.self_signed) config.tls.self_signed = csv(e.target.value);
+          else if (e.target.value.trim()) config.tls.server_names = csv(e.target.value);
+          else delete config.tls.server_names;
+        } });
+        parts.push(field(t("server_names"), names));
+      }
+    }
+    body.replaceChildren(...parts);
+  }
+
+  function drawRaw() {
+    const area = h("textarea", { name: "config", class: "mono", rows: "14", spellcheck: "false", value: JSON.stringify(config, null, 2), oninput: (e) => {
+      try {
+        config = JSON.parse(e.target.value);
+        setFieldError(area, "");
+      } catch (error) {
+        setFieldError(area, t("err_json", { error: String(error.message) }));
+      }
+    } });
+    inputs.config = area;
+    body.replaceChildren(field(t("raw_json"), area));
+  }
+
+  const tabs = h("div", { class: "tabs", role: "tablist" },
+    h("button", { type: "button", role: "tab", "aria-selected": "true", text: t("form"), onclick: (e) => { raw = false; drawForm(); mark(e.target); } }),
+    h("button", { type: "button", role: "tab", "aria-selected": "false", "data-test": "raw-json", text: t("raw_json"), onclick: (e) => { raw = true; drawRaw(); mark(e.target); } }));
+  const mark = (tab) => tabs.querySelectorAll("button").forEach((b) => b.setAttribute("aria-selected", String(b === tab)));
+  drawForm();
+  const save = h("button", { type: "submit", class: "primary", text: inbound ? t("save") : t("create") });
+  const form = h("form", { class: "form", novalidate: true, onsubmit: async (e) => {
+    e.preventDefault();
+    if (raw && inputs.config?.getAttribute("aria-invalid") === "true") return;
+    if (!raw) {
+      if (!config.tag) return setFieldError(inputs.tag, t("err_required"));
+      setFieldError(inputs.tag, "");
+    }
+    try {
+      inbound ? await api.putInboundsById(inbound.id, { config }) : await api.postInbounds({ config });
+      d.close();
+      toast(t("saved"));
+      done();
+    } catch (error) {
+      fieldOrToast(error, inputs);
+    }
+  } }, tabs, body, h("footer", { class: "form-actions" }, save));
+  const d = modal({ title: inbound ? `${t("edit")}: ${inbound.tag}` : t("new_inbound"), body: form, wide: true });
+}
+
+function hostDialog(session, inboundId, host, done) {
+  const { api } = session;
+  const v = (k) => host?.[k] ?? "";
+  const inputs = {
+    remark: h("input", { name: "remark", value: v("remark") || "{USERNAME}" }),
+    address: h("input", { name: "address", value: v("address") }),
+    port: h("input", { name: "port", type: "number", min: "1", max: "65535", value: host?.port ? String(host.port) : "" }),
+    sni: h("input", { name: "sni", value: v("sni") }),
+    host: h("input", { name: "host", value: v("host") }),
+    path: h("input", { name: "path", value: v("path") }),
+    security: select([...HostSecurityValues], host?.security ?? "inbound_default", { name: "security" }),
+    weight: h("input", { name: "weight", type: "number", step: "1", value: String(host?.weight ?? 1) }),
+  };
+  const form = h("form", { class: "form", novalidate: true, onsubmit: async (e) => {
+    e.preventDefault();
+    let ok = true;
+    for (const input of Object.values(inputs)) setFieldError(input, "");
+    for (const k of ["remark", "address"]) if (!inputs[k].value.trim()) { setFieldError(inputs[k], t("err_required")); ok = false; }
+    const port = inputs.port.value ? Number(inputs.port.value) : undefined;
+    if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535)) { setFieldError(inputs.port, t("err_port")); ok = false; }
+    if (!ok) return;
+    const opt = (k) => inputs[k].value.trim() || undefined;
+    const body = { remark: inputs.remark.value, address: inputs.address.value, port, sni: opt("sni"), host: opt("host"), path: opt("path"), security: inputs.security.value, weight: Number(inputs.weight.value) || 1 };
+    try {
+      host ? await api.putInboundsHostsById(host.id, body) : await api.postInboundsByIdHosts(inboundId, body);
+      d.close();
+      toast(t("saved"));
+      done();
+    } catch (error) {
+      fieldOrToast(error, inputs);
+    }
+  } },
+  field(t("remark"), inputs.remark),
+  h("div", { class: "row2" }, field(t("address"), inputs.address), field(t("port"), inputs.port)),
+  h("div", { class: "row2" }, field(t("sni"), inputs.sni), field(t("host_header"), inputs.host)),
+  h("div", { class: "row2" }, field(t("path"), inputs.path), field(t("security"), inputs.security)),
+  field(t("weight"), inputs.weight),
+  h("footer", { class: "form-actions" }, h("button", { type: "submit", class: "primary", text: host ? t("save") : t("create") })));
+  const d = modal({ title: host ? `${t("edit")}: ${host.remark}` : t("new_host"), body: form });
+}
+
+/** @param {HTMLElement} root @param {Session} session */
+export async function inboundsPage(root, session) {
+  const { api, can } = session;
+  const inbounds = await api.getInbounds();
+  const hosts = await Promise.all(inbounds.map((i) => api.getInboundsByIdHosts(i.id)));
+  const reload = () => inboundsPage(root, session);
+  root.replaceChildren(
+    h("h1", { text: t("inbounds") }),
+    can.sudo ? h("div", { class: "toolbar" }, h("button", { type: "button", class: "primary", "data-test": "new-inbound", text: t("new_inbound"), onclick: () => inboundDialog(session, null, reload) })) : null,
+    inbounds.length ? h("div", { class: "cards" }, inbounds.map((ib, n) => h("section", { class: "card", "data-inbound": ib.tag },
+      h("h2", {}, ib.tag, " ", h("span", { class: "badge", text: ib.protocol })),
+      h("p", { class: "muted mono", text: `${ib.config?.listen ?? ""}${ib.config?.tls ? " · TLS" : ""}${ib.config?.settings?.method ? " · " + ib.config.settings.method : ""}` }),
+      can.sudo ? h("div", { class: "toolbar" },
+        h("button", { type: "button", class: "small", "data-test": "edit", text: t("edit"), onclick: () => inboundDialog(session, ib, reload) }),
+        deleteButton(ib.tag, () => api.deleteInboundsById(ib.id), reload)) : null,
+      h("h3", { text: t("hosts") }),
+      hosts[n].length ? h("ul", { class: "hosts" }, hosts[n].map((host) => h("li", {},
+        h("span", { class: "mono", text: `${host.remark} → ${host.address}${host.port ? ":" + host.port : ""}` }), " ",
+        h("span", { class: "muted", text: `${t(host.security)} · ${t("weight")} ${num(host.weight)}` }),
+        can.sudo ? h("span", { class: "inline-actions" },
+          h("button", { type: "button", class: "small", text: t("edit"), onclick: () => hostDialog(session, ib.id, host, reload) }),
+          deleteButton(host.remark, () => api.deleteInboundsHostsById(host.id), reload)) : null))) : h("p", { class: "muted", text: t("no_hosts") }),
+      can.sudo ? h("button", { type: "button", class: "small", "data-test": "new-host", text: t("new_host"), onclick: () => hostDialog(session, ib.id, null, reload) }) : null))) : h("p", { class: "muted", text: "—" }));
+}
+
+/** @param {HTMLElement} root @param {Session} session */
+export async function adminsPage(root, session) {
+  const { api, can, me } = session;
+  const [admins, services] = await Promise.all([api.getAdmins(), api.getServices()]);
+  const reload = () => adminsPage(root, session);
+  const role = (a) => a.is_sudo ? "role_sudo" : a.read_only ? "role_read_only" : "role_admin";
+  function dialog(admin) {
+    const inputs = {
+      username: h("input", { name: "username", value: admin?.username ?? "", disabled: !!admin, autocomplete: "off" }),
+      password: h("input", { name: "password", type: "password", autocomplete: "new-password", placeholder: admin ? "••••••••" : "" }),
+    };
+    const flag = (k, v) => h("label", { class: "check" }, h("input", { type: "checkbox", name: k, checked: v }), t(k));
+    const flags = {
+      is_sudo: flag("is_sudo", admin?.is_sudo ?? false),
+      read_only: flag("read_only", admin?.read_only ?? false),
+      all_services_access: flag("all_services_access", admin?.all_services_access ?? false),
+      modify_users_access: flag("modify_users_access", admin?.modify_users_access ?? true),
+      enabled: admin ? flag("enabled", admin.enabled) : null,
+    };
+    const boxes = services.map((s) => h("label", { class: "check" }, h("input", { type: "checkbox", value: String(s.id), checked: admin?.service_ids.includes(s.id) ?? false }), s.name));
+    const checked = (l) => /** @type {HTMLInputElement} */ (l.querySelector("input")).checked;
+    const form = h("form", { class: "form", novalidate: true, onsubmit: async (e) => {
+      e.preventDefault();
+      setFieldError(inputs.username, "");
+      setFieldError(inputs.password, "");
+      let ok = true;
+      if (!admin && !/^[A-Za-z0-9_]{3,32}$/.test(inputs.username.value)) { setFieldError(inputs.username, t("err_username")); ok = false; }
+      if ((!admin || inputs.password.value) && inputs.password.value.length < 8) { setFieldError(inputs.password, t("new_password")); ok = false; }
+      if (!ok) return;
+      const body = {
+        is_sudo: checked(flags.is_sudo), read_only: checked(flags.read_only),
+        all_services_access: checked(flags.all_services_access), modify_users_access: checked(flags.modify_users_access),
+        service_ids: boxes.filter(checked).map((l) => Number(/** @type {HTMLInputElement} */ (l.querySelector("input")).value)),
+      };
+      if (inputs.password.value) body.password = inputs.password.value;
+      try {
+        if (admin) await api.putAdminsByUsername(admin.username, { ...body, enabled: flags.enabled ? checked(flags.enabled) : undefined });
+        else await api.postAdmins({ ...body, username: inputs.username.value, password: inputs.password.value });
+        d.close();
+        toast(t("saved"));
+        reload();
+      } catch (error) {
+        fieldOrToast(error, inputs);
+      }
+    } },
+    field(t("username"), inputs.username), field(t("password"), inputs.password),
+    h("div", { class: "checks" }, Object.values(flags)),
+    services.length ? h("fieldset", { class: "field" }, h("legend", { text: t("services") }), boxes) : null,
+    h("footer", { class: "form-actions" }, h("button", { type: "submit", class: "primary", text: admin ? t("save") : t("create") })));
+    const d = modal({ title: admin ? `${t("edit")}: ${admin.username}` : t("new_admin"), body: form });
+  }
+  root.replaceChildren(
+    h("h1", { text: t("admins") }),
+    can.sudo ? h("div", { class: "toolbar" }, h("button", { type: "button", class: "primary", "data-test": "new-admin", text: t("new_admin"), onclick: () => dialog(null) })) : null,
+    h("div", { class: "cards" }, admins.map((a) => h("section", { class: "card" },
+      h("h2", {}, a.username, a.username === me.username ? h("span", { class: "muted", text: ` (${t("you")})` }) : null),
+      h("p", {}, h("span", { class: "badge", text: t(role(a)) }), " ", a.enabled ? null : h("span", { class: "badge disabled", text: t("disabled") })),
+      h("p", { class: "muted", text: a.all_services_access || a.is_sudo ? t("all_services_access") : a.service_ids.map((id) => services.find((s) => s.id === id)?.name ?? `#${id}`).join(", ") || "—" }),
+      can.sudo ? h("div", { class: "toolbar" },
+        h("button", { type: "button", class: "small", "data-test": "edit", text: t("edit"), onclick: () => dialog(a) }),
+        a.username !== me.username ? deleteButton(a.username, () => api.deleteAdminsByUsername(a.username), reload) : null) : null))));
+}
+
+/** @param {HTMLElement} root @param {Session} session */
+export async function settingsPage(root, session) {
+  const { api, me } = session;
+  const theme = document.documentElement.dataset.theme ?? "light";
+  const password = h("input", { type: "password", name: "password", autocomplete: "new-password" });
+  const account = me.read_only ? null : h("section", { class: "card" }, h("h2", { text: t("account") }),
+    h("form", { class: "form", novalidate: true, onsubmit: async (e) => {
+      e.preventDefault();
+      setFieldError(password, "");
+      if (password.value.length < 8) return setFieldError(password, t("new_password"));
+      try {
+        await api.putAdminsByUsername(me.username, { password: password.value });
+        toast(t("saved"));
+        // The old token is void now: log in again.
+        localStorage.removeItem("mz.token");
+        navigate("#/login");
+      } catch (error) {
+        fieldOrToast(error, { password });
+      }
+    } }, field(t("new_password"), password), h("footer", { class: "form-actions" }, h("button", { type: "submit", class: "primary", text: t("change_password") }))));
+  root.replaceChildren(
+    h("h1", { text: t("settings") }),
+    h("div", { class: "grid2" },
+      h("section", { class: "card" }, h("h2", { text: t("preferences") }),
+        field(t("language"), select(LOCALES.map((l) => l.code), locale(), { onchange: (e) => { setLocale(e.target.value); session.rerender(); } }, (c) => LOCALES.find((l) => l.code === c)?.name ?? c)),
+        field(t("theme"), select(["light", "dark"], theme, { onchange: (e) => { setTheme(e.target.value); session.rerender(); } }))),
+      account),
+    h("p", { class: "muted", text: t("server_settings_note") }));
+}
