@@ -18,6 +18,9 @@ command -v v2ray >/dev/null 2>&1 || missing+=(v2ray)
 command -v trojan >/dev/null 2>&1 || missing+=(trojan)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The dashboard's browser tests (service/tests/dashboard.rs).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]} from Debian" >&2
   as_root apt-get update -qq

@@ -1,0 +1,733 @@
+//! The dashboard in a real browser: Debian's headless Chromium driven through ChromeDriver by
+//! fantoccini, against a real `marzneshin serve` on a fresh SQLite database (the harness in
+//! `panel/`).
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`apt-get install -y chromium
+//! chromium-driver`; tests/run.sh installs them), or `MARZNESHIN_CHROMIUM` and
+//! `MARZNESHIN_CHROMEDRIVER`. Without them every test here fails and says so.
+//!
+//! A failing test saves a screenshot of the page under `target/tmp/dashboard-failures/`. The
+//! run also refreshes the screenshots of the main pages in `docs/dashboard/`.
+
+mod panel;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use panel::{Backend, TestPanel, ADMIN, ADMIN_PASSWORD};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Result<T = ()> = std::result::Result<T, Error>;
+
+const GIB: i64 = 1 << 30;
+/// How long a page gets to show what a step waits for.
+const WAIT: Duration = Duration::from_secs(15);
+const DESKTOP: (u32, u32) = (1100, 760);
+const PHONE: (u32, u32) = (375, 812);
+
+fn fail<T>(message: impl Into<String>) -> Result<T> {
+    Err(message.into().into())
+}
+
+fn tool(var: &str, default: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default));
+    if !path.is_file() {
+        panic!(
+            "{} not found: the dashboard tests need Debian's {package} (`apt-get install -y chromium \
+             chromium-driver`; tests/run.sh installs it) or {var} pointing at the binary",
+            path.display()
+        );
+    }
+    path
+}
+
+/// ChromeDriver with one headless Chromium session on a fresh profile.
+struct Browser {
+    client: Client,
+    driver: Child,
+    profile: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    test: &'static str,
+}
+
+impl Browser {
+    fn start(test: &'static str) -> Browser {
+        let chromium = tool("MARZNESHIN_CHROMIUM", "/usr/bin/chromium", "chromium");
+        let chromedriver = tool(
+            "MARZNESHIN_CHROMEDRIVER",
+            "/usr/bin/chromedriver",
+            "chromium-driver",
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let profile = std::env::temp_dir().join(format!(
+            "mz_dashboard_{test}_{}_{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&profile).unwrap();
+        let port = panel::free_port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", chromedriver.display()));
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--hide-scrollbars",
+                    format!("--user-data-dir={}", profile.display()),
+                    format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = runtime
+            .block_on(
+                ClientBuilder::new(connector)
+                    .capabilities(caps)
+                    .connect(&format!("http://{addr}")),
+            )
+            .unwrap_or_else(|e| panic!("start a Chromium session through chromedriver: {e}"));
+        Browser {
+            client,
+            driver,
+            profile,
+            runtime,
+            test,
+        }
+    }
+
+    /// Runs one step of the test; on failure saves a screenshot and fails the test.
+    fn step<F: std::future::Future<Output = Result>>(
+        &self,
+        name: &str,
+        f: impl FnOnce(Client) -> F,
+    ) {
+        let client = self.client.clone();
+        if let Err(e) = self.runtime.block_on(f(client)) {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-failures");
+            let _ = std::fs::create_dir_all(&dir);
+            let shot = dir.join(format!("{}-{name}.png", self.test));
+            let saved = match self.runtime.block_on(self.client.screenshot()) {
+                Ok(png) => std::fs::write(&shot, png)
+                    .map(|_| format!("screenshot: {}", shot.display()))
+                    .unwrap_or_else(|e| format!("screenshot not saved: {e}")),
+                Err(e) => format!("no screenshot: {e}"),
+            };
+            panic!("{} / {name}: {e}\n{saved}", self.test);
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = self.runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), client.close()).await
+        });
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Evaluates a JavaScript expression in the page.
+async fn js(c: &Client, expression: &str) -> Result<Value> {
+    Ok(c.execute(&format!("return ({expression});"), vec![])
+        .await?)
+}
+
+/// Waits until a JavaScript expression is truthy.
+async fn until(c: &Client, expression: &str) -> Result {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = js(c, expression).await?;
+        if v.as_bool() == Some(true) || (v.is_string() && v != "") || v.is_object() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return fail(format!("timed out waiting for `{expression}` (last: {v})"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for an element and clicks it.
+async fn click(c: &Client, css: &str) -> Result {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await?
+        .click()
+        .await?;
+    Ok(())
+}
+
+/// Waits for an input, clears it and types `text`.
+async fn fill(c: &Client, css: &str, text: &str) -> Result {
+    let e = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await?;
+    e.clear().await?;
+    e.send_keys(text).await?;
+    Ok(())
+}
+
+/// Waits for a select and picks the option with `value`.
+async fn choose(c: &Client, css: &str, value: &str) -> Result {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await?
+        .select_by_value(value)
+        .await?;
+    Ok(())
+}
+
+async fn text_of(c: &Client, css: &str) -> Result<String> {
+    Ok(c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await?
+        .text()
+        .await?)
+}
+
+async fn login(c: &Client, base: &str, username: &str, password: &str) -> Result {
+    c.goto(&format!("{base}/dashboard/#/login")).await?;
+    fill(c, "input[name=username]", username).await?;
+    fill(c, "input[name=password]", password).await?;
+    click(c, "form.login button[type=submit]").await?;
+    until(c, "document.querySelector('[data-test=me]')?.textContent").await
+}
+
+async fn goto_page(c: &Client, base: &str, hash: &str, ready: &str) -> Result {
+    c.goto(&format!("{base}/dashboard/#/{hash}")).await?;
+    until(
+        c,
+        &format!("document.querySelector('.page[data-ready=\"{hash}\"]') !== null && document.querySelector({ready:?}) !== null"),
+    )
+    .await
+}
+
+/// The page is no wider than the window: nothing overflows sideways.
+async fn no_horizontal_overflow(c: &Client, what: &str) -> Result {
+    // Let layout settle (fonts, the QR code arriving).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let v = js(
+        c,
+        "[document.documentElement.scrollWidth, window.innerWidth, \
+         [...document.querySelectorAll('body *')].filter(e => { const r = e.getBoundingClientRect(); \
+         return r.width > 0 && (r.right > window.innerWidth + 1 || r.left < -1); }).slice(0, 3)\
+         .map(e => e.tagName + '.' + e.className + ' ' + (e.textContent || '').slice(0, 40))]",
+    )
+    .await?;
+    let (scroll, inner) = (v[0].as_i64().unwrap_or(0), v[1].as_i64().unwrap_or(0));
+    if scroll > inner {
+        return fail(format!(
+            "{what}: document is {scroll} px wide in a {inner} px window; sticking out: {}",
+            v[2]
+        ));
+    }
+    Ok(())
+}
+
+/// Every page (a user page for `user`), with what shows it is drawn.
+fn every_page(user: &str) -> Vec<(String, String)> {
+    [
+        ("overview".to_owned(), "[data-test=total-users]".to_owned()),
+        ("users".to_owned(), format!("tr[data-user={user}]")),
+        (format!("users/{user}"), "[data-test=qr] svg".to_owned()),
+        ("services".to_owned(), ".card h2".to_owned()),
+        ("inbounds".to_owned(), "[data-inbound=ss_main]".to_owned()),
+        ("admins".to_owned(), ".card h2".to_owned()),
+        ("settings".to_owned(), "select".to_owned()),
+    ]
+    .into()
+}
+
+/// Saves a screenshot of the main pages into docs/dashboard/.
+async fn document(c: &Client, name: &str) -> Result {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(format!("{name}.png")), c.screenshot().await?)?;
+    Ok(())
+}
+
+/// An inbound, a service, and `users` users with some hourly usage over the last hours.
+fn seed(p: &TestPanel, token: &str, users: &[&str]) -> i64 {
+    let inbound = p.new_inbound(token, "ss_main", "aes-256-gcm", panel::free_port());
+    let service = p.new_service(token, "standard", &[inbound["id"].as_i64().unwrap()]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let hour = now / 3600 * 3600;
+    for (n, name) in users.iter().enumerate() {
+        let user = p.new_user(
+            token,
+            json!({"username": name, "data_limit": (n as i64 + 2) * GIB, "service_ids": [service],
+                   "data_limit_reset_strategy": "month"}),
+        );
+        let id = user["id"].as_i64().unwrap();
+        let mut used = 0;
+        for h in 0..12 {
+            let up = (n as i64 + 1) * (h % 5 + 1) * 7_000_000;
+            let down = up * 4;
+            used += up + down;
+            p.execute(
+                "INSERT INTO usage_hourly (user_id, hour, uplink, downlink) VALUES ($1, $2, $3, $4)",
+                &[id, hour - h * 3600, up, down],
+            );
+        }
+        p.execute(
+            "UPDATE users SET used_traffic = $1, lifetime_used_traffic = $1 WHERE id = $2",
+            &[used, id],
+        );
+    }
+    service
+}
+
+#[test]
+fn sudo_admin_creates_edits_disables_and_deletes_a_user() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let token = p.admin_token();
+    seed(&p, &token, &["bulk_one", "bulk_two"]);
+    let b = Browser::start("sudo");
+    let base = p.base.clone();
+
+    b.step(
+        "root redirects to the dashboard and shows the login",
+        |c| async move {
+            c.goto(&format!("{base}/")).await?;
+            until(&c, "location.pathname === '/dashboard/'").await?;
+            until(&c, "document.querySelector('form.login') !== null").await
+        },
+    );
+    let base = p.base.clone();
+    b.step("log in and see the overview", |c| async move {
+        login(&c, &base, ADMIN, ADMIN_PASSWORD).await?;
+        until(
+            &c,
+            "document.querySelector('[data-test=total-users] .tile-value')?.textContent === '2'",
+        )
+        .await
+    });
+    let base = p.base.clone();
+    b.step("create a user, with inline validation first", |c| async move {
+        goto_page(&c, &base, "users", "[data-test=new-user]").await?;
+        click(&c, "[data-test=new-user]").await?;
+        fill(&c, "dialog input[name=username]", "a!").await?;
+        click(&c, "dialog [data-test=save]").await?;
+        let error = text_of(&c, "dialog .field-error").await?;
+        if !error.contains("3 to 32") {
+            return fail(format!("no inline error for a bad name (got {error:?})"));
+        }
+        fill(&c, "dialog input[name=username]", "alice_ui").await?;
+        fill(&c, "dialog input[name=data_limit]", "5").await?;
+        choose(&c, "dialog select[name=expire_strategy]", "fixed_date").await?;
+        click(&c, "dialog [data-test=save]").await?;
+        // fixed_date needs a date: the dialog says so instead of sending.
+        until(&c, "document.querySelector('dialog input[name=expire_date]').getAttribute('aria-invalid') === 'true'").await?;
+        choose(&c, "dialog select[name=expire_strategy]", "never").await?;
+        click(&c, "dialog input[name=service]").await?;
+        click(&c, "dialog [data-test=save]").await?;
+        until(&c, "document.querySelector('tr[data-user=alice_ui]') !== null").await?;
+        until(&c, "document.querySelector('dialog') === null").await
+    });
+    let created = p.get(&token, "/api/users/alice_ui").ok();
+    assert_eq!(created["data_limit"], 5 * GIB);
+    assert_eq!(created["service_ids"].as_array().unwrap().len(), 1);
+    let key = created["key"].as_str().unwrap().to_owned();
+
+    let base = p.base.clone();
+    b.step("see the QR code and copy the link", |c| async move {
+        click(&c, "tr[data-user=alice_ui] td.name a").await?;
+        until(&c, "document.querySelector('[data-test=qr] svg') !== null").await?;
+        let url = c
+            .find(Locator::Css("[data-test=sub-url]"))
+            .await?
+            .prop("value")
+            .await?
+            .unwrap_or_default();
+        let expected = format!("{base}/sub/alice_ui/{key}");
+        if url != expected {
+            return fail(format!("subscription URL {url:?}, expected {expected:?}"));
+        }
+        click(&c, "[data-test=copy-link]").await?;
+        until(
+            &c,
+            "[...document.querySelectorAll('.toast')].some(t => t.textContent === 'Copied.')",
+        )
+        .await?;
+        // Paste the clipboard into the search box of the users page.
+        goto_page(&c, &base, "users", "[data-test=search]").await?;
+        let search = c.find(Locator::Css("[data-test=search]")).await?;
+        search.click().await?;
+        search
+            .send_keys(&format!("{}v", char::from(Key::Control)))
+            .await?;
+        let pasted = search.prop("value").await?.unwrap_or_default();
+        if pasted != expected {
+            return fail(format!("clipboard held {pasted:?}, expected {expected:?}"));
+        }
+        // Empty the search again (typed, so the page sees it).
+        let (ctrl, backspace) = (char::from(Key::Control), char::from(Key::Backspace));
+        search
+            .send_keys(&format!("{ctrl}a{ctrl}{backspace}"))
+            .await?;
+        until(
+            &c,
+            "document.querySelector('tr[data-user=alice_ui]') !== null",
+        )
+        .await
+    });
+    // The pasted link is a working subscription.
+    let sub = p.call(
+        "GET",
+        &format!("/sub/alice_ui/{}/links", created["key"].as_str().unwrap()),
+        None,
+        None,
+    );
+    assert_eq!(sub.status, 200, "{sub:?}");
+    assert!(sub.text.starts_with("ss://"), "{}", sub.text);
+
+    let base = p.base.clone();
+    b.step("change the data limit", |c| async move {
+        goto_page(&c, &base, "users/alice_ui", "[data-test=edit]").await?;
+        click(&c, "[data-test=edit]").await?;
+        fill(&c, "dialog input[name=data_limit]", "10").await?;
+        click(&c, "dialog [data-test=save]").await?;
+        until(&c, "document.querySelector('dialog') === null").await?;
+        until(
+            &c,
+            "document.querySelector('.facts .usage-text')?.textContent.includes('/ 10 GB')",
+        )
+        .await
+    });
+    assert_eq!(
+        p.get(&token, "/api/users/alice_ui").ok()["data_limit"],
+        10 * GIB
+    );
+
+    b.step(
+        "disable the user and see the status change",
+        |c| async move {
+            until(
+                &c,
+                "document.querySelector('.facts [data-status]')?.dataset.status === 'active'",
+            )
+            .await?;
+            click(&c, "[data-test=disable]").await?;
+            until(
+                &c,
+                "document.querySelector('.facts [data-status]')?.dataset.status === 'disabled'",
+            )
+            .await?;
+            // The action button turned into its opposite.
+            until(&c, "document.querySelector('[data-test=enable]') !== null").await
+        },
+    );
+    let disabled = p.get(&token, "/api/users/alice_ui").ok();
+    assert_eq!(
+        (disabled["enabled"].clone(), disabled["status"].clone()),
+        (json!(false), json!("disabled"))
+    );
+
+    b.step("delete the user", |c| async move {
+        click(&c, "[data-test=delete]").await?;
+        click(&c, "dialog [data-test=confirm]").await?;
+        until(&c, "location.hash === '#/users'").await?;
+        until(
+            &c,
+            "document.querySelector('tr[data-user=bulk_one]') !== null",
+        )
+        .await?;
+        until(
+            &c,
+            "document.querySelector('tr[data-user=alice_ui]') === null",
+        )
+        .await
+    });
+    assert_eq!(p.get(&token, "/api/users/alice_ui").status, 404);
+
+    b.step("bulk disable, filter by status, search", |c| async move {
+        click(&c, "tr[data-user=bulk_one] input.row-select").await?;
+        click(&c, "tr[data-user=bulk_two] input.row-select").await?;
+        click(&c, "[data-test=bulk-disable]").await?;
+        click(&c, "dialog [data-test=confirm]").await?;
+        until(&c, "[...document.querySelectorAll('tr[data-user] [data-status]')].every(b => b.dataset.status === 'disabled')").await?;
+        choose(&c, "[data-test=status-filter]", "active").await?;
+        until(&c, "document.querySelector('tr[data-user]') === null").await?;
+        choose(&c, "[data-test=status-filter]", "").await?;
+        fill(&c, "[data-test=search]", "two").await?;
+        until(&c, "document.querySelectorAll('tr[data-user]').length === 1 && document.querySelector('tr[data-user=bulk_two]') !== null").await
+    });
+    for name in ["bulk_one", "bulk_two"] {
+        assert_eq!(
+            p.get(&token, &format!("/api/users/{name}")).ok()["status"],
+            "disabled"
+        );
+    }
+
+    b.step("log out", |c| async move {
+        click(&c, "[data-test=logout]").await?;
+        until(&c, "document.querySelector('form.login') !== null").await?;
+        until(&c, "localStorage.getItem('mz.token') === null").await
+    });
+}
+
+/// Buttons a read-only admin may see: none of them changes anything.
+const HARMLESS: &str = "['logout', 'theme', 'prev', 'next', 'copy-link', 'raw-json']";
+
+#[test]
+fn read_only_admin_finds_no_control_that_changes_anything() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let token = p.admin_token();
+    seed(&p, &token, &["watched"]);
+    p.post(
+        &token,
+        "/api/admins",
+        json!({"username": "viewer", "password": "viewer-password-1", "is_sudo": true, "read_only": true}),
+    )
+    .ok();
+    let b = Browser::start("read_only");
+    let base = p.base.clone();
+    b.step("every page shows no changing control", |c| async move {
+        login(&c, &base, "viewer", "viewer-password-1").await?;
+        until(&c, "document.querySelector('[data-test=read-only]') !== null").await?;
+        for (hash, ready) in every_page("watched") {
+            goto_page(&c, &base, &hash, &ready).await?;
+            let found = js(
+                &c,
+                &format!(
+                    "[...document.querySelectorAll('button, form, input[type=checkbox], textarea, dialog')]\
+                     .filter(e => !(e.tagName === 'BUTTON' && (({HARMLESS}).includes(e.dataset.test) \
+                       || (e.dataset.test || '').startsWith('copy-'))))\
+                     .map(e => e.tagName + ' ' + (e.dataset.test || e.textContent || e.name))"
+                ),
+            )
+            .await?;
+            if found.as_array().is_none_or(|a| !a.is_empty()) {
+                return fail(format!("#/{hash} offers a read-only admin: {found}"));
+            }
+        }
+        Ok(())
+    });
+    // The API agrees: the viewer may not change anything.
+    let viewer = p.token("viewer", "viewer-password-1");
+    assert_eq!(
+        p.post(&viewer, "/api/users/watched/disable", json!({}))
+            .status,
+        403
+    );
+}
+
+#[test]
+fn login_shows_the_apis_errors_and_throttling() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let b = Browser::start("login_errors");
+    let base = p.base.clone();
+    b.step("wrong passwords, then throttled", |c| async move {
+        c.goto(&format!("{base}/dashboard/")).await?;
+        for _ in 0..5 {
+            fill(&c, "input[name=username]", ADMIN).await?;
+            fill(&c, "input[name=password]", "wrong-password").await?;
+            click(&c, "form.login button[type=submit]").await?;
+            until(&c, "document.querySelector('[data-test=login-message]').textContent.includes('incorrect username or password')").await?;
+            js(&c, "document.querySelector('[data-test=login-message]').textContent = ''").await?;
+        }
+        fill(&c, "input[name=password]", ADMIN_PASSWORD).await?;
+        click(&c, "form.login button[type=submit]").await?;
+        until(&c, "document.querySelector('[data-test=login-message]').textContent.includes('Too many failed logins')").await?;
+        let message = text_of(&c, "[data-test=login-message]").await?;
+        if !message.contains("try again in") {
+            return fail(format!("the throttling message lacks the API's detail: {message:?}"));
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn expired_session_returns_to_the_login_with_a_message() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let b = Browser::start("expiry");
+    let base = p.base.clone();
+    b.step("a token the API refuses ends the session", |c| async move {
+        login(&c, &base, ADMIN, ADMIN_PASSWORD).await?;
+        // What an expired (or revoked) token looks like to the dashboard: the API answers 401.
+        js(
+            &c,
+            "localStorage.setItem('mz.token', 'x.eyJleHAiOjQxMDI0NDQ4MDB9.y'), true",
+        )
+        .await?;
+        c.goto(&format!("{base}/dashboard/#/users")).await?;
+        until(&c, "document.querySelector('form.login') !== null").await?;
+        let message = text_of(&c, "[data-test=login-message]").await?;
+        if !message.contains("session expired") {
+            return fail(format!("no expiry message: {message:?}"));
+        }
+        Ok(())
+    });
+    let base = p.base.clone();
+    b.step("a token past its expiry ends the session without asking the API", |c| async move {
+        login(&c, &base, ADMIN, ADMIN_PASSWORD).await?;
+        js(&c, "localStorage.setItem('mz.token', 'x.eyJleHAiOjEwMDB9.y'), true").await?;
+        c.refresh().await?;
+        until(&c, "document.querySelector('[data-test=login-message]')?.textContent.includes('session expired')").await
+    });
+}
+
+#[test]
+fn phone_and_persian_render_without_overflow_and_screenshots() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let token = p.admin_token();
+    seed(&p, &token, &["sara", "reza_m", "mina", "ali_k"]);
+    p.put(&token, "/api/users/mina", json!({"enabled": false}))
+        .ok();
+    let b = Browser::start("layout");
+    let base = p.base.clone();
+    b.step("desktop, English, light", |c| async move {
+        login(&c, &base, ADMIN, ADMIN_PASSWORD).await?;
+        js(&c, "localStorage.setItem('mz.theme', 'light'), localStorage.setItem('mz.locale', 'en'), true").await?;
+        c.refresh().await?;
+        goto_page(&c, &base, "overview", "[data-test=total-users]").await?;
+        until(&c, "document.querySelectorAll('.chart rect').length > 0").await?;
+        no_horizontal_overflow(&c, "overview").await?;
+        document(&c, "desktop-light-en-overview").await?;
+        goto_page(&c, &base, "users", "tr[data-user=sara]").await?;
+        document(&c, "desktop-light-en-users").await?;
+        goto_page(&c, &base, "users/sara", "[data-test=qr] svg").await?;
+        document(&c, "desktop-light-en-user").await
+    });
+    let base = p.base.clone();
+    b.step("Persian is right to left and remembered; dark theme toggles", |c| async move {
+        choose(&c, "[data-test=locale]", "fa").await?;
+        until(&c, "document.documentElement.dir === 'rtl' && document.documentElement.lang === 'fa'").await?;
+        click(&c, "[data-test=theme]").await?;
+        until(&c, "document.documentElement.dataset.theme === 'dark'").await?;
+        c.refresh().await?;
+        until(&c, "document.documentElement.dir === 'rtl' && document.documentElement.dataset.theme === 'dark'").await?;
+        until(&c, "document.querySelector('.nav a')?.textContent === 'نمای کلی'").await?;
+        goto_page(&c, &base, "users", "tr[data-user=sara]").await?;
+        no_horizontal_overflow(&c, "users, Persian, desktop").await?;
+        document(&c, "desktop-dark-fa-users").await
+    });
+    b.step("the window is a 375 px phone", |c| async move {
+        c.set_window_size(PHONE.0, PHONE.1).await?;
+        let width = js(&c, "window.innerWidth").await?;
+        if width != PHONE.0 {
+            return fail(format!("innerWidth is {width}, wanted {}", PHONE.0));
+        }
+        Ok(())
+    });
+    for locale in ["fa", "en"] {
+        let base = p.base.clone();
+        b.step(
+            &format!("every page at 375 px in {locale}"),
+            |c| async move {
+                js(
+                    &c,
+                    &format!("localStorage.setItem('mz.locale', '{locale}'), true"),
+                )
+                .await?;
+                c.refresh().await?;
+                for (hash, ready) in every_page("sara") {
+                    goto_page(&c, &base, &hash, &ready).await?;
+                    no_horizontal_overflow(&c, &format!("#/{hash} at 375 px in {locale}")).await?;
+                }
+                goto_page(&c, &base, "users", "[data-test=new-user]").await?;
+                click(&c, "[data-test=new-user]").await?;
+                choose(
+                    &c,
+                    "dialog select[name=expire_strategy]",
+                    "start_on_first_use",
+                )
+                .await?;
+                no_horizontal_overflow(&c, &format!("the user dialog at 375 px in {locale}"))
+                    .await?;
+                js(&c, "document.querySelector('dialog').close(), true").await?;
+                Ok(())
+            },
+        );
+    }
+    let base = p.base.clone();
+    b.step("phone screenshots", |c| async move {
+        js(&c, "localStorage.setItem('mz.locale', 'fa'), localStorage.setItem('mz.theme', 'light'), true").await?;
+        c.refresh().await?;
+        goto_page(&c, &base, "users", "tr[data-user=sara]").await?;
+        document(&c, "phone-light-fa-users").await?;
+        js(&c, "localStorage.setItem('mz.locale', 'en'), localStorage.setItem('mz.theme', 'dark'), true").await?;
+        c.refresh().await?;
+        goto_page(&c, &base, "users/sara", "[data-test=qr] svg").await?;
+        document(&c, "phone-dark-en-user").await
+    });
+}
+
+#[test]
+fn dashboard_assets_are_served_with_their_types() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let root = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/", p.base))
+        .send()
+        .unwrap();
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers()["location"], "/dashboard/");
+    for (path, mime) in [
+        ("/dashboard/", "text/html"),
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/api.js", "text/javascript"),
+        ("/dashboard/style.css", "text/css"),
+    ] {
+        let r = reqwest::blocking::get(format!("{}{path}", p.base)).unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with(mime), "{path}: {ct}");
+        let body = r.text().unwrap();
+        assert!(!body.contains("https://"), "{path} refers to another site");
+    }
+    let missing = reqwest::blocking::get(format!("{}/dashboard/nope.js", p.base)).unwrap();
+    assert_eq!(missing.status(), 404);
+    let qr = reqwest::blocking::Client::new()
+        .post(format!("{}/dashboard/qr", p.base))
+        .body("ss://example")
+        .send()
+        .unwrap();
+    assert_eq!(qr.status(), 200);
+    assert!(qr.text().unwrap().contains("<svg"));
+}
