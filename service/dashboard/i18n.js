@@ -93,8 +93,8 @@ const en = {
   subscription_url: "Subscription URL",
   formats: "Client formats",
   qr_code: "QR code",
-  usage_24h: "Usage, last 24 hours",
-  usage_7d: "Usage, last 7 days",
+  usage_24h: "24 hours",
+  usage_7d: "7 days",
   uplink: "Upload",
   downlink: "Download",
   used: "Used",
@@ -260,8 +260,8 @@ const fa = {
   subscription_url: "نشانی اشتراک",
   formats: "قالب‌های کلاینت",
   qr_code: "کد QR",
-  usage_24h: "مصرف ۲۴ ساعت گذشته",
-  usage_7d: "مصرف ۷ روز گذشته",
+  usage_24h: "۲۴ ساعت",
+  usage_7d: "۷ روز",
   uplink: "ارسال",
   downlink: "دریافت",
   used: "مصرف‌شده",
@@ -406,4 +406,9 @@ export function hour(seconds) {
   return new Intl.DateTimeFormat(current, { hour: "2-digit", minute: "2-digit" }).format(
     new Date(seconds * 1000),
   );
+}
+
+/** Unix seconds as a short day (weekday and day of month), for chart axes. */
+export function day(seconds) {
+  return new Intl.DateTimeFormat(current, { weekday: "short", day: "numeric" }).format(new Date(seconds * 1000));
 }

@@ -1,7 +1,7 @@
 // Small DOM building blocks: elements, dialogs, toasts, form fields, the usage chart and QR
 // codes. No framework: pages rebuild their part of the DOM when their data changes.
 
-import { t, bytes, hour, num } from "./i18n.js";
+import { t, bytes, hour, day, num } from "./i18n.js";
 
 /**
  * Creates an element. `attrs`: `class`, `text`, `on<event>` handlers, `dataset`, boolean and
@@ -169,7 +169,7 @@ export function usageChart(buckets, start, hours) {
       const up = (b.uplink / max) * inner;
       const down = (b.downlink / max) * inner;
       const title = s("title");
-      title.textContent = `${hour(at)} · ${t("uplink")} ${bytes(b.uplink)} · ${t("downlink")} ${bytes(b.downlink)}`;
+      title.textContent = `${day(at)} ${hour(at)} · ${t("uplink")} ${bytes(b.uplink)} · ${t("downlink")} ${bytes(b.downlink)}`;
       chart.append(
         s("g", {}, title,
           s("rect", { x: x + 1, width: Math.max(1, slot - 2), y: height - pad.bottom - down, height: down, class: "down" }),
@@ -178,7 +178,7 @@ export function usageChart(buckets, start, hours) {
     }
     if (i % Math.max(1, Math.round(hours / 6)) === 0) {
       const label = s("text", { x: x + slot / 2, y: height - 6, class: "tick", "text-anchor": "middle" });
-      label.textContent = hour(at);
+      label.textContent = hours > 48 ? day(at) : hour(at);
       chart.append(label);
     }
   }

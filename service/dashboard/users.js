@@ -212,11 +212,21 @@ export function userDialog(session, user, services, done) {
 export async function userPage(root, session, name) {
   const { api, can } = session;
   const user = await api.getUsersByUsername(name);
-  const now = Math.floor(Date.now() / 1000);
-  const hours = 24;
-  const start = Math.floor(now / 3600) * 3600 - (hours - 1) * 3600;
-  const usage = await api.getUsersByUsernameUsage(name, { start, end: now });
   const services = await api.getServices();
+  const chartBox = h("div");
+  /** Draws the hourly usage of the last `hours` hours. */
+  async function drawUsage(hours) {
+    const now = Math.floor(Date.now() / 1000);
+    const start = Math.floor(now / 3600) * 3600 - (hours - 1) * 3600;
+    const usage = await api.getUsersByUsernameUsage(name, { start, end: now });
+    chartBox.replaceChildren(usageChart(usage, start, hours));
+  }
+  const ranges = h("div", { class: "tabs", role: "tablist" }, [["usage_24h", 24], ["usage_7d", 168]].map(([key, hours], i) =>
+    h("button", { type: "button", role: "tab", class: "small", "data-test": `range-${hours}`, "aria-selected": String(i === 0), text: t(key), onclick: (e) => {
+      ranges.querySelectorAll("button").forEach((b) => b.setAttribute("aria-selected", String(b === e.target)));
+      drawUsage(hours).catch(showError);
+    } })));
+  await drawUsage(24);
   const url = subscriptionUrl(user);
   const reload = () => session.rerender();
 
@@ -268,5 +278,5 @@ export async function userPage(root, session, name) {
         h("div", { class: "copy-row" }, linkInput, h("button", { type: "button", class: "primary", "data-test": "copy-link", text: t("copy_link"), onclick: () => copyText(url) })),
         h("h3", { text: t("formats") }), formats,
         qrBox)),
-    h("section", { class: "card" }, h("h2", { text: t("usage_24h") }), usageChart(usage, start, hours)));
+    h("section", { class: "card" }, h("h2", { text: t("usage") }), ranges, chartBox));
 }

@@ -509,7 +509,8 @@ fn sudo_admin_creates_edits_disables_and_deletes_a_user() {
     });
 }
 
-/// Buttons a read-only admin may see: none of them changes anything.
+/// Buttons a read-only admin may see (and any `copy-*` or `range-*` one): none of them changes
+/// anything.
 const HARMLESS: &str = "['logout', 'theme', 'prev', 'next', 'copy-link', 'raw-json']";
 
 #[test]
@@ -535,7 +536,7 @@ fn read_only_admin_finds_no_control_that_changes_anything() {
                 &format!(
                     "[...document.querySelectorAll('button, form, input[type=checkbox], textarea, dialog')]\
                      .filter(e => !(e.tagName === 'BUTTON' && (({HARMLESS}).includes(e.dataset.test) \
-                       || (e.dataset.test || '').startsWith('copy-'))))\
+                       || /^(copy|range)-/.test(e.dataset.test || ''))))\
                      .map(e => e.tagName + ' ' + (e.dataset.test || e.textContent || e.name))"
                 ),
             )
@@ -630,7 +631,12 @@ fn phone_and_persian_render_without_overflow_and_screenshots() {
         goto_page(&c, &base, "users", "tr[data-user=sara]").await?;
         document(&c, "desktop-light-en-users").await?;
         goto_page(&c, &base, "users/sara", "[data-test=qr] svg").await?;
-        document(&c, "desktop-light-en-user").await
+        document(&c, "desktop-light-en-user").await?;
+        // The seeded usage spans 12 hours: 12 bars over 24 hours (hours on the axis), the
+        // same 12 over 7 days (days on the axis).
+        until(&c, "document.querySelectorAll('.chart g').length === 12").await?;
+        click(&c, "[data-test=range-168]").await?;
+        until(&c, "document.querySelectorAll('.chart g').length === 12 && !document.querySelector('.chart .tick').textContent.includes(':')").await
     });
     let base = p.base.clone();
     b.step("Persian is right to left and remembered; dark theme toggles", |c| async move {
