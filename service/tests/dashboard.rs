@@ -703,6 +703,113 @@ fn phone_and_persian_render_without_overflow_and_screenshots() {
 }
 
 #[test]
+fn sudo_admin_manages_inbounds_hosts_services_and_admins() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let token = p.admin_token();
+    let port = panel::free_port();
+    let b = Browser::start("sudo_pages");
+    let base = p.base.clone();
+    b.step("create a Shadowsocks inbound through its form", |c| async move {
+        login(&c, &base, ADMIN, ADMIN_PASSWORD).await?;
+        goto_page(&c, &base, "inbounds", "[data-test=new-inbound]").await?;
+        click(&c, "[data-test=new-inbound]").await?;
+        fill(&c, "dialog input[name=tag]", "ss_ui").await?;
+        fill(&c, "dialog input[name=listen]", &format!("127.0.0.1:{port}")).await?;
+        choose(&c, "dialog select[name=method]", "2022-blake3-aes-128-gcm").await?;
+        // A 2022 AES method offers the server key; a wrong one is the API's error, inline.
+        fill(&c, "dialog input[name=psk]", "not-base64").await?;
+        click(&c, "dialog button[type=submit]").await?;
+        until(&c, "document.querySelector('dialog input[name=psk]')?.getAttribute('aria-invalid') === 'true'").await?;
+        fill(&c, "dialog input[name=psk]", "AAAAAAAAAAAAAAAAAAAAAA==").await?;
+        click(&c, "dialog button[type=submit]").await?;
+        until(&c, "document.querySelector('[data-inbound=ss_ui]') !== null").await
+    });
+    let inbounds = p.get(&token, "/api/inbounds").ok();
+    let inbound = &inbounds[0];
+    assert_eq!(
+        inbound["config"]["settings"]["method"],
+        "2022-blake3-aes-128-gcm"
+    );
+    assert_eq!(inbound["config"]["listen"], format!("127.0.0.1:{port}"));
+    let inbound_id = inbound["id"].as_i64().unwrap();
+
+    let base = p.base.clone();
+    b.step("change it through the raw JSON view", |c| async move {
+        click(&c, "[data-inbound=ss_ui] [data-test=edit]").await?;
+        click(&c, "dialog [data-test=raw-json]").await?;
+        fill(&c, "dialog textarea[name=config]", "{").await?;
+        until(
+            &c,
+            "document.querySelector('dialog textarea').getAttribute('aria-invalid') === 'true'",
+        )
+        .await?;
+        let config = json!({"tag": "ss_ui", "listen": format!("127.0.0.1:{port}"),
+                            "protocol": "shadowsocks", "settings": {"method": "aes-128-gcm"}});
+        fill(&c, "dialog textarea[name=config]", &config.to_string()).await?;
+        click(&c, "dialog button[type=submit]").await?;
+        until(&c, "document.querySelector('dialog') === null").await?;
+        goto_page(&c, &base, "inbounds", "[data-inbound=ss_ui]").await
+    });
+    assert_eq!(
+        p.get(&token, &format!("/api/inbounds/{inbound_id}")).ok()["config"]["settings"]["method"],
+        "aes-128-gcm"
+    );
+
+    b.step("add a host to it", |c| async move {
+        click(&c, "[data-inbound=ss_ui] [data-test=new-host]").await?;
+        fill(&c, "dialog input[name=address]", "127.0.0.1").await?;
+        fill(&c, "dialog input[name=port]", "70000").await?;
+        click(&c, "dialog button[type=submit]").await?;
+        until(&c, "document.querySelector('dialog input[name=port]')?.getAttribute('aria-invalid') === 'true'").await?;
+        fill(&c, "dialog input[name=port]", "8443").await?;
+        fill(&c, "dialog input[name=remark]", "home {USERNAME}").await?;
+        click(&c, "dialog button[type=submit]").await?;
+        until(&c, "document.querySelector('[data-inbound=ss_ui] .hosts')?.textContent.includes('127.0.0.1:8443')").await
+    });
+    let hosts = p
+        .get(&token, &format!("/api/inbounds/{inbound_id}/hosts"))
+        .ok();
+    assert_eq!(hosts[0]["remark"], "home {USERNAME}");
+    assert_eq!(hosts[0]["port"], 8443);
+
+    let base = p.base.clone();
+    b.step("create a service with the inbound", |c| async move {
+        goto_page(&c, &base, "services", "[data-test=new-service]").await?;
+        click(&c, "[data-test=new-service]").await?;
+        fill(&c, "dialog input[name=name]", "svc_ui").await?;
+        click(&c, "dialog input[type=checkbox]").await?;
+        click(&c, "dialog button[type=submit]").await?;
+        until(
+            &c,
+            "[...document.querySelectorAll('.card h2')].some(h => h.textContent === 'svc_ui')",
+        )
+        .await
+    });
+    let services = p.get(&token, "/api/services").ok();
+    assert_eq!(services[0]["inbound_ids"], json!([inbound_id]));
+
+    let base = p.base.clone();
+    b.step("create a read-only admin", |c| async move {
+        goto_page(&c, &base, "admins", "[data-test=new-admin]").await?;
+        click(&c, "[data-test=new-admin]").await?;
+        fill(&c, "dialog input[name=username]", "helper_ui").await?;
+        fill(&c, "dialog input[name=password]", "short").await?;
+        click(&c, "dialog button[type=submit]").await?;
+        until(&c, "document.querySelector('dialog input[name=password]').getAttribute('aria-invalid') === 'true'").await?;
+        fill(&c, "dialog input[name=password]", "helper-password-1").await?;
+        click(&c, "dialog input[name=read_only]").await?;
+        click(&c, "dialog button[type=submit]").await?;
+        until(&c, "[...document.querySelectorAll('.card')].some(c => c.textContent.includes('helper_ui') && c.textContent.includes('Read-only'))").await
+    });
+    let helper = p.token("helper_ui", "helper-password-1");
+    let me = p.get(&helper, "/api/admins/current").ok();
+    assert_eq!(
+        (me["read_only"].clone(), me["is_sudo"].clone()),
+        (json!(true), json!(false))
+    );
+}
+
+#[test]
 fn dashboard_assets_are_served_with_their_types() {
     let p = TestPanel::start(Backend::Sqlite);
     let root = reqwest::blocking::Client::builder()
