@@ -49,6 +49,10 @@ fn tool(var: &str, default: &str, package: &str) -> PathBuf {
     path
 }
 
+/// One browser at a time: the tests share a small machine with the rest of the suite, and a
+/// starved browser makes waits time out.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// ChromeDriver with one headless Chromium session on a fresh profile.
 struct Browser {
     client: Client,
@@ -56,10 +60,12 @@ struct Browser {
     profile: PathBuf,
     runtime: tokio::runtime::Runtime,
     test: &'static str,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Browser {
     fn start(test: &'static str) -> Browser {
+        let turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
         let chromium = tool("MARZNESHIN_CHROMIUM", "/usr/bin/chromium", "chromium");
         let chromedriver = tool(
             "MARZNESHIN_CHROMEDRIVER",
@@ -123,6 +129,7 @@ impl Browser {
             profile,
             runtime,
             test,
+            _turn: turn,
         }
     }
 
