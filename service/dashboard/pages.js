@@ -3,7 +3,7 @@
 
 import { ApiError, HostSecurityValues } from "./api.js";
 import { t, bytes, num, locale, setLocale, LOCALES } from "./i18n.js";
-import { h, modal, confirmDialog, toast, showError, field, setFieldError, select, usageChart, countBars } from "./ui.js";
+import { h, modal, confirmDialog, toast, showError, field, setFieldError, select, usageChart, countBars, sparkline, onlineDot } from "./ui.js";
 import { setTheme, navigate } from "./app.js";
 
 /** @typedef {import("./app.js").Session} Session */
@@ -71,9 +71,10 @@ export async function overviewPage(root, session) {
         { key: "disabled", value: stats.disabled_users },
       ])),
       h("section", { class: "card" }, h("h2", { text: t("top_users") }),
-        top.items.length ? h("ol", { class: "top-users" }, top.items.map((u) => h("li", {},
-          h("a", { href: `#/users/${encodeURIComponent(u.username)}`, text: u.username }), " ",
-          h("span", { class: "muted", text: bytes(u.used_traffic) })))) : h("p", { class: "muted", text: t("no_users") }))),
+        top.items.length ? h("ol", { class: "top-users" }, top.items.map((u, n) => h("li", {},
+          h("a", { href: `#/users/${encodeURIComponent(u.username)}`, text: u.username }), onlineDot(u.online_at), " ",
+          h("span", { class: "muted", text: bytes(u.used_traffic) }), " ",
+          sparkline(usages[n], start, hours)))) : h("p", { class: "muted", text: t("no_users") }))),
     h("section", { class: "card" }, h("h2", { text: t("traffic_over_time") }), usageChart([...sum.values()], start, hours)));
 }
 

@@ -188,6 +188,32 @@ export function usageChart(buckets, start, hours) {
   return h("figure", { class: "chart-box" }, chart, legend);
 }
 
+/**
+ * A small bar chart of hourly totals (upload + download), for lists.
+ * @param {Array<{hour: number, uplink: number, downlink: number}>} buckets
+ * @param {number} start first hour shown (Unix seconds, on the hour)
+ * @param {number} hours how many hours
+ */
+export function sparkline(buckets, start, hours) {
+  const width = 96;
+  const height = 20;
+  const max = Math.max(1, ...buckets.map((b) => b.uplink + b.downlink));
+  const chart = s("svg", { viewBox: `0 0 ${width} ${height}`, class: "spark", "aria-hidden": "true" });
+  for (const b of buckets) {
+    const i = Math.round((b.hour - start) / 3600);
+    if (i < 0 || i >= hours) continue;
+    const bar = Math.max(1, ((b.uplink + b.downlink) / max) * height);
+    chart.append(s("rect", { x: (i * width) / hours, width: Math.max(1, width / hours - 0.5), y: height - bar, height: bar, class: "down" }));
+  }
+  return chart;
+}
+
+/** A dot for a user seen in the last 5 minutes (what the API counts as online). */
+export function onlineDot(onlineAt) {
+  if (!onlineAt || Date.now() / 1000 - onlineAt > 300) return null;
+  return h("span", { class: "online", title: t("online_now"), "aria-label": t("online_now") });
+}
+
 /** Counts as labelled horizontal bars (users by status). */
 export function countBars(rows) {
   const max = Math.max(1, ...rows.map((r) => r.value));

@@ -3,7 +3,7 @@
 
 import { ApiError, UserStatusValues, UserOrderValues, ResetStrategyValues, ExpireStrategyValues, SubscriptionFormatValues } from "./api.js";
 import { t, bytes, date, num } from "./i18n.js";
-import { h, modal, confirmDialog, toast, showError, field, setFieldError, select, badge, usageBar, usageChart, qrCode, copyText, fromLocalInput, toLocalInput } from "./ui.js";
+import { h, modal, confirmDialog, toast, showError, field, setFieldError, select, badge, usageBar, usageChart, onlineDot, qrCode, copyText, fromLocalInput, toLocalInput } from "./ui.js";
 
 const GB = 1024 ** 3;
 const DAY = 86400;
@@ -62,7 +62,7 @@ export async function usersPage(root, session) {
         e.target.checked ? chosen.add(u.username) : chosen.delete(u.username);
         drawBulk();
       } })) : null,
-      h("td", { class: "name", "data-label": t("username") }, h("a", { href: `#/users/${encodeURIComponent(u.username)}`, text: u.username })),
+      h("td", { class: "name", "data-label": t("username") }, h("a", { href: `#/users/${encodeURIComponent(u.username)}`, text: u.username }), onlineDot(u.online_at)),
       h("td", { "data-label": t("status") }, badge(u.status)),
       h("td", { "data-label": t("usage") }, usageBar(u.used_traffic, u.data_limit)),
       h("td", { "data-label": t("expiry"), text: expiryText(u) }),

@@ -323,6 +323,13 @@ fn seed(p: &TestPanel, token: &str, users: &[&str]) -> i64 {
             "UPDATE users SET used_traffic = $1, lifetime_used_traffic = $1 WHERE id = $2",
             &[used, id],
         );
+        if n == 0 {
+            // The first user was online a minute ago.
+            p.execute(
+                "UPDATE users SET online_at = $1 WHERE id = $2",
+                &[now - 60, id],
+            );
+        }
     }
     service
 }
@@ -633,6 +640,15 @@ fn phone_and_persian_render_without_overflow_and_screenshots() {
         c.refresh().await?;
         goto_page(&c, &base, "overview", "[data-test=total-users]").await?;
         until(&c, "document.querySelectorAll('.chart rect').length > 0").await?;
+        // Per-user traffic over time, and who is online (the first seeded user).
+        until(
+            &c,
+            "document.querySelectorAll('.top-users li').length === 4 \
+             && [...document.querySelectorAll('.top-users li')].every(li => li.querySelectorAll('.spark rect').length === 12) \
+             && document.querySelectorAll('.top-users .online').length === 1 \
+             && document.querySelector('[data-test=online-users] .tile-value').textContent === '1'",
+        )
+        .await?;
         no_horizontal_overflow(&c, "overview").await?;
         document(&c, "desktop-light-en-overview").await?;
         goto_page(&c, &base, "users", "tr[data-user=sara]").await?;
