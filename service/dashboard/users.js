@@ -71,7 +71,7 @@ export async function usersPage(root, session) {
     tableBox.replaceChildren(page.items.length ? h("table", { class: "users" },
       h("thead", {}, h("tr", {},
         can.users ? h("th", { class: "select" }, all) : null,
-        h("th", { text: t("username") }), h("th", { text: t("status") }), h("th", { text: t("usage") }), h("th", { text: t("expiry") }),
+        sortable("username", "username"), h("th", { text: t("status") }), sortable("usage", "used_traffic_desc"), h("th", { text: t("expiry") }),
         can.users ? h("th", { text: t("actions") }) : null)),
       h("tbody", {}, rows)) : h("p", { class: "muted", text: t("no_users") }));
     pager.replaceChildren(
@@ -100,6 +100,18 @@ export async function usersPage(root, session) {
       run("enable", "enable"), run("disable", "disable"), run("reset", "reset_usage"), run("delete", "delete", true));
   }
 
+  const orderSelect = /** @type {HTMLSelectElement} */ (select([...UserOrderValues], view.order, { "aria-label": t("order"), "data-test": "order", onchange: (e) => { view.order = e.target.value; view.page = 1; load(); } }));
+  /** A column header that sorts by `order` when clicked. */
+  function sortable(key, order) {
+    const current = view.order === order;
+    return h("th", { "aria-sort": current ? (order.endsWith("_desc") ? "descending" : "ascending") : false },
+      h("button", { type: "button", class: "sort", "data-test": `sort-${order}`, text: t(key) + (current ? (order.endsWith("_desc") ? " ↓" : " ↑") : ""), onclick: () => {
+        view.order = order;
+        orderSelect.value = order;
+        view.page = 1;
+        load();
+      } }));
+  }
   let debounce = 0;
   const search = h("input", { type: "search", "data-test": "search", placeholder: t("search"), "aria-label": t("search"), value: view.username, oninput: (e) => {
     clearTimeout(debounce);
@@ -108,7 +120,7 @@ export async function usersPage(root, session) {
   const toolbar = h("div", { class: "toolbar" },
     search,
     select(["", ...UserStatusValues], view.status, { "aria-label": t("status"), "data-test": "status-filter", onchange: (e) => { view.status = e.target.value; view.page = 1; load(); } }, (v) => v ? t(v) : t("all_statuses")),
-    select([...UserOrderValues], view.order, { "aria-label": t("order"), onchange: (e) => { view.order = e.target.value; view.page = 1; load(); } }),
+    orderSelect,
     can.users ? h("button", { type: "button", class: "primary", "data-test": "new-user", text: t("new_user"), onclick: () => userDialog(session, null, services, load) }) : null);
   root.replaceChildren(h("h1", { text: t("users") }), toolbar, bulkBar, tableBox, pager);
   await load();

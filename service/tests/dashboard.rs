@@ -523,7 +523,7 @@ fn sudo_admin_creates_edits_disables_and_deletes_a_user() {
     });
 }
 
-/// Buttons a read-only admin may see (and any `copy-*` or `range-*` one): none of them changes
+/// Buttons a read-only admin may see (and any `copy-*`, `range-*` or `sort-*` one): none of them changes
 /// anything.
 const HARMLESS: &str = "['logout', 'theme', 'prev', 'next', 'copy-link', 'raw-json']";
 
@@ -550,7 +550,7 @@ fn read_only_admin_finds_no_control_that_changes_anything() {
                 &format!(
                     "[...document.querySelectorAll('button, form, input[type=checkbox], textarea, dialog')]\
                      .filter(e => !(e.tagName === 'BUTTON' && (({HARMLESS}).includes(e.dataset.test) \
-                       || /^(copy|range)-/.test(e.dataset.test || ''))))\
+                       || /^(copy|range|sort)-/.test(e.dataset.test || ''))))\
                      .map(e => e.tagName + ' ' + (e.dataset.test || e.textContent || e.name))"
                 ),
             )
@@ -652,6 +652,13 @@ fn phone_and_persian_render_without_overflow_and_screenshots() {
         no_horizontal_overflow(&c, "overview").await?;
         document(&c, "desktop-light-en-overview").await?;
         goto_page(&c, &base, "users", "tr[data-user=sara]").await?;
+        // Sorting: oldest first from the menu, then by name from the column header.
+        let order = "[...document.querySelectorAll('tr[data-user]')].map(r => r.dataset.user).join()";
+        choose(&c, "[data-test=order]", "created_asc").await?;
+        until(&c, &format!("{order} === 'sara,reza_m,mina,ali_k'")).await?;
+        click(&c, "[data-test=sort-username]").await?;
+        until(&c, &format!("{order} === 'ali_k,mina,reza_m,sara'")).await?;
+        until(&c, "document.querySelector('[data-test=order]').value === 'username'").await?;
         document(&c, "desktop-light-en-users").await?;
         goto_page(&c, &base, "users/sara", "[data-test=qr] svg").await?;
         document(&c, "desktop-light-en-user").await?;
