@@ -1,5 +1,6 @@
 //! What every inbound's relay shares: counting and rate-limiting relayed bytes ([`Meter`]),
-//! reads that survive the idle timer ([`read_active`]), the drain a failed handshake gets
+//! the per-connection idle timeout ([`until_idle`]), reads that survive a per-read idle
+//! timer ([`read_active`]), the drain a failed handshake gets
 //! ([`drain`]) and the plain byte relay ([`pipe`]) of protocols without their own framing
 //! after the header (VLESS, Trojan, fallbacks).
 
@@ -89,6 +90,28 @@ pub(crate) async fn read_active<R: AsyncRead + Unpin>(
     }
 }
 
+/// Runs a TCP relay until it ends or `idle` passes with no relayed byte in either direction
+/// (`activity` is stamped by the relay halves); dropping the relay then closes both sockets.
+/// One timer per connection that re-arms only when it fires, instead of a socket read timeout
+/// that sets and cancels a timer around every read.
+pub(crate) async fn until_idle(
+    relay: impl std::future::Future<Output = ()>,
+    activity: &Cell<Instant>,
+    idle: Duration,
+) {
+    futures_lite::future::or(relay, idle_watchdog(activity, idle)).await
+}
+
+async fn idle_watchdog(activity: &Cell<Instant>, idle: Duration) {
+    loop {
+        let quiet = activity.get().elapsed();
+        if quiet >= idle {
+            return;
+        }
+        runtime::sleep(idle - quiet).await;
+    }
+}
+
 /// What a failed handshake gets: read and discard until the client gives up or the handshake
 /// deadline passes, then close. Whatever was wrong and however many bytes were sent, a prober
 /// sees the same thing: silence, then a close at the same time.
@@ -102,7 +125,7 @@ pub(crate) async fn drain<R: AsyncRead + Unpin>(stream: &mut R, buf: &mut [u8], 
 }
 
 /// Copies `from` to `to` through `buf` until end of stream or an error, then closes `to`
-/// (a half-close: the other direction goes on). `prefix` goes out in front of the first bytes
+/// (a half-close: the other direction goes on); stamps `activity` for [`until_idle`]. `prefix` goes out in front of the first bytes
 /// (or alone, at end of stream, if none came): a protocol's response header.
 pub(crate) async fn pipe<R, W>(
     mut from: R,
@@ -110,7 +133,6 @@ pub(crate) async fn pipe<R, W>(
     buf: &mut [u8],
     prefix: &[u8],
     activity: &Cell<Instant>,
-    idle: Duration,
     tally: Tally<'_>,
 ) where
     R: AsyncRead + Unpin,
@@ -119,7 +141,7 @@ pub(crate) async fn pipe<R, W>(
     let mut head = prefix.len();
     buf[..head].copy_from_slice(prefix);
     loop {
-        let n = match read_active(&mut from, &mut buf[head..], activity, idle).await {
+        let n = match from.read(&mut buf[head..]).await {
             Ok(n) if n > 0 => n,
             _ => {
                 if head > 0 {

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -19,7 +19,7 @@ use proto::shadowsocks::{Key, Method, SaltFilter, SlidingWindow, UserKeys, TAG_L
 use proto::TargetAddr;
 use rand::RngCore;
 
-use super::relay::{drain, read_active, udp_destination, unmap, Meter};
+use super::relay::{drain, udp_destination, unmap, until_idle, Meter};
 use super::{until_closed, InboundKind, InboundShared, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::ShadowsocksConfig;
@@ -191,8 +191,6 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
         let mut salt = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut salt);
         let sealer = req.response_sealer(&salt);
-        let _ = client.set_read_timeout(Some(t.idle));
-        let _ = target.set_read_timeout(Some(t.idle));
         let activity = Cell::new(Instant::now());
         let (client_r, client_w) = futures_lite::io::split(client);
         let (target_r, target_w) = futures_lite::io::split(target);
@@ -201,19 +199,24 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
             target: target_w,
             opener: req.opener,
             activity: &activity,
-            idle: t.idle,
         };
         let downlink = Downlink {
             target: target_r,
             client: client_w,
             sealer,
             activity: &activity,
-            idle: t.idle,
         };
         let down_buf = ctx.buffers.get();
-        futures_lite::future::zip(
+        let both = futures_lite::future::zip(
             uplink.run(up, req.consumed, len, &meter),
             downlink.run(down_buf, &meter),
+        );
+        until_idle(
+            async {
+                both.await;
+            },
+            &activity,
+            t.idle,
         )
         .await;
     };
@@ -226,7 +229,6 @@ struct Uplink<'a, R, W> {
     target: W,
     opener: StreamOpener,
     activity: &'a Cell<Instant>,
-    idle: Duration,
 }
 
 impl<R, W> Uplink<'_, R, W>
@@ -263,9 +265,7 @@ where
                         end -= start;
                         start = 0;
                     }
-                    match read_active(&mut self.client, &mut buf[end..], self.activity, self.idle)
-                        .await
-                    {
+                    match self.client.read(&mut buf[end..]).await {
                         Ok(n) if n > 0 => {
                             end += n;
                             self.activity.set(Instant::now());
@@ -289,7 +289,6 @@ struct Downlink<'a, R, W> {
     client: W,
     sealer: StreamSealer,
     activity: &'a Cell<Instant>,
-    idle: Duration,
 }
 
 impl<R, W> Downlink<'_, R, W>
@@ -303,13 +302,7 @@ where
             .max_payload()
             .min(buf.len() - HEADROOM - TAG_LEN);
         loop {
-            let read = read_active(
-                &mut self.target,
-                &mut buf[HEADROOM..HEADROOM + max],
-                self.activity,
-                self.idle,
-            );
-            let n = match read.await {
+            let n = match self.target.read(&mut buf[HEADROOM..HEADROOM + max]).await {
                 Ok(n) if n > 0 => n,
                 _ => break,
             };

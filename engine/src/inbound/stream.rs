@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use proto::{Progress, TargetAddr};
 
-use super::relay::{drain, pipe, udp_destination, Meter, Tally};
+use super::relay::{drain, pipe, udp_destination, until_idle, Meter, Tally};
 use super::{until_closed, InboundKind, InboundShared, Registration, UserTable, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::WsConfig;
@@ -434,8 +434,6 @@ async fn plain_relay(
     idle: std::time::Duration,
     meter: Option<&Meter<'_>>,
 ) {
-    let _ = client.set_read_timeout(Some(idle));
-    let _ = dest.set_read_timeout(Some(idle));
     let activity = Cell::new(Instant::now());
     let (client_r, client_w) = futures_lite::io::split(client);
     let (dest_r, dest_w) = futures_lite::io::split(dest);
@@ -443,11 +441,16 @@ async fn plain_relay(
         Some(m) => (Tally::Up(m), Tally::Down(m)),
         None => (Tally::Nothing, Tally::Nothing),
     };
-    futures_lite::future::zip(
-        pipe(client_r, dest_w, &mut up, &[], &activity, idle, tally_up),
-        pipe(
-            dest_r, client_w, &mut down, response, &activity, idle, tally_down,
-        ),
+    let both = futures_lite::future::zip(
+        pipe(client_r, dest_w, &mut up, &[], &activity, tally_up),
+        pipe(dest_r, client_w, &mut down, response, &activity, tally_down),
+    );
+    until_idle(
+        async {
+            both.await;
+        },
+        &activity,
+        idle,
     )
     .await;
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use proto::shadowsocks::SaltFilter;
 use proto::vmess::{
     self, BodyOpener, BodySealer, Command, Opened, ServerHandshake, VmessUsers, MAX_CHUNK_PAYLOAD,
@@ -15,7 +15,7 @@ use proto::vmess::{
 };
 use proto::{Progress, TargetAddr};
 
-use super::relay::{read_active, recv_reply, refill};
+use super::relay::{recv_reply, refill, until_idle};
 use super::shadowsocks::SharedSalts;
 use super::stream::{Accepted, Admitted, Conn};
 use super::{until_closed, UserTable};
@@ -124,8 +124,6 @@ async fn relay_tcp(
         return;
     };
     let meter = conn.meter(user);
-    let _ = client.set_read_timeout(Some(t.idle));
-    let _ = dest.set_read_timeout(Some(t.idle));
     let activity = Cell::new(Instant::now());
     let (mut client_r, mut client_w) = futures_lite::io::split(client);
     let (mut dest_r, mut dest_w) = futures_lite::io::split(dest);
@@ -169,13 +167,7 @@ async fn relay_tcp(
         let mut down = ctx.buffers.get();
         let head = SEAL_HEADROOM;
         loop {
-            let read = read_active(
-                &mut dest_r,
-                &mut down[head..head + MAX_CHUNK_PAYLOAD],
-                &activity,
-                t.idle,
-            );
-            let n = match read.await {
+            let n = match dest_r.read(&mut down[head..head + MAX_CHUNK_PAYLOAD]).await {
                 Ok(n) if n > 0 => n,
                 _ => break,
             };
@@ -191,7 +183,14 @@ async fn relay_tcp(
         let _ = client_w.write_all(&down[frame]).await;
         let _ = client_w.close().await;
     };
-    futures_lite::future::zip(uplink, downlink).await;
+    until_idle(
+        async {
+            futures_lite::future::zip(uplink, downlink).await;
+        },
+        &activity,
+        t.idle,
+    )
+    .await;
 }
 
 #[allow(clippy::too_many_arguments)]
