@@ -111,6 +111,14 @@ impl From<Host> for HostEntry {
             address: h.address,
             port: h.port,
             weight: h.weight,
+            sni: h.sni,
+            host: h.host,
+            path: h.path,
+            tls: match h.security {
+                HostSecurity::InboundDefault => None,
+                HostSecurity::None => Some(false),
+                HostSecurity::Tls => Some(true),
+            },
         }
     }
 }
