@@ -6,6 +6,7 @@
 //!                                         │
 //!            sync: users/inbounds ───────►│ engine::Handle (upsert, remove, apply)
 //!            usage: monotonic counters ◄──┘ deltas applied exactly once (usage_cursor)
+//!            webhooks: outbox rows written with each change ─► signed POSTs, in order
 //! ```
 //!
 //! Start with [`serve::run`].
@@ -20,3 +21,4 @@ pub mod serve;
 pub mod subscription;
 pub mod sync;
 pub mod usage;
+pub mod webhooks;

@@ -307,6 +307,18 @@ impl TestPanel {
         }
     }
 
+    /// Stops the panel (SIGTERM) and starts it again on the same database and data folder.
+    pub fn restart(&mut self, options: &Options) {
+        self.stop();
+        for _ in 0..5 {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            if self.spawn(addr, options) {
+                return;
+            }
+        }
+        panic!("the panel did not start again; log:\n{}", self.log());
+    }
+
     /// Runs `f` with a connection pool on the panel's database.
     pub fn sql<T>(&self, f: impl AsyncFnOnce(&sqlx::AnyPool) -> T) -> T {
         self.runtime.block_on(async {
