@@ -2,7 +2,8 @@
 //! delivery's HMAC-SHA256 signature, fails on purpose to see retries, and records the order;
 //! enforcement's events (usage thresholds, limited, expired); events recorded while the
 //! receiver is down survive a restart of the panel; the settings API keeps the secret to
-//! itself.
+//! itself. On PostgreSQL: the job locks, and two panels on one database deliver each event
+//! once.
 
 mod panel;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use panel::{Backend, Options, TestPanel};
 use serde_json::{json, Value};
+use service::db::{Db, Job, JobLock};
 use sha2::Sha256;
 
 on_both_databases!(
@@ -422,4 +424,94 @@ fn events_survive_a_restart(backend: Backend) {
     let root = p.admin_token();
     let settings = p.get(&root, "/api/webhook").ok();
     assert_eq!(settings["pending"], 0, "{settings}");
+}
+
+/// The advisory locks: one holder per job at a time, freed by release or by the holder going.
+#[test]
+fn postgres_job_locks_have_one_holder() {
+    let p = TestPanel::start(Backend::Postgres);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let a = Db::connect(&p.database_url).await.unwrap();
+        let b = Db::connect(&p.database_url).await.unwrap();
+        // Wait for the panel's own passes to let go of the enforcement lock now and then.
+        let held = loop {
+            if let Some(lock) = JobLock::try_acquire(&a, Job::Enforcement).await.unwrap() {
+                break lock;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(JobLock::try_acquire(&b, Job::Enforcement)
+            .await
+            .unwrap()
+            .is_none());
+        // Another job is another lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let other = loop {
+            if let Some(lock) = JobLock::try_acquire(&b, Job::Webhooks).await.unwrap() {
+                break lock;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the webhook lock never came free"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        held.release().await;
+        let again = JobLock::try_acquire(&b, Job::Enforcement).await.unwrap();
+        assert!(again.is_some(), "released, so free");
+        // Dropped without release: the transaction ends when its connection goes back, and
+        // the lock with it.
+        drop(again);
+        drop(other);
+        a.pool.close().await;
+        b.pool.close().await;
+        let c = Db::connect(&p.database_url).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while JobLock::try_acquire(&c, Job::Webhooks)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "a dropped lock stayed held");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+/// Two panels on one PostgreSQL database: every event is delivered once, in order, whichever
+/// instance made it.
+#[test]
+fn postgres_two_panels_deliver_each_event_once() {
+    let receiver = Receiver::start();
+    let first = TestPanel::start_with(Backend::Postgres, options());
+    let root = first.admin_token();
+    configure(&first, &root, &receiver.url());
+    let second = first.another_instance(&options());
+    let root2 = second.admin_token();
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        let (panel, token) = if i % 2 == 0 {
+            (&first, &root)
+        } else {
+            (&second, &root2)
+        };
+        let name = format!("user_{i}");
+        panel.new_user(token, json!({"username": name}));
+        expected.push(name);
+    }
+    receiver.wait_for(30);
+    // Time for a duplicate to show up, if there were one.
+    std::thread::sleep(Duration::from_secs(2));
+    let names: Vec<String> = receiver
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.json()["user"]["username"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, expected);
 }
