@@ -168,7 +168,17 @@ async fn update_users(db: &db::Db) -> anyhow::Result<()> {
     .bind(now)
     .execute(&db.pool)
     .await?;
-    for u in db::all_users(db).await? {
+    // What was announced is read before the users: a change between the two reads then
+    // makes the compare-and-set fail (and the next pass decide) rather than announce stale
+    // usage.
+    let config = WebhookConfig::load(&db.pool).await?;
+    let announced: HashMap<i64, (Option<String>, i64)> = webhooks::announced(db)
+        .await?
+        .into_iter()
+        .map(|(id, status, threshold)| (id, (status, threshold)))
+        .collect();
+    let mut users = db::all_users(db).await?;
+    for u in &mut users {
         let since = u.traffic_reset_at.unwrap_or(u.created_at);
         if next_reset(u.reset_strategy, since).is_some_and(|t| t <= now) {
             let mut tx = db.pool.begin().await?;
@@ -186,17 +196,12 @@ async fn update_users(db: &db::Db) -> anyhow::Result<()> {
                 webhooks::enqueue_for(&mut tx, Event::Reset, u.id).await?;
             }
             tx.commit().await?;
+            (u.used_traffic, u.traffic_reset_at) = (0, Some(now));
         }
     }
-    let config = WebhookConfig::load(&db.pool).await?;
-    let announced: HashMap<i64, (Option<String>, i64)> = webhooks::announced(db)
-        .await?
-        .into_iter()
-        .map(|(id, status, threshold)| (id, (status, threshold)))
-        .collect();
-    for u in db::all_users(db).await? {
+    for u in &users {
         if let Some((status, threshold)) = announced.get(&u.id) {
-            webhooks::announce_status(db, &config, &u, status.as_deref(), *threshold, now).await?;
+            webhooks::announce_status(db, &config, u, status.as_deref(), *threshold, now).await?;
         }
     }
     Ok(())

@@ -407,6 +407,8 @@ pub async fn deliver_next(
 pub async fn run(state: AppState) {
     let client = match reqwest::Client::builder()
         .user_agent(concat!("marzneshin/", env!("CARGO_PKG_VERSION")))
+        // A redirect would turn the POST into a GET elsewhere: it counts as a failure.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
     {
         Ok(c) => c,

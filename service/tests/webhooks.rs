@@ -393,6 +393,19 @@ fn enforcement_announces_thresholds_limits_and_expiry(backend: Backend) {
         (last["event"].as_str(), last["threshold"].as_i64()),
         (Some("user.usage_threshold"), Some(50))
     );
+
+    // A periodic reset (daily, last one long ago) is announced once, by enforcement.
+    p.execute(
+        "UPDATE users SET data_limit_reset_strategy = 'day', traffic_reset_at = $1 WHERE id = $2",
+        &[1, dave],
+    );
+    let got = receiver.wait_for(9);
+    let last = got.last().unwrap().json();
+    assert_eq!(last["event"], "user.reset");
+    assert_eq!(last["user"]["username"], "dave");
+    assert_eq!(last["user"]["used_traffic"], 0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(receiver.delivered().len(), 9);
 }
 
 fn events_survive_a_restart(backend: Backend) {
