@@ -497,9 +497,9 @@ fn vless_trojan_and_vmess_clients_configured_from_a_subscription_carry_traffic()
         used = sing_box_carries(&panel, &root, outbound, used);
     }
 
-    // v2ray (4.34): the Xray configurations of the Trojan and VMess inbounds.
+    // v2ray (4.34): the Xray configuration of each inbound.
     let xray = fetch_json(&panel, &sub, "xray");
-    for remark in ["trojan-tls", "vmess-tcp"] {
+    for remark in ["vless-tls", "trojan-tls", "vmess-tcp"] {
         let config = xray
             .as_array()
             .unwrap()
