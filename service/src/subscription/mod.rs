@@ -338,6 +338,10 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
         return Vec::new();
     }
     let vars = placeholders::Variables::new(user, now);
+    // Replaces `*` in a host's SNI and `Host` (a fresh one per fetch, as in Marzneshin).
+    let salt: String = (0..8)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
     let mut weighted: Vec<(i64, Proxy)> = Vec::new();
     for inbound in inbounds {
         let c = &inbound.config;
@@ -382,7 +386,10 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
             let (transport, tls) = if shadowsocks {
                 (Transport::Tcp, None)
             } else {
-                (transport(inbound, host, &vars), tls(c, host, &vars))
+                (
+                    transport(inbound, host, &vars, &salt),
+                    tls(c, host, &vars, &salt),
+                )
             };
             let vars = vars.for_protocol(&c.protocol, transport.name());
             let address = vars.fill(&host.address);
@@ -407,12 +414,27 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
     out
 }
 
+/// One of the comma-separated `choices` (as Marzneshin reads a host's `sni` and `host`), picked
+/// at random, with each `*` replaced by `salt`: `*.cdn.example` gives every fetch a fresh name
+/// under a wildcard certificate.
+fn pick(choices: &str, salt: &str) -> Option<String> {
+    use rand::seq::SliceRandom as _;
+    let list: Vec<&str> = choices
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    list.choose(&mut rand::thread_rng())
+        .map(|c| c.replace('*', salt))
+}
+
 /// The transport clients use towards `host` of `inbound`: WebSocket when the inbound has it,
 /// the host's path and `Host` header replacing the inbound's.
 fn transport(
     inbound: &InboundEntry,
     host: &HostEntry,
     vars: &placeholders::Variables,
+    salt: &str,
 ) -> Transport {
     match &inbound.websocket {
         None => Transport::Tcp,
@@ -424,7 +446,7 @@ fn transport(
             host: host
                 .host
                 .as_deref()
-                .map(|h| vars.fill(h))
+                .and_then(|h| pick(&vars.fill(h), salt))
                 .or_else(|| ws.host.clone()),
         }),
     }
@@ -432,7 +454,12 @@ fn transport(
 
 /// TLS towards `host` of inbound `c`, if clients use it: the host decides, else the inbound.
 /// The server name is the host's, else the inbound's first accepted or self-signed name.
-fn tls(c: &InboundConfig, host: &HostEntry, vars: &placeholders::Variables) -> Option<TlsSettings> {
+fn tls(
+    c: &InboundConfig,
+    host: &HostEntry,
+    vars: &placeholders::Variables,
+    salt: &str,
+) -> Option<TlsSettings> {
     let inbound = c.tls.as_ref();
     if !host.tls.unwrap_or(inbound.is_some()) {
         return None;
@@ -444,7 +471,11 @@ fn tls(c: &InboundConfig, host: &HostEntry, vars: &placeholders::Variables) -> O
             .cloned()
     });
     Some(TlsSettings {
-        server_name: host.sni.as_deref().map(|s| vars.fill(s)).or(inbound_name),
+        server_name: host
+            .sni
+            .as_deref()
+            .and_then(|s| pick(&vars.fill(s), salt))
+            .or(inbound_name),
         alpn: inbound.map(|t| t.alpn.clone()).unwrap_or_default(),
         allow_insecure: inbound.is_some_and(|t| t.self_signed.is_some()),
     })
@@ -679,6 +710,28 @@ pub(crate) mod tests {
             ..host("plain", "203.0.113.7", None, 1)
         }];
         assert_eq!(proxies(&u, &e, 0)[0].tls, None);
+    }
+
+    #[test]
+    fn sni_and_host_lists_pick_one_and_fill_wildcards() {
+        let mut e = stream_entries();
+        e[2].hosts[1].host = Some("a.example, b.example,".into());
+        e[1].hosts[0].sni = Some("*.cdn.example".into());
+        let mut seen = HashSet::new();
+        for _ in 0..64 {
+            let p = proxies(&user(), &e, 0);
+            let Transport::WebSocket(ws) = &p[3].transport else {
+                panic!("not a WebSocket: {:?}", p[3].transport)
+            };
+            seen.insert(ws.host.clone().unwrap());
+            let sni = p[1].tls.as_ref().unwrap().server_name.clone().unwrap();
+            let salt = sni.strip_suffix(".cdn.example").unwrap();
+            assert_eq!(salt.len(), 16, "{sni}");
+            assert!(salt.bytes().all(|b| b.is_ascii_hexdigit()), "{sni}");
+        }
+        let expected: HashSet<String> = ["a.example".to_owned(), "b.example".to_owned()].into();
+        assert_eq!(seen, expected);
+        assert_eq!(pick(" , ", "x"), None);
     }
 
     #[test]
