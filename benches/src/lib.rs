@@ -4,8 +4,9 @@
 //!
 //! - criterion suites under `benches/`: the Shadowsocks codecs per method (chunk seal and open,
 //!   handshakes with many users, UDP packets) and the per-core buffer pool, in process;
-//! - the side-by-side harness (`src/bin/side_by_side.rs`): our engine, shadowsocks-rust's
-//!   `ssserver` and a plain relay (`src/bin/plain_relay.rs`, the floor) each pinned to CPU 0,
+//! - the side-by-side harness (`src/bin/side_by_side.rs`): our engine, the peer Shadowsocks
+//!   servers (shadowsocks-rust, shadowsocks-libev, sing-box, v2ray) and a plain relay
+//!   (`src/bin/plain_relay.rs`, the floor) each pinned to CPU 0,
 //!   driven by one load generator pinned to CPU 1, reporting server CPU per GiB, per connection,
 //!   round trips and memory as ratios against the peers.
 //!
@@ -18,12 +19,14 @@
 //! - [`probe`]: reading another process's CPU time and memory, and pinning;
 //! - [`workload`]: the scenarios (upload, download, parallel streams, connection churn, round
 //!   trips, idle connections) and the in-process cipher cost;
-//! - [`report`]: the JSON and Markdown results.
+//! - [`report`]: the JSON and Markdown results;
+//! - [`plot`]: the same results as an SVG chart.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod pattern;
+pub mod plot;
 pub mod probe;
 pub mod report;
 pub mod target;

@@ -180,7 +180,8 @@ impl ServerReport {
         }
     }
 
-    fn throughput(&self, s: Scenario) -> &Outcome<Throughput> {
+    /// The figure of a throughput scenario.
+    pub fn throughput(&self, s: Scenario) -> &Outcome<Throughput> {
         match s {
             Scenario::Upload => &self.upload,
             Scenario::Download => &self.download,
@@ -244,9 +245,11 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 3] = [Scenario::Upload, Scenario::Download, Scenario::Parallel];
+    /// Every scenario, in report order.
+    pub const ALL: [Scenario; 3] = [Scenario::Upload, Scenario::Download, Scenario::Parallel];
 
-    fn label(self, streams: usize) -> String {
+    /// How tables and plots name it.
+    pub fn label(self, streams: usize) -> String {
         match self {
             Scenario::Upload => "upload, 1 stream".into(),
             Scenario::Download => "download, 1 stream".into(),
@@ -279,8 +282,8 @@ pub struct MethodReport {
     pub cipher: Outcome<CipherCost>,
     /// Our engine.
     pub marzneshin: ServerReport,
-    /// shadowsocks-rust.
-    pub ssserver: ServerReport,
+    /// The peer servers, in the order of `--servers`; each one that could not run says why.
+    pub peers: Vec<ServerReport>,
     /// Targets checked (empty when a figure is missing).
     pub targets: Vec<TargetCheck>,
 }
@@ -364,27 +367,28 @@ pub struct Report {
     pub total_wall_s: f64,
 }
 
-/// Derives the targets stated by the issue from measured figures:
-/// CPU-s/GiB at most max(0.8 x ssserver, 1.1 x (floor + cipher)) per scenario, and CPU per new
-/// connection at most 0.5 x ssserver's.
+/// Derives the targets stated by the issues from measured figures: CPU-s/GiB at most
+/// max(0.8 x the best peer, 1.1 x (floor + cipher)) per scenario, and CPU per new connection at
+/// most 0.5 x the best peer's. "Best" is the lowest figure among the peers measured in this run.
 pub fn check_targets(
     floor: &ServerReport,
     cipher: &Outcome<CipherCost>,
     ours: &ServerReport,
-    peer: &ServerReport,
+    peers: &[ServerReport],
     streams: usize,
 ) -> Vec<TargetCheck> {
     let mut out = Vec::new();
     for s in Scenario::ALL {
-        let (Some(o), Some(p), Some(f), Some(c)) = (
+        let best = best_peer(peers, |r| r.throughput(s).get().map(|t| t.cpu_s_per_gib));
+        let (Some(o), Some((peer, p)), Some(f), Some(c)) = (
             ours.throughput(s).get(),
-            peer.throughput(s).get(),
+            best,
             floor.throughput(s).get(),
             cipher.get(),
         ) else {
             continue;
         };
-        let vs_peer = 0.8 * p.cpu_s_per_gib;
+        let vs_peer = 0.8 * p;
         let vs_floor = 1.1 * (f.cpu_s_per_gib + c.one_pass_cpu_s_per_gib);
         let bound = vs_peer.max(vs_floor);
         out.push(TargetCheck {
@@ -392,29 +396,34 @@ pub fn check_targets(
             ours: o.cpu_s_per_gib,
             bound,
             rule: format!(
-                "max(0.8 x ssserver = {vs_peer:.3}, 1.1 x (floor + cipher) = {vs_floor:.3})"
+                "max(0.8 x {peer} = {vs_peer:.3}, 1.1 x (floor + cipher) = {vs_floor:.3})"
             ),
             met: o.cpu_s_per_gib <= bound,
         });
     }
-    if let (Some(o), Some(p)) = (ours.connections.get(), peer.connections.get()) {
-        let bound = 0.5 * p.us_per_connection;
+    let best = best_peer(peers, |r| r.connections.get().map(|c| c.us_per_connection));
+    if let (Some(o), Some((peer, p))) = (ours.connections.get(), best) {
+        let bound = 0.5 * p;
         out.push(TargetCheck {
             what: "CPU per new connection, us".into(),
             ours: o.us_per_connection,
             bound,
-            rule: format!("0.5 x ssserver ({:.1} us)", p.us_per_connection),
+            rule: format!("0.5 x {peer} ({p:.1} us)"),
             met: o.us_per_connection <= bound,
         });
     }
     out
 }
 
-fn cell<T>(o: &Outcome<T>, f: impl Fn(&T) -> String) -> String {
-    match o {
-        Outcome::Measured(t) => f(t),
-        Outcome::NotMeasured { .. } | Outcome::Skipped { .. } => "n/a".into(),
-    }
+/// The peer with the lowest measured figure, and that figure.
+fn best_peer(
+    peers: &[ServerReport],
+    figure: impl Fn(&ServerReport) -> Option<f64>,
+) -> Option<(&str, f64)> {
+    peers
+        .iter()
+        .filter_map(|r| figure(r).map(|v| (short_name(&r.name), v)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -425,6 +434,15 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 impl Report {
+    /// Every server report of the run: the floor, then per method the peers and ours.
+    pub fn servers(&self) -> impl Iterator<Item = &ServerReport> {
+        std::iter::once(&self.floor).chain(
+            self.methods
+                .iter()
+                .flat_map(|m| m.peers.iter().chain(std::iter::once(&m.marzneshin))),
+        )
+    }
+
     /// The Markdown rendering: one table per method, then the targets and any failures.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
@@ -462,11 +480,7 @@ impl Report {
             };
         }
         md.push('\n');
-        for r in std::iter::once(&self.floor).chain(
-            self.methods
-                .iter()
-                .flat_map(|m| [&m.ssserver, &m.marzneshin]),
-        ) {
+        for r in self.servers() {
             if let Some(why) = &r.unavailable {
                 let _ = writeln!(md, "**{} NOT MEASURED: {why}**\n", r.name);
             }
@@ -474,14 +488,7 @@ impl Report {
         for method in &self.methods {
             self.method_table(&mut md, method);
         }
-        let failures: Vec<String> = std::iter::once(&self.floor)
-            .chain(
-                self.methods
-                    .iter()
-                    .flat_map(|m| [&m.ssserver, &m.marzneshin]),
-            )
-            .flat_map(|r| r.failures())
-            .collect();
+        let failures: Vec<String> = self.servers().flat_map(|r| r.failures()).collect();
         if !failures.is_empty() {
             let _ = writeln!(md, "### Failures (no figure reported)\n");
             for f in failures {
@@ -495,100 +502,119 @@ impl Report {
     fn method_table(&self, md: &mut String, method: &MethodReport) {
         let floor = &self.floor;
         let ours = &method.marzneshin;
-        let peer = &method.ssserver;
+        let peers = &method.peers;
         let cipher = method.cipher.get().map(|c| c.one_pass_cpu_s_per_gib);
         let _ = writeln!(md, "### {}\n", method.method);
+        let mut head =
+            String::from("| metric | floor (plain relay) | cipher (1 pass) | floor + cipher |");
+        for p in peers {
+            let _ = write!(head, " {} |", short_name(&p.name));
+        }
+        head.push_str(" marzneshin | ours / best peer | ours / (floor + cipher) |");
+        let _ = writeln!(md, "{head}");
         let _ = writeln!(
             md,
-            "| metric | floor (plain relay) | cipher (1 pass) | floor + cipher | ssserver | \
-             marzneshin | ours / ssserver | ours / (floor + cipher) |"
+            "|---|---:|---:|---:|{}---:|---:|---:|",
+            "---:|".repeat(peers.len())
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        // One row: the floor's figure, the cipher columns, each peer, ours, and the ratios.
+        // `lower` says whether lower is better (CPU, time, memory) or higher (MB/s).
+        let row = |md: &mut String,
+                   label: &str,
+                   fmt: fn(Option<f64>) -> String,
+                   lower: bool,
+                   cipher_cols: Option<(Option<f64>, Option<f64>)>,
+                   figure: &dyn Fn(&ServerReport) -> Option<f64>| {
+            let o = figure(ours);
+            let mut line = format!("| {label} | {} |", fmt(figure(floor)));
+            match cipher_cols {
+                Some((c, fc)) => {
+                    let _ = write!(line, " {} | {} |", fmt3(c), fmt3(fc));
+                }
+                None => line.push_str(" | |"),
+            }
+            for p in peers {
+                let _ = write!(line, " {} |", fmt(figure(p)));
+            }
+            let measured = peers.iter().filter_map(figure);
+            let best = if lower {
+                measured.min_by(f64::total_cmp)
+            } else {
+                measured.max_by(f64::total_cmp)
+            };
+            let vs_floor = cipher_cols.map(|(_, fc)| ratio(o, fc)).unwrap_or_default();
+            let _ = writeln!(line, " {} | {} | {vs_floor} |", fmt(o), ratio(o, best));
+            md.push_str(&line);
+        };
         for s in Scenario::ALL {
             let f = floor.throughput(s).get().map(|t| t.cpu_s_per_gib);
             let fc = f.zip(cipher).map(|(a, b)| a + b);
-            let p = peer.throughput(s).get().map(|t| t.cpu_s_per_gib);
-            let o = ours.throughput(s).get().map(|t| t.cpu_s_per_gib);
-            let _ = writeln!(
+            row(
                 md,
-                "| CPU-s/GiB, {} | {} | {} | {} | {} | {} | {} | {} |",
-                s.label(self.parallel_streams),
-                fmt3(f),
-                fmt3(cipher),
-                fmt3(fc),
-                fmt3(p),
-                fmt3(o),
-                ratio(o, p),
-                ratio(o, fc),
+                &format!("CPU-s/GiB, {}", s.label(self.parallel_streams)),
+                fmt3,
+                true,
+                Some((cipher, fc)),
+                &|r| r.throughput(s).get().map(|t| t.cpu_s_per_gib),
             );
         }
         for s in Scenario::ALL {
-            let f = |r: &ServerReport| cell(r.throughput(s), |t| format!("{:.0}", t.mb_per_s));
-            let mb = |r: &ServerReport| r.throughput(s).get().map(|t| t.mb_per_s);
-            let _ = writeln!(
+            row(
                 md,
-                "| MB/s, {} | {} | | | {} | {} | {} | |",
-                s.label(self.parallel_streams),
-                f(floor),
-                f(peer),
-                f(ours),
-                ratio(mb(ours), mb(peer)),
+                &format!("MB/s, {}", s.label(self.parallel_streams)),
+                fmt0,
+                false,
+                None,
+                &|r| r.throughput(s).get().map(|t| t.mb_per_s),
             );
         }
-        let conn = |r: &ServerReport| r.connections.get().map(|c| c.us_per_connection);
-        let _ = writeln!(
+        row(
             md,
-            "| server CPU per new connection, us | {} | | | {} | {} | {} | |",
-            fmt1(conn(floor)),
-            fmt1(conn(peer)),
-            fmt1(conn(ours)),
-            ratio(conn(ours), conn(peer)),
+            "server CPU per new connection, us",
+            fmt1,
+            true,
+            None,
+            &|r| r.connections.get().map(|c| c.us_per_connection),
         );
-        for (label, q) in [("p50", 0), ("p99", 1)] {
-            let rt = |r: &ServerReport| {
-                r.round_trip
-                    .get()
-                    .map(|t| if q == 0 { t.p50_us } else { t.p99_us })
-            };
-            let size = ours
-                .round_trip
-                .get()
-                .or(peer.round_trip.get())
-                .map(|t| t.size)
-                .unwrap_or(64);
-            let _ = writeln!(
-                md,
-                "| round trip {label}, {size}-byte echo, us | {} | | | {} | {} | {} | |",
-                fmt1(rt(floor)),
-                fmt1(rt(peer)),
-                fmt1(rt(ours)),
-                ratio(rt(ours), rt(peer)),
-            );
-        }
-        let idle = |r: &ServerReport| r.idle.get().map(|i| i.kib_per_connection);
+        let size = ours
+            .round_trip
+            .get()
+            .or(peers.iter().find_map(|p| p.round_trip.get()))
+            .map(|t| t.size)
+            .unwrap_or(64);
+        row(
+            md,
+            &format!("round trip p50, {size}-byte echo, us"),
+            fmt1,
+            true,
+            None,
+            &|r| r.round_trip.get().map(|t| t.p50_us),
+        );
+        row(
+            md,
+            &format!("round trip p99, {size}-byte echo, us"),
+            fmt1,
+            true,
+            None,
+            &|r| r.round_trip.get().map(|t| t.p99_us),
+        );
         let idle_n = ours
             .idle
             .get()
-            .or(peer.idle.get())
+            .or(peers.iter().find_map(|p| p.idle.get()))
             .map(|i| i.connections)
             .unwrap_or(0);
-        let _ = writeln!(
+        row(
             md,
-            "| RSS per idle connection ({idle_n} open), KiB | {} | | | {} | {} | {} | |",
-            fmt1(idle(floor)),
-            fmt1(idle(peer)),
-            fmt1(idle(ours)),
-            ratio(idle(ours), idle(peer)),
+            &format!("RSS per idle connection ({idle_n} open), KiB"),
+            fmt1,
+            true,
+            None,
+            &|r| r.idle.get().map(|i| i.kib_per_connection),
         );
-        let peak = |r: &ServerReport| r.peak_rss_kib.get().map(|k| *k as f64 / 1024.0);
-        let _ = writeln!(
-            md,
-            "| peak RSS (VmHWM), MiB | {} | | | {} | {} | {} | |",
-            fmt1(peak(floor)),
-            fmt1(peak(peer)),
-            fmt1(peak(ours)),
-            ratio(peak(ours), peak(peer)),
-        );
+        row(md, "peak RSS (VmHWM), MiB", fmt1, true, None, &|r| {
+            r.peak_rss_kib.get().map(|k| *k as f64 / 1024.0)
+        });
         md.push('\n');
         if method.targets.is_empty() {
             let _ = writeln!(md, "Targets: not checked (a figure is missing).\n");
@@ -608,6 +634,15 @@ impl Report {
             md.push('\n');
         }
     }
+}
+
+/// A server's name without the method it was run with (`"sing-box aes-256-gcm"` → `"sing-box"`).
+pub fn short_name(name: &str) -> &str {
+    name.split_once(' ').map_or(name, |(n, _)| n)
+}
+
+fn fmt0(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "n/a".into())
 }
 
 fn fmt3(v: Option<f64>) -> String {

@@ -127,6 +127,10 @@ pub struct InboundConfig {
     /// TLS in front of the protocol (VLESS, Trojan, VMess).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// WebSocket in front of the protocol (VLESS, Trojan, VMess), inside TLS when `tls` is
+    /// set too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws: Option<WsConfig>,
 }
 
 impl InboundConfig {
@@ -160,6 +164,64 @@ pub struct TlsConfig {
     /// TLS handshake. Empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_names: Vec<String>,
+}
+
+/// WebSocket transport settings of an inbound (the V2Ray family's `ws`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WsConfig {
+    /// The request path clients must use (the query is ignored, so Xray's `/path?ed=2048`
+    /// matches `/path`). Default `/`.
+    #[serde(default = "default_ws_path")]
+    pub path: String,
+    /// The `Host` clients must send (compared without port, case-insensitively); any when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Largest early data accepted in the `Sec-WebSocket-Protocol` header (base64url, as
+    /// Xray's `?ed=` and sing-box's `max_early_data` with `early_data_header_name:
+    /// Sec-WebSocket-Protocol` send it), at most 4096; 0 turns early data off. Default 2048.
+    #[serde(default = "default_max_early_data")]
+    pub max_early_data: usize,
+}
+
+fn default_ws_path() -> String {
+    "/".into()
+}
+
+fn default_max_early_data() -> usize {
+    2048
+}
+
+/// Largest `max_early_data`: its base64 text must fit the request head limit.
+pub const MAX_EARLY_DATA: usize = 4096;
+
+impl WsConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if !self.path.starts_with('/')
+            || self
+                .path
+                .bytes()
+                .any(|b| b == b'?' || b == b'#' || !b.is_ascii_graphic())
+        {
+            return Err(invalid(
+                format!("{at}.path"),
+                "must start with / and hold no query, fragment, space or control character",
+            ));
+        }
+        if let Some(host) = &self.host {
+            if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(format!("{at}.host"), "must be a host name"));
+            }
+        }
+        if self.max_early_data > MAX_EARLY_DATA {
+            return Err(invalid(
+                format!("{at}.max_early_data"),
+                format!("at most {MAX_EARLY_DATA}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_network() -> Vec<Network> {
@@ -435,6 +497,16 @@ impl Config {
                 (Some(tls), _) => tls.validate(&format!("{at}.tls"))?,
                 (None, _) => {}
             }
+            match (&inbound.ws, &inbound.protocol) {
+                (Some(_), ProtocolConfig::Shadowsocks(_)) => {
+                    return Err(invalid(
+                        format!("{at}.ws"),
+                        "Shadowsocks does not run over WebSocket",
+                    ))
+                }
+                (Some(ws), _) => ws.validate(&format!("{at}.ws"))?,
+                (None, _) => {}
+            }
         }
         Ok(())
     }
@@ -673,6 +745,31 @@ mod tests {
             r#","tls":{"self_signed":["localhost"],"alpn":["http/1.1"],"server_names":["localhost"]}"#
         ))
         .is_ok());
+        assert!(err(&inbound("vless", "{}", r#","ws":{"path":"ws"}"#))
+            .starts_with("inbounds[0].ws.path: must start with /"));
+        assert!(err(&inbound("vmess", "{}", r#","ws":{"path":"/a?ed=1"}"#))
+            .starts_with("inbounds[0].ws.path"));
+        assert!(err(&inbound("trojan", "{}", r#","ws":{"host":""}"#))
+            .starts_with("inbounds[0].ws.host"));
+        assert!(
+            err(&inbound("trojan", "{}", r#","ws":{"max_early_data":4097}"#))
+                .starts_with("inbounds[0].ws.max_early_data: at most 4096")
+        );
+        assert!(err(&inbound(
+            "shadowsocks",
+            r#"{"method":"aes-128-gcm","users":[]}"#,
+            r#","ws":{}"#
+        ))
+        .starts_with("inbounds[0].ws: Shadowsocks does not run over WebSocket"));
+        let ws = Config::from_json(&inbound("vless", "{}", r#","ws":{}"#)).unwrap();
+        assert_eq!(
+            ws.inbounds[0].ws,
+            Some(WsConfig {
+                path: "/".into(),
+                host: None,
+                max_early_data: 2048
+            })
+        );
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Share links for clients: `ss://` (SIP002), `vless://` and `trojan://` (the URI scheme
 //! Xray and v2rayN share), `vmess://` (base64 of v2rayN's JSON, version 2).
+//!
+//! A WebSocket inbound's links carry its path and host; with early data on, the path ends in
+//! `?ed=N`, the convention Xray (and the sing-box based apps) read as "send up to N bytes of
+//! early data in `Sec-WebSocket-Protocol`" (the server ignores the query when matching paths).
 
 use base64::Engine as _;
 
-use crate::config::{Config, InboundConfig, ProtocolConfig};
+use crate::config::{Config, InboundConfig, ProtocolConfig, WsConfig};
 
 /// One share link.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +89,7 @@ pub fn share_links(config: &Config, address: Option<&str>) -> Vec<ShareLink> {
             ProtocolConfig::Vmess(c) => {
                 for u in &c.users {
                     let tls = ib.tls.as_ref();
+                    let ws = ib.ws.as_ref();
                     let json = serde_json::json!({
                         "v": "2",
                         "ps": format!("{} {}", ib.tag, u.name),
@@ -93,10 +98,10 @@ pub fn share_links(config: &Config, address: Option<&str>) -> Vec<ShareLink> {
                         "id": u.id,
                         "aid": "0",
                         "scy": "auto",
-                        "net": "tcp",
+                        "net": if ws.is_some() { "ws" } else { "tcp" },
                         "type": "none",
-                        "host": "",
-                        "path": "",
+                        "host": ws.and_then(|w| w.host.clone()).unwrap_or_default(),
+                        "path": ws.map(ws_path).unwrap_or_default(),
                         "tls": if tls.is_some() { "tls" } else { "" },
                         "sni": server_name(ib).unwrap_or_default(),
                         "alpn": tls.map(|t| t.alpn.join(",")).unwrap_or_default(),
@@ -147,12 +152,30 @@ fn transport_query(ib: &InboundConfig, first: &[(&str, &str)]) -> String {
         }
         None => params.push(("security", "none".into())),
     }
-    params.push(("type", "tcp".into()));
+    match &ib.ws {
+        Some(ws) => {
+            params.push(("type", "ws".into()));
+            params.push(("path", ws_path(ws)));
+            if let Some(host) = &ws.host {
+                params.push(("host", host.clone()));
+            }
+        }
+        None => params.push(("type", "tcp".into())),
+    }
     params
         .iter()
         .map(|(k, v)| format!("{k}={}", percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// A WebSocket path as links give it: with `?ed=N` when early data is on.
+fn ws_path(ws: &WsConfig) -> String {
+    if ws.max_early_data > 0 {
+        format!("{}?ed={}", ws.path, ws.max_early_data)
+    } else {
+        ws.path.clone()
+    }
 }
 
 /// Percent-encodes everything outside RFC 3986's unreserved set.
@@ -171,6 +194,15 @@ pub fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JSON inside a `vmess://` link.
+    fn vmess_json(url: &str) -> serde_json::Value {
+        let b64 = url.strip_prefix("vmess://").unwrap();
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        serde_json::from_slice(&json).unwrap()
+    }
 
     #[test]
     fn sip002_links() {
@@ -217,13 +249,7 @@ mod tests {
             links[1].url,
             "trojan://p%40ss%20word@example.com:8443?security=tls&sni=example.com&allowInsecure=1&type=tcp#tj%20bob"
         );
-        let b64 = links[2].url.strip_prefix("vmess://").unwrap();
-        let json: serde_json::Value = serde_json::from_slice(
-            &base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .unwrap(),
-        )
-        .unwrap();
+        let json = vmess_json(&links[2].url);
         assert_eq!(json["v"], "2");
         assert_eq!(json["add"], "example.com");
         assert_eq!(json["port"], "10086");
@@ -232,5 +258,36 @@ mod tests {
         assert_eq!(json["net"], "tcp");
         assert_eq!(json["tls"], "");
         assert_eq!(json["ps"], "vm carol");
+    }
+
+    #[test]
+    fn websocket_links() {
+        let config = Config::from_json(
+            r#"{"inbounds":[
+              {"tag":"vl","listen":"0.0.0.0:443","protocol":"vless",
+               "settings":{"users":[{"name":"alice","id":"b831381d-6324-4d53-ad4f-8cda48b30811"}]},
+               "tls":{"self_signed":["example.com"]},"ws":{"path":"/vl","host":"cdn.example.com"}},
+              {"tag":"tj","listen":"0.0.0.0:80","protocol":"trojan",
+               "settings":{"users":[{"name":"bob","password":"pw"}]},
+               "ws":{"path":"/tj","max_early_data":0}},
+              {"tag":"vm","listen":"0.0.0.0:8080","protocol":"vmess",
+               "settings":{"users":[{"name":"carol","id":"b831381d-6324-4d53-ad4f-8cda48b30811"}]},
+               "ws":{"path":"/vm","host":"example.org"}}]}"#,
+        )
+        .unwrap();
+        let links = share_links(&config, Some("example.com"));
+        assert_eq!(
+            links[0].url,
+            "vless://b831381d-6324-4d53-ad4f-8cda48b30811@example.com:443?encryption=none&security=tls&sni=example.com&allowInsecure=1&type=ws&path=%2Fvl%3Fed%3D2048&host=cdn.example.com#vl%20alice"
+        );
+        assert_eq!(
+            links[1].url,
+            "trojan://pw@example.com:80?security=none&type=ws&path=%2Ftj#tj%20bob"
+        );
+        let json = vmess_json(&links[2].url);
+        assert_eq!(json["net"], "ws");
+        assert_eq!(json["path"], "/vm?ed=2048");
+        assert_eq!(json["host"], "example.org");
+        assert_eq!(json["tls"], "");
     }
 }

@@ -709,6 +709,28 @@ pub fn v2ray_client(outbound: serde_json::Value) -> (ChildGuard, SocketAddr) {
     (child, socks)
 }
 
+/// Starts sing-box as a client: a SOCKS5 inbound on a free loopback port and `outbound` (a
+/// sing-box outbound object) as its only outbound. Returns the process and the SOCKS5 address.
+pub fn sing_box_client(outbound: serde_json::Value) -> (ChildGuard, SocketAddr) {
+    let port = free_port();
+    let config = serde_json::json!({
+        "log": {"level": "warn"},
+        "inbounds": [{"type": "socks", "listen": "127.0.0.1", "listen_port": port}],
+        "outbounds": [outbound],
+    });
+    let path = temp_file("sing-box.json", &config.to_string());
+    let mut child = ChildGuard::spawn(
+        "sing-box",
+        Command::new(peer("sing-box"))
+            .arg("run")
+            .arg("-c")
+            .arg(&path),
+    );
+    let socks: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for_port(socks, &mut child);
+    (child, socks)
+}
+
 /// v2ray `streamSettings` for raw TCP, or TLS that accepts our self-signed certificate.
 pub fn v2ray_stream(tls: bool) -> serde_json::Value {
     if tls {
@@ -727,12 +749,25 @@ pub fn engine_with_inbound(
     settings: serde_json::Value,
     tls: bool,
 ) -> (engine::Handle, SocketAddr) {
+    engine_with_transport(protocol, settings, tls, None)
+}
+
+/// [`engine_with_inbound`], with WebSocket (`ws`, the inbound's `ws` object) when given.
+pub fn engine_with_transport(
+    protocol: &str,
+    settings: serde_json::Value,
+    tls: bool,
+    ws: Option<serde_json::Value>,
+) -> (engine::Handle, SocketAddr) {
     let mut inbound = serde_json::json!({
         "tag": "in", "listen": "127.0.0.1:0", "network": ["tcp"],
         "protocol": protocol, "settings": settings,
     });
     if tls {
         inbound["tls"] = serde_json::json!({"self_signed": ["localhost"]});
+    }
+    if let Some(ws) = ws {
+        inbound["ws"] = ws;
     }
     let handle = start_engine(serde_json::json!({
         "workers": 2,
@@ -868,4 +903,25 @@ pub fn assert_traffic_at_least(handle: &engine::Handle, name: &str, up: u64, dow
         );
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// For a receive loop over one reused buffer: moves the unread bytes `buf[*start..*end]` to the
+/// front and reads more behind them (panics if the stream closed).
+pub fn read_more(stream: &mut TcpStream, buf: &mut [u8], start: &mut usize, end: &mut usize) {
+    buf.copy_within(*start..*end, 0);
+    *end -= *start;
+    *start = 0;
+    let n = stream.read(&mut buf[*end..]).unwrap();
+    assert!(n > 0, "stream closed");
+    *end += n;
+}
+
+/// The allocation tests' relay check: far fewer heap allocations (all threads) than chunks
+/// relayed, so nothing allocates per chunk (the runtime's occasional ones aside).
+pub fn assert_far_fewer_allocations_than_chunks(what: &str, allocations: u64, chunks: u64) {
+    eprintln!("{what}: {allocations} allocations for {chunks} chunks relayed (both ways)");
+    assert!(
+        allocations * 4 < chunks,
+        "{what}: {allocations} heap allocations for {chunks} relayed chunks: something allocates per chunk"
+    );
 }

@@ -7,13 +7,13 @@
 //!   each time the executor parks. Our relay code allocates nothing per chunk; see
 //!   docs/ARCHITECTURE.md ("Known gaps") for the runtime patch that would remove the rest.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use e2e::{start_engine, tcp_echo};
+use e2e::{assert_far_fewer_allocations_than_chunks, read_more, start_engine, tcp_echo};
 use proto::shadowsocks::tcp::{ClientRequest, Opened, HEADROOM};
 use proto::shadowsocks::{Key, Method, TAG_LEN};
 use proto::TargetAddr;
@@ -92,14 +92,7 @@ fn relaying_allocates_far_less_than_once_per_chunk_and_the_codec_never() {
                     got += payload.len();
                     start += consumed;
                 }
-                Opened::NeedMore => {
-                    buf.copy_within(start..end, 0);
-                    end -= start;
-                    start = 0;
-                    let n = stream.read(&mut buf[end..]).unwrap();
-                    assert!(n > 0, "stream closed after {got} of {total} bytes");
-                    end += n;
-                }
+                Opened::NeedMore => read_more(&mut stream, &mut buf, &mut start, &mut end),
             }
         }
         assert_eq!(got, total);
@@ -111,12 +104,10 @@ fn relaying_allocates_far_less_than_once_per_chunk_and_the_codec_never() {
     let after = dhat::HeapStats::get();
     sender.join().unwrap();
 
-    let chunks = 2 * (MEASURED / CHUNK) as u64;
-    let allocations = after.total_blocks - before.total_blocks;
-    eprintln!("relay: {allocations} allocations for {chunks} chunks relayed (both ways)");
-    assert!(
-        allocations * 4 < chunks,
-        "{allocations} heap allocations for {chunks} relayed chunks: something allocates per chunk"
+    assert_far_fewer_allocations_than_chunks(
+        "relay",
+        after.total_blocks - before.total_blocks,
+        2 * (MEASURED / CHUNK) as u64,
     );
 
     // The codec alone: exactly zero. Stop the engine first, since its idle executors still

@@ -3,37 +3,12 @@
 //! every byte checked. sing-box is told to send UDP the plain way of each protocol (VLESS
 //! length-prefixed packets, not XUDP).
 
-use std::net::SocketAddr;
-use std::process::Command;
-
 use e2e::*;
 use serde_json::json;
 
 const BULK: usize = 16 << 20;
 const UUID: &str = "b831381d-6324-4d53-ad4f-8cda48b30811";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// sing-box with a SOCKS5 inbound on a free loopback port and `outbound` as its only
-/// outbound.
-fn sing_box(outbound: serde_json::Value) -> (ChildGuard, SocketAddr) {
-    let port = free_port();
-    let config = json!({
-        "log": {"level": "warn"},
-        "inbounds": [{"type": "socks", "listen": "127.0.0.1", "listen_port": port}],
-        "outbounds": [outbound],
-    });
-    let path = temp_file("sing-box.json", &config.to_string());
-    let mut child = ChildGuard::spawn(
-        "sing-box",
-        Command::new(peer("sing-box"))
-            .arg("run")
-            .arg("-c")
-            .arg(&path),
-    );
-    let socks: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_for_port(socks, &mut child);
-    (child, socks)
-}
 
 fn tls() -> serde_json::Value {
     json!({"enabled": true, "server_name": "localhost", "insecure": true})
@@ -45,7 +20,7 @@ fn tcp_and_udp(protocol: &str, settings: serde_json::Value, outbound: serde_json
     outbound["server"] = json!("127.0.0.1");
     outbound["server_port"] = json!(server.port());
     outbound["tls"] = tls();
-    let (mut child, socks) = sing_box(outbound);
+    let (mut child, socks) = sing_box_client(outbound);
     let echo = tcp_echo();
     let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT");
     echo_transfer(stream, BULK, 1, Ending::AfterEcho)

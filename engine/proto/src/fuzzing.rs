@@ -712,3 +712,63 @@ pub fn vmess_body(data: &[u8]) {
     }
     assert_eq!(body.left, 0);
 }
+
+/// WebSocket upgrade requests: never a panic; a complete request's ranges lie inside its head,
+/// and a prefix of an accepted request is never refused.
+pub fn ws_handshake(data: &[u8]) {
+    use crate::ws::handshake::{parse_upgrade, UpgradePolicy};
+    use crate::Progress;
+    let policy = UpgradePolicy {
+        path: "/ws",
+        host: data.first().filter(|&&b| b & 1 == 1).map(|_| "example.com"),
+        max_early_data: 2048,
+    };
+    if let Ok(Progress::Done(up)) = parse_upgrade(&policy, data) {
+        assert!(up.consumed <= data.len());
+        if let Some(r) = &up.early_data {
+            assert!(r.start <= r.end && r.end <= up.consumed);
+        }
+        assert!(up.decode_early_data(data).len() <= policy.max_early_data);
+        let mut out = Vec::new();
+        up.write_response(data, &mut out);
+        assert!(out.ends_with(b"\r\n\r\n"));
+        for cut in 0..up.consumed {
+            assert_eq!(parse_upgrade(&policy, &data[..cut]), Ok(Progress::NeedMore));
+        }
+    }
+}
+
+/// WebSocket client frames: never a panic, and the stream decoded does not depend on how the
+/// bytes were cut (`data[0]` picks the piece size), errors included.
+pub fn ws_frames(data: &[u8]) {
+    use crate::ws::frame::FrameDecoder;
+    let Some((&step, wire)) = data.split_first() else {
+        return;
+    };
+    let run = |step: usize| {
+        let mut d = FrameDecoder::new(1 << 16);
+        let mut out = Vec::new();
+        let mut events = (0, 0);
+        for piece in wire.chunks(step.max(1)) {
+            let mut buf = piece.to_vec();
+            match d.decode(&mut buf) {
+                Ok(got) => {
+                    assert!(got.data <= piece.len());
+                    out.extend_from_slice(&buf[..got.data]);
+                    events.0 += usize::from(got.ping);
+                    events.1 += usize::from(got.closed);
+                }
+                Err(e) => return (out, events, Some(e)),
+            }
+        }
+        (out, events, None)
+    };
+    let (whole, whole_events, whole_err) = run(wire.len());
+    let (cut, cut_events, cut_err) = run(usize::from(step));
+    assert_eq!(whole_err, cut_err);
+    if whole_err.is_none() {
+        assert_eq!(whole, cut);
+        assert_eq!(whole_events.1, cut_events.1);
+        assert!(whole_events.1 <= 1);
+    }
+}

@@ -5,9 +5,10 @@
 //! (salts, session ids, padding) are inputs supplied by the caller. The same code therefore runs
 //! in the engine's relays, in unit tests, in fuzz targets and in benchmarks.
 //!
-//! Codecs: [`shadowsocks`] (AEAD 2017 and 2022), [`vless`], [`vmess`] (AEAD), [`trojan`], and
-//! [`mux`] (Mux.Cool and XUDP, carried inside VLESS and VMess). Target addresses are [`TargetAddr`], in SOCKS5 form
-//! ([`address`]) or the V2Ray family's port-first form ([`vless::address`]).
+//! Codecs: [`shadowsocks`] (AEAD 2017 and 2022), [`vless`], [`vmess`] (AEAD), [`trojan`],
+//! [`mux`] (Mux.Cool and XUDP, carried inside VLESS and VMess), and [`ws`] (the WebSocket
+//! transport VLESS, VMess and Trojan can run over). Target addresses are [`TargetAddr`], in
+//! SOCKS5 form ([`address`]) or the V2Ray family's port-first form ([`vless::address`]).
 //!
 //! Conventions shared by every codec:
 //!
@@ -27,6 +28,7 @@ pub mod shadowsocks;
 pub mod trojan;
 pub mod vless;
 pub mod vmess;
+pub mod ws;
 
 #[doc(hidden)]
 pub mod fuzzing;

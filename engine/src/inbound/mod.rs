@@ -42,6 +42,8 @@ pub(crate) struct InboundShared {
     pub(crate) kind: InboundKind,
     /// TLS in front of the protocol, if configured.
     pub(crate) tls: Option<crate::transport::TlsServer>,
+    /// WebSocket in front of the protocol (inside TLS, if any), if configured.
+    pub(crate) ws: Option<crate::config::WsConfig>,
 }
 
 pub(crate) enum InboundKind {
@@ -121,6 +123,7 @@ impl InboundShared {
             credentials: std::sync::Mutex::new(BTreeMap::new()),
             kind,
             tls,
+            ws: c.ws.clone(),
         })
     }
 

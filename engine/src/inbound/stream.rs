@@ -1,6 +1,7 @@
 //! What VLESS, Trojan and VMess share: accepting a connection through its transport (TCP or
-//! TLS), reading a protocol header under the handshake deadline, the fallback of a connection
-//! that fails authentication, admission of an authenticated user, and the TCP relay.
+//! TLS, then WebSocket if configured), reading a protocol header under the handshake deadline,
+//! the fallback of a connection that fails authentication, admission of an authenticated user,
+//! and the TCP relay.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -16,10 +17,13 @@ use proto::{Progress, TargetAddr};
 use super::relay::{drain, pipe, udp_destination, Meter, Tally};
 use super::{until_closed, InboundKind, InboundShared, Registration, UserTable, WorkerCtx};
 use crate::buffer::RelayBuffer;
+use crate::config::WsConfig;
 use crate::outbound;
 use crate::runtime::{self, TcpListener, TcpStream, UdpSocket};
+use crate::transport::ws::WsStream;
 use crate::transport::ClientStream;
 use crate::users::{Admission, UserRecord};
+use proto::ws::handshake::{self as ws_handshake, parse_upgrade, UpgradePolicy};
 
 pub(crate) async fn serve_tcp(
     ctx: Rc<WorkerCtx>,
@@ -53,6 +57,20 @@ async fn handle(ctx: &Rc<WorkerCtx>, ib: &InboundShared, stream: TcpStream) {
         ib,
         peer,
         deadline,
+    };
+    let client = match &ib.ws {
+        None => client,
+        Some(ws) => {
+            let fallback = match &ib.kind {
+                InboundKind::Vless(v) => v.fallback,
+                InboundKind::Trojan(t) => t.fallback,
+                _ => None,
+            };
+            match conn.upgrade(ws, client, fallback).await {
+                Some(c) => c,
+                None => return,
+            }
+        }
     };
     match &ib.kind {
         InboundKind::Vless(v) => super::vless::handle(&conn, v, client).await,
@@ -141,6 +159,69 @@ impl Conn<'_> {
                     return Header::Rejected(len);
                 }
             }
+        }
+    }
+
+    /// The WebSocket upgrade: reads the request head under the handshake deadline and answers
+    /// `101`, then the stream carries frames. A request for another path or host, or one that
+    /// is not an upgrade, goes to `fallback` with every byte read (a web site answers it), or
+    /// gets the answer an ordinary web server would give (`404`, `400`) and is closed.
+    async fn upgrade(
+        &self,
+        ws: &WsConfig,
+        mut client: ClientStream,
+        fallback: Option<SocketAddr>,
+    ) -> Option<ClientStream> {
+        let policy = UpgradePolicy {
+            path: &ws.path,
+            host: ws.host.as_deref(),
+            max_early_data: ws.max_early_data,
+        };
+        let mut buf = self.ctx.buffers.get();
+        let mut refused = None;
+        let header = self
+            .read_header(&mut client, &mut buf, |b| {
+                parse_upgrade(&policy, b).inspect_err(|e| refused = Some(e.response()))
+            })
+            .await;
+        match header {
+            Header::Done(up, len) => {
+                let mut response = Vec::with_capacity(256);
+                up.write_response(&buf[..len], &mut response);
+                if client.write_all(&response).await.is_err() || client.flush().await.is_err() {
+                    return None;
+                }
+                let early = up.decode_early_data(&buf[..len]);
+                let pending = buf[up.consumed..len].to_vec();
+                Some(ClientStream::Ws(Box::new(WsStream::new(
+                    client, early, pending,
+                ))))
+            }
+            Header::Rejected(_) if fallback.is_none() => {
+                let answer = refused.unwrap_or(ws_handshake::BAD_REQUEST);
+                if client.write_all(answer).await.is_ok() {
+                    let _ = client.close().await;
+                    // Read what the client still sends until it closes (or the deadline), so
+                    // that the answer is not lost to a reset.
+                    drain(&mut client, &mut buf, self.deadline).await;
+                }
+                None
+            }
+            Header::Rejected(len) | Header::Undecided(len) => {
+                self.reject(client, buf, len, fallback).await;
+                None
+            }
+        }
+    }
+
+    /// Where a connection that fails the protocol's handshake goes: `fallback`, unless the
+    /// protocol runs inside WebSocket (a web site cannot answer bytes inside frames; the
+    /// connection is drained).
+    pub(crate) fn fallback(&self, fallback: Option<SocketAddr>) -> Option<SocketAddr> {
+        if self.ib.ws.is_some() {
+            None
+        } else {
+            fallback
         }
     }
 

@@ -24,7 +24,7 @@ pub(crate) async fn handle(conn: &Conn<'_>, t: &Inbound, client: ClientStream) {
         client,
         buf,
     }) = conn
-        .authenticate(client, &t.keys, t.fallback, |u, b| {
+        .authenticate(client, &t.keys, conn.fallback(t.fallback), |u, b| {
             trojan::parse_request(u, b)
         })
         .await

@@ -24,7 +24,7 @@ pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, client: ClientStream) {
         client,
         buf,
     }) = conn
-        .authenticate(client, &v.keys, v.fallback, |u, b| {
+        .authenticate(client, &v.keys, conn.fallback(v.fallback), |u, b| {
             vless::parse_request(u, b)
         })
         .await

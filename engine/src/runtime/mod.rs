@@ -136,6 +136,19 @@ pub fn adopt_udp(fd: OwnedFd) -> UdpSocket {
     unsafe { UdpSocket::from_raw_fd(fd.into_raw_fd()) }
 }
 
+/// Sends `bufs` on `stream` at once, in one `sendmsg`, without waiting: `WouldBlock` when the
+/// socket buffer is full (then wait through the stream's own `poll_write`). glommio's socket
+/// has no vectored write; the WebSocket transport sends a frame header and its payload this
+/// way in one system call.
+pub fn try_send_vectored(stream: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the descriptor belongs to `stream`, which is borrowed for longer than `fd` lives,
+    // so it stays open throughout.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    socket2::SockRef::from(&fd)
+        .send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+}
+
 /// A one-shot, cross-thread broadcast: once fired, every present and future waiter wakes.
 #[derive(Clone, Default)]
 pub struct Signal {

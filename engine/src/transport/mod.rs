@@ -1,5 +1,5 @@
 //! Transports: how a client's bytes reach an inbound's protocol. Plain TCP, or TLS (rustls)
-//! over it, with ALPN and a server-name (SNI) allow-list.
+//! over it, with ALPN and a server-name (SNI) allow-list; and WebSocket ([`ws`]) over either.
 //!
 //! The protocols above (VLESS, Trojan, VMess) see one [`ClientStream`] whatever the transport,
 //! so each is written once. TLS goes through `futures-rustls` (buffered: rustls copies records
@@ -21,6 +21,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::config::{ConfigError, TlsConfig};
 use crate::runtime::TcpStream;
+
+pub(crate) mod ws;
 
 /// A TLS server: certificate, ALPN and accepted server names, ready to accept connections.
 pub(crate) struct TlsServer {
@@ -139,6 +141,8 @@ pub(crate) enum ClientStream {
     Tcp(TcpStream),
     /// TLS over TCP.
     Tls(Box<TlsStream<TcpStream>>),
+    /// WebSocket over plain TCP or TLS.
+    Ws(Box<ws::WsStream>),
 }
 
 impl ClientStream {
@@ -146,6 +150,7 @@ impl ClientStream {
         match self {
             ClientStream::Tcp(s) => s,
             ClientStream::Tls(s) => s.get_ref().0,
+            ClientStream::Ws(s) => s.inner().tcp(),
         }
     }
 
@@ -164,6 +169,7 @@ impl AsyncRead for ClientStream {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientStream::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -177,6 +183,24 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientStream::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Tcp(s) => match crate::runtime::try_send_vectored(s, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Pin::new(s).poll_write_vectored(cx, bufs)
+                }
+                done => Poll::Ready(done),
+            },
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            ClientStream::Ws(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -184,6 +208,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_flush(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ClientStream::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -191,6 +216,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_close(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+            ClientStream::Ws(s) => Pin::new(s.as_mut()).poll_close(cx),
         }
     }
 }
