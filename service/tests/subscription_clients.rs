@@ -2,7 +2,8 @@
 //! configuration and `v2ray test` on each Xray configuration, for every Shadowsocks method,
 //! VLESS, VMess and Trojan over TCP, TLS and WebSocket, and awkward remarks and addresses;
 //! then sing-box and v2ray, configured from a live panel's subscription, carry traffic through
-//! the panel's engine with the credentials it derived (Shadowsocks, VLESS, Trojan, VMess).
+//! the panel's engine with the credentials it derived (Shadowsocks, VLESS, Trojan, VMess;
+//! TCP, TLS and WebSocket).
 //!
 //! Peers: `sing-box` (tests/install-sing-box.sh) and `v2ray` (Debian's `v2ray`, 4.34, which
 //! predates the 2022 methods: those are checked by sing-box only). A missing peer fails.
@@ -104,8 +105,8 @@ fn stream_protocols() -> Vec<InboundEntry> {
         InboundEntry::from_json(&config.to_string(), hosts).unwrap()
     };
     let self_signed = json!({"tls": {"self_signed": ["localhost"], "alpn": ["h2", "http/1.1"]}});
-    let ws = json!({"transport": {"type": "ws", "path": "/ws", "host": "in.example"}});
-    let ws_tls = json!({"tls": {"server_names": ["example.com"]}, "transport": {"type": "ws"}});
+    let ws = json!({"ws": {"path": "/ws", "host": "in.example"}});
+    let ws_tls = json!({"tls": {"server_names": ["example.com"]}, "ws": {"max_early_data": 0}});
     let cdn = || {
         vec![HostEntry {
             sni: Some("cdn.example.com".into()),
@@ -478,6 +479,10 @@ fn vless_trojan_and_vmess_clients_configured_from_a_subscription_carry_traffic()
         json!({"tag": "vless-tls", "protocol": "vless", "settings": {}, "tls": tls}),
         json!({"tag": "trojan-tls", "protocol": "trojan", "settings": {}, "tls": tls}),
         json!({"tag": "vmess-tcp", "protocol": "vmess", "settings": {}}),
+        json!({"tag": "vless-ws-tls", "protocol": "vless", "settings": {}, "tls": tls,
+               "ws": {"path": "/vl"}}),
+        json!({"tag": "vmess-ws", "protocol": "vmess", "settings": {},
+               "ws": {"path": "/vm", "host": "example.org"}}),
     ]);
 
     // sing-box: each outbound exactly as the subscription gives it.
@@ -489,7 +494,22 @@ fn vless_trojan_and_vmess_clients_configured_from_a_subscription_carry_traffic()
         .iter()
         .map(|o| o["tag"].as_str().unwrap())
         .collect();
-    assert_eq!(tags, ["vless-tls", "trojan-tls", "vmess-tcp"]);
+    assert_eq!(
+        tags,
+        [
+            "vless-tls",
+            "trojan-tls",
+            "vmess-tcp",
+            "vless-ws-tls",
+            "vmess-ws"
+        ]
+    );
+    assert_eq!(
+        outbounds[3]["transport"],
+        json!({"type": "ws", "path": "/vl", "max_early_data": 2048,
+               "early_data_header_name": "Sec-WebSocket-Protocol"})
+    );
+    assert_eq!(outbounds[4]["transport"]["headers"]["Host"], "example.org");
     assert_eq!(outbounds[0]["tls"]["server_name"], "localhost");
     assert_eq!(outbounds[0]["tls"]["insecure"], true);
     let mut used = 0;
@@ -499,7 +519,13 @@ fn vless_trojan_and_vmess_clients_configured_from_a_subscription_carry_traffic()
 
     // v2ray (4.34): the Xray configuration of each inbound.
     let xray = fetch_json(&panel, &sub, "xray");
-    for remark in ["vless-tls", "trojan-tls", "vmess-tcp"] {
+    for remark in [
+        "vless-tls",
+        "trojan-tls",
+        "vmess-tcp",
+        "vless-ws-tls",
+        "vmess-ws",
+    ] {
         let config = xray
             .as_array()
             .unwrap()

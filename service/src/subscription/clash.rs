@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::{Proxy, ProxyProtocol, Transport, PRIVATE_RANGES};
+use super::{Proxy, ProxyProtocol, Transport, EARLY_DATA_HEADER, PRIVATE_RANGES};
 
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -55,10 +55,15 @@ struct ClashProxy<'a> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct WsOpts<'a> {
     path: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     headers: Option<WsHeaders<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_early_data: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    early_data_header_name: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -103,10 +108,15 @@ fn proxy(p: &Proxy) -> ClashProxy<'_> {
         network: Some(p.transport.name()),
         ws_opts: match &p.transport {
             Transport::Tcp => None,
-            Transport::WebSocket(ws) => Some(WsOpts {
-                path: &ws.path,
-                headers: ws.host.as_deref().map(|host| WsHeaders { host }),
-            }),
+            Transport::WebSocket(ws) => {
+                let (path, early_data) = ws.early_data();
+                Some(WsOpts {
+                    path,
+                    headers: ws.host.as_deref().map(|host| WsHeaders { host }),
+                    max_early_data: early_data,
+                    early_data_header_name: early_data.map(|_| EARLY_DATA_HEADER),
+                })
+            }
         },
         ..base()
     };
@@ -288,6 +298,11 @@ mod tests {
         assert_eq!(vm["network"], "ws");
         assert_eq!(vm["ws-opts"]["path"], "/alice");
         assert_eq!(vm["ws-opts"]["headers"]["Host"], "cdn.example");
+        assert!(vm["ws-opts"].get("max-early-data").is_none());
+        let early = &list[2]["ws-opts"];
+        assert_eq!(early["path"], "/vm");
+        assert_eq!(early["max-early-data"], 2048);
+        assert_eq!(early["early-data-header-name"], "Sec-WebSocket-Protocol");
     }
 
     #[test]

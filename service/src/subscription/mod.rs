@@ -14,9 +14,9 @@
 //! Credentials come from [`crate::sync::credential`], the same derivation the engine is given,
 //! so a subscription and the engine always agree: a password for Shadowsocks and Trojan, a
 //! UUID for VLESS and VMess. TLS (server name, ALPN, whether to skip verification for a
-//! self-signed certificate) follows the host, then the inbound; a WebSocket transport is read
-//! from the inbound's `transport` object when it has one (see [`WebSocket::of_inbound`]). Users who may not connect (disabled, over
-//! their data limit, expired) get no proxies at all: an empty list, or a config without
+//! self-signed certificate) follows the host, then the inbound; so do a WebSocket transport's
+//! path and `Host` (the inbound's `ws`, with early data as Xray's `?ed=N` in the path). Users
+//! who may not connect (disabled, over their data limit, expired) get no proxies at all: an empty list, or a config without
 //! proxy outbounds; the headers still tell their client why.
 
 pub mod clash;
@@ -125,8 +125,6 @@ pub struct HostEntry {
 pub struct InboundEntry {
     /// The engine inbound configuration.
     pub config: InboundConfig,
-    /// The inbound's WebSocket transport, if it has one.
-    pub websocket: Option<WebSocket>,
     /// Where clients reach it; none: the inbound's listen address.
     pub hosts: Vec<HostEntry>,
 }
@@ -134,15 +132,8 @@ pub struct InboundEntry {
 impl InboundEntry {
     /// An inbound from its stored JSON configuration.
     pub fn from_json(config: &str, hosts: Vec<HostEntry>) -> anyhow::Result<InboundEntry> {
-        let mut raw: serde_json::Value = serde_json::from_str(config)?;
-        let websocket = WebSocket::of_inbound(&raw);
-        // The rest of a subscription does not depend on the transport's other options.
-        if let Some(object) = raw.as_object_mut() {
-            object.remove("transport");
-        }
         Ok(InboundEntry {
-            websocket,
-            config: serde_json::from_value(raw)?,
+            config: serde_json::from_str(config)?,
             hosts,
         })
     }
@@ -151,30 +142,30 @@ impl InboundEntry {
 /// A WebSocket transport's parameters, as clients need them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WebSocket {
-    /// The HTTP path of the upgrade request.
+    /// The HTTP path of the upgrade request, with `?ed=N` when the client may send up to N
+    /// bytes of early data in `Sec-WebSocket-Protocol` (Xray's convention, which share links
+    /// and Xray configurations carry as they are).
     pub path: String,
     /// The HTTP `Host` header (none: the server address).
     pub host: Option<String>,
 }
 
 impl WebSocket {
-    /// The WebSocket transport of a stored inbound configuration: a `transport` object with
-    /// `"type": "ws"`, an optional `path` (default `/`) and an optional `host` (or a `Host`
-    /// entry in `headers`). Read from the JSON rather than from [`InboundConfig`] so that
-    /// subscriptions do not depend on how the engine spells the rest of its transport options.
-    pub fn of_inbound(raw: &serde_json::Value) -> Option<WebSocket> {
-        let t = raw.get("transport")?;
-        if t.get("type")?.as_str()? != "ws" {
-            return None;
+    /// The path without an `?ed=N` query, and N: what sing-box and Clash take as
+    /// `max_early_data` (with `Sec-WebSocket-Protocol` as the header).
+    pub fn early_data(&self) -> (&str, Option<u32>) {
+        match self.path.split_once("?ed=") {
+            Some((path, n)) => match n.parse() {
+                Ok(n) => (path, Some(n)),
+                Err(_) => (&self.path, None),
+            },
+            None => (&self.path, None),
         }
-        let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
-        Some(WebSocket {
-            path: text(t.get("path")).unwrap_or_else(|| "/".to_owned()),
-            host: text(t.get("host"))
-                .or_else(|| text(t.get("headers").and_then(|h| h.get("Host")))),
-        })
     }
 }
+
+/// The header early data travels in (what the engine and Xray read).
+pub const EARLY_DATA_HEADER: &str = "Sec-WebSocket-Protocol";
 
 /// How a client carries its protocol to the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -429,20 +420,24 @@ fn pick(choices: &str, salt: &str) -> Option<String> {
 }
 
 /// The transport clients use towards `host` of `inbound`: WebSocket when the inbound has it,
-/// the host's path and `Host` header replacing the inbound's.
+/// the host's path and `Host` header replacing the inbound's (an inbound's path gets `?ed=N`
+/// when it accepts early data; a host's path is taken as written).
 fn transport(
     inbound: &InboundEntry,
     host: &HostEntry,
     vars: &placeholders::Variables,
     salt: &str,
 ) -> Transport {
-    match &inbound.websocket {
+    match &inbound.config.ws {
         None => Transport::Tcp,
         Some(ws) => Transport::WebSocket(WebSocket {
-            path: host
-                .path
-                .as_deref()
-                .map_or_else(|| ws.path.clone(), |p| vars.fill(p)),
+            path: host.path.as_deref().map_or_else(
+                || match ws.max_early_data {
+                    0 => ws.path.clone(),
+                    n => format!("{}?ed={n}", ws.path),
+                },
+                |p| vars.fill(p),
+            ),
             host: host
                 .host
                 .as_deref()
@@ -566,7 +561,6 @@ pub(crate) mod tests {
                     "203.0.113.7:8388",
                     r#"{"method":"aes-256-gcm","users":[]}"#,
                 ),
-                websocket: None,
                 hosts: vec![],
             },
             InboundEntry {
@@ -575,7 +569,6 @@ pub(crate) mod tests {
                     "0.0.0.0:8443",
                     r#"{"method":"2022-blake3-aes-128-gcm","psk":"AAAAAAAAAAAAAAAAAAAAAA==","users":[]}"#,
                 ),
-                websocket: None,
                 hosts: vec![
                     host("{USERNAME} de", "de.example.com", None, 2),
                     host("v6", "[2001:db8::1]", Some(9443), 0),
@@ -639,7 +632,7 @@ pub(crate) mod tests {
             entry(
                 serde_json::json!({"tag": "vm", "listen": "0.0.0.0:10086", "protocol": "vmess",
                     "settings": {"users": []},
-                    "transport": {"type": "ws", "path": "/vm", "headers": {"Host": "in.example"}}}),
+                    "ws": {"path": "/vm", "host": "in.example"}}),
                 vec![
                     host("vm {TRANSPORT}", "vm.example.com", None, 1),
                     HostEntry {
@@ -692,7 +685,7 @@ pub(crate) mod tests {
         assert_eq!(
             p[2].transport,
             Transport::WebSocket(WebSocket {
-                path: "/vm".into(),
+                path: "/vm?ed=2048".into(),
                 host: Some("in.example".into())
             })
         );
@@ -735,24 +728,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn websocket_is_read_from_the_transport_object() {
-        let ws = |v: serde_json::Value| WebSocket::of_inbound(&v);
-        assert_eq!(ws(serde_json::json!({"tag": "x"})), None);
-        assert_eq!(ws(serde_json::json!({"transport": {"type": "grpc"}})), None);
-        assert_eq!(
-            ws(serde_json::json!({"transport": {"type": "ws"}})),
-            Some(WebSocket {
-                path: "/".into(),
-                host: None
-            })
-        );
-        assert_eq!(
-            ws(serde_json::json!({"transport": {"type": "ws", "path": "/p", "host": "h"}})),
-            Some(WebSocket {
-                path: "/p".into(),
-                host: Some("h".into())
-            })
-        );
+    fn early_data_is_split_off_the_path() {
+        let ws = |path: &str| WebSocket {
+            path: path.into(),
+            host: None,
+        };
+        assert_eq!(ws("/vm?ed=2048").early_data(), ("/vm", Some(2048)));
+        assert_eq!(ws("/vm").early_data(), ("/vm", None));
+        assert_eq!(ws("/vm?ed=x").early_data(), ("/vm?ed=x", None));
     }
 
     #[test]

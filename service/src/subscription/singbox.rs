@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Proxy, ProxyProtocol, Transport};
+use super::{Proxy, ProxyProtocol, Transport, EARLY_DATA_HEADER};
 
 /// The outbound of one proxy, tagged with its remark.
 pub fn outbound(proxy: &Proxy) -> Value {
@@ -33,7 +33,12 @@ pub fn outbound(proxy: &Proxy) -> Value {
             o["tls"] = t;
         }
         if let Transport::WebSocket(ws) = &proxy.transport {
-            let mut t = json!({"type": "ws", "path": ws.path});
+            let (path, early_data) = ws.early_data();
+            let mut t = json!({"type": "ws", "path": path});
+            if let Some(n) = early_data {
+                t["max_early_data"] = n.into();
+                t["early_data_header_name"] = EARLY_DATA_HEADER.into();
+            }
             if let Some(host) = &ws.host {
                 t["headers"] = json!({"Host": host});
             }
