@@ -59,14 +59,14 @@ export const ExpireStrategyValues = Object.freeze(["never", "fixed_date", "start
  * A host of an inbound.
  * @typedef {Object} Host
  * @property {string} address Address clients connect to (placeholders allowed).
- * @property {string} [host] HTTP Host header (not used by Shadowsocks).
+ * @property {string} [host] HTTP Host header of a WebSocket transport (not used by Shadowsocks). A list and `*` as for `sni`.
  * @property {number} id Id.
  * @property {number} inbound_id The inbound it belongs to.
  * @property {string} [path] HTTP path (not used by Shadowsocks).
  * @property {number} [port] Port clients connect to (absent: the inbound's port).
  * @property {string} remark Name shown by clients. Placeholders such as `{USERNAME}`, `{DATA_LEFT}`, `{DAYS_LEFT}`, `{EXPIRE_DATE}` are filled per user (docs/subscriptions.md).
  * @property {HostSecurity} security TLS towards this host (not used by Shadowsocks).
- * @property {string} [sni] TLS server name (not used by Shadowsocks).
+ * @property {string} [sni] TLS server name (not used by Shadowsocks). A comma-separated list gives one at random per fetch; `*` is replaced by a random label.
  * @property {number} weight Order in subscriptions: lower weights come first.
  */
 
@@ -74,12 +74,12 @@ export const ExpireStrategyValues = Object.freeze(["never", "fixed_date", "start
  * A new or changed host.
  * @typedef {Object} HostInput
  * @property {string} address Address clients connect to, 1 to 256 characters (placeholders allowed).
- * @property {string} [host] HTTP Host header.
+ * @property {string} [host] HTTP Host header of a WebSocket transport (a list and `*` as for `sni`).
  * @property {string} [path] HTTP path.
  * @property {number} [port] Port clients connect to, 1 to 65535 (absent: the inbound's port).
  * @property {string} remark Name shown by clients, 1 to 256 characters (placeholders allowed).
  * @property {HostSecurity} [security] TLS towards this host.
- * @property {string} [sni] TLS server name.
+ * @property {string} [sni] TLS server name, or a comma-separated list of them (one is picked at random per fetch; `*` is replaced by a random label).
  * @property {number} [weight] Order in subscriptions: lower weights come first (default 1).
  */
 
@@ -233,6 +233,25 @@ export const UserOrderValues = Object.freeze(["created_desc", "created_asc", "us
 /** Where a user stands. @typedef {("active"|"disabled"|"limited"|"expired"|"on_hold")} UserStatus */
 /** @type {ReadonlyArray<UserStatus>} */
 export const UserStatusValues = Object.freeze(["active", "disabled", "limited", "expired", "on_hold"]);
+
+/**
+ * The webhook configuration as the API shows it.
+ * @typedef {Object} WebhookSettings
+ * @property {number} failed Events given up on after repeated failures (kept in the outbox).
+ * @property {number} pending Events waiting to be sent.
+ * @property {string} [secret_hint] The secret's last four characters, to tell which one is set.
+ * @property {boolean} secret_set Whether a secret is set (events are only recorded and sent with one).
+ * @property {Array<number>} thresholds Percentages of a user's data limit that send `user.usage_threshold` when crossed.
+ * @property {string} [url] Receiver of the events (absent: webhooks are off and no events are recorded).
+ */
+
+/**
+ * A change to the webhook configuration. Absent fields keep their value; `url: null` turns webhooks off.
+ * @typedef {Object} WebhookSettingsInput
+ * @property {string} [secret] HMAC-SHA256 key, 16 to 256 characters. Required when a URL is set and no secret is stored yet.
+ * @property {Array<number>} [thresholds] Percentages (1 to 100) of the data limit that send `user.usage_threshold`, at most 10.
+ * @property {string} [url] `http://` or `https://` URL of the receiver, at most 2048 characters; `null`: off.
+ */
 
 
 /** One method per API operation. */
@@ -585,5 +604,24 @@ export class Api extends ApiBase {
    */
   getUsersByUsernameUsage(username, query = {}) {
     return this.request("GET", "/users/" + encodeURIComponent(username) + "/usage", { query });
+  }
+
+  /**
+   * The webhook configuration (sudo only; the secret is never returned).
+   * `GET /webhook`
+   * @returns {Promise<WebhookSettings>}
+   */
+  getWebhook() {
+    return this.request("GET", "/webhook");
+  }
+
+  /**
+   * Change the webhook configuration (sudo only). Events are recorded from now on while a URL and a secret are set; events already recorded are sent to the current URL.
+   * `PUT /webhook`
+   * @param {WebhookSettingsInput} body
+   * @returns {Promise<WebhookSettings>}
+   */
+  putWebhook(body) {
+    return this.request("PUT", "/webhook", { json: body });
   }
 }

@@ -26,6 +26,11 @@ pub struct PanelConfig {
     pub engine_workers: Option<usize>,
     /// `MARZNESHIN_ALLOW_LOOPBACK`: let users relay to loopback (testing only).
     pub allow_loopback: bool,
+    /// `MARZNESHIN_WEBHOOK_RETRY_BASE_MS`: wait after a webhook's first failure, doubled after
+    /// each further one up to an hour (default 1000).
+    pub webhook_retry_base: Duration,
+    /// `MARZNESHIN_WEBHOOK_POLL_MS`: how often the outbox is checked when idle (default 1000).
+    pub webhook_poll_interval: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -70,6 +75,16 @@ impl PanelConfig {
             ),
             engine_workers: parse("MARZNESHIN_ENGINE_WORKERS")?,
             allow_loopback: parse::<bool>("MARZNESHIN_ALLOW_LOOPBACK")?.unwrap_or(false),
+            webhook_retry_base: Duration::from_millis(
+                parse::<u64>("MARZNESHIN_WEBHOOK_RETRY_BASE_MS")?
+                    .unwrap_or(1000)
+                    .max(1),
+            ),
+            webhook_poll_interval: Duration::from_millis(
+                parse::<u64>("MARZNESHIN_WEBHOOK_POLL_MS")?
+                    .unwrap_or(1000)
+                    .max(10),
+            ),
         })
     }
 }

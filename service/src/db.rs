@@ -29,6 +29,56 @@ pub struct Db {
     pub backend: Backend,
 }
 
+/// Background jobs that one panel instance at a time runs against a database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// Enforcement's database changes: activation deadlines, periodic resets, status and
+    /// threshold announcements (`usage::enforce`).
+    Enforcement,
+    /// Webhook delivery (`webhooks::run`).
+    Webhooks,
+}
+
+impl Job {
+    /// The job's PostgreSQL advisory lock key ("mzn" and a number).
+    pub fn lock_key(self) -> i64 {
+        match self {
+            Job::Enforcement => 0x6d7a_6e00_0001,
+            Job::Webhooks => 0x6d7a_6e00_0002,
+        }
+    }
+}
+
+/// Held while this instance runs a [`Job`]. On PostgreSQL it is a transaction holding
+/// `pg_try_advisory_xact_lock(job)`: the lock goes when the transaction ends, whether by
+/// [`JobLock::release`], by the guard being dropped, or by this process dying (the server
+/// ends its session). SQLite serves one panel process, so there the lock is always granted.
+pub struct JobLock(Option<sqlx::Transaction<'static, sqlx::Any>>);
+
+impl JobLock {
+    /// The lock, or `None` when another instance holds it.
+    pub async fn try_acquire(db: &Db, job: Job) -> Result<Option<JobLock>, sqlx::Error> {
+        if db.backend == Backend::Sqlite {
+            return Ok(Some(JobLock(None)));
+        }
+        let mut tx = db.pool.begin().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(job.lock_key())
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok(got.then_some(JobLock(Some(tx))))
+    }
+
+    /// Lets another instance take the job.
+    pub async fn release(self) {
+        if let Some(tx) = self.0 {
+            if let Err(e) = tx.rollback().await {
+                tracing::debug!("releasing a job lock: {e}");
+            }
+        }
+    }
+}
+
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

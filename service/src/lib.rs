@@ -6,6 +6,7 @@
 //!                                         │
 //!            sync: users/inbounds ───────►│ engine::Handle (upsert, remove, apply)
 //!            usage: monotonic counters ◄──┘ deltas applied exactly once (usage_cursor)
+//!            webhooks: outbox rows written with each change ─► signed POSTs, in order
 //! ```
 //!
 //! Start with [`serve::run`].
@@ -21,3 +22,4 @@ pub mod serve;
 pub mod subscription;
 pub mod sync;
 pub mod usage;
+pub mod webhooks;

@@ -62,6 +62,7 @@ macro_rules! str_enum {
 }
 
 str_enum!(ExpireStrategy { Never = "never", FixedDate = "fixed_date", StartOnFirstUse = "start_on_first_use" });
+str_enum!(UserStatus { Active = "active", Disabled = "disabled", Limited = "limited", Expired = "expired", OnHold = "on_hold" });
 str_enum!(ResetStrategy { NoReset = "no_reset", Day = "day", Week = "week", Month = "month", Year = "year" });
 
 /// An admin as the API shows it.

@@ -12,7 +12,7 @@ use rand::RngCore;
 use crate::config::PanelConfig;
 use crate::db::{self, AdminValues, Db};
 use crate::error::ApiError;
-use crate::{api, auth, sync, usage};
+use crate::{api, auth, sync, usage, webhooks};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -167,6 +167,7 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
     };
     sync::full(&state).await?;
     let usage_task = tokio::spawn(usage::run(state.clone()));
+    let webhook_task = tokio::spawn(webhooks::run(state.clone()));
     let listener = TcpListener::bind(config.listen);
     tracing::info!(listen = %config.listen, "panel listening; API docs at /docs");
     let server = poem::Server::new(listener).run_with_graceful_shutdown(
@@ -176,6 +177,7 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
     );
     server.await?;
     usage_task.abort();
+    webhook_task.abort();
     // Record what moved until now, then stop the engine.
     if let Err(e) = usage::record(&state).await {
         tracing::warn!("final usage record failed: {e:#}");

@@ -1,11 +1,21 @@
 //! Keeping the engine in step with the database: inbounds from the `inbounds` table, users
 //! (with the credentials derived from their key) on the inbounds of their services.
 //!
-//! Credentials derive from the user's key as Marzneshin derives them, so links exported from
-//! an existing Marzneshin keep working: the password is the hex XXH3-128 digest of the key
-//! (`xxh128(key).hexdigest()`), and a UUID is that digest's 16 bytes. Shadowsocks 2022 needs a
-//! key of the method's size: 16 bytes are the same digest (base64), 32 bytes are SHA-256 of the
-//! key (base64).
+//! Credentials derive from the user's key as Marzneshin derives them by default
+//! (`AUTH_GENERATION_ALGORITHM=xxh128`), so links exported from an existing Marzneshin keep
+//! working. Checked against marzneshin/marzneshin `app/utils/keygen.py` (`gen_uuid`,
+//! `gen_password`, used for every protocol by `create_config` in `app/utils/share.py`) and
+//! marzneshin/marznode `marznode/utils/key_gen.py` (what the nodes give Xray and sing-box):
+//!
+//! - VLESS and VMess: `uuid.UUID(bytes=xxh128(key).digest())`, the 16 bytes of the key's
+//!   XXH3-128 digest (big-endian, as Python's `xxhash` gives it) written as a UUID;
+//! - Trojan and Shadowsocks AEAD (2017): `xxh128(key).hexdigest()`, the same digest in hex.
+//!
+//! Shadowsocks 2022 has no derivation in Marzneshin: marznode hands the same hex password to
+//! every Shadowsocks inbound (its Xray backend offers only the 2017 methods, and sing-box
+//! refuses a 2022 key that does not decode to the method's key size). A 2022 key must be
+//! base64 of exactly the method's key size, so ours is our own choice: for 16-byte methods
+//! the same digest (base64), for 32-byte methods SHA-256 of the key (base64).
 
 use std::collections::HashMap;
 

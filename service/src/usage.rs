@@ -18,10 +18,11 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use crate::db::{self, UserRow};
+use crate::db;
 use crate::model::{ExpireStrategy, ResetStrategy};
 use crate::serve::{now, AppState};
 use crate::sync;
+use crate::webhooks::{self, Event, WebhookConfig};
 
 /// Applies the engine's counters to the database once. Returns how many users had new
 /// traffic.
@@ -142,9 +143,22 @@ fn next_reset(strategy: ResetStrategy, from: i64) -> Option<i64> {
     )
 }
 
-/// Activation deadlines and periodic resets; then the engine is brought in step with every
-/// user's status.
+/// Activation deadlines, periodic resets and webhook announcements (by one panel instance at a
+/// time: see [`db::Job::Enforcement`]); then the engine is brought in step with every user's
+/// status (by every instance: each drives its own engine).
 pub async fn enforce(state: &AppState) -> anyhow::Result<()> {
+    if let Some(lock) = db::JobLock::try_acquire(&state.db, db::Job::Enforcement).await? {
+        let result = update_users(&state.db).await;
+        lock.release().await;
+        result?;
+    }
+    let users = db::all_users(&state.db).await?;
+    let tags = db::user_inbound_tags(&state.db).await?;
+    sync::apply_users(state, &users, &tags).await
+}
+
+/// The database side of enforcement.
+async fn update_users(db: &db::Db) -> anyhow::Result<()> {
     let now = now();
     sqlx::query(
         "UPDATE users SET activated_at = activation_deadline WHERE expire_strategy = $1 \
@@ -152,22 +166,45 @@ pub async fn enforce(state: &AppState) -> anyhow::Result<()> {
     )
     .bind(ExpireStrategy::StartOnFirstUse.as_str())
     .bind(now)
-    .execute(&state.db.pool)
+    .execute(&db.pool)
     .await?;
-    let users: Vec<UserRow> = db::all_users(&state.db).await?;
-    for u in &users {
+    // What was announced is read before the users: a change between the two reads then
+    // makes the compare-and-set fail (and the next pass decide) rather than announce stale
+    // usage.
+    let config = WebhookConfig::load(&db.pool).await?;
+    let announced: HashMap<i64, (Option<String>, i64)> = webhooks::announced(db)
+        .await?
+        .into_iter()
+        .map(|(id, status, threshold)| (id, (status, threshold)))
+        .collect();
+    let mut users = db::all_users(db).await?;
+    for u in &mut users {
         let since = u.traffic_reset_at.unwrap_or(u.created_at);
         if next_reset(u.reset_strategy, since).is_some_and(|t| t <= now) {
-            sqlx::query("UPDATE users SET used_traffic = 0, traffic_reset_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(u.id)
-                .execute(&state.db.pool)
-                .await?;
+            let mut tx = db.pool.begin().await?;
+            // Only if no other pass reset it meanwhile.
+            let reset = sqlx::query(
+                "UPDATE users SET used_traffic = 0, traffic_reset_at = $1, webhook_threshold = 0 WHERE id = $2 \
+                 AND (traffic_reset_at = $3 OR (traffic_reset_at IS NULL AND $3 IS NULL))",
+            )
+            .bind(now)
+            .bind(u.id)
+            .bind(u.traffic_reset_at)
+            .execute(&mut *tx)
+            .await?;
+            if reset.rows_affected() == 1 {
+                webhooks::enqueue_for(&mut tx, Event::Reset, u.id).await?;
+            }
+            tx.commit().await?;
+            (u.used_traffic, u.traffic_reset_at) = (0, Some(now));
         }
     }
-    let users = db::all_users(&state.db).await?;
-    let tags = db::user_inbound_tags(&state.db).await?;
-    sync::apply_users(state, &users, &tags).await
+    for u in &users {
+        if let Some((status, threshold)) = announced.get(&u.id) {
+            webhooks::announce_status(db, &config, u, status.as_deref(), *threshold, now).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The background loop: record, enforce, sleep.

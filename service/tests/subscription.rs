@@ -18,6 +18,7 @@ on_both_databases!(
     wrong_key_and_unknown_user_are_the_same_404,
     users_who_may_not_connect_get_no_configuration,
     browser_page,
+    vless_vmess_and_trojan_in_every_format,
 );
 
 const PSK: &str = "AAAAAAAAAAAAAAAAAAAAAA==";
@@ -469,6 +470,103 @@ fn browser_page(backend: Backend) {
     assert!(page.contains("status no\">disabled"));
     assert!(page.contains("No configurations"));
     assert!(!page.contains("ss://"));
+}
+
+/// VLESS over TLS behind a host naming its SNI, Trojan with the inbound's self-signed TLS,
+/// VMess over TCP: each format carries the derived credentials, TLS and the host.
+fn vless_vmess_and_trojan_in_every_format(backend: Backend) {
+    let t = setup(backend);
+    let (p, root) = (&t.panel, t.root.as_str());
+    let mut ids = Vec::new();
+    for (tag, protocol) in [("vl", "vless"), ("tj", "trojan"), ("vm", "vmess")] {
+        let mut config = json!({
+            "tag": tag,
+            "listen": format!("127.0.0.1:{}", panel::free_port()),
+            "protocol": protocol,
+            "settings": {},
+        });
+        if protocol != "vmess" {
+            config["tls"] = json!({"self_signed": ["localhost"]});
+        }
+        ids.push(
+            p.post(root, "/api/inbounds", json!({"config": config}))
+                .ok()["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    p.post(
+        root,
+        &format!("/api/inbounds/{}/hosts", ids[0]),
+        json!({"remark": "{USERNAME} {PROTOCOL}", "address": "vl.example.com", "port": 443,
+               "sni": "sni.example.com", "security": "tls"}),
+    )
+    .ok();
+    let service = p.new_service(root, "streams", &ids);
+    let user = p.new_user(root, json!({"username": "bob", "service_ids": [service]}));
+    let sub = sub_path(&user);
+
+    let (status, _, links) = t.fetch(&format!("{sub}/links"), &[]);
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = links.lines().collect();
+    assert_eq!(lines.len(), 3, "{links}");
+    let vless = lines.iter().find(|l| l.starts_with("vless://")).unwrap();
+    assert!(
+        vless.contains("@vl.example.com:443?encryption=none&security=tls&sni=sni.example.com&allowInsecure=1&type=tcp#bob%20vless"),
+        "{vless}"
+    );
+    let trojan = lines.iter().find(|l| l.starts_with("trojan://")).unwrap();
+    assert!(
+        trojan.contains("security=tls&sni=localhost&allowInsecure=1&type=tcp#tj"),
+        "{trojan}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("vmess://")));
+
+    let (_, _, body) = t.fetch(&format!("{sub}/sing-box"), &[]);
+    let config: Value = serde_json::from_str(&body).unwrap();
+    let outbound = |kind: &str| {
+        config["outbounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} outbound"))
+            .clone()
+    };
+    let vl = outbound("vless");
+    let uuid = vl["uuid"].as_str().unwrap();
+    assert_eq!(uuid.len(), 36);
+    assert_eq!(outbound("vmess")["uuid"], uuid, "one UUID per user");
+    assert!(vless.starts_with(&format!("vless://{uuid}@")));
+    assert_eq!(vl["tls"]["server_name"], "sni.example.com");
+    let tj = outbound("trojan");
+    assert_eq!(tj["password"].as_str().unwrap(), uuid.replace('-', ""));
+    assert_eq!(tj["tls"]["insecure"], true);
+
+    let (_, _, body) = t.fetch(&format!("{sub}/xray"), &[]);
+    let xray: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let protocols: Vec<&str> = xray
+        .iter()
+        .map(|c| c["outbounds"][0]["protocol"].as_str().unwrap())
+        .collect();
+    assert_eq!(protocols, ["vless", "trojan", "vmess"]);
+    assert_eq!(
+        xray[0]["outbounds"][0]["settings"]["vnext"][0]["users"][0]["id"],
+        uuid
+    );
+
+    let (_, _, body) = t.fetch(&format!("{sub}/clash-meta"), &[]);
+    let clash: serde_norway::Value = serde_norway::from_str(&body).unwrap();
+    let kinds: Vec<&str> = clash["proxies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["vless", "trojan", "vmess"]);
+
+    let (_, _, page) = t.fetch(&sub, &[("accept", "text/html")]);
+    assert!(page.contains("vless://") && page.contains("trojan://") && page.contains("vmess://"));
 }
 
 #[test]

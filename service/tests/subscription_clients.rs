@@ -1,7 +1,9 @@
 //! Real clients accept what subscriptions give them: `sing-box check` on the sing-box
-//! configuration and `v2ray test` on each Xray configuration, for every Shadowsocks method and
-//! awkward remarks and addresses; then sing-box and v2ray, configured from a live panel's
-//! subscription, carry traffic through the panel's engine with the credentials it derived.
+//! configuration and `v2ray test` on each Xray configuration, for every Shadowsocks method,
+//! VLESS, VMess and Trojan over TCP, TLS and WebSocket, and awkward remarks and addresses;
+//! then sing-box and v2ray, configured from a live panel's subscription, carry traffic through
+//! the panel's engine with the credentials it derived (Shadowsocks, VLESS, Trojan, VMess;
+//! TCP, TLS and WebSocket).
 //!
 //! Peers: `sing-box` (tests/install-sing-box.sh) and `v2ray` (Debian's `v2ray`, 4.34, which
 //! predates the 2022 methods: those are checked by sing-box only). A missing peer fails.
@@ -42,10 +44,7 @@ fn inbound(tag: &str, method: &str, psk: Option<&str>, network: &[&str]) -> Inbo
         "tag": tag, "listen": "0.0.0.0:8388", "network": network,
         "protocol": "shadowsocks", "settings": settings,
     });
-    InboundEntry {
-        config: serde_json::from_value(config).unwrap(),
-        hosts: Vec::new(),
-    }
+    InboundEntry::from_json(&config.to_string(), Vec::new()).unwrap()
 }
 
 fn host(remark: &str, address: &str, port: Option<u16>) -> HostEntry {
@@ -54,6 +53,7 @@ fn host(remark: &str, address: &str, port: Option<u16>) -> HostEntry {
         address: address.into(),
         port,
         weight: 1,
+        ..HostEntry::default()
     }
 }
 
@@ -89,6 +89,60 @@ fn every_method() -> Vec<InboundEntry> {
         host("proxy", "203.0.113.9", Some(1)),
         host("direct", "203.0.113.10", Some(65535)),
     ];
+    all
+}
+
+/// VLESS, VMess and Trojan over TCP, TLS (self-signed, with ALPN, or named by the host) and
+/// WebSocket (with and without TLS, a host overriding path and `Host`).
+fn stream_protocols() -> Vec<InboundEntry> {
+    let entry = |tag: &str, protocol: &str, extra: Value, hosts: Vec<HostEntry>| {
+        let mut config = json!({
+            "tag": tag, "listen": "0.0.0.0:443", "protocol": protocol, "settings": {"users": []},
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        InboundEntry::from_json(&config.to_string(), hosts).unwrap()
+    };
+    let self_signed = json!({"tls": {"self_signed": ["localhost"], "alpn": ["h2", "http/1.1"]}});
+    let ws = json!({"ws": {"path": "/ws", "host": "in.example"}});
+    let ws_tls = json!({"tls": {"server_names": ["example.com"]}, "ws": {"max_early_data": 0}});
+    let cdn = || {
+        vec![HostEntry {
+            sni: Some("cdn.example.com".into()),
+            host: Some("cdn.example.com".into()),
+            path: Some("/{USERNAME}?ed=2048".into()),
+            tls: Some(true),
+            ..host("{PROTOCOL} {TRANSPORT} cdn", "cdn.example.com", Some(8443))
+        }]
+    };
+    let mut all = Vec::new();
+    for protocol in ["vless", "vmess", "trojan"] {
+        all.push(entry(
+            &format!("{protocol}-tcp"),
+            protocol,
+            json!({}),
+            vec![],
+        ));
+        all.push(entry(
+            &format!("{protocol}-tls"),
+            protocol,
+            self_signed.clone(),
+            vec![],
+        ));
+        all.push(entry(
+            &format!("{protocol}-ws"),
+            protocol,
+            ws.clone(),
+            vec![],
+        ));
+        all.push(entry(
+            &format!("{protocol}-ws-tls"),
+            protocol,
+            ws_tls.clone(),
+            cdn(),
+        ));
+    }
     all
 }
 
@@ -154,7 +208,9 @@ fn sing_box_checks_the_sing_box_subscription() {
     );
     assert!(!sing_box_check(&path).status.success());
     let mut bad_key = proxies;
-    let subscription::ProxyProtocol::Shadowsocks(ss) = &mut bad_key[8].protocol;
+    let subscription::ProxyProtocol::Shadowsocks(ss) = &mut bad_key[8].protocol else {
+        panic!("not Shadowsocks: {:?}", bad_key[8].protocol)
+    };
     assert!(ss.method.starts_with("2022-"));
     ss.key = "not base64".into();
     let path = temp_file(
@@ -162,6 +218,57 @@ fn sing_box_checks_the_sing_box_subscription() {
         &subscription::singbox::render(&bad_key),
     );
     assert!(!sing_box_check(&path).status.success());
+}
+
+#[test]
+fn sing_box_checks_vless_vmess_and_trojan_outbounds() {
+    let proxies = subscription::proxies(&user(UserStatus::Active), &stream_protocols(), 0);
+    assert_eq!(proxies.len(), 12);
+    let text = subscription::singbox::render(&proxies);
+    let config: Value = serde_json::from_str(&text).unwrap();
+    let kinds: Vec<&str> = config["outbounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["type"].as_str())
+        .filter(|t| ["vless", "vmess", "trojan"].contains(t))
+        .collect();
+    assert_eq!(kinds.len(), 12);
+    let path = temp_file("sing-box-streams.json", &text);
+    assert_success("sing-box check", &sing_box_check(&path), &text);
+
+    // The checker does check: an unknown transport is refused.
+    let mut bad = config;
+    let ws = bad["outbounds"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|o| o["transport"]["type"] == "ws")
+        .unwrap();
+    ws["transport"]["type"] = "carrier-pigeon".into();
+    let text = bad.to_string();
+    let path = temp_file("sing-box-streams-bad.json", &text);
+    assert!(!sing_box_check(&path).status.success(), "{text}");
+}
+
+#[test]
+fn v2ray_tests_vless_vmess_and_trojan_configurations() {
+    let proxies = subscription::proxies(&user(UserStatus::Active), &stream_protocols(), 0);
+    let all: Vec<Value> = serde_json::from_str(&subscription::xray::render(&proxies)).unwrap();
+    assert_eq!(all.len(), 12);
+    for (i, config) in all.iter().enumerate() {
+        let text = serde_json::to_string_pretty(config).unwrap();
+        let path = temp_file(&format!("xray-stream-{i}.json"), &text);
+        let out = v2ray_test(&path);
+        assert_success("v2ray -test", &out, &text);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Configuration OK"));
+    }
+
+    // The checker does check: an unknown transport is refused.
+    let mut bad = all[0].clone();
+    bad["outbounds"][0]["streamSettings"]["network"] = "carrier-pigeon".into();
+    let path = temp_file("xray-stream-bad.json", &bad.to_string());
+    assert!(!v2ray_test(&path).status.success());
 }
 
 #[test]
@@ -213,14 +320,73 @@ fn used_traffic_after(panel: &TestPanel, token: &str, name: &str, before: i64) -
     }
 }
 
+/// Runs sing-box with `outbound` (from a subscription) behind a local mixed inbound, carries
+/// traffic through it, and returns alice's used traffic once it has grown past `used`.
+fn sing_box_carries(panel: &TestPanel, root: &str, outbound: &Value, used: i64) -> i64 {
+    let socks: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let client_config = json!({
+        "log": {"level": "error"},
+        "inbounds": [{"type": "mixed", "tag": "in", "listen": "127.0.0.1", "listen_port": socks.port()}],
+        "outbounds": [outbound],
+        "route": {"final": outbound["tag"]},
+    });
+    let path = temp_file(
+        &format!("sing-box-run-{}.json", socks.port()),
+        &client_config.to_string(),
+    );
+    let mut client = ChildGuard::spawn(
+        "sing-box",
+        Command::new(peer("sing-box"))
+            .arg("run")
+            .arg("-c")
+            .arg(&path),
+    );
+    carry_traffic(socks, &mut client);
+    let now_used = used_traffic_after(panel, root, "alice", used);
+    assert!(
+        now_used > used,
+        "{}: the engine counted nothing",
+        outbound["tag"]
+    );
+    now_used
+}
+
+/// Runs v2ray with `config` (one Xray configuration of a subscription) on a free SOCKS port,
+/// without its rule sending loopback direct (the echo server is on loopback), carries traffic
+/// through it, and returns alice's used traffic once it has grown past `used`.
+fn v2ray_carries(panel: &TestPanel, root: &str, config: &Value, used: i64) -> i64 {
+    let mut config = config.clone();
+    let socks: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    config["inbounds"][0]["port"] = socks.port().into();
+    config["routing"] = json!({"rules": []});
+    let path = temp_file(
+        &format!("v2ray-run-{}.json", socks.port()),
+        &config.to_string(),
+    );
+    let mut client = ChildGuard::spawn(
+        "v2ray",
+        Command::new(peer("v2ray")).arg("-config").arg(&path),
+    );
+    carry_traffic(socks, &mut client);
+    let now_used = used_traffic_after(panel, root, "alice", used);
+    assert!(
+        now_used > used,
+        "v2ray {}: the engine counted nothing",
+        config["remarks"]
+    );
+    now_used
+}
+
 /// A subscription in `format`, as JSON.
 fn fetch_json(panel: &TestPanel, sub: &str, format: &str) -> Value {
     let url = format!("{}{sub}/{format}", panel.base);
     reqwest::blocking::get(url).unwrap().json().unwrap()
 }
 
-#[test]
-fn clients_configured_from_a_subscription_carry_traffic() {
+/// A panel that lets the engine reach loopback and records usage every second, with the
+/// inbounds `configs` (the listen address added) in one service, and user alice on it:
+/// the panel, a sudo token, and alice's subscription path.
+fn panel_with_alice_on(configs: Vec<Value>) -> (TestPanel, String, String) {
     let panel = TestPanel::start_with(
         Backend::Sqlite,
         Options::default()
@@ -228,28 +394,16 @@ fn clients_configured_from_a_subscription_carry_traffic() {
             .env("MARZNESHIN_USAGE_INTERVAL_SECS", "1"),
     );
     let root = panel.admin_token();
-    let mut inbound_ids = Vec::new();
-    for (tag, method, psk) in [
-        ("plain", "aes-256-gcm", None),
-        (
-            "multi",
-            "2022-blake3-aes-128-gcm",
-            Some("AAAAAAAAAAAAAAAAAAAAAA=="),
-        ),
-        ("wide", "2022-blake3-aes-256-gcm", None),
-    ] {
-        let mut settings = json!({"method": method});
-        if let Some(psk) = psk {
-            settings["psk"] = psk.into();
-        }
-        let body = json!({"config": {
-            "tag": tag,
-            "listen": format!("127.0.0.1:{}", free_port()),
-            "protocol": "shadowsocks",
-            "settings": settings,
-        }});
-        inbound_ids.push(panel.post(&root, "/api/inbounds", body).ok()["id"].clone());
-    }
+    let inbound_ids: Vec<Value> = configs
+        .into_iter()
+        .map(|mut config| {
+            config["listen"] = format!("127.0.0.1:{}", free_port()).into();
+            panel
+                .post(&root, "/api/inbounds", json!({"config": config}))
+                .ok()["id"]
+                .clone()
+        })
+        .collect();
     let service = panel
         .post(
             &root,
@@ -263,68 +417,121 @@ fn clients_configured_from_a_subscription_carry_traffic() {
         json!({"username": "alice", "service_ids": [service]}),
     );
     let sub = format!("/sub/alice/{}", alice["key"].as_str().unwrap());
+    (panel, root, sub)
+}
 
-    // sing-box: each Shadowsocks outbound of the subscription, behind a local mixed inbound.
-    let config = fetch_json(&panel, &sub, "sing-box");
-    let outbounds: Vec<Value> = config["outbounds"]
+/// The outbounds of a sing-box configuration whose type is one of `kinds`.
+fn outbounds_of(config: &Value, kinds: &[&str]) -> Vec<Value> {
+    config["outbounds"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|o| o["type"] == "shadowsocks")
+        .filter(|o| kinds.contains(&o["type"].as_str().unwrap_or("")))
         .cloned()
-        .collect();
+        .collect()
+}
+
+#[test]
+fn clients_configured_from_a_subscription_carry_traffic() {
+    let configs = [
+        ("plain", "aes-256-gcm", None),
+        (
+            "multi",
+            "2022-blake3-aes-128-gcm",
+            Some("AAAAAAAAAAAAAAAAAAAAAA=="),
+        ),
+        ("wide", "2022-blake3-aes-256-gcm", None),
+    ]
+    .into_iter()
+    .map(|(tag, method, psk)| {
+        let mut settings = json!({"method": method});
+        if let Some(psk) = psk {
+            settings["psk"] = psk.into();
+        }
+        json!({"tag": tag, "protocol": "shadowsocks", "settings": settings})
+    })
+    .collect();
+    let (panel, root, sub) = panel_with_alice_on(configs);
+
+    // sing-box: each Shadowsocks outbound of the subscription, behind a local mixed inbound.
+    let outbounds = outbounds_of(&fetch_json(&panel, &sub, "sing-box"), &["shadowsocks"]);
     assert_eq!(outbounds.len(), 3);
     let mut used = 0;
     for outbound in outbounds {
-        let socks: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let client_config = json!({
-            "log": {"level": "error"},
-            "inbounds": [{"type": "mixed", "tag": "in", "listen": "127.0.0.1", "listen_port": socks.port()}],
-            "outbounds": [outbound],
-            "route": {"final": outbound["tag"]},
-        });
-        let path = temp_file(
-            &format!("sing-box-run-{}.json", socks.port()),
-            &client_config.to_string(),
-        );
-        let mut client = ChildGuard::spawn(
-            "sing-box",
-            Command::new(peer("sing-box"))
-                .arg("run")
-                .arg("-c")
-                .arg(&path),
-        );
-        carry_traffic(socks, &mut client);
-        let now_used = used_traffic_after(&panel, &root, "alice", used);
-        assert!(
-            now_used > used,
-            "{}: the engine counted nothing",
-            outbound["tag"]
-        );
-        used = now_used;
+        used = sing_box_carries(&panel, &root, &outbound, used);
     }
 
-    // v2ray: the Xray configuration of the AEAD 2017 inbound, on a free SOCKS port and without
-    // its rule sending loopback direct (the echo server is on loopback).
+    // v2ray: the Xray configuration of the AEAD 2017 inbound.
     let xray = fetch_json(&panel, &sub, "xray");
-    let mut config = xray
+    let config = xray
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["remarks"] == "plain")
-        .unwrap()
-        .clone();
-    let socks: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    config["inbounds"][0]["port"] = socks.port().into();
-    config["routing"] = json!({"rules": []});
-    let path = temp_file("v2ray-run.json", &config.to_string());
-    let mut client = ChildGuard::spawn(
-        "v2ray",
-        Command::new(peer("v2ray")).arg("-config").arg(&path),
+        .unwrap();
+    v2ray_carries(&panel, &root, config, used);
+}
+
+#[test]
+fn vless_trojan_and_vmess_clients_configured_from_a_subscription_carry_traffic() {
+    let tls = json!({"self_signed": ["localhost"]});
+    let (panel, root, sub) = panel_with_alice_on(vec![
+        json!({"tag": "vless-tls", "protocol": "vless", "settings": {}, "tls": tls}),
+        json!({"tag": "trojan-tls", "protocol": "trojan", "settings": {}, "tls": tls}),
+        json!({"tag": "vmess-tcp", "protocol": "vmess", "settings": {}}),
+        json!({"tag": "vless-ws-tls", "protocol": "vless", "settings": {}, "tls": tls,
+               "ws": {"path": "/vl"}}),
+        json!({"tag": "vmess-ws", "protocol": "vmess", "settings": {},
+               "ws": {"path": "/vm", "host": "example.org"}}),
+    ]);
+
+    // sing-box: each outbound exactly as the subscription gives it.
+    let outbounds = outbounds_of(
+        &fetch_json(&panel, &sub, "sing-box"),
+        &["vless", "trojan", "vmess"],
     );
-    carry_traffic(socks, &mut client);
-    assert!(
-        used_traffic_after(&panel, &root, "alice", used) > used,
-        "v2ray: the engine counted nothing"
+    let tags: Vec<&str> = outbounds
+        .iter()
+        .map(|o| o["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            "vless-tls",
+            "trojan-tls",
+            "vmess-tcp",
+            "vless-ws-tls",
+            "vmess-ws"
+        ]
     );
+    assert_eq!(
+        outbounds[3]["transport"],
+        json!({"type": "ws", "path": "/vl", "max_early_data": 2048,
+               "early_data_header_name": "Sec-WebSocket-Protocol"})
+    );
+    assert_eq!(outbounds[4]["transport"]["headers"]["Host"], "example.org");
+    assert_eq!(outbounds[0]["tls"]["server_name"], "localhost");
+    assert_eq!(outbounds[0]["tls"]["insecure"], true);
+    let mut used = 0;
+    for outbound in &outbounds {
+        used = sing_box_carries(&panel, &root, outbound, used);
+    }
+
+    // v2ray (4.34): the Xray configuration of each inbound.
+    let xray = fetch_json(&panel, &sub, "xray");
+    for remark in [
+        "vless-tls",
+        "trojan-tls",
+        "vmess-tcp",
+        "vless-ws-tls",
+        "vmess-ws",
+    ] {
+        let config = xray
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["remarks"] == remark)
+            .unwrap();
+        used = v2ray_carries(&panel, &root, config, used);
+    }
 }

@@ -65,9 +65,11 @@ pub struct Host {
     pub address: String,
     /// Port clients connect to (absent: the inbound's port).
     pub port: Option<u16>,
-    /// TLS server name (not used by Shadowsocks).
+    /// TLS server name (not used by Shadowsocks). A comma-separated list gives one at random
+    /// per fetch; `*` is replaced by a random label.
     pub sni: Option<String>,
-    /// HTTP Host header (not used by Shadowsocks).
+    /// HTTP Host header of a WebSocket transport (not used by Shadowsocks). A list and `*` as
+    /// for `sni`.
     pub host: Option<String>,
     /// HTTP path (not used by Shadowsocks).
     pub path: Option<String>,
@@ -86,9 +88,10 @@ pub struct HostInput {
     pub address: String,
     /// Port clients connect to, 1 to 65535 (absent: the inbound's port).
     pub port: Option<i64>,
-    /// TLS server name.
+    /// TLS server name, or a comma-separated list of them (one is picked at random per fetch;
+    /// `*` is replaced by a random label).
     pub sni: Option<String>,
-    /// HTTP Host header.
+    /// HTTP Host header of a WebSocket transport (a list and `*` as for `sni`).
     pub host: Option<String>,
     /// HTTP path.
     pub path: Option<String>,
@@ -111,6 +114,14 @@ impl From<Host> for HostEntry {
             address: h.address,
             port: h.port,
             weight: h.weight,
+            sni: h.sni,
+            host: h.host,
+            path: h.path,
+            tls: match h.security {
+                HostSecurity::InboundDefault => None,
+                HostSecurity::None => Some(false),
+                HostSecurity::Tls => Some(true),
+            },
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod services;
 pub mod subscription;
 pub mod system;
 pub mod users;
+pub mod webhooks;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -26,7 +27,7 @@ pub enum ApiTags {
     Hosts,
     /// Subscriptions: what users' clients fetch (no token: the key is the credential).
     Subscription,
-    /// System statistics.
+    /// System statistics and settings (webhooks).
     System,
 }
 
@@ -39,6 +40,7 @@ pub type Api = (
     system::SystemApi,
     hosts::HostApi,
     subscription::SubscriptionApi,
+    webhooks::WebhookApi,
 );
 
 /// The OpenAPI service (also used to write `openapi/openapi.json`).
@@ -52,6 +54,7 @@ pub fn service() -> OpenApiService<Api, ()> {
             system::SystemApi,
             hosts::HostApi,
             subscription::SubscriptionApi,
+            webhooks::WebhookApi,
         ),
         "Marzneshin",
         env!("CARGO_PKG_VERSION"),

@@ -21,7 +21,6 @@ use crate::db::{self, UserRow};
 use crate::error::{ApiError, ApiResult};
 use crate::serve::{now, AppState};
 use crate::subscription::{self, Format, InboundEntry, SubscriptionUser};
-use crate::sync;
 
 /// Clients re-fetch after this many hours (`profile-update-interval`).
 pub const UPDATE_INTERVAL_HOURS: u32 = 12;
@@ -153,29 +152,26 @@ async fn inbound_entries(state: &AppState, user_id: i64) -> Result<Vec<InboundEn
     .bind(user_id)
     .fetch_all(&state.db.pool)
     .await?;
+    let ids = rows
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<Vec<i64>, _>>()?;
+    let mut hosts = hosts::of_inbounds(&state.db, &ids).await?;
     let mut inbounds = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let id: i64 = r.try_get("id")?;
+    for (r, id) in rows.iter().zip(ids) {
         let config: String = r.try_get("config")?;
-        match sync::parse_inbound(&config) {
-            Ok(c) => inbounds.push((id, c)),
+        let hosts = hosts
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        match InboundEntry::from_json(&config, hosts) {
+            Ok(entry) => inbounds.push(entry),
             Err(e) => tracing::warn!(inbound = id, "stored inbound does not parse: {e:#}"),
         }
     }
-    let ids: Vec<i64> = inbounds.iter().map(|(id, _)| *id).collect();
-    let mut hosts = hosts::of_inbounds(&state.db, &ids).await?;
-    Ok(inbounds
-        .into_iter()
-        .map(|(id, config)| InboundEntry {
-            config,
-            hosts: hosts
-                .remove(&id)
-                .unwrap_or_default()
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-        })
-        .collect())
+    Ok(inbounds)
 }
 
 /// Records the fetch on the user.

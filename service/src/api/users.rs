@@ -15,6 +15,7 @@ use crate::model::{
 };
 use crate::serve::{now, valid_name, AppState};
 use crate::sync;
+use crate::webhooks::{self, Event};
 
 /// Sort orders for the user list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
@@ -229,6 +230,9 @@ impl UserApi {
         .try_get("id")
         .map_err(ApiError::from)?;
         db::set_user_services(&mut tx, id, &body.service_ids).await?;
+        webhooks::enqueue_for(&mut tx, Event::Created, id)
+            .await
+            .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
         changed(&state, &auth.0, &body.username, "user.create").await
     }
@@ -288,6 +292,9 @@ impl UserApi {
         if let Some(s) = &body.service_ids {
             db::set_user_services(&mut tx, row.id, s).await?;
         }
+        webhooks::enqueue_for(&mut tx, Event::Updated, row.id)
+            .await
+            .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
         changed(&state, &auth.0, &username, "user.modify").await
     }
@@ -302,11 +309,16 @@ impl UserApi {
     ) -> ApiResult<Json<bool>> {
         auth.0.require_user_write()?;
         let row = visible(&state, &auth.0, &username).await?;
-        sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(row.id)
-            .execute(&state.db.pool)
+        let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
+        webhooks::enqueue(&mut tx, Event::Deleted, &row)
             .await
             .map_err(ApiError::from)?;
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(ApiError::from)?;
+        tx.commit().await.map_err(ApiError::from)?;
         db::audit(
             &state.db,
             &auth.0.admin.username,
@@ -352,12 +364,11 @@ impl UserApi {
     ) -> ApiResult<Json<User>> {
         auth.0.require_user_write()?;
         let row = visible(&state, &auth.0, &username).await?;
-        sqlx::query("UPDATE users SET used_traffic = 0, traffic_reset_at = $1 WHERE id = $2")
-            .bind(now())
-            .bind(row.id)
-            .execute(&state.db.pool)
-            .await
-            .map_err(ApiError::from)?;
+        let update =
+            sqlx::query("UPDATE users SET used_traffic = 0, traffic_reset_at = $1, webhook_threshold = 0 WHERE id = $2")
+                .bind(now())
+                .bind(row.id);
+        with_event(&state, update, Event::Reset, row.id).await?;
         changed(&state, &auth.0, &username, "user.reset").await
     }
 
@@ -371,13 +382,11 @@ impl UserApi {
     ) -> ApiResult<Json<User>> {
         auth.0.require_user_write()?;
         let row = visible(&state, &auth.0, &username).await?;
-        sqlx::query("UPDATE users SET key = $1, sub_revoked_at = $2 WHERE id = $3")
+        let update = sqlx::query("UPDATE users SET key = $1, sub_revoked_at = $2 WHERE id = $3")
             .bind(new_key())
             .bind(now())
-            .bind(row.id)
-            .execute(&state.db.pool)
-            .await
-            .map_err(ApiError::from)?;
+            .bind(row.id);
+        with_event(&state, update, Event::Updated, row.id).await?;
         changed(&state, &auth.0, &username, "user.revoke_sub").await
     }
 
@@ -426,18 +435,30 @@ async fn set_enabled(
 ) -> ApiResult<Json<User>> {
     admin.require_user_write()?;
     let row = visible(state, admin, username).await?;
-    sqlx::query("UPDATE users SET enabled = $1 WHERE id = $2")
+    let update = sqlx::query("UPDATE users SET enabled = $1 WHERE id = $2")
         .bind(enabled as i64)
-        .bind(row.id)
-        .execute(&state.db.pool)
-        .await
-        .map_err(ApiError::from)?;
-    let action = if enabled {
-        "user.enable"
+        .bind(row.id);
+    let (action, event) = if enabled {
+        ("user.enable", Event::Enabled)
     } else {
-        "user.disable"
+        ("user.disable", Event::Disabled)
     };
+    with_event(state, update, event, row.id).await?;
     changed(state, admin, username, action).await
+}
+
+/// Runs `update` on user `user_id` and records `event` about them, in one transaction.
+async fn with_event<'q>(
+    state: &AppState,
+    update: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    event: Event,
+    user_id: i64,
+) -> Result<(), ApiError> {
+    let mut tx = state.db.pool.begin().await?;
+    update.execute(&mut *tx).await?;
+    webhooks::enqueue_for(&mut tx, event, user_id).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// After a change to `username`: audit it, push the user to the engine, return the new view.

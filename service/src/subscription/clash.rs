@@ -1,12 +1,13 @@
 //! Clash Meta (mihomo) configuration (YAML) for Clash Verge, ClashMeta for Android, FlClash,
 //! Stash and other Clash clients.
 //!
-//! Proxies of `type: ss`; a `Proxy` selector over `Auto` (a URL test) and every proxy; private
+//! Proxies of `type: ss`, `vless`, `vmess` and `trojan` (Trojan only with TLS: Clash has no
+//! plain Trojan, so such a proxy is left out); a `Proxy` selector over `Auto` (a URL test) and every proxy; private
 //! ranges direct, everything else through `Proxy`. Without proxies everything is rejected.
 
 use serde::Serialize;
 
-use super::{Proxy, ProxyProtocol, PRIVATE_RANGES};
+use super::{Proxy, ProxyProtocol, Transport, EARLY_DATA_HEADER, PRIVATE_RANGES};
 
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -20,16 +21,55 @@ struct ClashConfig<'a> {
     rules: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct ClashProxy<'a> {
     name: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
     server: &'a str,
     port: u16,
-    cipher: &'static str,
-    password: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cipher: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<&'a str>,
+    #[serde(rename = "alterId", skip_serializing_if = "Option::is_none")]
+    alter_id: Option<u8>,
     udp: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    servername: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sni: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skip_cert_verify: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alpn: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ws_opts: Option<WsOpts<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct WsOpts<'a> {
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<WsHeaders<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_early_data: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    early_data_header_name: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct WsHeaders<'a> {
+    #[serde(rename = "Host")]
+    host: &'a str,
 }
 
 #[derive(Serialize)]
@@ -44,22 +84,77 @@ struct ProxyGroup<'a> {
     proxies: Vec<&'a str>,
 }
 
+/// Whether Clash can express `p` (it has no Trojan without TLS).
+fn expressible(p: &Proxy) -> bool {
+    !matches!(p.protocol, ProxyProtocol::Trojan { .. }) || p.tls.is_some()
+}
+
 fn proxy(p: &Proxy) -> ClashProxy<'_> {
+    let base = || ClashProxy {
+        name: &p.remark,
+        server: &p.server,
+        port: p.port,
+        udp: p.udp,
+        ..ClashProxy::default()
+    };
+    let stream = ClashProxy {
+        tls: Some(p.tls.is_some()),
+        skip_cert_verify: p.tls.as_ref().map(|t| t.allow_insecure),
+        alpn: p
+            .tls
+            .as_ref()
+            .map(|t| &t.alpn[..])
+            .filter(|a| !a.is_empty()),
+        network: Some(p.transport.name()),
+        ws_opts: match &p.transport {
+            Transport::Tcp => None,
+            Transport::WebSocket(ws) => {
+                let (path, early_data) = ws.early_data();
+                Some(WsOpts {
+                    path,
+                    headers: ws.host.as_deref().map(|host| WsHeaders { host }),
+                    max_early_data: early_data,
+                    early_data_header_name: early_data.map(|_| EARLY_DATA_HEADER),
+                })
+            }
+        },
+        ..base()
+    };
+    let server_name = p.tls.as_ref().and_then(|t| t.server_name.as_deref());
     match &p.protocol {
         ProxyProtocol::Shadowsocks(ss) => ClashProxy {
-            name: &p.remark,
             kind: "ss",
-            server: &p.server,
-            port: p.port,
-            cipher: ss.method,
-            password: ss.password(),
-            udp: p.udp,
+            cipher: Some(ss.method),
+            password: Some(ss.password()),
+            ..base()
+        },
+        ProxyProtocol::Vless { id } => ClashProxy {
+            kind: "vless",
+            uuid: Some(id),
+            servername: server_name,
+            ..stream
+        },
+        ProxyProtocol::Vmess { id } => ClashProxy {
+            kind: "vmess",
+            uuid: Some(id),
+            alter_id: Some(0),
+            cipher: Some("auto"),
+            servername: server_name,
+            ..stream
+        },
+        ProxyProtocol::Trojan { password } => ClashProxy {
+            kind: "trojan",
+            password: Some(password.clone()),
+            tls: None,
+            sni: server_name,
+            ..stream
         },
     }
 }
 
 /// The whole configuration.
 pub fn render(proxies: &[Proxy]) -> String {
+    let proxies: Vec<&Proxy> = proxies.iter().filter(|p| expressible(p)).collect();
     let names: Vec<&str> = proxies.iter().map(|p| p.remark.as_str()).collect();
     let (groups, rules) = if proxies.is_empty() {
         (
@@ -112,7 +207,7 @@ pub fn render(proxies: &[Proxy]) -> String {
         allow_lan: false,
         mode: "rule",
         log_level: "warning",
-        proxies: proxies.iter().map(proxy).collect(),
+        proxies: proxies.iter().map(|p| proxy(p)).collect(),
         proxy_groups: groups,
         rules,
     };
@@ -159,6 +254,55 @@ mod tests {
         assert!(rules
             .iter()
             .any(|r| r == "IP-CIDR6,fc00::/7,DIRECT,no-resolve"));
+    }
+
+    #[test]
+    fn vless_vmess_and_trojan_proxies() {
+        use crate::subscription::tests::stream_entries;
+        let mut e = stream_entries();
+        // A Trojan host without TLS: Clash cannot say it, so it is left out.
+        let mut plain = e[1].hosts[0].clone();
+        plain.tls = Some(false);
+        plain.remark = "plain trojan".into();
+        e[1].hosts.push(plain);
+        let p = proxies(&user(), &e, 0);
+        assert_eq!(p.len(), 5);
+        let config: Value = serde_norway::from_str(&render(&p)).unwrap();
+        let list = config["proxies"].as_sequence().unwrap();
+        let names: Vec<&str> = list.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["vl", "tj trojan tcp", "vm ws", "vm cdn"]);
+        let groups = config["proxy-groups"].as_sequence().unwrap();
+        assert_eq!(groups[1]["proxies"].as_sequence().unwrap().len(), 4);
+        let vl = &list[0];
+        assert_eq!(vl["type"], "vless");
+        assert_eq!(
+            vl["uuid"],
+            crate::sync::credential(&e[0].config, &user().key).as_str()
+        );
+        assert_eq!(vl["tls"], true);
+        assert_eq!(vl["servername"], "localhost");
+        assert_eq!(vl["skip-cert-verify"], true);
+        assert_eq!(vl["alpn"][1], "http/1.1");
+        assert_eq!(vl["network"], "tcp");
+        let tj = &list[1];
+        assert_eq!(tj["type"], "trojan");
+        assert_eq!(tj["sni"], "alice.example.com");
+        assert_eq!(tj["skip-cert-verify"], false);
+        assert!(tj.get("tls").is_none());
+        assert_eq!(tj["password"].as_str().unwrap().len(), 32);
+        let vm = &list[3];
+        assert_eq!(vm["type"], "vmess");
+        assert_eq!(vm["alterId"], 0);
+        assert_eq!(vm["cipher"], "auto");
+        assert_eq!(vm["tls"], false);
+        assert_eq!(vm["network"], "ws");
+        assert_eq!(vm["ws-opts"]["path"], "/alice");
+        assert_eq!(vm["ws-opts"]["headers"]["Host"], "cdn.example");
+        assert!(vm["ws-opts"].get("max-early-data").is_none());
+        let early = &list[2]["ws-opts"];
+        assert_eq!(early["path"], "/vm");
+        assert_eq!(early["max-early-data"], 2048);
+        assert_eq!(early["early-data-header-name"], "Sec-WebSocket-Protocol");
     }
 
     #[test]

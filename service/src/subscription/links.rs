@@ -1,4 +1,6 @@
-//! Share links (`ss://`, SIP002), one a line, and their base64 form for v2rayN-style clients.
+//! Share links, one a line, and their base64 form for v2rayN-style clients: `ss://` (SIP002),
+//! `vless://` and `trojan://` (the URI scheme Xray and v2rayN share: credential as userinfo,
+//! transport and TLS in the query), `vmess://` (base64 of v2rayN's JSON, version 2).
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -7,7 +9,7 @@ use engine::config::InboundConfig;
 use engine::links::{percent_encode, share_links};
 use serde_json::json;
 
-use super::{Proxy, ProxyProtocol};
+use super::{Proxy, ProxyProtocol, Transport};
 
 /// The share link of one proxy.
 pub fn link(proxy: &Proxy) -> String {
@@ -42,7 +44,79 @@ pub fn link(proxy: &Proxy) -> String {
             let without_remark = url.split_once('#').map_or(url.as_str(), |(u, _)| u);
             format!("{without_remark}#{}", percent_encode(&proxy.remark))
         }
+        ProxyProtocol::Vless { id } => uri("vless", id, proxy, &[("encryption", "none")]),
+        ProxyProtocol::Trojan { password } => uri("trojan", password, proxy, &[]),
+        ProxyProtocol::Vmess { id } => {
+            let (host, path) = match &proxy.transport {
+                Transport::Tcp => (String::new(), String::new()),
+                Transport::WebSocket(ws) => (ws.host.clone().unwrap_or_default(), ws.path.clone()),
+            };
+            let tls = proxy.tls.as_ref();
+            let json = json!({
+                "v": "2",
+                "ps": proxy.remark,
+                "add": proxy.server,
+                "port": proxy.port.to_string(),
+                "id": id,
+                "aid": "0",
+                "scy": "auto",
+                "net": proxy.transport.name(),
+                "type": "none",
+                "host": host,
+                "path": path,
+                "tls": if tls.is_some() { "tls" } else { "" },
+                "sni": tls.and_then(|t| t.server_name.clone()).unwrap_or_default(),
+                "alpn": tls.map(|t| t.alpn.join(",")).unwrap_or_default(),
+            });
+            format!(
+                "vmess://{}",
+                base64::engine::general_purpose::STANDARD.encode(json.to_string())
+            )
+        }
     }
+}
+
+/// A `vless://` or `trojan://` link: `scheme://credential@host:port?query#remark`.
+fn uri(scheme: &str, credential: &str, proxy: &Proxy, first: &[(&str, &str)]) -> String {
+    let mut params: Vec<(&str, String)> = first.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    match &proxy.tls {
+        Some(tls) => {
+            params.push(("security", "tls".into()));
+            if let Some(sni) = &tls.server_name {
+                params.push(("sni", sni.clone()));
+            }
+            if !tls.alpn.is_empty() {
+                params.push(("alpn", tls.alpn.join(",")));
+            }
+            if tls.allow_insecure {
+                params.push(("allowInsecure", "1".into()));
+            }
+        }
+        None => params.push(("security", "none".into())),
+    }
+    params.push(("type", proxy.transport.name().into()));
+    if let Transport::WebSocket(ws) = &proxy.transport {
+        params.push(("path", ws.path.clone()));
+        if let Some(host) = &ws.host {
+            params.push(("host", host.clone()));
+        }
+    }
+    let query = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let server = if proxy.server.contains(':') {
+        format!("[{}]", proxy.server)
+    } else {
+        proxy.server.clone()
+    };
+    format!(
+        "{scheme}://{}@{server}:{}?{query}#{}",
+        percent_encode(credential),
+        proxy.port,
+        percent_encode(&proxy.remark)
+    )
 }
 
 /// The links, one a line.
@@ -59,7 +133,7 @@ pub fn render_base64(proxies: &[Proxy]) -> String {
 mod tests {
     use super::*;
     use crate::subscription::tests::{entries, user};
-    use crate::subscription::{proxies, ShadowsocksProxy};
+    use crate::subscription::{proxies, ShadowsocksProxy, TlsSettings, WebSocket};
 
     fn ss(method: &'static str, psk: Option<&str>, key: &str, server: &str) -> Proxy {
         Proxy {
@@ -73,7 +147,65 @@ mod tests {
                 psk: psk.map(str::to_owned),
                 key: key.into(),
             }),
+            tls: None,
+            transport: Transport::Tcp,
         }
+    }
+
+    fn stream(protocol: ProxyProtocol, tls: Option<TlsSettings>, transport: Transport) -> Proxy {
+        Proxy {
+            remark: "de 1".into(),
+            server: "example.com".into(),
+            port: 443,
+            tcp: true,
+            udp: true,
+            protocol,
+            tls,
+            transport,
+        }
+    }
+
+    const ID: &str = "b831381d-6324-4d53-ad4f-8cda48b30811";
+
+    #[test]
+    fn vless_trojan_and_vmess_links() {
+        let tls = TlsSettings {
+            server_name: Some("sni.example".into()),
+            alpn: vec!["h2".into(), "http/1.1".into()],
+            allow_insecure: true,
+        };
+        let ws = Transport::WebSocket(WebSocket {
+            path: "/ws?ed=2048".into(),
+            host: Some("cdn.example".into()),
+        });
+        assert_eq!(
+            link(&stream(ProxyProtocol::Vless { id: ID.into() }, Some(tls.clone()), Transport::Tcp)),
+            format!("vless://{ID}@example.com:443?encryption=none&security=tls&sni=sni.example&alpn=h2%2Chttp%2F1.1&allowInsecure=1&type=tcp#de%201")
+        );
+        assert_eq!(
+            link(&stream(ProxyProtocol::Trojan { password: "p@ss".into() }, None, ws.clone())),
+            "trojan://p%40ss@example.com:443?security=none&type=ws&path=%2Fws%3Fed%3D2048&host=cdn.example#de%201"
+        );
+        let mut v6 = stream(ProxyProtocol::Vless { id: ID.into() }, None, Transport::Tcp);
+        v6.server = "2001:db8::1".into();
+        assert!(link(&v6).contains("@[2001:db8::1]:443?"));
+        let vmess = link(&stream(
+            ProxyProtocol::Vmess { id: ID.into() },
+            Some(tls),
+            ws,
+        ));
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(vmess.strip_prefix("vmess://").unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            json,
+            json!({"v": "2", "ps": "de 1", "add": "example.com", "port": "443", "id": ID,
+                   "aid": "0", "scy": "auto", "net": "ws", "type": "none", "host": "cdn.example",
+                   "path": "/ws?ed=2048", "tls": "tls", "sni": "sni.example", "alpn": "h2,http/1.1"})
+        );
     }
 
     #[test]

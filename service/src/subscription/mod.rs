@@ -12,8 +12,11 @@
 //! HTTP or a database; `api::subscription` loads the data and sends the result.
 //!
 //! Credentials come from [`crate::sync::credential`], the same derivation the engine is given,
-//! so a subscription and the engine always agree. Users who may not connect (disabled, over
-//! their data limit, expired) get no proxies at all: an empty list, or a config without
+//! so a subscription and the engine always agree: a password for Shadowsocks and Trojan, a
+//! UUID for VLESS and VMess. TLS (server name, ALPN, whether to skip verification for a
+//! self-signed certificate) follows the host, then the inbound; so do a WebSocket transport's
+//! path and `Host` (the inbound's `ws`, with early data as Xray's `?ed=N` in the path). Users
+//! who may not connect (disabled, over their data limit, expired) get no proxies at all: an empty list, or a config without
 //! proxy outbounds; the headers still tell their client why.
 
 pub mod clash;
@@ -96,8 +99,7 @@ impl SubscriptionUser {
     }
 }
 
-/// A host as the generators need it: what Shadowsocks uses of `api::hosts::Host` (TLS and
-/// HTTP fields join when a protocol needs them).
+/// A host as the generators need it (`api::hosts::Host` without its ids).
 #[derive(Clone, Debug, Default)]
 pub struct HostEntry {
     /// Name shown by clients (placeholders allowed).
@@ -108,6 +110,14 @@ pub struct HostEntry {
     pub port: Option<u16>,
     /// Lower weights come first.
     pub weight: i64,
+    /// TLS server name (none: the inbound's first accepted or self-signed name).
+    pub sni: Option<String>,
+    /// HTTP `Host` header of a WebSocket transport (none: the inbound's).
+    pub host: Option<String>,
+    /// HTTP path of a WebSocket transport (none: the inbound's).
+    pub path: Option<String>,
+    /// Whether clients use TLS towards this host (none: as the inbound does).
+    pub tls: Option<bool>,
 }
 
 /// An inbound the user may use, with its hosts.
@@ -117,6 +127,74 @@ pub struct InboundEntry {
     pub config: InboundConfig,
     /// Where clients reach it; none: the inbound's listen address.
     pub hosts: Vec<HostEntry>,
+}
+
+impl InboundEntry {
+    /// An inbound from its stored JSON configuration.
+    pub fn from_json(config: &str, hosts: Vec<HostEntry>) -> anyhow::Result<InboundEntry> {
+        Ok(InboundEntry {
+            config: serde_json::from_str(config)?,
+            hosts,
+        })
+    }
+}
+
+/// A WebSocket transport's parameters, as clients need them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebSocket {
+    /// The HTTP path of the upgrade request, with `?ed=N` when the client may send up to N
+    /// bytes of early data in `Sec-WebSocket-Protocol` (Xray's convention, which share links
+    /// and Xray configurations carry as they are).
+    pub path: String,
+    /// The HTTP `Host` header (none: the server address).
+    pub host: Option<String>,
+}
+
+impl WebSocket {
+    /// The path without an `?ed=N` query, and N: what sing-box and Clash take as
+    /// `max_early_data` (with `Sec-WebSocket-Protocol` as the header).
+    pub fn early_data(&self) -> (&str, Option<u32>) {
+        match self.path.split_once("?ed=") {
+            Some((path, n)) => match n.parse() {
+                Ok(n) => (path, Some(n)),
+                Err(_) => (&self.path, None),
+            },
+            None => (&self.path, None),
+        }
+    }
+}
+
+/// The header early data travels in (what the engine and Xray read).
+pub const EARLY_DATA_HEADER: &str = "Sec-WebSocket-Protocol";
+
+/// How a client carries its protocol to the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP (TLS, if any, directly on it).
+    Tcp,
+    /// WebSocket.
+    WebSocket(WebSocket),
+}
+
+impl Transport {
+    /// Its name in links and in `{TRANSPORT}`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::WebSocket(_) => "ws",
+        }
+    }
+}
+
+/// TLS towards the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Server name (SNI) to send and verify.
+    pub server_name: Option<String>,
+    /// ALPN protocols to offer.
+    pub alpn: Vec<String>,
+    /// Skip certificate verification: the inbound uses a self-signed certificate.
+    pub allow_insecure: bool,
 }
 
 /// One configuration for a client: where to connect, and how.
@@ -130,10 +208,14 @@ pub struct Proxy {
     pub port: u16,
     /// Whether the inbound serves TCP.
     pub tcp: bool,
-    /// Whether the inbound serves UDP.
+    /// Whether the inbound serves UDP (for VLESS, VMess and Trojan: inside the stream).
     pub udp: bool,
     /// The protocol and the user's credentials.
     pub protocol: ProxyProtocol,
+    /// TLS, if clients use it (never for Shadowsocks).
+    pub tls: Option<TlsSettings>,
+    /// The transport (always TCP for Shadowsocks).
+    pub transport: Transport,
 }
 
 /// The protocol of a [`Proxy`].
@@ -141,6 +223,33 @@ pub struct Proxy {
 pub enum ProxyProtocol {
     /// Shadowsocks.
     Shadowsocks(ShadowsocksProxy),
+    /// VLESS, with the user's UUID.
+    Vless {
+        /// The user's UUID on this inbound.
+        id: String,
+    },
+    /// VMess AEAD (alterId 0), with the user's UUID.
+    Vmess {
+        /// The user's UUID on this inbound.
+        id: String,
+    },
+    /// Trojan, with the user's password.
+    Trojan {
+        /// The user's password on this inbound.
+        password: String,
+    },
+}
+
+impl ProxyProtocol {
+    /// The protocol's name (`shadowsocks`, `vless`, `vmess`, `trojan`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProxyProtocol::Shadowsocks(_) => "shadowsocks",
+            ProxyProtocol::Vless { .. } => "vless",
+            ProxyProtocol::Vmess { .. } => "vmess",
+            ProxyProtocol::Trojan { .. } => "trojan",
+        }
+    }
 }
 
 /// A Shadowsocks client configuration.
@@ -220,6 +329,10 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
         return Vec::new();
     }
     let vars = placeholders::Variables::new(user, now);
+    // Replaces `*` in a host's SNI and `Host` (a fresh one per fetch, as in Marzneshin).
+    let salt: String = (0..8)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
     let mut weighted: Vec<(i64, Proxy)> = Vec::new();
     for inbound in inbounds {
         let c = &inbound.config;
@@ -234,24 +347,42 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
         } else {
             &inbound.hosts[..]
         };
-        let protocol = match &c.protocol {
-            ProtocolConfig::Shadowsocks(ss) => ProxyProtocol::Shadowsocks(ShadowsocksProxy {
-                method: ss.method().name(),
-                psk: ss.psk.clone(),
-                key: crate::sync::credential(c, &user.key),
-            }),
-            // Not offered in subscriptions yet (the engine serves them; see engine::links).
-            ProtocolConfig::Vless(_) | ProtocolConfig::Trojan(_) | ProtocolConfig::Vmess(_) => {
-                continue
-            }
+        let credential = crate::sync::credential(c, &user.key);
+        let (protocol, udp) = match &c.protocol {
+            ProtocolConfig::Shadowsocks(ss) => (
+                ProxyProtocol::Shadowsocks(ShadowsocksProxy {
+                    method: ss.method().name(),
+                    psk: ss.psk.clone(),
+                    key: credential,
+                }),
+                c.network.contains(&Network::Udp),
+            ),
+            // UDP travels inside the stream: always offered.
+            ProtocolConfig::Vless(_) => (ProxyProtocol::Vless { id: credential }, true),
+            ProtocolConfig::Vmess(_) => (ProxyProtocol::Vmess { id: credential }, true),
+            ProtocolConfig::Trojan(_) => (
+                ProxyProtocol::Trojan {
+                    password: credential,
+                },
+                true,
+            ),
         };
-        let vars = vars.for_protocol(&c.protocol);
+        let shadowsocks = matches!(protocol, ProxyProtocol::Shadowsocks(_));
         for host in hosts {
             let port = host.port.unwrap_or(c.listen.port());
             if port == 0 {
                 // The engine picked a port at run time: no client can be told it.
                 continue;
             }
+            let (transport, tls) = if shadowsocks {
+                (Transport::Tcp, None)
+            } else {
+                (
+                    transport(inbound, host, &vars, &salt),
+                    tls(c, host, &vars, &salt),
+                )
+            };
+            let vars = vars.for_protocol(&c.protocol, transport.name());
             let address = vars.fill(&host.address);
             weighted.push((
                 host.weight,
@@ -260,8 +391,10 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
                     server: address.trim_matches(['[', ']']).to_owned(),
                     port,
                     tcp: c.network.contains(&Network::Tcp),
-                    udp: c.network.contains(&Network::Udp),
+                    udp,
                     protocol: protocol.clone(),
+                    tls,
+                    transport,
                 },
             ));
         }
@@ -270,6 +403,77 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
     let mut out: Vec<Proxy> = weighted.into_iter().map(|(_, p)| p).collect();
     unique_remarks(&mut out);
     out
+}
+
+/// One of the comma-separated `choices` (as Marzneshin reads a host's `sni` and `host`), picked
+/// at random, with each `*` replaced by `salt`: `*.cdn.example` gives every fetch a fresh name
+/// under a wildcard certificate.
+fn pick(choices: &str, salt: &str) -> Option<String> {
+    use rand::seq::SliceRandom as _;
+    let list: Vec<&str> = choices
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    list.choose(&mut rand::thread_rng())
+        .map(|c| c.replace('*', salt))
+}
+
+/// The transport clients use towards `host` of `inbound`: WebSocket when the inbound has it,
+/// the host's path and `Host` header replacing the inbound's (an inbound's path gets `?ed=N`
+/// when it accepts early data; a host's path is taken as written).
+fn transport(
+    inbound: &InboundEntry,
+    host: &HostEntry,
+    vars: &placeholders::Variables,
+    salt: &str,
+) -> Transport {
+    match &inbound.config.ws {
+        None => Transport::Tcp,
+        Some(ws) => Transport::WebSocket(WebSocket {
+            path: host.path.as_deref().map_or_else(
+                || match ws.max_early_data {
+                    0 => ws.path.clone(),
+                    n => format!("{}?ed={n}", ws.path),
+                },
+                |p| vars.fill(p),
+            ),
+            host: host
+                .host
+                .as_deref()
+                .and_then(|h| pick(&vars.fill(h), salt))
+                .or_else(|| ws.host.clone()),
+        }),
+    }
+}
+
+/// TLS towards `host` of inbound `c`, if clients use it: the host decides, else the inbound.
+/// The server name is the host's, else the inbound's first accepted or self-signed name.
+fn tls(
+    c: &InboundConfig,
+    host: &HostEntry,
+    vars: &placeholders::Variables,
+    salt: &str,
+) -> Option<TlsSettings> {
+    let inbound = c.tls.as_ref();
+    if !host.tls.unwrap_or(inbound.is_some()) {
+        return None;
+    }
+    let inbound_name = inbound.and_then(|t| {
+        t.server_names
+            .first()
+            .or(t.self_signed.as_ref().and_then(|n| n.first()))
+            .cloned()
+    });
+    Some(TlsSettings {
+        server_name: host
+            .sni
+            .as_deref()
+            .and_then(|s| pick(&vars.fill(s), salt))
+            .or(inbound_name),
+        alpn: inbound.map(|t| t.alpn.clone()).unwrap_or_default(),
+        allow_insecure: inbound.is_some_and(|t| t.self_signed.is_some()),
+    })
 }
 
 /// Renames repeated (or reserved) remarks to `remark (2)`, `remark (3)`, ...: sing-box tags
@@ -344,6 +548,7 @@ pub(crate) mod tests {
             address: address.into(),
             port,
             weight,
+            ..HostEntry::default()
         }
     }
 
@@ -381,13 +586,17 @@ pub(crate) mod tests {
         assert_eq!((p[0].server.as_str(), p[0].port), ("2001:db8::1", 9443));
         assert_eq!((p[1].server.as_str(), p[1].port), ("203.0.113.7", 8388));
         assert_eq!((p[2].server.as_str(), p[2].port), ("de.example.com", 8443));
-        let ProxyProtocol::Shadowsocks(plain) = &p[1].protocol;
+        let ProxyProtocol::Shadowsocks(plain) = &p[1].protocol else {
+            panic!("not Shadowsocks: {:?}", p[1].protocol)
+        };
         assert_eq!(plain.method, "aes-256-gcm");
         assert_eq!(
             plain.password(),
             crate::sync::credential(&entries()[0].config, &u.key)
         );
-        let ProxyProtocol::Shadowsocks(multi) = &p[2].protocol;
+        let ProxyProtocol::Shadowsocks(multi) = &p[2].protocol else {
+            panic!("not Shadowsocks: {:?}", p[2].protocol)
+        };
         assert_eq!(
             multi.password(),
             format!(
@@ -396,6 +605,137 @@ pub(crate) mod tests {
             )
         );
         assert!(p.iter().all(|p| p.tcp && p.udp));
+    }
+
+    /// VLESS with a self-signed certificate and ALPN, Trojan behind a TLS-terminating host,
+    /// VMess over a WebSocket (its hosts override the path and `Host`).
+    pub fn stream_entries() -> Vec<InboundEntry> {
+        let entry = |json: serde_json::Value, hosts: Vec<HostEntry>| {
+            InboundEntry::from_json(&json.to_string(), hosts).unwrap()
+        };
+        vec![
+            entry(
+                serde_json::json!({"tag": "vl", "listen": "203.0.113.7:443", "protocol": "vless",
+                    "settings": {"users": []},
+                    "tls": {"self_signed": ["localhost"], "alpn": ["h2", "http/1.1"]}}),
+                vec![],
+            ),
+            entry(
+                serde_json::json!({"tag": "tj", "listen": "0.0.0.0:8443", "protocol": "trojan",
+                    "settings": {"users": []}}),
+                vec![HostEntry {
+                    sni: Some("{USERNAME}.example.com".into()),
+                    tls: Some(true),
+                    ..host("tj {PROTOCOL} {TRANSPORT}", "cdn.example.com", Some(443), 1)
+                }],
+            ),
+            entry(
+                serde_json::json!({"tag": "vm", "listen": "0.0.0.0:10086", "protocol": "vmess",
+                    "settings": {"users": []},
+                    "ws": {"path": "/vm", "host": "in.example"}}),
+                vec![
+                    host("vm {TRANSPORT}", "vm.example.com", None, 1),
+                    HostEntry {
+                        path: Some("/{USERNAME}".into()),
+                        host: Some("cdn.example".into()),
+                        ..host("vm cdn", "cdn.example.com", None, 1)
+                    },
+                ],
+            ),
+        ]
+    }
+
+    #[test]
+    fn stream_protocols_get_credentials_tls_and_transport() {
+        let u = user();
+        let p = proxies(&u, &stream_entries(), 0);
+        let remarks: Vec<&str> = p.iter().map(|p| p.remark.as_str()).collect();
+        assert_eq!(remarks, ["vl", "tj trojan tcp", "vm ws", "vm cdn"]);
+        let uuid = crate::sync::credential(&stream_entries()[0].config, &u.key);
+        assert_eq!(p[0].protocol, ProxyProtocol::Vless { id: uuid.clone() });
+        assert_eq!(p[0].transport, Transport::Tcp);
+        assert_eq!(
+            p[0].tls,
+            Some(TlsSettings {
+                server_name: Some("localhost".into()),
+                alpn: vec!["h2".into(), "http/1.1".into()],
+                allow_insecure: true,
+            })
+        );
+        assert!(p[0].tcp && p[0].udp);
+        assert_eq!(
+            p[1].protocol,
+            ProxyProtocol::Trojan {
+                password: crate::sync::key_digest(&u.key)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            }
+        );
+        assert_eq!((p[1].server.as_str(), p[1].port), ("cdn.example.com", 443));
+        assert_eq!(
+            p[1].tls,
+            Some(TlsSettings {
+                server_name: Some("alice.example.com".into()),
+                ..TlsSettings::default()
+            })
+        );
+        assert_eq!(p[2].protocol, ProxyProtocol::Vmess { id: uuid });
+        assert_eq!(p[2].tls, None);
+        assert_eq!(
+            p[2].transport,
+            Transport::WebSocket(WebSocket {
+                path: "/vm?ed=2048".into(),
+                host: Some("in.example".into())
+            })
+        );
+        assert_eq!(
+            p[3].transport,
+            Transport::WebSocket(WebSocket {
+                path: "/alice".into(),
+                host: Some("cdn.example".into())
+            })
+        );
+        // A host can turn the inbound's TLS off.
+        let mut e = stream_entries();
+        e[0].hosts = vec![HostEntry {
+            tls: Some(false),
+            ..host("plain", "203.0.113.7", None, 1)
+        }];
+        assert_eq!(proxies(&u, &e, 0)[0].tls, None);
+    }
+
+    #[test]
+    fn sni_and_host_lists_pick_one_and_fill_wildcards() {
+        let mut e = stream_entries();
+        e[2].hosts[1].host = Some("a.example, b.example,".into());
+        e[1].hosts[0].sni = Some("*.cdn.example".into());
+        let mut seen = HashSet::new();
+        for _ in 0..64 {
+            let p = proxies(&user(), &e, 0);
+            let Transport::WebSocket(ws) = &p[3].transport else {
+                panic!("not a WebSocket: {:?}", p[3].transport)
+            };
+            seen.insert(ws.host.clone().unwrap());
+            let sni = p[1].tls.as_ref().unwrap().server_name.clone().unwrap();
+            let salt = sni.strip_suffix(".cdn.example").unwrap();
+            assert_eq!(salt.len(), 16, "{sni}");
+            assert!(salt.bytes().all(|b| b.is_ascii_hexdigit()), "{sni}");
+        }
+        let expected: HashSet<String> = ["a.example".to_owned(), "b.example".to_owned()].into();
+        assert_eq!(seen, expected);
+        assert_eq!(pick(" , ", "x"), None);
+    }
+
+    #[test]
+    fn early_data_is_split_off_the_path() {
+        let ws = |path: &str| WebSocket {
+            path: path.into(),
+            host: None,
+        };
+        assert_eq!(ws("/vm?ed=2048").early_data(), ("/vm", Some(2048)));
+        assert_eq!(ws("/vm").early_data(), ("/vm", None));
+        assert_eq!(ws("/vm?ed=x").early_data(), ("/vm?ed=x", None));
     }
 
     #[test]

@@ -57,8 +57,8 @@ impl Variables {
     }
 
     /// These values plus the protocol's (`PROTOCOL`, `TRANSPORT`).
-    pub fn for_protocol(&self, protocol: &ProtocolConfig) -> Variables {
-        let (name, transport) = (protocol.name(), "tcp");
+    pub fn for_protocol(&self, protocol: &ProtocolConfig, transport: &str) -> Variables {
+        let name = protocol.name();
         let mut values = self.values.clone();
         values.push(("PROTOCOL", name.to_owned()));
         values.push(("TRANSPORT", transport.to_owned()));

@@ -7,11 +7,54 @@
 
 use serde_json::{json, Value};
 
-use super::{Proxy, ProxyProtocol};
+use super::{Proxy, ProxyProtocol, Transport, EARLY_DATA_HEADER};
 
 /// The outbound of one proxy, tagged with its remark.
 pub fn outbound(proxy: &Proxy) -> Value {
+    let stream = |kind: &str, credential: (&str, &str)| {
+        let mut o = json!({
+            "type": kind,
+            "tag": proxy.remark,
+            "server": proxy.server,
+            "server_port": proxy.port,
+        });
+        o[credential.0] = credential.1.into();
+        if let Some(tls) = &proxy.tls {
+            let mut t = json!({"enabled": true});
+            if let Some(name) = &tls.server_name {
+                t["server_name"] = name.as_str().into();
+            }
+            if tls.allow_insecure {
+                t["insecure"] = true.into();
+            }
+            if !tls.alpn.is_empty() {
+                t["alpn"] = tls.alpn.clone().into();
+            }
+            o["tls"] = t;
+        }
+        if let Transport::WebSocket(ws) = &proxy.transport {
+            let (path, early_data) = ws.early_data();
+            let mut t = json!({"type": "ws", "path": path});
+            if let Some(n) = early_data {
+                t["max_early_data"] = n.into();
+                t["early_data_header_name"] = EARLY_DATA_HEADER.into();
+            }
+            if let Some(host) = &ws.host {
+                t["headers"] = json!({"Host": host});
+            }
+            o["transport"] = t;
+        }
+        o
+    };
     match &proxy.protocol {
+        ProxyProtocol::Vless { id } => stream("vless", ("uuid", id)),
+        ProxyProtocol::Trojan { password } => stream("trojan", ("password", password)),
+        ProxyProtocol::Vmess { id } => {
+            let mut o = stream("vmess", ("uuid", id));
+            o["security"] = "auto".into();
+            o["alter_id"] = 0.into();
+            o
+        }
         ProxyProtocol::Shadowsocks(ss) => {
             let mut o = json!({
                 "type": "shadowsocks",

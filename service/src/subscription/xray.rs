@@ -8,11 +8,56 @@
 
 use serde_json::{json, Value};
 
-use super::{Proxy, ProxyProtocol, PRIVATE_RANGES};
+use super::{Proxy, ProxyProtocol, Transport, PRIVATE_RANGES};
+
+/// The `streamSettings` of a VLESS, VMess or Trojan outbound.
+fn stream_settings(proxy: &Proxy) -> Value {
+    let mut s = json!({"network": proxy.transport.name()});
+    match &proxy.tls {
+        Some(tls) => {
+            s["security"] = "tls".into();
+            let mut t = json!({"allowInsecure": tls.allow_insecure});
+            if let Some(name) = &tls.server_name {
+                t["serverName"] = name.as_str().into();
+            }
+            if !tls.alpn.is_empty() {
+                t["alpn"] = tls.alpn.clone().into();
+            }
+            s["tlsSettings"] = t;
+        }
+        None => s["security"] = "none".into(),
+    }
+    if let Transport::WebSocket(ws) = &proxy.transport {
+        let mut w = json!({"path": ws.path});
+        if let Some(host) = &ws.host {
+            w["headers"] = json!({"Host": host});
+        }
+        s["wsSettings"] = w;
+    }
+    s
+}
 
 /// The outbound of one proxy, tagged `proxy`.
 pub fn outbound(proxy: &Proxy) -> Value {
+    let vnext = |protocol: &str, user: Value| {
+        json!({
+            "tag": "proxy",
+            "protocol": protocol,
+            "settings": {"vnext": [{"address": proxy.server, "port": proxy.port, "users": [user]}]},
+            "streamSettings": stream_settings(proxy),
+        })
+    };
     match &proxy.protocol {
+        ProxyProtocol::Vless { id } => vnext("vless", json!({"id": id, "encryption": "none"})),
+        ProxyProtocol::Vmess { id } => {
+            vnext("vmess", json!({"id": id, "alterId": 0, "security": "auto"}))
+        }
+        ProxyProtocol::Trojan { password } => json!({
+            "tag": "proxy",
+            "protocol": "trojan",
+            "settings": {"servers": [{"address": proxy.server, "port": proxy.port, "password": password}]},
+            "streamSettings": stream_settings(proxy),
+        }),
         ProxyProtocol::Shadowsocks(ss) => json!({
             "tag": "proxy",
             "protocol": "shadowsocks",

@@ -307,6 +307,44 @@ impl TestPanel {
         }
     }
 
+    /// Another panel instance on this panel's database, with its own data folder (and so its
+    /// own engine). The database stays this panel's: it is dropped with this one.
+    pub fn another_instance(&self, options: &Options) -> TestPanel {
+        let dir = std::env::temp_dir().join(unique_name());
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut panel = TestPanel {
+            base: String::new(),
+            database_url: self.database_url.clone(),
+            dir,
+            child: None,
+            database: Database::Sqlite,
+            client: self.client.clone(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        };
+        for _ in 0..5 {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            if panel.spawn(addr, options) {
+                return panel;
+            }
+        }
+        panic!("the second instance did not start; log:\n{}", panel.log());
+    }
+
+    /// Stops the panel (SIGTERM) and starts it again on the same database and data folder.
+    pub fn restart(&mut self, options: &Options) {
+        self.stop();
+        for _ in 0..5 {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            if self.spawn(addr, options) {
+                return;
+            }
+        }
+        panic!("the panel did not start again; log:\n{}", self.log());
+    }
+
     /// Runs `f` with a connection pool on the panel's database.
     pub fn sql<T>(&self, f: impl AsyncFnOnce(&sqlx::AnyPool) -> T) -> T {
         self.runtime.block_on(async {
