@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod hysteria2;
 pub mod mux;
 pub mod shadowsocks;
 pub mod trojan;
