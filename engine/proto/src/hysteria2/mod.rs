@@ -42,6 +42,9 @@
 //!
 //! [the Hysteria 2 protocol specification]: https://github.com/apernet/hysteria/blob/master/PROTOCOL.md
 
+pub mod http3;
+pub mod huffman;
+pub mod qpack;
 pub mod salamander;
 pub mod tcp;
 pub mod udp;
