@@ -474,16 +474,20 @@ mod tests {
         (0..len).map(|_| next()).collect()
     }
 
-    /// The VLESS, Mux.Cool, Trojan and VMess entry points survive garbage of every short length, in
-    /// both modes, and take their own seeds.
+    /// The VLESS, Mux.Cool, Trojan, VMess and Hysteria2 entry points survive garbage of every
+    /// short length, in both modes, and take their own seeds.
     #[test]
     fn v2ray_family_entry_points_survive_garbage() {
-        let entry_points: [fn(&[u8]); 5] = [
+        let entry_points: [fn(&[u8]); 9] = [
             super::vless_request,
             super::mux_frames,
             super::trojan_request,
             super::vmess_handshake,
             super::vmess_body,
+            super::hysteria2_tcp_request,
+            super::hysteria2_udp_message,
+            super::hysteria2_reassembly,
+            super::hysteria2_auth_request,
         ];
         for entry_point in entry_points {
             for len in 0..200 {
@@ -495,6 +499,60 @@ mod tests {
                 entry_point(&input);
             }
         }
+    }
+
+    /// The Hysteria2 entry points' assertions hold on valid inputs: a request, a large UDP
+    /// message cut into many fragments, interleaved fragments of two sessions, an auth head.
+    #[test]
+    fn hysteria2_entry_points_take_valid_inputs() {
+        use crate::hysteria2::{http3, tcp, udp::UdpMessage};
+        let mut request = vec![1];
+        tcp::encode_request("[2001:db8::1]:443", b"padding", &mut request);
+        super::hysteria2_tcp_request(&request[..]);
+        super::hysteria2_tcp_request(&[&[0][..], &request[1..]].concat());
+
+        let payload = noise(9, 3000);
+        let message = |session_id, packet_id, frag_id, frag_count, payload| UdpMessage {
+            session_id,
+            packet_id,
+            frag_id,
+            frag_count,
+            address: b"example.com:53",
+            payload,
+        };
+        let mut datagram = vec![20];
+        message(1, 2, 0, 1, &payload[..]).encode(&mut datagram);
+        super::hysteria2_udp_message(&datagram);
+
+        let mut run = Vec::new();
+        for (session_id, packet_id, frag_id, frag_count, piece) in [
+            (1, 5, 1, 2, &b"world"[..]),
+            (2, 5, 0, 2, b"other "),
+            (1, 5, 1, 2, b"dup"),
+            (1, 5, 0, 2, b"hello "),
+            (2, 6, 0, 1, b"whole"),
+            (2, 5, 1, 2, b"session"),
+        ] {
+            let mut d = Vec::new();
+            message(session_id, packet_id, frag_id, frag_count, piece).encode(&mut d);
+            run.push(d.len() as u8);
+            run.extend_from_slice(&d);
+        }
+        super::hysteria2_reassembly(&run);
+
+        let mut head = vec![0];
+        http3::push_auth_request(b"secret", 100, b"xyz", &mut head);
+        super::hysteria2_auth_request(&head);
+        let mut section = vec![3];
+        crate::hysteria2::qpack::encode_field_section(
+            &[
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":path", b"/"),
+            ],
+            &mut section,
+        );
+        super::hysteria2_auth_request(&section);
     }
 }
 
@@ -771,4 +829,193 @@ pub fn ws_frames(data: &[u8]) {
         assert_eq!(whole_events.1, cut_events.1);
         assert!(whole_events.1 <= 1);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hysteria2
+
+/// Hysteria2 TCP requests: `data[0]` odd puts the 0x401 frame type in front of the rest. Every
+/// prefix settles as [`check_prefixes`] demands, and a parsed target written back as a
+/// request parses to the same target.
+pub fn hysteria2_tcp_request(data: &[u8]) {
+    use crate::hysteria2::tcp::{encode_request, parse_request};
+    let Some(wire) = behind_known_prefix(data, &[0x44, 0x01]) else {
+        return;
+    };
+    check_prefixes(&wire, |b| parse_request(b).map(crate::Progress::into_done));
+    if let Ok(crate::Progress::Done(request)) = parse_request(&wire) {
+        assert!(request.consumed <= wire.len());
+        let mut again = Vec::new();
+        encode_request(&request.target.to_string(), b"", &mut again);
+        let Ok(crate::Progress::Done(reparsed)) = parse_request(&again) else {
+            panic!("a written request parses")
+        };
+        assert_eq!(reparsed.target, request.target);
+        assert_eq!(reparsed.consumed, again.len());
+    }
+}
+
+/// Hysteria2 UDP messages: a parsed datagram written back parses to the same message, and cut
+/// into fragments (`data[0]` sets the room for payload per fragment) it reassembles to the
+/// same payload.
+pub fn hysteria2_udp_message(data: &[u8]) {
+    use crate::hysteria2::udp::{fragment, Reassembled, Reassembly, UdpMessage};
+    let Some((&room, datagram)) = data.split_first() else {
+        return;
+    };
+    let Ok(message) = UdpMessage::parse(datagram) else {
+        return;
+    };
+    let mut again = Vec::new();
+    message.encode(&mut again);
+    assert!(again.len() <= datagram.len());
+    assert_eq!(UdpMessage::parse(&again), Ok(message));
+    let whole = UdpMessage {
+        frag_id: 0,
+        frag_count: 1,
+        ..message
+    };
+    let max = whole.header_len() + usize::from(room) + 1;
+    let Ok(pieces) = fragment(&whole, max) else {
+        assert!(message.payload.len() > 255 * (usize::from(room) + 1));
+        return;
+    };
+    let mut reassembly = Reassembly::new();
+    let mut joined = None;
+    for piece in pieces {
+        let mut wire = Vec::new();
+        piece.encode(&mut wire);
+        assert!(wire.len() <= max);
+        let parsed = UdpMessage::parse(&wire).expect("a fragment parses");
+        match reassembly.feed(&parsed) {
+            Reassembled::Whole(p) | Reassembled::Joined(p) => joined = Some(p.to_vec()),
+            Reassembled::Pending => {}
+        }
+    }
+    assert_eq!(joined.as_deref(), Some(message.payload));
+}
+
+/// Hysteria2 reassembly: the input is a run of datagrams, each behind a one-byte length, fed
+/// to one [`crate::hysteria2::udp::Reassembly`] per session. Every packet that comes out must
+/// be what a plain model of the rules (one packet in flight per session, a new packet id or
+/// count starts over, duplicates and bad ids ignored, [`MAX_PACKET_LEN`] bytes at most) gives.
+///
+/// [`MAX_PACKET_LEN`]: crate::hysteria2::udp::MAX_PACKET_LEN
+pub fn hysteria2_reassembly(data: &[u8]) {
+    use crate::hysteria2::udp::{Reassembled, Reassembly, UdpMessage, MAX_PACKET_LEN};
+    use std::collections::{BTreeMap, HashMap};
+    type Model = ((u16, u8), BTreeMap<u8, Vec<u8>>);
+    let mut sessions: HashMap<u32, (Reassembly, Option<Model>)> = HashMap::new();
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len).min(tail.len());
+        let (datagram, tail) = tail.split_at(len);
+        rest = tail;
+        let Ok(m) = UdpMessage::parse(datagram) else {
+            continue;
+        };
+        let (reassembly, model) = sessions.entry(m.session_id).or_default();
+        let want: Option<Vec<u8>> = if m.frag_count <= 1 {
+            Some(m.payload.to_vec())
+        } else if m.frag_id >= m.frag_count {
+            None
+        } else {
+            let key = (m.packet_id, m.frag_count);
+            if model.as_ref().map(|(k, _)| *k) != Some(key) {
+                *model = Some((key, BTreeMap::new()));
+            }
+            let (_, frags) = model.as_mut().expect("set above");
+            let held: usize = frags.values().map(Vec::len).sum();
+            let duplicate = frags.contains_key(&m.frag_id);
+            if duplicate {
+                None
+            } else if held + m.payload.len() > MAX_PACKET_LEN {
+                *model = None;
+                None
+            } else {
+                frags.insert(m.frag_id, m.payload.to_vec());
+                if frags.len() == usize::from(m.frag_count) {
+                    let joined = frags.values().flatten().copied().collect();
+                    *model = None;
+                    Some(joined)
+                } else {
+                    None
+                }
+            }
+        };
+        let got = match reassembly.feed(&m) {
+            Reassembled::Whole(p) | Reassembled::Joined(p) => Some(p.to_vec()),
+            Reassembled::Pending => None,
+        };
+        assert_eq!(got, want);
+    }
+}
+
+/// Hysteria2 authentication request heads. `data[0]` picks the mode: bit 0 set wraps the rest
+/// in one HEADERS frame (so the QPACK decoder sees it directly), bit 1 set also runs the rest
+/// through the Huffman decoder, whose output must code back to a string that decodes the same.
+/// Every prefix settles as [`check_prefixes`] demands, and a parsed head written back parses
+/// to the same head.
+pub fn hysteria2_auth_request(data: &[u8]) {
+    use crate::hysteria2::http3::{
+        parse_request_head, push_frame_header, push_headers_frame, HEADERS,
+    };
+    use crate::hysteria2::huffman;
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode & 2 != 0 {
+        let mut text = Vec::new();
+        if huffman::decode(rest, &mut text).is_ok() {
+            let mut coded = Vec::new();
+            huffman::encode(&text, &mut coded);
+            assert_eq!(coded.len(), huffman::encoded_len(&text));
+            let mut back = Vec::new();
+            huffman::decode(&coded, &mut back).expect("coded text decodes");
+            assert_eq!(back, text);
+        }
+    }
+    let wire = if mode & 1 != 0 {
+        let mut wire = Vec::new();
+        push_frame_header(HEADERS, rest.len(), &mut wire);
+        wire.extend_from_slice(rest);
+        wire
+    } else {
+        rest.to_vec()
+    };
+    const MAX: usize = 4096;
+    check_prefixes(&wire, |b| {
+        parse_request_head(b, MAX).map(crate::Progress::into_done)
+    });
+    let Ok(crate::Progress::Done(head)) = parse_request_head(&wire, MAX) else {
+        return;
+    };
+    assert!(head.consumed <= wire.len());
+    let _ = head.hysteria_auth();
+    let pseudo = [
+        (":method", Some(&head.method)),
+        (":scheme", head.scheme.as_ref()),
+        (":authority", head.authority.as_ref()),
+        (":path", head.path.as_ref()),
+    ];
+    let mut fields: Vec<(&[u8], &[u8])> = pseudo
+        .iter()
+        .filter_map(|&(n, v)| Some((n.as_bytes(), v?.as_bytes())))
+        .collect();
+    fields.extend(head.fields.iter().map(|f| (&f.name[..], &f.value[..])));
+    let mut again = Vec::new();
+    push_headers_frame(&fields, &mut again);
+    let Ok(crate::Progress::Done(reparsed)) = parse_request_head(&again, usize::MAX >> 2) else {
+        panic!("a written head parses")
+    };
+    assert_eq!(
+        (
+            reparsed.method,
+            reparsed.scheme,
+            reparsed.authority,
+            reparsed.path
+        ),
+        (head.method, head.scheme, head.authority, head.path)
+    );
+    assert_eq!(reparsed.fields, head.fields);
 }
