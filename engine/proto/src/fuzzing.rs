@@ -834,9 +834,9 @@ pub fn ws_frames(data: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 // Hysteria2
 
-/// Hysteria2 TCP requests: `data[0]` odd puts the 0x401 frame type in front of the rest. Every
-/// prefix settles as [`check_prefixes`] demands, and a parsed target written back as a
-/// request parses to the same target.
+/// Hysteria2 TCP requests: `data[0]` odd puts the 0x401 frame type in front of the rest. The
+/// answers to every prefix stay "need more" until they settle, then never change; a parsed
+/// target written back as a request parses to the same target.
 pub fn hysteria2_tcp_request(data: &[u8]) {
     use crate::hysteria2::tcp::{encode_request, parse_request};
     let Some(wire) = behind_known_prefix(data, &[0x44, 0x01]) else {
@@ -954,8 +954,8 @@ pub fn hysteria2_reassembly(data: &[u8]) {
 /// Hysteria2 authentication request heads. `data[0]` picks the mode: bit 0 set wraps the rest
 /// in one HEADERS frame (so the QPACK decoder sees it directly), bit 1 set also runs the rest
 /// through the Huffman decoder, whose output must code back to a string that decodes the same.
-/// Every prefix settles as [`check_prefixes`] demands, and a parsed head written back parses
-/// to the same head.
+/// The answers to every prefix stay "need more" until they settle, then never change; a parsed
+/// head written back parses to the same head.
 pub fn hysteria2_auth_request(data: &[u8]) {
     use crate::hysteria2::http3::{
         parse_request_head, push_frame_header, push_headers_frame, HEADERS,

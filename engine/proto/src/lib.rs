@@ -6,8 +6,10 @@
 //! in the engine's relays, in unit tests, in fuzz targets and in benchmarks.
 //!
 //! Codecs: [`shadowsocks`] (AEAD 2017 and 2022), [`vless`], [`vmess`] (AEAD), [`trojan`],
-//! [`mux`] (Mux.Cool and XUDP, carried inside VLESS and VMess), and [`ws`] (the WebSocket
-//! transport VLESS, VMess and Trojan can run over). Target addresses are [`TargetAddr`], in
+//! [`mux`] (Mux.Cool and XUDP, carried inside VLESS and VMess), [`ws`] (the WebSocket
+//! transport VLESS, VMess and Trojan can run over), and [`hysteria2`] (what travels inside
+//! Hysteria2's QUIC connections: the HTTP/3 authentication, TCP requests, UDP datagrams, and
+//! Salamander obfuscation). Target addresses are [`TargetAddr`], in
 //! SOCKS5 form ([`address`]) or the V2Ray family's port-first form ([`vless::address`]).
 //!
 //! Conventions shared by every codec:
