@@ -21,6 +21,7 @@ pub mod counters;
 mod inbound;
 pub mod links;
 pub mod outbound;
+pub mod quic;
 pub mod rules;
 pub mod runtime;
 mod transport;
