@@ -319,6 +319,35 @@ mod tests {
         }
     }
 
+    /// An auth request laid out the way quic-go's QPACK encoder (quic-go/qpack, the one under
+    /// the official client and sing-box) writes fields: indexed lines for exact static
+    /// entries, static name references (N=0, T=1) with raw values, literal names without
+    /// Huffman; quic-go's request order (`:authority`, `:method`, `:path`, `:scheme`, the
+    /// request's fields, `content-length: 0` for an empty POST, its user agent). Assembled by
+    /// hand; ls-qpack (pylsqpack 1.0.0) decodes it to these fields.
+    #[test]
+    fn quic_go_style_auth_request() {
+        let section = hex(
+            "000050086879737465726961d451052f61757468d7270668797374657269612d617574680d636f72\
+             7265637420686f727365270768797374657269612d63632d72780130270968797374657269612d70\
+             616464696e670a30614231634432654633c45f500e717569632d676f20485454502f33",
+        );
+        let wire = frame(HEADERS, &section);
+        let head = done(parse_request_head(&wire, DEFAULT_MAX_HEADERS));
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.scheme.as_deref(), Some("https"));
+        assert_eq!(
+            head.hysteria_auth(),
+            Some(AuthRequest {
+                auth: b"correct horse",
+                cc_rx: 0
+            })
+        );
+        assert_eq!(head.field("content-length"), Some(&b"0"[..]));
+        assert_eq!(head.field("user-agent"), Some(&b"quic-go HTTP/3"[..]));
+        assert_eq!(head.fields.len(), 5);
+    }
+
     #[test]
     fn our_client_round_trips_and_skips_unknown_frames() {
         let mut wire = frame(0x21, b"grease");
