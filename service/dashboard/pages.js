@@ -346,9 +346,83 @@ export async function adminsPage(root, session) {
         a.username !== me.username ? deleteButton(a.username, () => api.deleteAdminsByUsername(a.username), reload) : null) : null))));
 }
 
+/** Persian and Arabic-Indic digits as ASCII, so numbers typed in either parse. */
+const asciiDigits = (text) => text.replace(/[۰-۹]/g, (d) => String(d.charCodeAt(0) - 0x6f0)).replace(/[٠-٩]/g, (d) => String(d.charCodeAt(0) - 0x660));
+
+/** Threshold percentages from "80, 100" (commas or spaces), or null when one is not 1 to 100 or there are more than 10. */
+function parseThresholds(text) {
+  const parts = asciiDigits(text).split(/[\s,،]+/).filter(Boolean);
+  if (parts.length > 10 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) < 1 || Number(p) > 100)) return null;
+  return parts.map(Number);
+}
+
+/**
+ * The webhook settings (`GET`/`PUT /api/webhook`, docs/webhooks.md) for sudo admins: the URL,
+ * the secret's last four characters (the API never returns the secret) and the thresholds; a
+ * form to change them unless the admin is read-only. An empty secret keeps the stored one (the
+ * API leaves an absent secret unchanged); an empty URL turns webhooks off (`url: null`).
+ * @param {Session} session
+ * @param {import("./api.js").WebhookSettings} settings
+ */
+function webhookSection(session, settings) {
+  const { api, can } = session;
+  const pct = (list) => list.length ? list.map((n) => `${num(n)}%`).join(", ") : t("none");
+  const facts = h("dl", { class: "facts" },
+    h("dt", { text: t("webhook_url") }), h("dd", { class: "mono", "data-test": "webhook-url", text: settings.url ?? t("webhook_off") }),
+    h("dt", { text: t("webhook_secret") }), h("dd", { class: "mono", "data-test": "webhook-secret", text: settings.secret_set ? settings.secret_hint ?? "" : t("webhook_no_secret") }),
+    h("dt", { text: t("webhook_thresholds") }), h("dd", { "data-test": "webhook-thresholds", text: pct(settings.thresholds) }),
+    h("dt", { text: t("webhook_pending") }), h("dd", { text: `${num(settings.pending)} · ${t("webhook_failed")} ${num(settings.failed)}` }));
+  const section = h("section", { class: "card", "data-test": "webhooks" }, h("h2", { text: t("webhooks") }), facts);
+  if (!can.sudo) return section;
+  const inputs = {
+    url: h("input", { name: "url", type: "url", class: "mono", value: settings.url ?? "", placeholder: "https://hooks.example.com/marzneshin", autocomplete: "off" }),
+    secret: h("input", { name: "secret", type: "password", class: "mono", autocomplete: "new-password", placeholder: settings.secret_set ? t("webhook_secret_keep", { hint: settings.secret_hint ?? "" }) : "" }),
+    thresholds: h("input", { name: "thresholds", inputmode: "numeric", value: settings.thresholds.join(", "), placeholder: "80, 100" }),
+  };
+  /** Checks every field; returns the request body, or null after marking what is wrong. */
+  function check() {
+    for (const input of Object.values(inputs)) setFieldError(input, "");
+    let ok = true;
+    const url = inputs.url.value.trim();
+    // As the API checks it: the scheme, at most 2048 bytes, no Unicode white space.
+    if (url && (!/^https?:\/\//.test(url) || new TextEncoder().encode(url).length > 2048 || /[\s\u0085]/.test(url))) { setFieldError(inputs.url, t("err_webhook_url")); ok = false; }
+    const secret = inputs.secret.value;
+    const length = [...secret].length;
+    if (secret && (length < 16 || length > 256)) { setFieldError(inputs.secret, t("err_webhook_secret")); ok = false; }
+    if (url && !secret && !settings.secret_set) { setFieldError(inputs.secret, t("err_webhook_secret_required")); ok = false; }
+    const thresholds = parseThresholds(inputs.thresholds.value);
+    if (!thresholds) { setFieldError(inputs.thresholds, t("err_webhook_thresholds")); ok = false; }
+    if (!ok) return null;
+    /** @type {import("./api.js").WebhookSettingsInput} */
+    const body = { url: url || null, thresholds: thresholds ?? [] };
+    if (secret) body.secret = secret;
+    return body;
+  }
+  for (const input of Object.values(inputs)) input.addEventListener("input", () => { if (input.getAttribute("aria-invalid") === "true") check(); });
+  const form = h("form", { class: "form", novalidate: true, "data-test": "webhook-form", onsubmit: async (e) => {
+    e.preventDefault();
+    const body = check();
+    if (!body) return;
+    try {
+      const saved = await api.putWebhook(body);
+      toast(t("saved"));
+      section.replaceWith(webhookSection(session, saved));
+    } catch (error) {
+      fieldOrToast(error, inputs);
+    }
+  } },
+  field(t("webhook_url"), inputs.url, t("webhook_url_hint")),
+  field(t("webhook_new_secret"), inputs.secret, settings.secret_set ? t("webhook_secret_hint") : t("webhook_secret_hint_first")),
+  field(t("webhook_thresholds"), inputs.thresholds, t("webhook_thresholds_hint")),
+  h("footer", { class: "form-actions" }, h("button", { type: "submit", class: "primary", "data-test": "save-webhook", text: t("save") })));
+  section.append(form);
+  return section;
+}
+
 /** @param {HTMLElement} root @param {Session} session */
 export async function settingsPage(root, session) {
   const { api, me } = session;
+  const webhooks = me.is_sudo ? webhookSection(session, await api.getWebhook()) : null;
   const theme = document.documentElement.dataset.theme ?? "light";
   const password = h("input", { type: "password", name: "password", autocomplete: "new-password" });
   const account = me.read_only ? null : h("section", { class: "card" }, h("h2", { text: t("account") }),
@@ -372,6 +446,7 @@ export async function settingsPage(root, session) {
       h("section", { class: "card" }, h("h2", { text: t("preferences") }),
         field(t("language"), select(LOCALES.map((l) => l.code), locale(), { onchange: (e) => { setLocale(e.target.value); session.rerender(); } }, (c) => LOCALES.find((l) => l.code === c)?.name ?? c)),
         field(t("theme"), select(["light", "dark"], theme, { onchange: (e) => { setTheme(e.target.value); session.rerender(); } }))),
-      account),
+      account,
+      webhooks),
     h("p", { class: "muted", text: t("server_settings_note") }));
 }

@@ -538,10 +538,23 @@ fn read_only_admin_finds_no_control_that_changes_anything() {
         json!({"username": "viewer", "password": "viewer-password-1", "is_sudo": true, "read_only": true}),
     )
     .ok();
+    p.put(
+        &token,
+        "/api/webhook",
+        json!({"url": "https://hooks.example.com/ro", "secret": "viewer-can-not-see-this-Ro42"}),
+    )
+    .ok();
     let b = Browser::start("read_only");
     let base = p.base.clone();
     b.step("every page shows no changing control", |c| async move {
         login(&c, &base, "viewer", "viewer-password-1").await?;
+        // A read-only sudo admin sees the webhook settings, masked, without a form (the loop
+        // below checks that no page has one).
+        goto_page(&c, &base, "settings", "[data-test=webhooks]").await?;
+        let hint = text_of(&c, "[data-test=webhook-secret]").await?;
+        if hint != "…Ro42" || js(&c, &secret_shown("viewer-can-not-see-this")).await? != json!(false) {
+            return fail(format!("webhook secret shown as {hint:?}"));
+        }
         until(&c, "document.querySelector('[data-test=read-only]') !== null").await?;
         for (hash, ready) in every_page("watched") {
             goto_page(&c, &base, &hash, &ready).await?;
@@ -837,6 +850,155 @@ fn sudo_admin_manages_inbounds_hosts_services_and_admins() {
         (me["read_only"].clone(), me["is_sudo"].clone()),
         (json!(true), json!(false))
     );
+}
+
+/// The secret typed into the webhook form in `sudo_admin_sets_webhooks_others_do_not_see_them`.
+const WEBHOOK_SECRET: &str = "a-long-random-secret-W3bh";
+
+/// Whether `secret` shows anywhere on the page: its text, its HTML, or an input's value.
+fn secret_shown(secret: &str) -> String {
+    format!(
+        "document.documentElement.outerHTML.includes('{secret}') \
+         || [...document.querySelectorAll('input')].some(i => i.value.includes('{secret}'))"
+    )
+}
+
+/// Saves the webhook form, waits until the fact `test` reads `shown`, and checks that the
+/// secret typed is nowhere on the page afterwards.
+async fn save_webhook(c: &Client, test: &str, shown: &str) -> Result {
+    click(c, "[data-test=save-webhook]").await?;
+    until(
+        c,
+        &format!("document.querySelector('[data-test={test}]')?.textContent === {shown:?}"),
+    )
+    .await?;
+    until(c, &format!("!({})", secret_shown(WEBHOOK_SECRET))).await
+}
+
+/// Logs out (the session ends) and logs in as another admin.
+async fn relogin(c: &Client, base: &str, username: &str, password: &str) -> Result {
+    click(c, "[data-test=logout]").await?;
+    until(c, "document.querySelector('form.login') !== null").await?;
+    login(c, base, username, password).await
+}
+
+#[test]
+fn sudo_admin_sets_webhooks_others_do_not_see_them() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let token = p.admin_token();
+    let plain = p.new_admin(
+        &token,
+        json!({"username": "plain", "password": "plain-password-1", "is_sudo": false}),
+    );
+    p.new_admin(
+        &token,
+        json!({"username": "plain_ro", "password": "plain-password-2", "is_sudo": false, "read_only": true}),
+    );
+    let b = Browser::start("webhooks");
+    let base = p.base.clone();
+    b.step("webhooks are off at first", |c| async move {
+        login(&c, &base, ADMIN, ADMIN_PASSWORD).await?;
+        goto_page(&c, &base, "settings", "[data-test=webhook-form]").await?;
+        let (url, secret) = (
+            text_of(&c, "[data-test=webhook-url]").await?,
+            text_of(&c, "[data-test=webhook-secret]").await?,
+        );
+        if (url.as_str(), secret.as_str()) != ("Off", "Not set") {
+            return fail(format!("url {url:?}, secret {secret:?}"));
+        }
+        Ok(())
+    });
+
+    b.step("bad values are refused inline", |c| async move {
+        fill(&c, "input[name=url]", "ftp://hooks.example.com/x").await?;
+        fill(&c, "input[name=secret]", "too-short").await?;
+        fill(&c, "input[name=thresholds]", "50, 150").await?;
+        click(&c, "[data-test=save-webhook]").await?;
+        for name in ["url", "secret", "thresholds"] {
+            until(
+                &c,
+                &format!("document.querySelector('input[name={name}]').getAttribute('aria-invalid') === 'true'"),
+            )
+            .await?;
+        }
+        // A URL needs a secret while none is stored.
+        fill(&c, "input[name=url]", "https://hooks.example.com/mz?token=abc").await?;
+        fill(&c, "input[name=secret]", "").await?;
+        fill(&c, "input[name=thresholds]", "90, 50").await?;
+        click(&c, "[data-test=save-webhook]").await?;
+        until(
+            &c,
+            "document.querySelector('input[name=secret]').closest('.field').querySelector('.field-error').textContent === 'Required with a URL.' \
+             && document.querySelector('input[name=url]').getAttribute('aria-invalid') === 'false' \
+             && document.querySelector('input[name=thresholds]').getAttribute('aria-invalid') === 'false'",
+        )
+        .await
+    });
+    // Nothing reached the API.
+    let stored = p.get(&token, "/api/webhook").ok();
+    assert_eq!(
+        (stored["url"].clone(), stored["secret_set"].clone()),
+        (Value::Null, json!(false)),
+        "{stored}"
+    );
+
+    b.step("set URL, secret and thresholds", |c| async move {
+        fill(&c, "input[name=secret]", WEBHOOK_SECRET).await?;
+        save_webhook(&c, "webhook-secret", "…W3bh").await
+    });
+    let stored = p.get(&token, "/api/webhook").ok();
+    assert_eq!(stored["url"], "https://hooks.example.com/mz?token=abc");
+    assert_eq!(stored["secret_set"], true);
+    assert_eq!(stored["secret_hint"], "…W3bh");
+    assert_eq!(stored["thresholds"], json!([50, 90]));
+    assert!(!stored.to_string().contains(WEBHOOK_SECRET));
+
+    let base = p.base.clone();
+    b.step(
+        "an empty secret keeps the stored one; the page shows it masked",
+        |c| async move {
+            goto_page(&c, &base, "settings", "[data-test=webhook-form]").await?;
+            until(
+                &c,
+                "document.querySelector('[data-test=webhook-thresholds]').textContent === '50%, 90%' \
+                 && document.querySelector('input[name=url]').value === 'https://hooks.example.com/mz?token=abc' \
+                 && document.querySelector('input[name=secret]').placeholder.includes('…W3bh')",
+            )
+            .await?;
+            fill(&c, "input[name=thresholds]", "75").await?;
+            save_webhook(&c, "webhook-thresholds", "75%").await
+        },
+    );
+    let stored = p.get(&token, "/api/webhook").ok();
+    assert_eq!(stored["thresholds"], json!([75]));
+    assert_eq!(
+        (stored["secret_set"].clone(), stored["secret_hint"].clone()),
+        (json!(true), json!("…W3bh"))
+    );
+
+    for (name, password) in [
+        ("plain", "plain-password-1"),
+        ("plain_ro", "plain-password-2"),
+    ] {
+        let base = p.base.clone();
+        b.step(&format!("{name} sees no webhooks"), |c| async move {
+            relogin(&c, &base, name, password).await?;
+            goto_page(&c, &base, "settings", "select").await?;
+            let shown = js(
+                &c,
+                "document.querySelector('[data-test=webhooks]') !== null \
+                 || document.body.textContent.includes('Webhooks') \
+                 || document.body.textContent.includes('hooks.example.com')",
+            )
+            .await?;
+            if shown != json!(false) {
+                return fail(format!("{name} sees the webhook settings"));
+            }
+            Ok(())
+        });
+    }
+    // The API agrees.
+    assert_eq!(p.get(&plain, "/api/webhook").status, 403);
 }
 
 #[test]
