@@ -616,7 +616,7 @@ export class Api extends ApiBase {
   }
 
   /**
-   * Change the webhook configuration (sudo only). Events are recorded from now on while a URL and a secret are set; events already recorded are sent to the current URL.
+   * Change the webhook configuration (sudo admins that are not read-only). Events are recorded from now on while a URL and a secret are set; events already recorded are sent to the current URL.
    * `PUT /webhook`
    * @param {WebhookSettingsInput} body
    * @returns {Promise<WebhookSettings>}

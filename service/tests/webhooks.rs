@@ -234,6 +234,21 @@ fn settings_api(backend: Backend) {
         p.put(&admin, "/api/webhook", json!({"url": null})).status,
         403
     );
+    // A read-only sudo admin sees the settings but cannot change them.
+    let viewer = p.new_admin(
+        &root,
+        json!({"username": "viewer", "password": "viewer-password", "is_sudo": true,
+               "read_only": true}),
+    );
+    assert_eq!(p.get(&viewer, "/api/webhook").status, 200);
+    assert_eq!(
+        p.put(&viewer, "/api/webhook", json!({"url": null})).status,
+        403
+    );
+    assert_eq!(
+        p.get(&root, "/api/webhook").ok()["thresholds"],
+        json!([50, 80, 100])
+    );
 
     // In the spec, with schemas and examples.
     let spec: Value = reqwest::blocking::get(format!("{}/openapi.json", p.base))

@@ -156,7 +156,7 @@ impl WebhookApi {
         Ok(Json(view(&state, config).await?))
     }
 
-    /// Change the webhook configuration (sudo only). Events are recorded from now on while a
+    /// Change the webhook configuration (sudo admins that are not read-only). Events are recorded from now on while a
     /// URL and a secret are set; events already recorded are sent to the current URL.
     #[oai(path = "/", method = "put")]
     async fn put(
@@ -166,6 +166,7 @@ impl WebhookApi {
         body: Json<WebhookSettingsInput>,
     ) -> ApiResult<Json<WebhookSettings>> {
         auth.0.require_sudo()?;
+        auth.0.require_write()?;
         let mut config = WebhookConfig::load(&state.db.pool)
             .await
             .map_err(ApiError::from)?;
