@@ -215,7 +215,7 @@ fn removal_closes_every_stream_protocol_within_a_second() {
     conns.push(vmess);
     let started = std::time::Instant::now();
     assert_eq!(h.remove_users(&["u".into()]).unwrap(), 1);
-    for mut c in conns {
+    for (mut c, protocol) in conns.into_iter().zip(["vless", "trojan", "vmess"]) {
         c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
         let mut buf = [0u8; 4096];
         loop {
@@ -224,7 +224,7 @@ fn removal_closes_every_stream_protocol_within_a_second() {
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
                 // Response bytes already in flight before the removal.
                 Ok(_) => continue,
-                Err(e) => panic!("not closed within a second: {e}"),
+                Err(e) => panic!("{protocol}: not closed within a second: {e}"),
             }
         }
     }
@@ -233,5 +233,60 @@ fn removal_closes_every_stream_protocol_within_a_second() {
         "closed after {:?}",
         started.elapsed()
     );
+    h.stop(Duration::from_secs(1));
+}
+
+/// Sockets of every connection the engine holds (accepted and outbound) are close-on-exec, so a
+/// child process the embedding program starts cannot keep a client's connection open after the
+/// engine closes it (a kicked user's connection would otherwise outlive the kick).
+#[test]
+fn connection_sockets_are_not_inherited_by_child_processes() {
+    let h = engine();
+    let echo = tcp_echo();
+    h.upsert_users(vec![spec(&[("vless", UUID), ("trojan", "pw")])])
+        .unwrap();
+    // Connections queued before the engine gets to them are taken by glommio's direct
+    // `accept(2)`, the path that used to leave the flag off.
+    let addr = h.local_addr("vless").unwrap();
+    let wire = request("vless", UUID, echo);
+    let mut conns: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(&wire).unwrap();
+            s
+        })
+        .collect();
+    for s in &mut conns {
+        let mut got = [0u8; 6];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"\0\0ping");
+    }
+    conns.push(open(&h, "trojan", "pw", echo));
+    let mut sockets = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let entry = entry.unwrap();
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if !target.to_string_lossy().starts_with("socket:") {
+            continue;
+        }
+        let fd = entry.file_name().to_string_lossy().into_owned();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        assert_ne!(
+            flags & 0o2000000,
+            0,
+            "socket fd {fd} ({target:?}) is not close-on-exec"
+        );
+        sockets += 1;
+    }
+    // Ours, the echo's, and the engine's two per connection.
+    assert!(sockets >= 4 * conns.len(), "only {sockets} sockets seen");
     h.stop(Duration::from_secs(1));
 }

@@ -357,11 +357,12 @@ pub(crate) async fn accept_loop<F, Fut>(
     Fut: std::future::Future<Output = ()> + 'static,
 {
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            futures_lite::future::or(ctx.shared.stop.wait(), inbound.closed.wait()).await;
-            None
-        })
-        .await;
+        let accepted =
+            futures_lite::future::or(async { Some(runtime::accept(&listener).await) }, async {
+                futures_lite::future::or(ctx.shared.stop.wait(), inbound.closed.wait()).await;
+                None
+            })
+            .await;
         match accepted {
             None => break,
             Some(Ok(stream)) => {

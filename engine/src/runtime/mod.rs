@@ -141,12 +141,28 @@ pub fn adopt_udp(fd: OwnedFd) -> UdpSocket {
 /// has no vectored write; the WebSocket transport sends a frame header and its payload this
 /// way in one system call.
 pub fn try_send_vectored(stream: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    // SAFETY: the descriptor belongs to `stream`, which is borrowed for longer than `fd` lives,
-    // so it stays open throughout.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    socket2::SockRef::from(&fd)
+    socket2::SockRef::from(&borrow_fd(stream))
         .send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+}
+
+/// Accepts a connection, its descriptor close-on-exec. glommio takes a connection that is
+/// already waiting with a plain `accept(2)`, which does not set `SOCK_CLOEXEC` (only its
+/// io_uring path does); an inherited client socket would stay open in any child process the
+/// embedding program starts, so closing a connection (a kicked user's, say) would not reach
+/// the client until that child exits. A fork between the accept and the flag can still
+/// inherit it; only an accept of our own (`accept4`) would close that window.
+pub async fn accept(listener: &TcpListener) -> io::Result<TcpStream> {
+    let stream = listener.accept().await.map_err(io::Error::from)?;
+    socket2::SockRef::from(&borrow_fd(&stream)).set_cloexec(true)?;
+    Ok(stream)
+}
+
+/// The descriptor of `stream`, borrowed for as long as `stream` is.
+fn borrow_fd(stream: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the descriptor belongs to `stream`, which outlives the borrow (the lifetime ties
+    // them), so it stays open throughout.
+    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
 }
 
 /// A one-shot, cross-thread broadcast: once fired, every present and future waiter wakes.
