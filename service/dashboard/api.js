@@ -45,6 +45,17 @@ export { ApiBase, ApiError };
  */
 
 /**
+ * The engine in this panel's process.
+ * @typedef {Object} EngineStatus
+ * @property {Array<InboundTraffic>} inbounds Every inbound the engine serves, by tag.
+ * @property {string} run_id Identifies this engine run (counters restart with each run).
+ * @property {boolean} running Whether the engine serves connections (false once it has been stopped).
+ * @property {number} started_at When this run started, Unix seconds.
+ * @property {number} uptime Seconds since the start.
+ * @property {number} workers Worker threads.
+ */
+
+/**
  * The body of every error response.
  * @typedef {Object} ErrorBody
  * @property {string} detail What went wrong, for a person.
@@ -103,6 +114,15 @@ export const HostSecurityValues = Object.freeze(["inbound_default", "none", "tls
  */
 
 /**
+ * One inbound's traffic in this engine run.
+ * @typedef {Object} InboundTraffic
+ * @property {number} downlink Bytes to clients in this run.
+ * @property {number} open Connections (TCP) and sessions (UDP) open now.
+ * @property {string} tag Inbound tag.
+ * @property {number} uplink Bytes from clients in this run.
+ */
+
+/**
  * The OAuth2 password form.
  * @typedef {Object} LoginForm
  * @property {string} password Password.
@@ -155,7 +175,7 @@ export const SubscriptionFormatValues = Object.freeze(["links", "base64", "sing-
  */
 
 /**
- * Hourly usage of a user.
+ * Hourly usage of a user, or of every user an admin sees.
  * @typedef {Object} UsageBucket
  * @property {number} downlink Bytes to the user.
  * @property {number} hour Start of the hour, Unix seconds.
@@ -496,12 +516,31 @@ export class Api extends ApiBase {
   }
 
   /**
+   * The engine in this panel's process: running or stopped, this run's id and start, and each inbound's open connections and traffic since the start. Any admin may read it, as any admin may list the inbounds.
+   * `GET /system/engine`
+   * @returns {Promise<EngineStatus>}
+   */
+  getSystemEngine() {
+    return this.request("GET", "/system/engine");
+  }
+
+  /**
    * Users by status and traffic totals (over the users this admin sees).
    * `GET /system/stats`
    * @returns {Promise<SystemStats>}
    */
   getSystemStats() {
     return this.request("GET", "/system/stats");
+  }
+
+  /**
+   * Hourly usage summed over every user this admin sees (a non-sudo admin: their own users), for the last `hours` hours including the current one (1 to 744, default 24). Hours without traffic are left out.
+   * `GET /system/usage`
+   * @param {{hours?: number}} [query]
+   * @returns {Promise<Array<UsageBucket>>}
+   */
+  getSystemUsage(query = {}) {
+    return this.request("GET", "/system/usage", { query });
   }
 
   /**

@@ -263,8 +263,9 @@ pub struct UserPage {
     pub size: i64,
 }
 
-/// Hourly usage of a user.
+/// Hourly usage of a user, or of every user an admin sees.
 #[derive(Clone, Debug, Object)]
+#[oai(example)]
 pub struct UsageBucket {
     /// Start of the hour, Unix seconds.
     pub hour: i64,
@@ -314,6 +315,81 @@ pub struct InboundInput {
     /// The engine inbound configuration (docs/engine-config.md); `settings.users` must be
     /// empty or absent: users come from services.
     pub config: serde_json::Value,
+}
+
+impl UsageBucket {
+    /// Buckets from rows with the columns `hour`, `uplink` and `downlink`.
+    pub fn from_rows(rows: &[sqlx::any::AnyRow]) -> Result<Vec<UsageBucket>, sqlx::Error> {
+        use sqlx::Row;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageBucket {
+                    hour: r.try_get("hour")?,
+                    uplink: r.try_get("uplink")?,
+                    downlink: r.try_get("downlink")?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl poem_openapi::types::Example for UsageBucket {
+    fn example() -> Self {
+        UsageBucket {
+            hour: 1_767_222_000,
+            uplink: 1_048_576,
+            downlink: 52_428_800,
+        }
+    }
+}
+
+/// The engine in this panel's process.
+#[derive(Clone, Debug, Object)]
+#[oai(example)]
+pub struct EngineStatus {
+    /// Whether the engine serves connections (false once it has been stopped).
+    pub running: bool,
+    /// Identifies this engine run (counters restart with each run).
+    pub run_id: String,
+    /// When this run started, Unix seconds.
+    pub started_at: i64,
+    /// Seconds since the start.
+    pub uptime: i64,
+    /// Worker threads.
+    pub workers: i64,
+    /// Every inbound the engine serves, by tag.
+    pub inbounds: Vec<InboundTraffic>,
+}
+
+impl poem_openapi::types::Example for EngineStatus {
+    fn example() -> Self {
+        EngineStatus {
+            running: true,
+            run_id: "5f0c9a3e1b7d4c22".into(),
+            started_at: 1_767_222_000,
+            uptime: 3600,
+            workers: 2,
+            inbounds: vec![InboundTraffic {
+                tag: "vless-ws".into(),
+                open: 12,
+                uplink: 1_048_576,
+                downlink: 52_428_800,
+            }],
+        }
+    }
+}
+
+/// One inbound's traffic in this engine run.
+#[derive(Clone, Debug, Object)]
+pub struct InboundTraffic {
+    /// Inbound tag.
+    pub tag: String,
+    /// Connections (TCP) and sessions (UDP) open now.
+    pub open: i64,
+    /// Bytes from clients in this run.
+    pub uplink: i64,
+    /// Bytes to clients in this run.
+    pub downlink: i64,
 }
 
 /// Users by status and traffic totals.

@@ -27,6 +27,8 @@ pub struct AppState {
     pub config: Arc<PanelConfig>,
     /// Identifies this engine run in `usage_cursor` (counters restart with each run).
     pub engine_run: Arc<str>,
+    /// When this engine run started, Unix seconds.
+    pub engine_started_at: i64,
 }
 
 /// Unix seconds now.
@@ -164,6 +166,7 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         jwt_secret: jwt_secret.into(),
         config: Arc::new(config.clone()),
         engine_run: engine.run_id().into(),
+        engine_started_at: now(),
     };
     sync::full(&state).await?;
     let usage_task = tokio::spawn(usage::run(state.clone()));

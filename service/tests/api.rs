@@ -1,7 +1,8 @@
 //! The panel's API over real HTTP against `marzneshin serve`, each test on SQLite and on
 //! PostgreSQL (see `panel/mod.rs`): every endpoint's success path, authentication failures,
 //! login throttling, permission boundaries between admins, validation errors that name the
-//! field, the user list's paging, sorting and filters, usage history and system statistics.
+//! field, the user list's paging, sorting and filters, usage history, system statistics, the
+//! panel-wide usage series and the engine's status.
 
 mod panel;
 
@@ -25,6 +26,7 @@ on_both_databases!(
     user_list_pages_sorts_and_filters,
     usage_history,
     system_stats,
+    system_usage_and_engine,
 );
 
 fn names(page: &Value) -> Vec<String> {
@@ -175,6 +177,8 @@ fn auth_failures(backend: Backend) {
         "/api/services",
         "/api/inbounds",
         "/api/system/stats",
+        "/api/system/usage",
+        "/api/system/engine",
     ] {
         assert_eq!(p.call("GET", path, None, None).status, 401, "{path}");
         assert_eq!(
@@ -1191,4 +1195,99 @@ fn system_stats(backend: Backend) {
     assert_eq!(status("past"), "expired");
     assert_eq!(status("waiting"), "on_hold");
     assert_eq!(status("off"), "disabled");
+}
+
+fn system_usage_and_engine(backend: Backend) {
+    let started = now();
+    let p = TestPanel::start(backend);
+    let root = p.admin_token();
+    assert_eq!(p.get(&root, "/api/system/usage").ok(), json!([]));
+
+    let svc = p.new_service(&root, "svc", &[]);
+    let alice = p.new_admin(
+        &root,
+        json!({"username": "alice", "password": "alice-pass", "service_ids": [svc]}),
+    );
+    let bob = p.new_admin(
+        &root,
+        json!({"username": "bob", "password": "bob-pass", "service_ids": [svc]}),
+    );
+    let mine = id(&p.new_user(&root, json!({"username": "root_user"})));
+    let hers = id(&p.new_user(&alice, json!({"username": "alice_user"})));
+    let hour = now() - now().rem_euclid(3600);
+    for (user, h, up, down) in [
+        (mine, hour, 1, 10),
+        (hers, hour, 100, 1000),
+        (mine, hour - 23 * 3600, 2, 20),
+        (mine, hour - 24 * 3600, 4, 40),
+        (hers, hour - 100 * 3600, 300, 3000),
+        (mine, hour - 200 * 3600, 8, 80),
+    ] {
+        p.execute(
+            "INSERT INTO usage_hourly (user_id, hour, uplink, downlink) VALUES ($1, $2, $3, $4)",
+            &[user, h, up, down],
+        );
+    }
+    let bucket = |h: i64, up: i64, down: i64| json!({"hour": h, "uplink": up, "downlink": down});
+    // The sudo admin: every user, summed per hour; 24 hours by default, the current one included.
+    let day = json!([bucket(hour - 23 * 3600, 2, 20), bucket(hour, 101, 1010)]);
+    assert_eq!(p.get(&root, "/api/system/usage").ok(), day);
+    assert_eq!(p.get(&root, "/api/system/usage?hours=24").ok(), day);
+    assert_eq!(
+        p.get(&root, "/api/system/usage?hours=168").ok(),
+        json!([
+            bucket(hour - 100 * 3600, 300, 3000),
+            bucket(hour - 24 * 3600, 4, 40),
+            bucket(hour - 23 * 3600, 2, 20),
+            bucket(hour, 101, 1010)
+        ])
+    );
+    assert_eq!(
+        p.get(&root, "/api/system/usage?hours=1").ok(),
+        json!([bucket(hour, 101, 1010)])
+    );
+    // A non-sudo admin: their own users only; another admin without users sees nothing.
+    assert_eq!(
+        p.get(&alice, "/api/system/usage?hours=168").ok(),
+        json!([
+            bucket(hour - 100 * 3600, 300, 3000),
+            bucket(hour, 100, 1000)
+        ])
+    );
+    assert_eq!(p.get(&bob, "/api/system/usage?hours=168").ok(), json!([]));
+    for bad in ["0", "745", "-1"] {
+        p.get(&root, &format!("/api/system/usage?hours={bad}"))
+            .expect_error(422, Some("hours"), "1 to 744");
+    }
+
+    // The engine: running since this panel started, with each inbound by tag.
+    let port = panel::free_port();
+    p.new_inbound(&root, "ss_engine", "aes-128-gcm", port);
+    for token in [&root, &alice] {
+        let engine = p.get(token, "/api/system/engine").ok();
+        assert_eq!(engine["running"], true, "{engine}");
+        let run_id = engine["run_id"].as_str().unwrap();
+        assert!(run_id.len() >= 8, "{engine}");
+        let started_at = engine["started_at"].as_i64().unwrap();
+        assert!((started..=now()).contains(&started_at), "{engine}");
+        let uptime = engine["uptime"].as_i64().unwrap();
+        assert!((0..=now() - started_at + 1).contains(&uptime), "{engine}");
+        assert!(engine["workers"].as_i64().unwrap() >= 1, "{engine}");
+        assert_eq!(
+            engine["inbounds"],
+            json!([{"tag": "ss_engine", "open": 0, "uplink": 0, "downlink": 0}])
+        );
+    }
+    // A TCP connection to the inbound counts as open while the handshake waits.
+    let conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let open = p.get(&root, "/api/system/engine").ok()["inbounds"][0]["open"].clone();
+        if open == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "open stays {open}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(conn);
 }

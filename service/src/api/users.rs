@@ -412,18 +412,7 @@ impl UserApi {
         .fetch_all(&state.db.pool)
         .await
         .map_err(ApiError::from)?;
-        let buckets = rows
-            .iter()
-            .map(|r| {
-                Ok(UsageBucket {
-                    hour: r.try_get("hour")?,
-                    uplink: r.try_get("uplink")?,
-                    downlink: r.try_get("downlink")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(ApiError::from)?;
-        Ok(Json(buckets))
+        Ok(Json(UsageBucket::from_rows(&rows).map_err(ApiError::from)?))
     }
 }
 
