@@ -94,11 +94,14 @@ pub(crate) async fn read_active<R: AsyncRead + Unpin>(
 /// (`activity` is stamped by the relay halves); dropping the relay then closes both sockets.
 /// One timer per connection that re-arms only when it fires, instead of a socket read timeout
 /// that sets and cancels a timer around every read.
-pub(crate) async fn until_idle(
-    relay: impl std::future::Future<Output = ()>,
+pub(crate) async fn until_idle<T>(
+    relay: impl std::future::Future<Output = T>,
     activity: &Cell<Instant>,
     idle: Duration,
 ) {
+    let relay = async {
+        relay.await;
+    };
     futures_lite::future::or(relay, idle_watchdog(activity, idle)).await
 }
 

@@ -211,14 +211,7 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
             uplink.run(up, req.consumed, len, &meter),
             downlink.run(down_buf, &meter),
         );
-        until_idle(
-            async {
-                both.await;
-            },
-            &activity,
-            t.idle,
-        )
-        .await;
+        until_idle(both, &activity, t.idle).await;
     };
     until_closed(ctx, ib, Some(&registration.kill), relay).await;
 }

@@ -445,12 +445,5 @@ async fn plain_relay(
         pipe(client_r, dest_w, &mut up, &[], &activity, tally_up),
         pipe(dest_r, client_w, &mut down, response, &activity, tally_down),
     );
-    until_idle(
-        async {
-            both.await;
-        },
-        &activity,
-        idle,
-    )
-    .await;
+    until_idle(both, &activity, idle).await;
 }

@@ -184,9 +184,7 @@ async fn relay_tcp(
         let _ = client_w.close().await;
     };
     until_idle(
-        async {
-            futures_lite::future::zip(uplink, downlink).await;
-        },
+        futures_lite::future::zip(uplink, downlink),
         &activity,
         t.idle,
     )
