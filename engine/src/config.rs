@@ -135,10 +135,15 @@ pub struct InboundConfig {
 
 impl InboundConfig {
     /// Whether this inbound listens on `network`. VLESS, Trojan and VMess carry UDP inside
-    /// their TCP stream, so they never bind a UDP socket (`udp` in `network` is ignored).
+    /// their TCP stream, so they never bind a UDP socket (`udp` in `network` is ignored);
+    /// Hysteria2 carries TCP inside QUIC, so it binds only UDP.
     pub fn listens(&self, network: Network) -> bool {
         self.network.contains(&network)
-            && (network == Network::Tcp || matches!(self.protocol, ProtocolConfig::Shadowsocks(_)))
+            && match self.protocol {
+                ProtocolConfig::Shadowsocks(_) => true,
+                ProtocolConfig::Hysteria2(_) => network == Network::Udp,
+                _ => network == Network::Tcp,
+            }
     }
 }
 
@@ -250,6 +255,8 @@ pub enum ProtocolConfig {
     Trojan(TrojanConfig),
     /// VMess AEAD (alterId 0).
     Vmess(VmessConfig),
+    /// Hysteria2 over QUIC (UDP); `tls` is required.
+    Hysteria2(Hysteria2Config),
 }
 
 impl ProtocolConfig {
@@ -260,6 +267,7 @@ impl ProtocolConfig {
             ProtocolConfig::Vless(_) => "vless",
             ProtocolConfig::Trojan(_) => "trojan",
             ProtocolConfig::Vmess(_) => "vmess",
+            ProtocolConfig::Hysteria2(_) => "hysteria2",
         }
     }
 
@@ -271,6 +279,7 @@ impl ProtocolConfig {
             ProtocolConfig::Trojan(c) => c.users.iter().map(UserConfig::pair).collect(),
             ProtocolConfig::Vless(c) => c.users.iter().map(IdUserConfig::pair).collect(),
             ProtocolConfig::Vmess(c) => c.users.iter().map(IdUserConfig::pair).collect(),
+            ProtocolConfig::Hysteria2(c) => c.users.iter().map(UserConfig::pair).collect(),
         }
     }
 
@@ -281,6 +290,7 @@ impl ProtocolConfig {
             ProtocolConfig::Trojan(c) => c.users.clear(),
             ProtocolConfig::Vless(c) => c.users.clear(),
             ProtocolConfig::Vmess(c) => c.users.clear(),
+            ProtocolConfig::Hysteria2(c) => c.users.clear(),
         }
     }
 }
@@ -309,6 +319,56 @@ pub struct TrojanConfig {
     /// read so far; without it such a connection is drained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<SocketAddr>,
+}
+
+/// Hysteria2 inbound settings. The inbound's `tls` holds the certificate (QUIC runs TLS 1.3
+/// with ALPN `h3` whatever `tls.alpn` says).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hysteria2Config {
+    /// Users, each with a password (the client's `hysteria-auth`).
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Obfuscation of every QUIC packet; clients must use the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obfs: Option<ObfsConfig>,
+    /// What any HTTP/3 request other than a successful authentication gets (a prober sees a
+    /// web server). Default: `404 page not found`, as the reference server answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masquerade: Option<MasqueradeConfig>,
+}
+
+/// Packet obfuscation of a Hysteria2 inbound.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+pub enum ObfsConfig {
+    /// Salamander: each packet XORed with BLAKE2b-256(password, salt) behind an 8-byte salt.
+    Salamander {
+        /// Shared password (at least 4 bytes).
+        password: String,
+    },
+}
+
+/// The web site a Hysteria2 inbound shows to anything but an authenticated client.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+pub enum MasqueradeConfig {
+    /// A fixed answer to every request.
+    String {
+        /// The HTTP status (default 200).
+        #[serde(default = "default_masquerade_status")]
+        status_code: u16,
+        /// The body.
+        #[serde(default)]
+        content: String,
+        /// Response header fields (names are sent lowercase).
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+    },
+}
+
+fn default_masquerade_status() -> u16 {
+    200
 }
 
 /// VMess inbound settings.
@@ -444,13 +504,16 @@ impl Config {
                 ));
             }
             if !inbound.listens(Network::Tcp) && !inbound.listens(Network::Udp) {
-                return Err(invalid(
-                    format!("{at}.network"),
-                    format!(
+                let message = match inbound.protocol {
+                    ProtocolConfig::Hysteria2(_) => {
+                        "hysteria2 runs over UDP (QUIC): name udp".to_owned()
+                    }
+                    _ => format!(
                         "{} runs over TCP (UDP travels inside it): name tcp",
                         inbound.protocol.name()
                     ),
-                ));
+                };
+                return Err(invalid(format!("{at}.network"), message));
             }
             for net in inbound.network.iter().filter(|n| inbound.listens(**n)) {
                 if inbound.listen.port() != 0 && !binds.insert((inbound.listen, *net)) {
@@ -474,6 +537,7 @@ impl Config {
                     check_names(&settings, c.users.iter().map(|u| u.name.as_str()))?;
                     check_ids(&settings, &c.users)?;
                 }
+                ProtocolConfig::Hysteria2(c) => c.validate(&settings)?,
                 ProtocolConfig::Trojan(c) => {
                     check_names(&settings, c.users.iter().map(|u| u.name.as_str()))?;
                     proto::trojan::TrojanUsers::new(
@@ -488,6 +552,12 @@ impl Config {
                 }
             }
             match (&inbound.tls, &inbound.protocol) {
+                (None, ProtocolConfig::Hysteria2(_)) => {
+                    return Err(invalid(
+                        format!("{at}.tls"),
+                        "Hysteria2 needs a certificate (QUIC is always TLS)",
+                    ))
+                }
                 (Some(_), ProtocolConfig::Shadowsocks(_)) => {
                     return Err(invalid(
                         format!("{at}.tls"),
@@ -502,6 +572,12 @@ impl Config {
                     return Err(invalid(
                         format!("{at}.ws"),
                         "Shadowsocks does not run over WebSocket",
+                    ))
+                }
+                (Some(_), ProtocolConfig::Hysteria2(_)) => {
+                    return Err(invalid(
+                        format!("{at}.ws"),
+                        "Hysteria2 does not run over WebSocket",
                     ))
                 }
                 (Some(ws), _) => ws.validate(&format!("{at}.ws"))?,
@@ -599,6 +675,50 @@ impl TlsConfig {
             }
         }
         crate::transport::TlsServer::new(self, at).map(|_| ())
+    }
+}
+
+impl Hysteria2Config {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_names(at, self.users.iter().map(|u| u.name.as_str()))?;
+        proto::hysteria2::Hysteria2Users::new(
+            self.users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (i as u32, u.password.as_str())),
+        )
+        .map_err(|(i, e)| invalid(format!("{at}.users[{i}].password"), e.to_string()))?;
+        if let Some(ObfsConfig::Salamander { password }) = &self.obfs {
+            proto::hysteria2::salamander::Salamander::new(password.as_bytes())
+                .map_err(|e| invalid(format!("{at}.obfs.password"), e.to_string()))?;
+        }
+        if let Some(MasqueradeConfig::String {
+            status_code,
+            headers,
+            ..
+        }) = &self.masquerade
+        {
+            if !(200..=599).contains(status_code) || *status_code == 233 {
+                return Err(invalid(
+                    format!("{at}.masquerade.status_code"),
+                    "must be an HTTP status from 200 to 599 (not 233)",
+                ));
+            }
+            for (name, value) in headers {
+                let ok = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    && !value.bytes().any(|b| b"\r\n\0".contains(&b));
+                if !ok {
+                    return Err(invalid(
+                        format!("{at}.masquerade.headers"),
+                        format!("{name:?}: not a header field name, or a value with CR, LF or NUL"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -719,6 +839,47 @@ mod tests {
         );
         assert!(err(&inbound("trojan", "{}", r#","network":["udp"]"#))
             .starts_with("inbounds[0].network: trojan runs over TCP"));
+        let tls = r#","tls":{"self_signed":["localhost"]}"#;
+        assert!(err(&inbound("hysteria2", "{}", r#","network":["tcp"]"#))
+            .starts_with("inbounds[0].network: hysteria2 runs over UDP"));
+        assert!(err(&inbound("hysteria2", "{}", ""))
+            .starts_with("inbounds[0].tls: Hysteria2 needs a certificate"));
+        assert!(err(&inbound(
+            "hysteria2",
+            "{}",
+            r#","tls":{"self_signed":["x"]},"ws":{}"#
+        ))
+        .starts_with("inbounds[0].ws: Hysteria2 does not run over WebSocket"));
+        assert!(err(&inbound(
+            "hysteria2",
+            r#"{"obfs":{"type":"salamander","password":"abc"}}"#,
+            tls
+        ))
+        .starts_with("inbounds[0].settings.obfs.password"));
+        assert!(err(&inbound(
+            "hysteria2",
+            r#"{"users":[{"name":"u","password":"p"},{"name":"v","password":"p"}]}"#,
+            tls
+        ))
+        .starts_with("inbounds[0].settings.users[1].password: two users share one password"));
+        assert!(err(&inbound(
+            "hysteria2",
+            r#"{"masquerade":{"type":"string","status_code":233}}"#,
+            tls
+        ))
+        .starts_with("inbounds[0].settings.masquerade.status_code"));
+        assert!(err(&inbound(
+            "hysteria2",
+            r#"{"masquerade":{"type":"string","headers":{"x-a":"b\r\nc"}}}"#,
+            tls
+        ))
+        .starts_with("inbounds[0].settings.masquerade.headers"));
+        Config::from_json(&inbound(
+            "hysteria2",
+            r#"{"users":[{"name":"u","password":"p"}],"obfs":{"type":"salamander","password":"abcd"},"masquerade":{"type":"string","content":"hi","headers":{"server":"nginx"}}}"#,
+            tls,
+        ))
+        .expect("a valid Hysteria2 inbound");
         assert!(err(&inbound(
             "vless",
             "{}",

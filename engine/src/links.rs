@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 
-use crate::config::{Config, InboundConfig, ProtocolConfig, WsConfig};
+use crate::config::{Config, InboundConfig, ObfsConfig, ProtocolConfig, WsConfig};
 
 /// One share link.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +112,35 @@ pub fn share_links(config: &Config, address: Option<&str>) -> Vec<ShareLink> {
                         url: format!(
                             "vmess://{}",
                             base64::engine::general_purpose::STANDARD.encode(json.to_string())
+                        ),
+                    });
+                }
+            }
+            ProtocolConfig::Hysteria2(c) => {
+                let mut params: Vec<(&str, String)> = Vec::new();
+                if let Some(sni) = server_name(ib) {
+                    params.push(("sni", sni.into()));
+                }
+                if ib.tls.as_ref().is_some_and(|t| t.self_signed.is_some()) {
+                    params.push(("insecure", "1".into()));
+                }
+                if let Some(ObfsConfig::Salamander { password }) = &c.obfs {
+                    params.push(("obfs", "salamander".into()));
+                    params.push(("obfs-password", password.clone()));
+                }
+                let query = params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                for u in &c.users {
+                    out.push(ShareLink {
+                        inbound: ib.tag.clone(),
+                        user: u.name.clone(),
+                        url: format!(
+                            "hysteria2://{}@{host}:{port}/?{query}#{}",
+                            percent_encode(&u.password),
+                            remark(ib, &u.name)
                         ),
                     });
                 }
@@ -258,6 +287,23 @@ mod tests {
         assert_eq!(json["net"], "tcp");
         assert_eq!(json["tls"], "");
         assert_eq!(json["ps"], "vm carol");
+    }
+
+    #[test]
+    fn hysteria2_links() {
+        let config = Config::from_json(
+            r#"{"inbounds":[{"tag":"hy","listen":"0.0.0.0:443","network":["udp"],"protocol":"hysteria2",
+                "settings":{"users":[{"name":"u","password":"p@ss word"}],
+                            "obfs":{"type":"salamander","password":"ob fs"}},
+                "tls":{"self_signed":["example.com"]}}]}"#,
+        )
+        .unwrap();
+        let links = share_links(&config, Some("203.0.113.1"));
+        assert_eq!(
+            links[0].url,
+            "hysteria2://p%40ss%20word@203.0.113.1:443/?sni=example.com&insecure=1\
+             &obfs=salamander&obfs-password=ob%20fs#hy%20u"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! QUIC glue for Hysteria2 over quinn-proto (see "Hysteria2 plan" in docs/ARCHITECTURE.md).
+//! QUIC glue for Hysteria2 over quinn-proto (see "Hysteria2" in docs/ARCHITECTURE.md).
 //!
-//! Only the piece that decides whether the plan works without patching quinn-proto lives here
-//! so far: [`AssumedDatagramLimit`], which makes quinn-proto send datagrams to clients that do
+//! What the Hysteria2 inbound needs from quinn-proto beyond its public configuration lives here:
+//! [`AssumedDatagramLimit`], which makes quinn-proto send datagrams to clients that do
 //! not advertise `max_datagram_frame_size`, as current Hysteria2 clients do not.
 //!
 //! quinn-proto 0.11 refuses in `Datagrams::max_size()` when the peer's transport parameters

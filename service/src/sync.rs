@@ -9,7 +9,8 @@
 //!
 //! - VLESS and VMess: `uuid.UUID(bytes=xxh128(key).digest())`, the 16 bytes of the key's
 //!   XXH3-128 digest (big-endian, as Python's `xxhash` gives it) written as a UUID;
-//! - Trojan and Shadowsocks AEAD (2017): `xxh128(key).hexdigest()`, the same digest in hex.
+//! - Trojan, Hysteria2 and Shadowsocks AEAD (2017): `xxh128(key).hexdigest()`, the same digest
+//!   in hex.
 //!
 //! Shadowsocks 2022 has no derivation in Marzneshin: marznode hands the same hex password to
 //! every Shadowsocks inbound (its Xray backend offers only the 2017 methods, and sing-box
@@ -56,7 +57,8 @@ pub fn credential(inbound: &InboundConfig, key: &str) -> String {
                 &d[20..]
             )
         }
-        ProtocolConfig::Trojan(_) => hex(&key_digest(key)),
+        // Trojan and Hysteria2: the digest's hex (marznode's `generate_password`).
+        ProtocolConfig::Trojan(_) | ProtocolConfig::Hysteria2(_) => hex(&key_digest(key)),
     }
 }
 

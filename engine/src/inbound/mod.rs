@@ -1,5 +1,6 @@
 //! Inbounds: what each worker runs for each listener, and the worker itself.
 
+pub(crate) mod hysteria2;
 mod relay;
 pub(crate) mod shadowsocks;
 mod stream;
@@ -51,6 +52,7 @@ pub(crate) enum InboundKind {
     Vless(vless::Inbound),
     Trojan(trojan::Inbound),
     Vmess(vmess::Inbound),
+    Hysteria2(hysteria2::Inbound),
 }
 
 /// A compiled key table, ready to install.
@@ -59,6 +61,7 @@ pub(crate) enum Keys {
     Vless(UserTable<proto::vless::VlessUsers>),
     Trojan(UserTable<proto::trojan::TrojanUsers>),
     Vmess(UserTable<proto::vmess::VmessUsers>),
+    Hysteria2(UserTable<proto::hysteria2::Hysteria2Users>),
 }
 
 /// A codec's user table and the ids in it (so that a registration can check membership).
@@ -104,8 +107,18 @@ impl InboundShared {
             ProtocolConfig::Vless(v) => InboundKind::Vless(vless::Inbound::new(v.fallback)),
             ProtocolConfig::Trojan(t) => InboundKind::Trojan(trojan::Inbound::new(t.fallback)),
             ProtocolConfig::Vmess(_) => InboundKind::Vmess(vmess::Inbound::new()),
+            ProtocolConfig::Hysteria2(h) => {
+                let at = format!("inbound {:?}", c.tag);
+                let tls = c.tls.as_ref().ok_or_else(|| crate::ConfigError::Invalid {
+                    field: format!("{at}.tls"),
+                    message: "required".into(),
+                })?;
+                InboundKind::Hysteria2(hysteria2::Inbound::new(h, tls, &at)?)
+            }
         };
         let tls = match &c.tls {
+            // Hysteria2's TLS is QUIC's, inside its own inbound.
+            Some(_) if matches!(kind, InboundKind::Hysteria2(_)) => None,
             Some(t) => Some(crate::transport::TlsServer::new(
                 t,
                 &format!("inbound {:?} tls", c.tag),
@@ -134,8 +147,10 @@ impl InboundShared {
             InboundKind::Vless(_) | InboundKind::Vmess(_) => proto::vless::parse_user_id(password)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            InboundKind::Trojan(_) if password.is_empty() => Err("password is empty".into()),
-            InboundKind::Trojan(_) => Ok(()),
+            InboundKind::Trojan(_) | InboundKind::Hysteria2(_) if password.is_empty() => {
+                Err("password is empty".into())
+            }
+            InboundKind::Trojan(_) | InboundKind::Hysteria2(_) => Ok(()),
         }
     }
 
@@ -159,6 +174,11 @@ impl InboundShared {
             )
             .map(|t| Keys::Trojan(UserTable::new(t, credentials)))
             .map_err(|(id, e)| (id, e.to_string())),
+            InboundKind::Hysteria2(_) => proto::hysteria2::Hysteria2Users::new(
+                credentials.iter().map(|(&id, pw)| (id, pw.as_str())),
+            )
+            .map(|t| Keys::Hysteria2(UserTable::new(t, credentials)))
+            .map_err(|(id, e)| (id, e.to_string())),
         }
     }
 
@@ -168,6 +188,7 @@ impl InboundShared {
             (InboundKind::Vless(v), Keys::Vless(k)) => v.keys.store(Arc::new(k)),
             (InboundKind::Trojan(t), Keys::Trojan(k)) => t.keys.store(Arc::new(k)),
             (InboundKind::Vmess(v), Keys::Vmess(k)) => v.keys.store(Arc::new(k)),
+            (InboundKind::Hysteria2(h), Keys::Hysteria2(k)) => h.keys.store(Arc::new(k)),
             _ => unreachable!("keys are built by the same inbound"),
         }
     }
@@ -179,6 +200,7 @@ impl InboundShared {
             InboundKind::Vless(v) => v.keys.load().contains(user),
             InboundKind::Trojan(t) => t.keys.load().contains(user),
             InboundKind::Vmess(v) => v.keys.load().contains(user),
+            InboundKind::Hysteria2(h) => h.keys.load().contains(user),
         }
     }
 }
@@ -413,6 +435,12 @@ pub(crate) async fn run_worker(
         match msg {
             None => break,
             Some(Control::Serve { inbound, sockets }) => match &inbound.kind {
+                InboundKind::Hysteria2(_) => {
+                    if let Some(fd) = sockets.udp {
+                        let s = runtime::adopt_udp(fd);
+                        runtime::spawn(hysteria2::serve(Rc::clone(&ctx), Arc::clone(&inbound), s));
+                    }
+                }
                 InboundKind::Vless(_) | InboundKind::Trojan(_) | InboundKind::Vmess(_) => {
                     if let Some(fd) = sockets.tcp {
                         let l = runtime::adopt_listener(fd);

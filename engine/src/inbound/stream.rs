@@ -77,6 +77,7 @@ async fn handle(ctx: &Rc<WorkerCtx>, ib: &InboundShared, stream: TcpStream) {
         InboundKind::Trojan(t) => super::trojan::handle(&conn, t, client).await,
         InboundKind::Vmess(v) => super::vmess::handle(&conn, v, client).await,
         InboundKind::Shadowsocks(_) => unreachable!("served by inbound::shadowsocks"),
+        InboundKind::Hysteria2(_) => unreachable!("served by inbound::hysteria2"),
     }
 }
 

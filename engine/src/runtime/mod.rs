@@ -165,6 +165,38 @@ fn borrow_fd(stream: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
     unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
 }
 
+/// A wake-up flag for one task on one executor: [`Notify::notify`] sets it and wakes the task
+/// waiting in [`Notify::notified`], which clears it. A notification sent while nobody waits is
+/// kept for the next wait, so none is lost between a check and the wait.
+#[derive(Default)]
+pub struct Notify {
+    set: std::cell::Cell<bool>,
+    waker: std::cell::RefCell<Option<std::task::Waker>>,
+}
+
+impl Notify {
+    /// Sets the flag and wakes the waiting task, if any.
+    pub fn notify(&self) {
+        self.set.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves once the flag is set (at once if it already is), clearing it.
+    pub async fn notified(&self) {
+        std::future::poll_fn(|cx| {
+            if self.set.replace(false) {
+                std::task::Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 /// A one-shot, cross-thread broadcast: once fired, every present and future waiter wakes.
 #[derive(Clone, Default)]
 pub struct Signal {

@@ -40,67 +40,7 @@ impl TlsServer {
     /// Reads (or generates) the certificate and builds the server; errors name the field of
     /// `at` (the `tls` object's path) at fault.
     pub(crate) fn new(c: &TlsConfig, at: &str) -> Result<TlsServer, ConfigError> {
-        let (certs, key) = match (&c.certificate, &c.key, &c.self_signed) {
-            (Some(cert), Some(key), _) => {
-                let certs = CertificateDer::pem_file_iter(cert)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| {
-                        invalid(
-                            format!("{at}.certificate"),
-                            format!("{}: {e}", cert.display()),
-                        )
-                    })?;
-                if certs.is_empty() {
-                    return Err(invalid(
-                        format!("{at}.certificate"),
-                        format!("{}: no certificate in the file", cert.display()),
-                    ));
-                }
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| invalid(format!("{at}.key"), format!("{}: {e}", key.display())))?;
-                (certs, key)
-            }
-            (_, _, Some(names)) => {
-                let generated = rcgen::generate_simple_self_signed(names.clone())
-                    .map_err(|e| invalid(format!("{at}.self_signed"), e))?;
-                let key = PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der());
-                (vec![generated.cert.der().clone()], key.into())
-            }
-            _ => return Err(invalid(format!("{at}.certificate"), "required")),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let signing = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| invalid(format!("{at}.key"), e))?;
-        let certified = CertifiedKey::new(certs, signing);
-        certified
-            .keys_match()
-            .or_else(|e| match e {
-                // A key type whose public half rustls cannot derive: trust the files.
-                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown) => Ok(()),
-                e => Err(e),
-            })
-            .map_err(|e| {
-                invalid(
-                    format!("{at}.key"),
-                    format!("does not match the certificate: {e}"),
-                )
-            })?;
-        let resolver = ServerNameCheck {
-            key: Arc::new(certified),
-            names: c
-                .server_names
-                .iter()
-                .map(|n| n.to_ascii_lowercase())
-                .collect(),
-        };
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| invalid(at.to_owned(), e))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(resolver));
-        config.alpn_protocols = c.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let config = server_config(c, at)?;
         Ok(TlsServer {
             acceptor: futures_rustls::TlsAcceptor::from(Arc::new(config)),
         })
@@ -111,6 +51,73 @@ impl TlsServer {
         let tls = self.acceptor.accept(stream).await?;
         Ok(ClientStream::Tls(Box::new(tls)))
     }
+}
+
+/// The rustls server configuration of `c`: certificate read (or generated), server names
+/// checked, ALPN as configured. Errors name the field of `at` at fault.
+pub(crate) fn server_config(c: &TlsConfig, at: &str) -> Result<rustls::ServerConfig, ConfigError> {
+    let (certs, key) = match (&c.certificate, &c.key, &c.self_signed) {
+        (Some(cert), Some(key), _) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    invalid(
+                        format!("{at}.certificate"),
+                        format!("{}: {e}", cert.display()),
+                    )
+                })?;
+            if certs.is_empty() {
+                return Err(invalid(
+                    format!("{at}.certificate"),
+                    format!("{}: no certificate in the file", cert.display()),
+                ));
+            }
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| invalid(format!("{at}.key"), format!("{}: {e}", key.display())))?;
+            (certs, key)
+        }
+        (_, _, Some(names)) => {
+            let generated = rcgen::generate_simple_self_signed(names.clone())
+                .map_err(|e| invalid(format!("{at}.self_signed"), e))?;
+            let key = PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der());
+            (vec![generated.cert.der().clone()], key.into())
+        }
+        _ => return Err(invalid(format!("{at}.certificate"), "required")),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| invalid(format!("{at}.key"), e))?;
+    let certified = CertifiedKey::new(certs, signing);
+    certified
+        .keys_match()
+        .or_else(|e| match e {
+            // A key type whose public half rustls cannot derive: trust the files.
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown) => Ok(()),
+            e => Err(e),
+        })
+        .map_err(|e| {
+            invalid(
+                format!("{at}.key"),
+                format!("does not match the certificate: {e}"),
+            )
+        })?;
+    let resolver = ServerNameCheck {
+        key: Arc::new(certified),
+        names: c
+            .server_names
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(at.to_owned(), e))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = c.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(config)
 }
 
 /// Hands out the certificate only to clients that name an accepted server (any, when the

@@ -366,6 +366,8 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
                 },
                 true,
             ),
+            // Not offered in subscriptions yet (docs/subscriptions.md).
+            ProtocolConfig::Hysteria2(_) => continue,
         };
         let shadowsocks = matches!(protocol, ProxyProtocol::Shadowsocks(_));
         for host in hosts {

@@ -50,8 +50,10 @@ pub mod tcp;
 pub mod udp;
 pub mod varint;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+use crate::shadowsocks::UserId;
 use crate::TargetAddr;
 
 /// Longest address string a TCP request or UDP message may carry.
@@ -102,6 +104,59 @@ pub enum PeerError {
     ShortPacket,
 }
 
+/// Why a set of users cannot share one Hysteria2 inbound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UsersError {
+    /// An empty password (the reference client refuses to send one).
+    #[error("password is empty")]
+    EmptyPassword,
+    /// Two users with the same password on one inbound.
+    #[error("two users share one password")]
+    DuplicatePassword,
+}
+
+/// The users of one Hysteria2 inbound, found in O(1) by the `hysteria-auth` value.
+#[derive(Clone, Debug, Default)]
+pub struct Hysteria2Users {
+    by_password: HashMap<Box<[u8]>, UserId>,
+}
+
+impl Hysteria2Users {
+    /// Builds the table from `(id, password)` pairs.
+    pub fn new<'a>(
+        users: impl IntoIterator<Item = (UserId, &'a str)>,
+    ) -> Result<Hysteria2Users, (UserId, UsersError)> {
+        let mut by_password = HashMap::new();
+        for (id, password) in users {
+            if password.is_empty() {
+                return Err((id, UsersError::EmptyPassword));
+            }
+            if by_password
+                .insert(Box::from(password.as_bytes()), id)
+                .is_some()
+            {
+                return Err((id, UsersError::DuplicatePassword));
+            }
+        }
+        Ok(Hysteria2Users { by_password })
+    }
+
+    /// The user whose password is `auth`.
+    pub fn get(&self, auth: &[u8]) -> Option<UserId> {
+        self.by_password.get(auth).copied()
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.by_password.len()
+    }
+
+    /// Whether there are no users.
+    pub fn is_empty(&self) -> bool {
+        self.by_password.is_empty()
+    }
+}
+
 /// Parses the `host:port` text both TCP requests and UDP messages carry.
 ///
 /// IPv6 literals come in brackets (`[2001:db8::1]:443`); a host that parses as an IP address
@@ -131,6 +186,24 @@ pub fn parse_host_port(text: &[u8]) -> Result<TargetAddr, PeerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_by_password() {
+        let users = Hysteria2Users::new([(1, "alpha"), (2, "beta")]).unwrap();
+        assert_eq!(users.get(b"alpha"), Some(1));
+        assert_eq!(users.get(b"beta"), Some(2));
+        assert_eq!(users.get(b"alph"), None);
+        assert_eq!(users.get(b""), None);
+        assert_eq!(users.len(), 2);
+        assert_eq!(
+            Hysteria2Users::new([(1, "a"), (7, "a")]).unwrap_err(),
+            (7, UsersError::DuplicatePassword)
+        );
+        assert_eq!(
+            Hysteria2Users::new([(3, "")]).unwrap_err(),
+            (3, UsersError::EmptyPassword)
+        );
+    }
 
     #[test]
     fn host_port_forms() {

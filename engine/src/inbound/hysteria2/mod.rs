@@ -1,0 +1,281 @@
+//! Hysteria2 inbound: a QUIC server per worker on quinn-proto, driven by hand over the
+//! worker's `SO_REUSEPORT` UDP socket, with the protocol above QUIC from `proto::hysteria2`.
+//!
+//! ```text
+//!  UDP socket ──► [Salamander off] ──► Endpoint::handle ──► Conn inbox ──┐
+//!  (one per worker)                      new connection ──► Conn driver ◄┘ (one task each)
+//!                                                               │
+//!      Connection::poll_transmit ◄─ timers, stream I/O, datagrams┘
+//!            │
+//!            └──► [Salamander on] ──► UDP socket
+//!
+//!  per connection:  bidi stream: HTTP/3 request  ─► auth (233) | masquerade
+//!                   bidi stream: 0x401 request   ─► TCP relay       (stream.rs)
+//!                   datagrams:   UDP messages    ─► UDP sessions    (udp.rs)
+//! ```
+//!
+//! Everything here is per worker: the endpoint, its connections and their streams are plain
+//! `Rc`/`RefCell` state of one executor. A connection lives on the worker whose socket
+//! received its first packet (see "Hysteria2" in docs/ARCHITECTURE.md for what that means
+//! for clients that change address).
+//!
+//! quinn-proto is sans-IO: the endpoint turns received packets into events for its
+//! connections, and each connection, fed events, timeouts and application reads and writes,
+//! yields packets to send. One driver task per connection ([`conn::Conn::drive`]) does that
+//! loop; stream and session tasks read and write through the connection and wake the driver,
+//! which wakes them back when quinn reports their stream readable or writable.
+
+mod conn;
+mod stream;
+mod udp;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use proto::hysteria2::http3;
+use proto::hysteria2::salamander::{Salamander, SALT_LEN};
+use proto::hysteria2::{Hysteria2Users, ASSUMED_MAX_DATAGRAM};
+use quinn_proto::crypto::rustls::QuicServerConfig;
+use quinn_proto::{ConnectionHandle, DatagramEvent, EndpointConfig, ServerConfig, TransportConfig};
+
+use super::{InboundKind, InboundShared, UserTable, WorkerCtx};
+use crate::config::{ConfigError, Hysteria2Config, MasqueradeConfig, ObfsConfig, TlsConfig};
+use crate::quic::AssumedDatagramLimit;
+use crate::runtime::{self, UdpSocket};
+use conn::Conn;
+
+/// Largest UDP datagram received (a QUIC packet is far smaller; anything longer is cut and
+/// then fails decryption, as it would in any QUIC stack).
+const RECV_BUFFER: usize = 64 * 1024;
+/// How long a QUIC connection may stay silent (the reference server's default).
+const MAX_IDLE: Duration = Duration::from_secs(30);
+/// Flow-control windows: per stream and per connection (the reference server's defaults).
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONNECTION_WINDOW: u32 = 20 << 20;
+/// Concurrent TCP streams a client may open.
+const MAX_BIDI_STREAMS: u32 = 1024;
+/// Concurrent unidirectional streams: HTTP/3's control and QPACK streams.
+const MAX_UNI_STREAMS: u32 = 16;
+
+/// Shared (read-mostly) state of one Hysteria2 inbound.
+pub(crate) struct Inbound {
+    /// Users by password, swapped whole when users change.
+    pub(crate) keys: ArcSwap<UserTable<Hysteria2Users>>,
+    server: Arc<ServerConfig>,
+    obfs: Option<Salamander>,
+    /// The masquerade's whole answer: HEADERS and DATA frames.
+    masquerade: Vec<u8>,
+}
+
+fn invalid(field: String, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.to_string(),
+    }
+}
+
+impl Inbound {
+    /// Builds the QUIC server from the inbound's `tls` (path `at`) and settings.
+    pub(crate) fn new(
+        c: &Hysteria2Config,
+        tls: &TlsConfig,
+        at: &str,
+    ) -> Result<Inbound, ConfigError> {
+        let tls_at = format!("{at}.tls");
+        let mut tls = crate::transport::server_config(tls, &tls_at)?;
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let quic = QuicServerConfig::try_from(tls).map_err(|e| invalid(tls_at, e))?;
+        let crypto = AssumedDatagramLimit::new(Arc::new(quic), ASSUMED_MAX_DATAGRAM as u64);
+        let mut server = ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = TransportConfig::default();
+        transport
+            .max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into())
+            .max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
+            .stream_receive_window(STREAM_WINDOW.into())
+            .receive_window(CONNECTION_WINDOW.into())
+            .send_window(u64::from(CONNECTION_WINDOW))
+            .max_idle_timeout(Some(MAX_IDLE.try_into().expect("30 s fits a varint")))
+            .datagram_receive_buffer_size(Some(1 << 20))
+            .datagram_send_buffer_size(1 << 20);
+        server.transport_config(Arc::new(transport));
+        let obfs = match &c.obfs {
+            None => None,
+            Some(ObfsConfig::Salamander { password }) => Some(
+                Salamander::new(password.as_bytes())
+                    .map_err(|e| invalid(format!("{at}.settings.obfs.password"), e))?,
+            ),
+        };
+        Ok(Inbound {
+            keys: ArcSwap::from_pointee(UserTable::default()),
+            server: Arc::new(server),
+            obfs,
+            masquerade: masquerade_response(c.masquerade.as_ref()),
+        })
+    }
+}
+
+/// The HTTP/3 answer every request but a successful authentication gets: the configured one,
+/// or the reference server's default, Go's `404 page not found`.
+fn masquerade_response(c: Option<&MasqueradeConfig>) -> Vec<u8> {
+    let default_headers = [
+        (
+            "content-type".to_owned(),
+            "text/plain; charset=utf-8".to_owned(),
+        ),
+        ("x-content-type-options".to_owned(), "nosniff".to_owned()),
+    ];
+    let (status, content, headers): (u16, &str, Vec<(String, String)>) = match c {
+        None => (404, "404 page not found\n", default_headers.to_vec()),
+        Some(MasqueradeConfig::String {
+            status_code,
+            content,
+            headers,
+        }) => (
+            *status_code,
+            content,
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+        ),
+    };
+    let status = status.to_string();
+    let length = content.len().to_string();
+    let mut fields: Vec<(&[u8], &[u8])> = vec![(b":status", status.as_bytes())];
+    fields.extend(
+        headers
+            .iter()
+            .filter(|(k, _)| k != "content-length")
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+    );
+    fields.push((b"content-length", length.as_bytes()));
+    let mut out = Vec::new();
+    http3::push_headers_frame(&fields, &mut out);
+    if !content.is_empty() {
+        http3::push_frame_header(http3::DATA, content.len(), &mut out);
+        out.extend_from_slice(content.as_bytes());
+    }
+    out
+}
+
+/// One worker's QUIC endpoint for one inbound: the socket, quinn's endpoint state and the
+/// connections it routes packets to.
+struct Endpoint {
+    socket: UdpSocket,
+    quic: RefCell<quinn_proto::Endpoint>,
+    conns: RefCell<HashMap<ConnectionHandle, Rc<Conn>>>,
+    obfs: Option<Salamander>,
+}
+
+impl Endpoint {
+    /// Sends one QUIC packet to `to`, obfuscated when configured (`scratch` holds the salted
+    /// copy). A failed send is a lost packet, which QUIC recovers from.
+    async fn send(&self, packet: &[u8], to: SocketAddr, scratch: &mut Vec<u8>) {
+        let sent = match &self.obfs {
+            None => self.socket.send_to(packet, to).await,
+            Some(obfs) => {
+                scratch.clear();
+                scratch.resize(SALT_LEN, 0);
+                scratch.extend_from_slice(packet);
+                obfs.obfuscate(rand::random(), scratch);
+                self.socket.send_to(scratch, to).await
+            }
+        };
+        if let Err(e) = sent {
+            tracing::trace!(%to, "QUIC send failed: {e}");
+        }
+    }
+}
+
+/// Serves one Hysteria2 inbound on this worker's UDP socket until the inbound closes or the
+/// engine's grace period ends. After the engine's stop signal new connections are refused
+/// and live ones go on.
+pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: UdpSocket) {
+    let InboundKind::Hysteria2(h) = &ib.kind else {
+        unreachable!("serve is only called for Hysteria2 inbounds")
+    };
+    let ep = Rc::new(Endpoint {
+        socket,
+        quic: RefCell::new(quinn_proto::Endpoint::new(
+            Arc::new(EndpointConfig::default()),
+            Some(Arc::clone(&h.server)),
+            true,
+            None,
+        )),
+        conns: RefCell::new(HashMap::new()),
+        obfs: h.obfs.clone(),
+    });
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut out = Vec::with_capacity(1500);
+    let mut scratch = Vec::new();
+    loop {
+        let received =
+            futures_lite::future::or(async { Some(ep.socket.recv_from(&mut buf).await) }, async {
+                futures_lite::future::or(ctx.shared.close.wait(), ib.closed.wait()).await;
+                None
+            })
+            .await;
+        let (n, from) = match received {
+            None => break,
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                tracing::debug!(inbound = %ib.tag, "UDP receive failed: {e}");
+                continue;
+            }
+        };
+        let packet = match &ep.obfs {
+            None => &buf[..n],
+            Some(obfs) => match obfs.deobfuscate(&mut buf[..n]) {
+                Ok(range) => &buf[range],
+                Err(_) => continue,
+            },
+        };
+        let data = BytesMut::from(packet);
+        out.clear();
+        let now = Instant::now();
+        let event = ep
+            .quic
+            .borrow_mut()
+            .handle(now, from, None, None, data, &mut out);
+        match event {
+            None => {}
+            Some(DatagramEvent::ConnectionEvent(handle, event)) => {
+                let conn = ep.conns.borrow().get(&handle).cloned();
+                if let Some(conn) = conn {
+                    conn.deliver(event);
+                }
+            }
+            Some(DatagramEvent::Response(t)) => {
+                ep.send(&out[..t.size], t.destination, &mut scratch).await
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => {
+                if ctx.shared.stop.is_fired() {
+                    let t = ep.quic.borrow_mut().refuse(incoming, &mut out);
+                    ep.send(&out[..t.size], t.destination, &mut scratch).await;
+                    continue;
+                }
+                let accepted = ep.quic.borrow_mut().accept(incoming, now, &mut out, None);
+                match accepted {
+                    Ok((handle, connection)) => {
+                        let conn = Conn::new(Rc::clone(&ep), handle, connection, from);
+                        ep.conns.borrow_mut().insert(handle, Rc::clone(&conn));
+                        let guard = ctx.live_guard(&ib);
+                        runtime::spawn(conn.drive(Rc::clone(&ctx), Arc::clone(&ib), guard));
+                    }
+                    Err(e) => {
+                        tracing::debug!(inbound = %ib.tag, peer = %from, "QUIC accept failed: {}", e.cause);
+                        if let Some(t) = e.response {
+                            ep.send(&out[..t.size], t.destination, &mut scratch).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

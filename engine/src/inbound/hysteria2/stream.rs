@@ -1,0 +1,343 @@
+//! Bidirectional streams: the HTTP/3 authentication request (or anything else, which gets
+//! the masquerade) and, once the client has authenticated, TCP proxy requests (0x401) and
+//! their relays. Also the reads and writes every task does on a QUIC stream.
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use proto::hysteria2::http3::{self, ServerRx};
+use proto::hysteria2::tcp::{self, TcpStatus, TCP_REQUEST};
+use proto::hysteria2::{varint, MAX_ADDRESS_LEN, MAX_MESSAGE_LEN, MAX_PADDING_LEN};
+use proto::Progress;
+use quinn_proto::{ReadError, ReadableError, StreamId, VarInt, WriteError};
+use rand::Rng;
+
+use super::conn::{Conn, H3_GENERAL_PROTOCOL_ERROR, H3_REQUEST_CANCELLED};
+use crate::inbound::relay::{until_idle, Meter};
+use crate::inbound::{until_closed, InboundKind, InboundShared, WorkerCtx};
+use crate::outbound;
+use crate::runtime;
+
+/// Longest TCP request: frame type, address and padding with their lengths.
+const MAX_TCP_REQUEST: usize = 8 + MAX_ADDRESS_LEN + 8 + MAX_PADDING_LEN;
+
+impl Conn {
+    /// The next chunk of stream `id`; `None` at its end.
+    pub(super) async fn read_chunk(&self, id: StreamId) -> io::Result<Option<Bytes>> {
+        poll_fn(|cx| {
+            if self.poll_lost() {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+            }
+            let mut q = self.quic.borrow_mut();
+            let mut stream = q.recv_stream(id);
+            let mut chunks = match stream.read(true) {
+                Ok(c) => c,
+                Err(ReadableError::ClosedStream) => return Poll::Ready(Ok(None)),
+                Err(e) => return Poll::Ready(Err(io::Error::other(e))),
+            };
+            let got = chunks.next(usize::MAX);
+            let transmit = chunks.finalize().should_transmit();
+            drop(q);
+            if transmit {
+                self.wake.notify();
+            }
+            match got {
+                Ok(Some(chunk)) => Poll::Ready(Ok(Some(chunk.bytes))),
+                Ok(None) => Poll::Ready(Ok(None)),
+                Err(ReadError::Blocked) => {
+                    self.park(cx, id, true);
+                    Poll::Pending
+                }
+                Err(ReadError::Reset(code)) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    format!("stream reset by the client ({code})"),
+                ))),
+            }
+        })
+        .await
+    }
+
+    /// Writes all of `data` to stream `id`, waiting for flow control as needed.
+    pub(super) async fn write_all(&self, id: StreamId, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = poll_fn(|cx| {
+                if self.poll_lost() {
+                    return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+                }
+                let written = self.quic.borrow_mut().send_stream(id).write(data);
+                match written {
+                    Ok(n) => {
+                        self.wake.notify();
+                        Poll::Ready(Ok(n))
+                    }
+                    Err(WriteError::Blocked) => {
+                        self.park(cx, id, false);
+                        Poll::Pending
+                    }
+                    Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+                }
+            })
+            .await?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Ends our side of stream `id` after what was written.
+    pub(super) fn finish(&self, id: StreamId) {
+        let _ = self.quic.borrow_mut().send_stream(id).finish();
+        self.wake.notify();
+    }
+
+    /// Abandons stream `id` both ways with `code`.
+    pub(super) fn reset(&self, id: StreamId, code: u32) {
+        let code = VarInt::from_u32(code);
+        {
+            let mut q = self.quic.borrow_mut();
+            let _ = q.send_stream(id).reset(code);
+            let _ = q.recv_stream(id).stop(code);
+        }
+        self.wake.notify();
+    }
+
+    /// Reads more of stream `id` onto `buf` before `deadline`; `false` at the end of the
+    /// stream, on an error or when the deadline passes.
+    async fn read_more(&self, id: StreamId, buf: &mut Vec<u8>, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match runtime::timeout(left, self.read_chunk(id)).await {
+            Some(Ok(Some(chunk))) => {
+                buf.extend_from_slice(&chunk);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Random padding of `min..=max` printable bytes, as the reference sends.
+fn padding(min: usize, max: usize) -> Vec<u8> {
+    let mut rng = rand::thread_rng();
+    let len = rng.gen_range(min..=max);
+    (0..len)
+        .map(|_| rng.sample(rand::distributions::Alphanumeric))
+        .collect()
+}
+
+/// Serves one bidirectional stream the client opened.
+pub(super) async fn serve(
+    conn: Rc<Conn>,
+    ctx: Rc<WorkerCtx>,
+    ib: Arc<InboundShared>,
+    id: StreamId,
+) {
+    let work = async {
+        let deadline = Instant::now() + ctx.shared.timeouts.handshake;
+        let mut head = Vec::new();
+        let frame_type = loop {
+            if let Progress::Done((t, _)) = varint::decode(&head) {
+                break t;
+            }
+            if !conn.read_more(id, &mut head, deadline).await {
+                return;
+            }
+        };
+        if frame_type == TCP_REQUEST {
+            tcp_request(&conn, &ctx, &ib, id, head, deadline).await;
+        } else {
+            http_request(&conn, &ctx, &ib, id, head, deadline).await;
+        }
+    };
+    futures_lite::future::or(work, conn.lost.wait()).await;
+    conn.forget(id);
+}
+
+/// Reads a unidirectional stream to its end and drops the bytes: the client's HTTP/3 control
+/// and QPACK streams, which a server without a dynamic table has no use for.
+pub(super) async fn discard(conn: Rc<Conn>, id: StreamId) {
+    while let Ok(Some(_)) = conn.read_chunk(id).await {}
+    conn.forget(id);
+}
+
+/// An HTTP/3 request: the authentication, answered 233 when the password names a user who
+/// may connect; anything else (another request, a wrong password) gets the masquerade, as
+/// from an ordinary web server.
+async fn http_request(
+    conn: &Conn,
+    ctx: &Rc<WorkerCtx>,
+    ib: &InboundShared,
+    id: StreamId,
+    mut head: Vec<u8>,
+    deadline: Instant,
+) {
+    let InboundKind::Hysteria2(h) = &ib.kind else {
+        return;
+    };
+    let request = loop {
+        match http3::parse_request_head(&head, http3::DEFAULT_MAX_HEADERS) {
+            Ok(Progress::Done(r)) => break r,
+            Ok(Progress::NeedMore) => {
+                if !conn.read_more(id, &mut head, deadline).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "bad HTTP/3 request: {e}");
+                conn.reset(id, H3_GENERAL_PROTOCOL_ERROR);
+                return;
+            }
+        }
+    };
+    let user = request
+        .hysteria_auth()
+        .and_then(|auth| h.keys.load().table.get(auth.auth));
+    let mut answer = Vec::new();
+    match user {
+        Some(user) if conn.authenticate(ctx, ib, user) => {
+            http3::push_auth_response(true, ServerRx::Auto, &padding(256, 2048), &mut answer);
+        }
+        _ => {
+            tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "not authenticated: masquerade");
+            answer.extend_from_slice(&h.masquerade);
+        }
+    }
+    if conn.write_all(id, &answer).await.is_ok() {
+        conn.finish(id);
+    }
+}
+
+/// A TCP proxy request: once the client has authenticated, connect to the target, answer,
+/// and relay.
+async fn tcp_request(
+    conn: &Conn,
+    ctx: &Rc<WorkerCtx>,
+    ib: &InboundShared,
+    id: StreamId,
+    mut head: Vec<u8>,
+    deadline: Instant,
+) {
+    // A request may race its connection's authentication (both in flight at once).
+    let left = deadline.saturating_duration_since(Instant::now());
+    let authed = match conn.authed() {
+        Some(a) => a,
+        None => match runtime::timeout(left, conn.authenticated.wait()).await {
+            Some(()) => match conn.authed() {
+                Some(a) => a,
+                None => return,
+            },
+            None => {
+                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "TCP request before authentication");
+                conn.reset(id, H3_GENERAL_PROTOCOL_ERROR);
+                return;
+            }
+        },
+    };
+    let request = loop {
+        match tcp::parse_request(&head) {
+            Ok(Progress::Done(r)) => break r,
+            Ok(Progress::NeedMore) if head.len() < MAX_TCP_REQUEST => {
+                if !conn.read_more(id, &mut head, deadline).await {
+                    return;
+                }
+            }
+            Ok(Progress::NeedMore) => return conn.reset(id, H3_GENERAL_PROTOCOL_ERROR),
+            Err(e) => {
+                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "bad TCP request: {e}");
+                return conn.reset(id, H3_GENERAL_PROTOCOL_ERROR);
+            }
+        }
+    };
+    let user = &authed.user;
+    let _open = user.traffic.open_guard(ctx.index);
+    let route = outbound::Route {
+        rules: &ctx.shared.rules,
+        user: &user.name,
+        inbound: &ib.tag,
+        network: crate::config::Network::Tcp,
+        source: conn.peer.ip(),
+        now: ctx.shared.rules_now(),
+    };
+    // Whether our side of the stream ended cleanly (then a reset would drop unsent data).
+    let finished = Cell::new(false);
+    let relay = async {
+        let t = &ctx.shared.timeouts;
+        let target = &request.target;
+        let mut answer = Vec::new();
+        let mut dest = match outbound::connect_tcp(target, route, t.connect).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, user = %user.name, %target, "{e}");
+                let mut message = e.to_string();
+                message.truncate(MAX_MESSAGE_LEN);
+                tcp::encode_response(
+                    TcpStatus::Error,
+                    message.as_bytes(),
+                    &padding(64, 512),
+                    &mut answer,
+                );
+                if conn.write_all(id, &answer).await.is_ok() {
+                    conn.finish(id);
+                    finished.set(true);
+                }
+                return;
+            }
+        };
+        let _ = dest.set_nodelay(true);
+        tcp::encode_response(TcpStatus::Ok, b"", &padding(64, 512), &mut answer);
+        if conn.write_all(id, &answer).await.is_err() {
+            return;
+        }
+        let meter = Meter {
+            ctx,
+            inbound: ib,
+            user,
+        };
+        let early = &head[request.consumed..];
+        if !early.is_empty() {
+            if dest.write_all(early).await.is_err() {
+                return;
+            }
+            meter.up(early.len()).await;
+        }
+        let activity = Cell::new(Instant::now());
+        let (mut dest_r, mut dest_w) = futures_lite::io::split(dest);
+        let up = async {
+            while let Ok(Some(chunk)) = conn.read_chunk(id).await {
+                activity.set(Instant::now());
+                if dest_w.write_all(&chunk).await.is_err() || dest_w.flush().await.is_err() {
+                    break;
+                }
+                meter.up(chunk.len()).await;
+            }
+            let _ = dest_w.close().await;
+        };
+        let down = async {
+            let mut buf = ctx.buffers.get();
+            loop {
+                let n = match dest_r.read(&mut buf).await {
+                    Ok(n) if n > 0 => n,
+                    _ => break,
+                };
+                activity.set(Instant::now());
+                if conn.write_all(id, &buf[..n]).await.is_err() {
+                    return;
+                }
+                meter.down(n).await;
+            }
+            conn.finish(id);
+            finished.set(true);
+        };
+        until_idle(futures_lite::future::zip(up, down), &activity, t.idle).await;
+    };
+    until_closed(ctx, ib, Some(&authed.registration.kill), relay).await;
+    if !finished.get() {
+        // Idle, kicked, closing or failed: the client learns the stream is over.
+        conn.reset(id, H3_REQUEST_CANCELLED);
+    }
+}

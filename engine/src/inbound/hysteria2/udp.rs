@@ -1,0 +1,206 @@
+//! UDP over QUIC datagrams: one session per client session id, each with its own outbound
+//! socket. Client messages are put back together ([`Reassembly`]) and sent to the address
+//! each names; replies come back as messages from the address they came from, cut to the
+//! connection's datagram size. A session ends when idle for the UDP session timeout, when
+//! its user is kicked, or with its connection.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use proto::hysteria2::udp::{fragment, Reassembled, Reassembly, UdpMessage};
+use proto::TargetAddr;
+
+use super::conn::{Authed, Conn};
+use crate::inbound::relay::{udp_destination, unmap, until_idle, Meter};
+use crate::inbound::{until_closed, InboundShared, WorkerCtx};
+use crate::runtime::{self, Notify};
+
+/// Packets waiting to go out per session; more are dropped (UDP may lose packets).
+const QUEUE_LIMIT: usize = 256;
+/// Sessions one connection may hold at once; new ones beyond are dropped.
+const MAX_SESSIONS: usize = 1024;
+
+/// One UDP session of a connection.
+pub(super) struct Session {
+    id: u32,
+    reassembly: RefCell<Reassembly>,
+    /// Packets from the client, with where each goes.
+    queue: RefCell<VecDeque<(TargetAddr, Bytes)>>,
+    ready: Notify,
+}
+
+/// Takes one datagram from the client (ignored before authentication, as the reference
+/// server does).
+pub(super) fn on_datagram(
+    conn: &Rc<Conn>,
+    ctx: &Rc<WorkerCtx>,
+    ib: &Arc<InboundShared>,
+    datagram: Bytes,
+) {
+    let Some(authed) = conn.authed() else { return };
+    let message = match UdpMessage::parse(&datagram) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::trace!(inbound = %ib.tag, peer = %conn.peer, "bad UDP message: {e}");
+            return;
+        }
+    };
+    let existing = conn.sessions.borrow().get(&message.session_id).cloned();
+    let session = match existing {
+        Some(s) => s,
+        None => {
+            if conn.sessions.borrow().len() >= MAX_SESSIONS {
+                return;
+            }
+            let s = Rc::new(Session {
+                id: message.session_id,
+                reassembly: RefCell::new(Reassembly::new()),
+                queue: RefCell::new(VecDeque::new()),
+                ready: Notify::default(),
+            });
+            conn.sessions
+                .borrow_mut()
+                .insert(message.session_id, Rc::clone(&s));
+            runtime::spawn(run(
+                Rc::clone(conn),
+                Rc::clone(ctx),
+                Arc::clone(ib),
+                authed,
+                Rc::clone(&s),
+            ));
+            s
+        }
+    };
+    let payload = match session.reassembly.borrow_mut().feed(&message) {
+        Reassembled::Whole(p) => datagram.slice_ref(p),
+        Reassembled::Joined(p) => Bytes::copy_from_slice(p),
+        Reassembled::Pending => return,
+    };
+    let Ok(target) = message.target() else { return };
+    let mut queue = session.queue.borrow_mut();
+    if queue.len() < QUEUE_LIMIT {
+        queue.push_back((target, payload));
+        session.ready.notify();
+    }
+}
+
+/// Runs one session: packets out through its own socket, replies back as datagrams.
+async fn run(
+    conn: Rc<Conn>,
+    ctx: Rc<WorkerCtx>,
+    ib: Arc<InboundShared>,
+    authed: Rc<Authed>,
+    session: Rc<Session>,
+) {
+    let user = &authed.user;
+    let _open = user.traffic.open_guard(ctx.index);
+    let socket = match runtime::outbound_udp_socket() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(inbound = %ib.tag, "cannot open an outbound UDP socket: {e}");
+            conn.sessions.borrow_mut().remove(&session.id);
+            return;
+        }
+    };
+    let meter = Meter {
+        ctx: &ctx,
+        inbound: &ib,
+        user,
+    };
+    let resolved = RefCell::new(None);
+    let activity = Cell::new(Instant::now());
+    let uplink = async {
+        loop {
+            session.ready.notified().await;
+            loop {
+                let next = session.queue.borrow_mut().pop_front();
+                let Some((target, payload)) = next else { break };
+                activity.set(Instant::now());
+                let dest = udp_destination(
+                    &ctx,
+                    &ib,
+                    &user.name,
+                    &socket,
+                    &resolved,
+                    &target,
+                    conn.peer.ip(),
+                )
+                .await;
+                match dest {
+                    Ok(dest) => {
+                        if socket.send_to(&payload, dest).await.is_ok() {
+                            meter.up(payload.len()).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(inbound = %ib.tag, peer = %conn.peer, %target, "{e}");
+                    }
+                }
+            }
+        }
+    };
+    let downlink = async {
+        let mut buf = ctx.buffers.get();
+        let mut address = String::new();
+        let mut packet_id: u16 = 0;
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                break;
+            };
+            activity.set(Instant::now());
+            address.clear();
+            let _ = write!(address, "{}", unmap(from));
+            let message = UdpMessage {
+                session_id: session.id,
+                packet_id,
+                frag_id: 0,
+                frag_count: 1,
+                address: address.as_bytes(),
+                payload: &buf[..n],
+            };
+            packet_id = packet_id.wrapping_add(1);
+            let max = conn.quic.borrow_mut().datagrams().max_size();
+            let Some(max) = max else { break };
+            let pieces = match fragment(&message, max) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "reply dropped: {e}");
+                    continue;
+                }
+            };
+            for piece in pieces {
+                let mut datagram = Vec::with_capacity(piece.encoded_len());
+                piece.encode(&mut datagram);
+                let sent = conn
+                    .quic
+                    .borrow_mut()
+                    .datagrams()
+                    .send(Bytes::from(datagram), true);
+                if let Err(e) = sent {
+                    tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "reply dropped: {e}");
+                }
+            }
+            conn.wake.notify();
+            meter.down(n).await;
+        }
+    };
+    let relay = until_idle(
+        futures_lite::future::or(uplink, downlink),
+        &activity,
+        ctx.shared.timeouts.udp_session,
+    );
+    let relay = futures_lite::future::or(relay, conn.lost.wait());
+    until_closed(&ctx, &ib, Some(&authed.registration.kill), relay).await;
+    let mut sessions = conn.sessions.borrow_mut();
+    if sessions
+        .get(&session.id)
+        .is_some_and(|s| Rc::ptr_eq(s, &session))
+    {
+        sessions.remove(&session.id);
+    }
+}
