@@ -535,3 +535,31 @@ fn vless_trojan_and_vmess_clients_configured_from_a_subscription_carry_traffic()
         used = v2ray_carries(&panel, &root, config, used);
     }
 }
+
+#[test]
+fn hysteria2_clients_configured_from_a_subscription_carry_traffic() {
+    let tls = json!({"self_signed": ["localhost"]});
+    let (panel, root, sub) = panel_with_alice_on(vec![
+        json!({"tag": "hy2", "protocol": "hysteria2", "settings": {}, "tls": tls}),
+        json!({"tag": "hy2-obfs", "protocol": "hysteria2", "tls": tls,
+               "settings": {"obfs": {"type": "salamander", "password": "obfuscated"}}}),
+    ]);
+
+    // sing-box: each outbound exactly as the subscription gives it.
+    let outbounds = outbounds_of(&fetch_json(&panel, &sub, "sing-box"), &["hysteria2"]);
+    assert_eq!(outbounds.len(), 2);
+    assert_eq!(outbounds[0]["tls"]["alpn"], json!(["h3"]));
+    assert_eq!(outbounds[0]["tls"]["insecure"], true);
+    assert!(outbounds[0].get("obfs").is_none());
+    assert_eq!(
+        outbounds[1]["obfs"],
+        json!({"type": "salamander", "password": "obfuscated"})
+    );
+    let mut used = 0;
+    for outbound in &outbounds {
+        used = sing_box_carries(&panel, &root, outbound, used);
+    }
+
+    // Xray has no Hysteria2: its format leaves these out rather than give a broken config.
+    assert_eq!(fetch_json(&panel, &sub, "xray"), json!([]));
+}

@@ -1,8 +1,8 @@
 //! Clash Meta (mihomo) configuration (YAML) for Clash Verge, ClashMeta for Android, FlClash,
 //! Stash and other Clash clients.
 //!
-//! Proxies of `type: ss`, `vless`, `vmess` and `trojan` (Trojan only with TLS: Clash has no
-//! plain Trojan, so such a proxy is left out); a `Proxy` selector over `Auto` (a URL test) and every proxy; private
+//! Proxies of `type: ss`, `vless`, `vmess`, `trojan` (Trojan only with TLS: Clash has no
+//! plain Trojan, so such a proxy is left out) and `hysteria2`; a `Proxy` selector over `Auto` (a URL test) and every proxy; private
 //! ranges direct, everything else through `Proxy`. Without proxies everything is rejected.
 
 use serde::Serialize;
@@ -52,6 +52,10 @@ struct ClashProxy<'a> {
     network: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ws_opts: Option<WsOpts<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    obfs: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    obfs_password: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -148,6 +152,16 @@ fn proxy(p: &Proxy) -> ClashProxy<'_> {
             tls: None,
             sni: server_name,
             ..stream
+        },
+        ProxyProtocol::Hysteria2 { password, obfs } => ClashProxy {
+            kind: "hysteria2",
+            password: Some(password.clone()),
+            sni: server_name,
+            skip_cert_verify: stream.skip_cert_verify,
+            alpn: stream.alpn,
+            obfs: obfs.as_ref().map(|_| "salamander"),
+            obfs_password: obfs.as_deref(),
+            ..base()
         },
     }
 }

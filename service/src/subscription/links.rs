@@ -1,6 +1,8 @@
 //! Share links, one a line, and their base64 form for v2rayN-style clients: `ss://` (SIP002),
 //! `vless://` and `trojan://` (the URI scheme Xray and v2rayN share: credential as userinfo,
-//! transport and TLS in the query), `vmess://` (base64 of v2rayN's JSON, version 2).
+//! transport and TLS in the query), `vmess://` (base64 of v2rayN's JSON, version 2),
+//! `hysteria2://` (the Hysteria 2 URI scheme: password as userinfo; `sni`, `insecure`, `obfs`,
+//! `obfs-password` in the query).
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -46,6 +48,32 @@ pub fn link(proxy: &Proxy) -> String {
         }
         ProxyProtocol::Vless { id } => uri("vless", id, proxy, &[("encryption", "none")]),
         ProxyProtocol::Trojan { password } => uri("trojan", password, proxy, &[]),
+        ProxyProtocol::Hysteria2 { password, obfs } => {
+            let mut params: Vec<(&str, &str)> = Vec::new();
+            let tls = proxy.tls.as_ref();
+            if let Some(sni) = tls.and_then(|t| t.server_name.as_deref()) {
+                params.push(("sni", sni));
+            }
+            if tls.is_some_and(|t| t.allow_insecure) {
+                params.push(("insecure", "1"));
+            }
+            if let Some(obfs) = obfs {
+                params.push(("obfs", "salamander"));
+                params.push(("obfs-password", obfs));
+            }
+            let query = params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            format!(
+                "hysteria2://{}@{}:{}/?{query}#{}",
+                percent_encode(password),
+                bracketed(&proxy.server),
+                proxy.port,
+                percent_encode(&proxy.remark)
+            )
+        }
         ProxyProtocol::Vmess { id } => {
             let (host, path) = match &proxy.transport {
                 Transport::Tcp => (String::new(), String::new()),
@@ -106,17 +134,22 @@ fn uri(scheme: &str, credential: &str, proxy: &Proxy, first: &[(&str, &str)]) ->
         .map(|(k, v)| format!("{k}={}", percent_encode(v)))
         .collect::<Vec<_>>()
         .join("&");
-    let server = if proxy.server.contains(':') {
-        format!("[{}]", proxy.server)
-    } else {
-        proxy.server.clone()
-    };
     format!(
-        "{scheme}://{}@{server}:{}?{query}#{}",
+        "{scheme}://{}@{}:{}?{query}#{}",
         percent_encode(credential),
+        bracketed(&proxy.server),
         proxy.port,
         percent_encode(&proxy.remark)
     )
+}
+
+/// A host for a URI: IPv6 literals in brackets.
+fn bracketed(server: &str) -> String {
+    if server.contains(':') {
+        format!("[{server}]")
+    } else {
+        server.to_owned()
+    }
 }
 
 /// The links, one a line.

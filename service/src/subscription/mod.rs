@@ -29,7 +29,7 @@ pub mod xray;
 
 use std::collections::HashSet;
 
-use engine::config::{InboundConfig, Network, ProtocolConfig};
+use engine::config::{InboundConfig, Network, ObfsConfig, ProtocolConfig};
 
 pub use detect::detect;
 
@@ -238,6 +238,13 @@ pub enum ProxyProtocol {
         /// The user's password on this inbound.
         password: String,
     },
+    /// Hysteria2 (QUIC, always TLS with ALPN `h3`), with the user's password.
+    Hysteria2 {
+        /// The user's password on this inbound.
+        password: String,
+        /// The Salamander obfuscation password, when the inbound obfuscates.
+        obfs: Option<String>,
+    },
 }
 
 impl ProxyProtocol {
@@ -248,6 +255,7 @@ impl ProxyProtocol {
             ProxyProtocol::Vless { .. } => "vless",
             ProxyProtocol::Vmess { .. } => "vmess",
             ProxyProtocol::Trojan { .. } => "trojan",
+            ProxyProtocol::Hysteria2 { .. } => "hysteria2",
         }
     }
 }
@@ -366,10 +374,19 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
                 },
                 true,
             ),
-            // Not offered in subscriptions yet (docs/subscriptions.md).
-            ProtocolConfig::Hysteria2(_) => continue,
+            // UDP travels in QUIC datagrams: always offered.
+            ProtocolConfig::Hysteria2(h) => (
+                ProxyProtocol::Hysteria2 {
+                    password: credential,
+                    obfs: h.obfs.as_ref().map(|o| match o {
+                        ObfsConfig::Salamander { password } => password.clone(),
+                    }),
+                },
+                true,
+            ),
         };
         let shadowsocks = matches!(protocol, ProxyProtocol::Shadowsocks(_));
+        let hysteria2 = matches!(protocol, ProxyProtocol::Hysteria2 { .. });
         for host in hosts {
             let port = host.port.unwrap_or(c.listen.port());
             if port == 0 {
@@ -378,6 +395,17 @@ pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> 
             }
             let (transport, tls) = if shadowsocks {
                 (Transport::Tcp, None)
+            } else if hysteria2 {
+                // QUIC is always TLS 1.3 with ALPN h3, whatever the host says.
+                let host = HostEntry {
+                    tls: Some(true),
+                    ..host.clone()
+                };
+                let tls = tls(c, &host, &vars, &salt).map(|t| TlsSettings {
+                    alpn: vec!["h3".into()],
+                    ..t
+                });
+                (Transport::Tcp, tls)
             } else {
                 (
                     transport(inbound, host, &vars, &salt),
@@ -577,6 +605,62 @@ pub(crate) mod tests {
                 ],
             },
         ]
+    }
+
+    #[test]
+    fn hysteria2_in_every_format() {
+        let u = user();
+        let entry = InboundEntry {
+            config: serde_json::from_str(
+                r#"{"tag":"hy2","listen":"0.0.0.0:443","protocol":"hysteria2",
+                    "settings":{"obfs":{"type":"salamander","password":"ob fs"}},
+                    "tls":{"self_signed":["localhost"]}}"#,
+            )
+            .unwrap(),
+            hosts: vec![HostEntry {
+                // A host cannot turn TLS off: QUIC always runs it.
+                tls: Some(false),
+                sni: Some("hy.example.com".into()),
+                ..host("hy", "hy.example.com", None, 1)
+            }],
+        };
+        let p = proxies(&u, &[entry], 0);
+        let password = hex_password(&u.key);
+        assert_eq!(
+            p[0].protocol,
+            ProxyProtocol::Hysteria2 {
+                password: password.clone(),
+                obfs: Some("ob fs".into())
+            }
+        );
+        let tls = p[0].tls.as_ref().expect("always TLS");
+        assert_eq!(tls.alpn, ["h3"]);
+        assert_eq!(tls.server_name.as_deref(), Some("hy.example.com"));
+        assert_eq!(
+            links::link(&p[0]),
+            format!(
+                "hysteria2://{password}@hy.example.com:443/?sni=hy.example.com\
+                 &insecure=1&obfs=salamander&obfs-password=ob%20fs#hy"
+            )
+        );
+        let out = singbox::outbound(&p[0]);
+        assert_eq!(out["type"], "hysteria2");
+        assert_eq!(out["password"], password.as_str());
+        assert_eq!(out["tls"]["alpn"], serde_json::json!(["h3"]));
+        assert_eq!(out["obfs"]["password"], "ob fs");
+        let yaml = clash::render(&p);
+        assert!(yaml.contains("type: hysteria2"), "{yaml}");
+        assert!(yaml.contains("obfs: salamander"), "{yaml}");
+        assert!(yaml.contains("obfs-password: ob fs"), "{yaml}");
+        assert_eq!(xray::render(&p), "[]");
+    }
+
+    /// Hysteria2 and Trojan passwords: the key's digest in hex.
+    fn hex_password(key: &str) -> String {
+        crate::sync::key_digest(key)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     #[test]

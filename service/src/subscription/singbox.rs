@@ -49,6 +49,13 @@ pub fn outbound(proxy: &Proxy) -> Value {
     match &proxy.protocol {
         ProxyProtocol::Vless { id } => stream("vless", ("uuid", id)),
         ProxyProtocol::Trojan { password } => stream("trojan", ("password", password)),
+        ProxyProtocol::Hysteria2 { password, obfs } => {
+            let mut o = stream("hysteria2", ("password", password));
+            if let Some(obfs) = obfs {
+                o["obfs"] = json!({"type": "salamander", "password": obfs});
+            }
+            o
+        }
         ProxyProtocol::Vmess { id } => {
             let mut o = stream("vmess", ("uuid", id));
             o["security"] = "auto".into();

@@ -37,8 +37,8 @@ fn stream_settings(proxy: &Proxy) -> Value {
     s
 }
 
-/// The outbound of one proxy, tagged `proxy`.
-pub fn outbound(proxy: &Proxy) -> Value {
+/// The outbound of one proxy, tagged `proxy` (`None` for Hysteria2, which Xray lacks).
+pub fn outbound(proxy: &Proxy) -> Option<Value> {
     let vnext = |protocol: &str, user: Value| {
         json!({
             "tag": "proxy",
@@ -47,7 +47,8 @@ pub fn outbound(proxy: &Proxy) -> Value {
             "streamSettings": stream_settings(proxy),
         })
     };
-    match &proxy.protocol {
+    Some(match &proxy.protocol {
+        ProxyProtocol::Hysteria2 { .. } => return None,
         ProxyProtocol::Vless { id } => vnext("vless", json!({"id": id, "encryption": "none"})),
         ProxyProtocol::Vmess { id } => {
             vnext("vmess", json!({"id": id, "alterId": 0, "security": "auto"}))
@@ -70,12 +71,12 @@ pub fn outbound(proxy: &Proxy) -> Value {
                 }],
             },
         }),
-    }
+    })
 }
 
-/// The configuration for one proxy.
-pub fn config(proxy: &Proxy) -> Value {
-    json!({
+/// The configuration for one proxy (`None` for a protocol Xray lacks).
+pub fn config(proxy: &Proxy) -> Option<Value> {
+    Some(json!({
         "remarks": proxy.remark,
         "log": {"loglevel": "warning"},
         "dns": {"servers": ["1.1.1.1", "8.8.8.8"]},
@@ -88,7 +89,7 @@ pub fn config(proxy: &Proxy) -> Value {
             "sniffing": {"enabled": true, "destOverride": ["http", "tls"], "routeOnly": true},
         }],
         "outbounds": [
-            outbound(proxy),
+            outbound(proxy)?,
             {"tag": "direct", "protocol": "freedom"},
             {"tag": "block", "protocol": "blackhole"},
         ],
@@ -96,12 +97,13 @@ pub fn config(proxy: &Proxy) -> Value {
             "domainStrategy": "AsIs",
             "rules": [{"type": "field", "ip": PRIVATE_RANGES, "outboundTag": "direct"}],
         },
-    })
+    }))
 }
 
-/// Every proxy's configuration, as a JSON array.
+/// Every proxy's configuration, as a JSON array. Hysteria2 proxies are left out: Xray (and
+/// v2ray) have no Hysteria2 outbound in the versions these clients run.
 pub fn render(proxies: &[Proxy]) -> String {
-    let all: Vec<Value> = proxies.iter().map(config).collect();
+    let all: Vec<Value> = proxies.iter().filter_map(config).collect();
     serde_json::to_string_pretty(&all).expect("JSON values serialise")
 }
 
