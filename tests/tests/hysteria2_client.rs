@@ -1,0 +1,397 @@
+//! Hysteria2 behaviour that sing-box cannot show, with a client of our own on quinn (an
+//! independent QUIC stack): UDP replies reach a client that does not advertise
+//! `max_datagram_frame_size` (as official clients since app v2.8.2 do not); a wrong password
+//! and any other HTTP/3 request get the masquerade; malformed requests and garbage packets
+//! get nothing useful and leave the server serving.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use e2e::*;
+use proto::hysteria2::udp::UdpMessage;
+use proto::hysteria2::{http3, qpack, tcp, varint};
+use proto::Progress;
+use quinn::crypto;
+use quinn::crypto::rustls::QuicClientConfig;
+use quinn_proto::transport_parameters::TransportParameters;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A certificate for `localhost`, as PEM files, and the certificate for the client to trust.
+fn certificate() -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    rustls::pki_types::CertificateDer<'static>,
+) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = temp_file("hy2-cert.pem", &generated.cert.pem());
+    let key = temp_file("hy2-key.pem", &generated.key_pair.serialize_pem());
+    (cert, key, generated.cert.der().clone())
+}
+
+/// An engine with one Hysteria2 inbound on a free loopback UDP port (user `u`, the
+/// `masquerade` given), and the certificate to trust.
+fn engine(
+    masquerade: Option<serde_json::Value>,
+) -> (
+    engine::Handle,
+    SocketAddr,
+    rustls::pki_types::CertificateDer<'static>,
+) {
+    let (cert, key, der) = certificate();
+    let mut settings = json!({"users": [{"name": "u", "password": PASSWORD}]});
+    if let Some(m) = masquerade {
+        settings["masquerade"] = m;
+    }
+    let handle = start_engine(json!({
+        "workers": 1,
+        "timeouts": {"handshake_secs": 2},
+        "outbound": {"allow_loopback": true},
+        "inbounds": [{
+            "tag": "hy2", "listen": "127.0.0.1:0", "network": ["udp"],
+            "protocol": "hysteria2", "settings": settings,
+            "tls": {"certificate": cert, "key": key},
+        }],
+    }));
+    let addr = handle.local_addr("hy2").unwrap();
+    (handle, addr, der)
+}
+
+/// The client's crypto config: its transport parameters without `max_datagram_frame_size`
+/// (id 0x20), while its own receive side keeps datagrams on.
+struct OmitDatagramLimit(Arc<QuicClientConfig>);
+
+impl crypto::ClientConfig for OmitDatagramLimit {
+    fn start_session(
+        self: Arc<Self>,
+        version: u32,
+        server_name: &str,
+        params: &TransportParameters,
+    ) -> Result<Box<dyn crypto::Session>, quinn_proto::ConnectError> {
+        let mut list = Vec::new();
+        params.write(&mut list);
+        let mut kept = Vec::new();
+        let mut rest = &list[..];
+        let mut omitted = false;
+        while let Progress::Done((id, n)) = varint::decode(rest) {
+            let Progress::Done((len, m)) = varint::decode(&rest[n..]) else {
+                panic!("quinn wrote a truncated transport parameter")
+            };
+            let end = n + m + len as usize;
+            if id == 0x20 {
+                omitted = true;
+            } else {
+                kept.extend_from_slice(&rest[..end]);
+            }
+            rest = &rest[end..];
+        }
+        assert!(
+            omitted,
+            "quinn advertised no max_datagram_frame_size to omit"
+        );
+        let params =
+            TransportParameters::read(quinn_proto::Side::Server, &mut &kept[..]).expect("valid");
+        self.0.clone().start_session(version, server_name, &params)
+    }
+}
+
+/// Connects to `server` trusting `cert`; with `omit`, without advertising the datagram limit.
+async fn connect(
+    server: SocketAddr,
+    cert: &rustls::pki_types::CertificateDer<'static>,
+    omit: bool,
+) -> quinn::Connection {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let quic = Arc::new(QuicClientConfig::try_from(tls).unwrap());
+    let mut config = if omit {
+        quinn::ClientConfig::new(Arc::new(OmitDatagramLimit(quic)))
+    } else {
+        quinn::ClientConfig::new(quic)
+    };
+    let mut transport = quinn::TransportConfig::default();
+    transport.datagram_receive_buffer_size(Some(1 << 20));
+    config.transport_config(Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    endpoint
+        .connect(server, "localhost")
+        .unwrap()
+        .await
+        .expect("QUIC handshake")
+}
+
+/// An HTTP/3 response: status, fields and body.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// Reads a whole HTTP/3 response (HEADERS, then DATA frames) from `recv`.
+async fn read_response(recv: &mut quinn::RecvStream) -> Response {
+    let bytes = recv.read_to_end(1 << 20).await.expect("a response");
+    let mut at = 0;
+    let mut response = Response {
+        status: 0,
+        fields: Vec::new(),
+        body: Vec::new(),
+    };
+    while at < bytes.len() {
+        let Progress::Done((kind, n)) = varint::decode(&bytes[at..]) else {
+            panic!("truncated frame type")
+        };
+        let Progress::Done((len, m)) = varint::decode(&bytes[at + n..]) else {
+            panic!("truncated frame length")
+        };
+        let payload = &bytes[at + n + m..at + n + m + len as usize];
+        match kind {
+            http3::HEADERS => {
+                for f in qpack::decode_field_section(payload).expect("a field section") {
+                    let name = String::from_utf8(f.name).unwrap();
+                    let value = String::from_utf8(f.value).unwrap();
+                    if name == ":status" {
+                        response.status = value.parse().unwrap();
+                    } else {
+                        response.fields.push((name, value));
+                    }
+                }
+            }
+            http3::DATA => response.body.extend_from_slice(payload),
+            other => panic!("unexpected frame {other:#x}"),
+        }
+        at += n + m + len as usize;
+    }
+    response
+}
+
+/// Sends `request` (frames) on a new stream and reads the response.
+async fn exchange(conn: &quinn::Connection, request: &[u8]) -> Response {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(request).await.unwrap();
+    send.finish().unwrap();
+    read_response(&mut recv).await
+}
+
+/// Authenticates with `password`.
+async fn auth(conn: &quinn::Connection, password: &str) -> Response {
+    let mut request = Vec::new();
+    http3::push_auth_request(password.as_bytes(), 0, b"pad", &mut request);
+    exchange(conn, &request).await
+}
+
+fn field<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Opens a TCP proxy stream to `target` and checks an echo through it.
+async fn tcp_echo_through(conn: &quinn::Connection, target: SocketAddr) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut request = Vec::new();
+    tcp::encode_request(&target.to_string(), b"", &mut request);
+    request.extend_from_slice(b"hello through hysteria2");
+    send.write_all(&request).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let payload_start = loop {
+        let n = recv.read(&mut buf).await.unwrap().expect("a response");
+        got.extend_from_slice(&buf[..n]);
+        if let Progress::Done(r) = tcp::parse_response(&got).unwrap() {
+            assert!(r.ok, "TCP request refused");
+            break r.consumed;
+        }
+    };
+    while got.len() < payload_start + 23 {
+        let n = recv.read(&mut buf).await.unwrap().expect("the echo");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got[payload_start..], b"hello through hysteria2");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn udp_replies_reach_a_client_that_omits_the_datagram_limit() {
+    let (handle, server, cert) = engine(None);
+    let echo = udp_echo();
+    let mut sent = 0;
+    runtime().block_on(async {
+        let conn = connect(server, &cert, true).await;
+        let ok = auth(&conn, PASSWORD).await;
+        assert_eq!(ok.status, 233, "{ok:?}");
+        assert_eq!(field(&ok, "hysteria-udp"), Some("true"));
+        let address = echo.to_string();
+        for i in 0..20u16 {
+            let payload = format!("datagram {i}");
+            let message = UdpMessage {
+                session_id: 7,
+                packet_id: 0,
+                frag_id: 0,
+                frag_count: 1,
+                address: address.as_bytes(),
+                payload: payload.as_bytes(),
+            };
+            let mut out = Vec::new();
+            message.encode(&mut out);
+            conn.send_datagram(Bytes::from(out)).unwrap();
+            let reply = tokio::time::timeout(Duration::from_secs(5), conn.read_datagram())
+                .await
+                .expect("a reply within 5 s")
+                .unwrap();
+            let reply = UdpMessage::parse(&reply).unwrap();
+            assert_eq!(reply.session_id, 7);
+            assert_eq!(reply.address, address.as_bytes());
+            assert_eq!(reply.payload, payload.as_bytes());
+            sent += payload.len() as u64;
+        }
+    });
+    assert_eq!(
+        settled_traffic(&handle, "u", (sent, sent)),
+        (sent, sent),
+        "UDP payload counted each way"
+    );
+    handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn wrong_password_and_other_requests_get_the_masquerade() {
+    let (handle, server, cert) = engine(None);
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        let wrong = auth(&conn, "not the password").await;
+        assert_eq!(wrong.status, 404);
+        assert_eq!(wrong.body, b"404 page not found\n");
+        assert_eq!(
+            field(&wrong, "content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        let mut get = Vec::new();
+        http3::push_headers_frame(
+            &[
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", b"localhost"),
+                (b":path", b"/"),
+            ],
+            &mut get,
+        );
+        let page = exchange(&conn, &get).await;
+        assert_eq!((page.status, &page.body), (wrong.status, &wrong.body));
+        assert_eq!(page.fields, wrong.fields, "the same answer either way");
+        // Not authenticated: a TCP request gets no relay.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let mut request = Vec::new();
+        tcp::encode_request(&tcp_echo().to_string(), b"", &mut request);
+        send.write_all(&request).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(1 << 16)).await;
+        assert!(
+            !matches!(got, Ok(Ok(ref b)) if !b.is_empty()),
+            "an unauthenticated TCP request was answered: {got:?}"
+        );
+    });
+    assert_eq!(user_traffic(&handle, "u").uplink, 0);
+    handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn a_configured_masquerade_answers_every_request() {
+    let (handle, server, cert) = engine(Some(json!({
+        "type": "string", "status_code": 200, "content": "<h1>It works</h1>",
+        "headers": {"Content-Type": "text/html", "Server": "nginx"},
+    })));
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        let page = auth(&conn, "guess").await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.body, b"<h1>It works</h1>");
+        assert_eq!(field(&page, "content-type"), Some("text/html"));
+        assert_eq!(field(&page, "server"), Some("nginx"));
+        assert_eq!(field(&page, "content-length"), Some("17"));
+    });
+    handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn malformed_requests_and_garbage_packets_leave_the_server_serving() {
+    let (handle, server, cert) = engine(None);
+    let echo = tcp_echo();
+    // Garbage datagrams at the port, before anything else.
+    let garbage = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for len in [1usize, 20, 1200, 1500] {
+        let junk: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+        garbage.send_to(&junk, server).unwrap();
+    }
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        // A HEADERS frame whose field section does not decode: the stream is refused.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&[0x01, 0x03, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+        send.finish().unwrap();
+        assert!(
+            recv.read_to_end(1 << 16).await.is_err(),
+            "a malformed request was answered"
+        );
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+        let bad_requests: Vec<Vec<u8>> = vec![
+            // 0x401 with an empty address.
+            vec![0x44, 0x01, 0x00, 0x00],
+            // An address longer than the protocol allows.
+            vec![0x44, 0x01, 0x80, 0x00, 0x13, 0x88],
+            // Padding longer than the protocol allows.
+            {
+                let mut r = vec![0x44, 0x01, 0x0e];
+                r.extend_from_slice(b"127.0.0.1:9999");
+                r.extend_from_slice(&[0x80, 0x00, 0x20, 0x00]);
+                r
+            },
+            // An address that is not host:port.
+            {
+                let mut r = vec![0x44, 0x01, 0x06];
+                r.extend_from_slice(b"nohost");
+                r.push(0);
+                r
+            },
+        ];
+        for request in bad_requests {
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            send.write_all(&request).await.unwrap();
+            let got = recv.read_to_end(1 << 16).await;
+            assert!(got.is_err(), "{request:02x?} was answered: {got:?}");
+        }
+        // Garbage datagrams inside the connection are dropped.
+        conn.send_datagram(Bytes::from_static(b"\x00\x00\x00\x01\x00"))
+            .unwrap();
+        conn.send_datagram(Bytes::from_static(&[0xff; 40])).unwrap();
+        // The same connection still relays.
+        tcp_echo_through(&conn, echo).await;
+    });
+    // And a new client is served.
+    runtime().block_on(async {
+        let conn = connect(server, &cert, true).await;
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+        tcp_echo_through(&conn, echo).await;
+    });
+    handle.stop(Duration::from_secs(1));
+}
