@@ -336,6 +336,18 @@ pub struct Hysteria2Config {
     /// web server). Default: `404 page not found`, as the reference server answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub masquerade: Option<MasqueradeConfig>,
+    /// The most the server sends to one client, in Mbit/s: caps the rate a client declares
+    /// (Brutal). None: the client's declared rate as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_mbps: Option<u32>,
+    /// The most one client should send to the server, in Mbit/s, told to clients in the
+    /// authentication answer (they cap their Brutal rate at it). None: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_mbps: Option<u32>,
+    /// Ignore the rates clients declare: no Brutal either way; the server answers
+    /// `Hysteria-CC-RX: auto`, so clients run their own congestion control too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_client_bandwidth: bool,
 }
 
 /// Packet obfuscation of a Hysteria2 inbound.

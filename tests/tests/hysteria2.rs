@@ -1,6 +1,7 @@
 //! Hysteria2 interop with sing-box as the client: 16 MiB each way over TCP (QUIC streams) and
 //! over UDP (QUIC datagrams) through our server to loopback echoes, every byte checked; with
-//! and without Salamander obfuscation. Also what a prober sees: an ordinary HTTP/3 answer.
+//! and without Salamander obfuscation (the obfuscated run also declares rates, so both sides
+//! send with Brutal). Also what a prober sees: an ordinary HTTP/3 answer.
 
 use std::time::Duration;
 
@@ -12,11 +13,14 @@ const PASSWORD: &str = "correct horse battery staple";
 const OBFS: &str = "salamander secret";
 
 /// An engine with one Hysteria2 inbound (self-signed certificate for `localhost`) on a free
-/// loopback UDP port, with user `u`.
+/// loopback UDP port, with user `u`; with `obfs`, Salamander and rate caps (so that a client
+/// declaring rates runs Brutal both ways).
 fn engine(obfs: bool) -> (engine::Handle, std::net::SocketAddr) {
     let mut settings = json!({"users": [{"name": "u", "password": PASSWORD}]});
     if obfs {
         settings["obfs"] = json!({"type": "salamander", "password": OBFS});
+        settings["up_mbps"] = json!(800);
+        settings["down_mbps"] = json!(800);
     }
     let handle = start_engine(json!({
         "workers": 2,
@@ -39,6 +43,9 @@ fn outbound(server: std::net::SocketAddr, password: &str, obfs: bool) -> serde_j
     });
     if obfs {
         out["obfs"] = json!({"type": "salamander", "password": OBFS});
+        // Declared rates: Brutal on both sides.
+        out["up_mbps"] = json!(400);
+        out["down_mbps"] = json!(400);
     }
     out
 }

@@ -21,30 +21,23 @@ use serde_json::json;
 const PASSWORD: &str = "correct horse battery staple";
 
 /// A certificate for `localhost`, as PEM files, and the certificate for the client to trust.
-fn certificate() -> (
-    std::path::PathBuf,
-    std::path::PathBuf,
-    rustls::pki_types::CertificateDer<'static>,
-) {
+fn certificate() -> (std::path::PathBuf, std::path::PathBuf, Trusted) {
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let cert = temp_file("hy2-cert.pem", &generated.cert.pem());
     let key = temp_file("hy2-key.pem", &generated.key_pair.serialize_pem());
     (cert, key, generated.cert.der().clone())
 }
 
-/// An engine with one Hysteria2 inbound on a free loopback UDP port (user `u`, the
-/// `masquerade` given), and the certificate to trust.
-fn engine(
-    masquerade: Option<serde_json::Value>,
-) -> (
-    engine::Handle,
-    SocketAddr,
-    rustls::pki_types::CertificateDer<'static>,
-) {
+/// A certificate the client trusts.
+type Trusted = rustls::pki_types::CertificateDer<'static>;
+
+/// An engine with one Hysteria2 inbound on a free loopback UDP port (user `u`, and the
+/// settings in `extra`), and the certificate to trust.
+fn engine(extra: serde_json::Value) -> (engine::Handle, SocketAddr, Trusted) {
     let (cert, key, der) = certificate();
     let mut settings = json!({"users": [{"name": "u", "password": PASSWORD}]});
-    if let Some(m) = masquerade {
-        settings["masquerade"] = m;
+    for (k, v) in extra.as_object().unwrap() {
+        settings[k] = v.clone();
     }
     let handle = start_engine(json!({
         "workers": 1,
@@ -99,11 +92,7 @@ impl crypto::ClientConfig for OmitDatagramLimit {
 }
 
 /// Connects to `server` trusting `cert`; with `omit`, without advertising the datagram limit.
-async fn connect(
-    server: SocketAddr,
-    cert: &rustls::pki_types::CertificateDer<'static>,
-    omit: bool,
-) -> quinn::Connection {
+async fn connect(server: SocketAddr, cert: &Trusted, omit: bool) -> quinn::Connection {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.clone()).unwrap();
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -232,7 +221,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn udp_replies_reach_a_client_that_omits_the_datagram_limit() {
-    let (handle, server, cert) = engine(None);
+    let (handle, server, cert) = engine(json!({"down_mbps": 100}));
     let echo = udp_echo();
     let mut sent = 0;
     runtime().block_on(async {
@@ -240,6 +229,8 @@ fn udp_replies_reach_a_client_that_omits_the_datagram_limit() {
         let ok = auth(&conn, PASSWORD).await;
         assert_eq!(ok.status, 233, "{ok:?}");
         assert_eq!(field(&ok, "hysteria-udp"), Some("true"));
+        // The server's receive limit, in bytes per second.
+        assert_eq!(field(&ok, "hysteria-cc-rx"), Some("12500000"));
         let address = echo.to_string();
         for i in 0..20u16 {
             let payload = format!("datagram {i}");
@@ -275,7 +266,7 @@ fn udp_replies_reach_a_client_that_omits_the_datagram_limit() {
 
 #[test]
 fn wrong_password_and_other_requests_get_the_masquerade() {
-    let (handle, server, cert) = engine(None);
+    let (handle, server, cert) = engine(json!({}));
     runtime().block_on(async {
         let conn = connect(server, &cert, false).await;
         let wrong = auth(&conn, "not the password").await;
@@ -315,12 +306,18 @@ fn wrong_password_and_other_requests_get_the_masquerade() {
 
 #[test]
 fn a_configured_masquerade_answers_every_request() {
-    let (handle, server, cert) = engine(Some(json!({
-        "type": "string", "status_code": 200, "content": "<h1>It works</h1>",
-        "headers": {"Content-Type": "text/html", "Server": "nginx"},
-    })));
+    let (handle, server, cert) = engine(json!({
+        "masquerade": {
+            "type": "string", "status_code": 200, "content": "<h1>It works</h1>",
+            "headers": {"Content-Type": "text/html", "Server": "nginx"},
+        },
+        "ignore_client_bandwidth": true,
+    }));
     runtime().block_on(async {
         let conn = connect(server, &cert, false).await;
+        let ok = auth(&conn, PASSWORD).await;
+        assert_eq!(ok.status, 233);
+        assert_eq!(field(&ok, "hysteria-cc-rx"), Some("auto"));
         let page = auth(&conn, "guess").await;
         assert_eq!(page.status, 200);
         assert_eq!(page.body, b"<h1>It works</h1>");
@@ -333,7 +330,7 @@ fn a_configured_masquerade_answers_every_request() {
 
 #[test]
 fn malformed_requests_and_garbage_packets_leave_the_server_serving() {
-    let (handle, server, cert) = engine(None);
+    let (handle, server, cert) = engine(json!({}));
     let echo = tcp_echo();
     // Garbage datagrams at the port, before anything else.
     let garbage = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -386,7 +383,11 @@ fn malformed_requests_and_garbage_packets_leave_the_server_serving() {
         conn.send_datagram(Bytes::from_static(&[0xff; 40])).unwrap();
         // The same connection still relays.
         tcp_echo_through(&conn, echo).await;
+        conn.close(0u32.into(), b"done");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     });
+    // Nothing is left behind once the client has closed.
+    assert_connections_freed(&handle);
     // And a new client is served.
     runtime().block_on(async {
         let conn = connect(server, &cert, true).await;

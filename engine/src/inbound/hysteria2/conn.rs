@@ -15,6 +15,7 @@ use quinn_proto::{
     Connection, ConnectionEvent, ConnectionHandle, Dir, Event, StreamEvent, StreamId, VarInt,
 };
 
+use super::brutal::SendRate;
 use super::udp::Session;
 use super::Endpoint;
 use crate::inbound::{InboundShared, LiveGuard, Registration, WorkerCtx};
@@ -66,6 +67,8 @@ pub(super) struct Conn {
     pub(super) sessions: RefCell<HashMap<u32, Rc<Session>>>,
     /// Whether we have closed the connection (it drains, then the driver ends).
     closing: Cell<bool>,
+    /// The congestion controller's rate (Brutal), set at authentication.
+    pub(super) send_rate: SendRate,
 }
 
 impl Conn {
@@ -74,6 +77,7 @@ impl Conn {
         handle: ConnectionHandle,
         quic: Connection,
         peer: SocketAddr,
+        send_rate: SendRate,
     ) -> Rc<Conn> {
         Rc::new(Conn {
             ep,
@@ -88,6 +92,7 @@ impl Conn {
             lost: Signal::new(),
             sessions: RefCell::new(HashMap::new()),
             closing: Cell::new(false),
+            send_rate,
         })
     }
 

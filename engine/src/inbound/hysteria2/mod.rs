@@ -25,6 +25,7 @@
 //! loop; stream and session tasks read and write through the connection and wake the driver,
 //! which wakes them back when quinn reports their stream readable or writable.
 
+mod brutal;
 mod conn;
 mod stream;
 mod udp;
@@ -67,10 +68,37 @@ const MAX_UNI_STREAMS: u32 = 16;
 pub(crate) struct Inbound {
     /// Users by password, swapped whole when users change.
     pub(crate) keys: ArcSwap<UserTable<Hysteria2Users>>,
+    /// The server config every connection starts from (each gets its own congestion
+    /// controller factory, see [`Inbound::server_config`]).
     server: Arc<ServerConfig>,
     obfs: Option<Salamander>,
     /// The masquerade's whole answer: HEADERS and DATA frames.
     masquerade: Vec<u8>,
+    /// The most the server sends to one client, bytes per second (0: no cap).
+    max_send: u64,
+    /// What the authentication answer declares as the server's receive rate.
+    receive: http3::ServerRx,
+}
+
+/// Bytes per second in `mbps` megabits per second.
+fn bytes_per_sec(mbps: u32) -> u64 {
+    u64::from(mbps) * 125_000
+}
+
+/// The QUIC transport settings of every connection, with `rate` bound to its controller.
+fn transport(rate: brutal::SendRate) -> TransportConfig {
+    let mut transport = TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into())
+        .max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
+        .stream_receive_window(STREAM_WINDOW.into())
+        .receive_window(CONNECTION_WINDOW.into())
+        .send_window(u64::from(CONNECTION_WINDOW))
+        .max_idle_timeout(Some(MAX_IDLE.try_into().expect("30 s fits a varint")))
+        .datagram_receive_buffer_size(Some(1 << 20))
+        .datagram_send_buffer_size(1 << 20)
+        .congestion_controller_factory(Arc::new(brutal::Factory { rate }));
+    transport
 }
 
 fn invalid(field: String, message: impl std::fmt::Display) -> ConfigError {
@@ -93,17 +121,7 @@ impl Inbound {
         let quic = QuicServerConfig::try_from(tls).map_err(|e| invalid(tls_at, e))?;
         let crypto = AssumedDatagramLimit::new(Arc::new(quic), ASSUMED_MAX_DATAGRAM as u64);
         let mut server = ServerConfig::with_crypto(Arc::new(crypto));
-        let mut transport = TransportConfig::default();
-        transport
-            .max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into())
-            .max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
-            .stream_receive_window(STREAM_WINDOW.into())
-            .receive_window(CONNECTION_WINDOW.into())
-            .send_window(u64::from(CONNECTION_WINDOW))
-            .max_idle_timeout(Some(MAX_IDLE.try_into().expect("30 s fits a varint")))
-            .datagram_receive_buffer_size(Some(1 << 20))
-            .datagram_send_buffer_size(1 << 20);
-        server.transport_config(Arc::new(transport));
+        server.transport_config(Arc::new(transport(brutal::SendRate::default())));
         let obfs = match &c.obfs {
             None => None,
             Some(ObfsConfig::Salamander { password }) => Some(
@@ -111,12 +129,42 @@ impl Inbound {
                     .map_err(|e| invalid(format!("{at}.settings.obfs.password"), e))?,
             ),
         };
+        let receive = if c.ignore_client_bandwidth {
+            http3::ServerRx::Auto
+        } else {
+            http3::ServerRx::Rate(c.down_mbps.map_or(0, bytes_per_sec))
+        };
         Ok(Inbound {
             keys: ArcSwap::from_pointee(UserTable::default()),
             server: Arc::new(server),
             obfs,
             masquerade: masquerade_response(c.masquerade.as_ref()),
+            max_send: if c.ignore_client_bandwidth {
+                0
+            } else {
+                c.up_mbps.map_or(0, bytes_per_sec)
+            },
+            receive,
         })
+    }
+
+    /// A connection's server config: the inbound's, with a congestion controller bound to
+    /// `rate`, which authentication sets.
+    fn server_config(&self, rate: brutal::SendRate) -> Arc<ServerConfig> {
+        let mut config = ServerConfig::clone(&self.server);
+        config.transport_config(Arc::new(transport(rate)));
+        Arc::new(config)
+    }
+
+    /// The rate to send to a client that declared it receives `declared` bytes per second
+    /// (0: unknown): none (0, Cubic) when unknown or ignored, else capped by `up_mbps`.
+    fn send_rate(&self, declared: u64) -> u64 {
+        match (declared, self.max_send) {
+            (0, _) => 0,
+            _ if matches!(self.receive, http3::ServerRx::Auto) => 0,
+            (d, 0) => d,
+            (d, max) => d.min(max),
+        }
     }
 }
 
@@ -260,10 +308,15 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
                     ep.send(&out[..t.size], t.destination, &mut scratch).await;
                     continue;
                 }
-                let accepted = ep.quic.borrow_mut().accept(incoming, now, &mut out, None);
+                let rate = brutal::SendRate::default();
+                let config = h.server_config(rate.clone());
+                let accepted = ep
+                    .quic
+                    .borrow_mut()
+                    .accept(incoming, now, &mut out, Some(config));
                 match accepted {
                     Ok((handle, connection)) => {
-                        let conn = Conn::new(Rc::clone(&ep), handle, connection, from);
+                        let conn = Conn::new(Rc::clone(&ep), handle, connection, from, rate);
                         ep.conns.borrow_mut().insert(handle, Rc::clone(&conn));
                         let guard = ctx.live_guard(&ib);
                         runtime::spawn(conn.drive(Rc::clone(&ctx), Arc::clone(&ib), guard));

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use proto::hysteria2::http3::{self, ServerRx};
+use proto::hysteria2::http3;
 use proto::hysteria2::tcp::{self, TcpStatus, TCP_REQUEST};
 use proto::hysteria2::{varint, MAX_ADDRESS_LEN, MAX_MESSAGE_LEN, MAX_PADDING_LEN};
 use proto::Progress;
@@ -194,13 +194,15 @@ async fn http_request(
             }
         }
     };
-    let user = request
-        .hysteria_auth()
-        .and_then(|auth| h.keys.load().table.get(auth.auth));
+    let auth = request.hysteria_auth();
+    let user = auth.and_then(|a| h.keys.load().table.get(a.auth));
     let mut answer = Vec::new();
-    match user {
-        Some(user) if conn.authenticate(ctx, ib, user) => {
-            http3::push_auth_response(true, ServerRx::Auto, &padding(256, 2048), &mut answer);
+    match (user, auth) {
+        (Some(user), Some(auth)) if conn.authenticate(ctx, ib, user) => {
+            let rate = h.send_rate(auth.cc_rx);
+            conn.send_rate.set(rate);
+            tracing::debug!(inbound = %ib.tag, peer = %conn.peer, brutal_bytes_per_sec = rate, "authenticated");
+            http3::push_auth_response(true, h.receive, &padding(256, 2048), &mut answer);
         }
         _ => {
             tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "not authenticated: masquerade");
