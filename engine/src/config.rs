@@ -377,6 +377,15 @@ pub enum MasqueradeConfig {
         #[serde(default)]
         headers: std::collections::BTreeMap<String, String>,
     },
+    /// A reverse proxy: every request goes to the operator's own HTTP site and its answer
+    /// comes back (the destination rules do not apply: the operator names it, not a client).
+    Proxy {
+        /// The site (`"127.0.0.1:8080"`), plain HTTP/1.1.
+        address: SocketAddr,
+        /// The `Host` sent to the site; default: the request's authority.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
 }
 
 fn default_masquerade_status() -> u16 {
@@ -703,6 +712,17 @@ impl Hysteria2Config {
         if let Some(ObfsConfig::Salamander { password }) = &self.obfs {
             proto::hysteria2::salamander::Salamander::new(password.as_bytes())
                 .map_err(|e| invalid(format!("{at}.obfs.password"), e.to_string()))?;
+        }
+        if let Some(MasqueradeConfig::Proxy {
+            host: Some(host), ..
+        }) = &self.masquerade
+        {
+            if host.is_empty() || host.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(invalid(
+                    format!("{at}.masquerade.host"),
+                    "must be a host name (visible ASCII, no spaces)",
+                ));
+            }
         }
         if let Some(MasqueradeConfig::String {
             status_code,

@@ -396,3 +396,65 @@ fn malformed_requests_and_garbage_packets_leave_the_server_serving() {
     });
     handle.stop(Duration::from_secs(1));
 }
+
+#[test]
+fn a_reverse_proxy_masquerade_answers_with_the_site() {
+    let (site, seen) = http_site("the operator's own site");
+    let (handle, server, cert) = engine(json!({
+        "masquerade": {"type": "proxy", "address": site},
+    }));
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        let page = auth(&conn, "guess").await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.body, b"the operator's own site");
+        assert_eq!(field(&page, "content-type"), Some("text/plain"));
+        let mut get = Vec::new();
+        http3::push_headers_frame(
+            &[
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", b"www.example.com"),
+                (b":path", b"/index.html?x=1"),
+                (b"user-agent", b"probe"),
+            ],
+            &mut get,
+        );
+        let page = exchange(&conn, &get).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.body, b"the operator's own site");
+        // The client still authenticates as usual.
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+    });
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "one site request per masqueraded request");
+    let first = String::from_utf8_lossy(&seen[0]);
+    assert!(
+        first.starts_with("POST /auth HTTP/1.1\r\nHost: hysteria\r\n"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("guess"),
+        "the password went to the site: {first}"
+    );
+    let second = String::from_utf8_lossy(&seen[1]);
+    assert!(
+        second.starts_with("GET /index.html?x=1 HTTP/1.1\r\nHost: www.example.com\r\n"),
+        "{second}"
+    );
+    assert!(second.contains("user-agent: probe\r\n"), "{second}");
+    handle.stop(Duration::from_secs(1));
+
+    // A site that is down: 502, as from any reverse proxy.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = down.local_addr().unwrap();
+    drop(down);
+    let (handle, server, cert) = engine(json!({
+        "masquerade": {"type": "proxy", "address": address},
+    }));
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        assert_eq!(auth(&conn, "guess").await.status, 502);
+    });
+    handle.stop(Duration::from_secs(1));
+}

@@ -1019,3 +1019,31 @@ pub fn hysteria2_auth_request(data: &[u8]) {
     );
     assert_eq!(reparsed.fields, head.fields);
 }
+
+/// The reverse-proxy masquerade's HTTP/1.1 side: any site response parses without panicking
+/// and never yields more body than it was given; any request from a client encodes into
+/// exactly one well-formed HTTP/1.1 request (nothing smuggled past its head).
+pub fn hysteria2_masquerade(data: &[u8]) {
+    use crate::hysteria2::masquerade::{encode_request, parse_response};
+    use crate::hysteria2::qpack::Field;
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if let Ok(crate::Progress::Done(r)) = parse_response(rest, mode & 1 != 0, mode & 2 != 0) {
+        assert!(r.body.len() <= rest.len());
+    }
+    // Method, path and one field taken from the input, split at NUL bytes.
+    let mut parts = rest.split(|&b| b == 0);
+    let method = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let path = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let name = parts.next().unwrap_or_default().to_vec();
+    let value = parts.next().unwrap_or_default().to_vec();
+    let mut out = Vec::new();
+    let fields = [Field { name, value }];
+    if encode_request(&method, &path, "h", &fields, b"", &mut out).is_ok() {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut request = httparse::Request::new(&mut headers);
+        let parsed = request.parse(&out).expect("our own request parses");
+        assert_eq!(parsed, httparse::Status::Complete(out.len()));
+    }
+}

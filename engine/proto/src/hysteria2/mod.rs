@@ -44,6 +44,7 @@
 
 pub mod http3;
 pub mod huffman;
+pub mod masquerade;
 pub mod qpack;
 pub mod salamander;
 pub mod tcp;

@@ -72,8 +72,7 @@ pub(crate) struct Inbound {
     /// controller factory, see [`Inbound::server_config`]).
     server: Arc<ServerConfig>,
     obfs: Option<Salamander>,
-    /// The masquerade's whole answer: HEADERS and DATA frames.
-    masquerade: Vec<u8>,
+    masquerade: Masquerade,
     /// The most the server sends to one client, bytes per second (0: no cap).
     max_send: u64,
     /// What the authentication answer declares as the server's receive rate.
@@ -138,7 +137,13 @@ impl Inbound {
             keys: ArcSwap::from_pointee(UserTable::default()),
             server: Arc::new(server),
             obfs,
-            masquerade: masquerade_response(c.masquerade.as_ref()),
+            masquerade: match &c.masquerade {
+                Some(MasqueradeConfig::Proxy { address, host }) => Masquerade::Proxy {
+                    address: *address,
+                    host: host.clone(),
+                },
+                other => Masquerade::Fixed(masquerade_response(other.as_ref())),
+            },
             max_send: if c.ignore_client_bandwidth {
                 0
             } else {
@@ -168,8 +173,19 @@ impl Inbound {
     }
 }
 
-/// The HTTP/3 answer every request but a successful authentication gets: the configured one,
-/// or the reference server's default, Go's `404 page not found`.
+/// What every HTTP/3 request but a successful authentication gets.
+enum Masquerade {
+    /// The same answer every time: HEADERS and DATA frames.
+    Fixed(Vec<u8>),
+    /// The operator's site's answer (`stream::proxy`).
+    Proxy {
+        address: SocketAddr,
+        host: Option<String>,
+    },
+}
+
+/// The fixed HTTP/3 answer: the configured one, or the reference server's default, Go's
+/// `404 page not found`.
 fn masquerade_response(c: Option<&MasqueradeConfig>) -> Vec<u8> {
     let default_headers = [
         (
@@ -179,7 +195,9 @@ fn masquerade_response(c: Option<&MasqueradeConfig>) -> Vec<u8> {
         ("x-content-type-options".to_owned(), "nosniff".to_owned()),
     ];
     let (status, content, headers): (u16, &str, Vec<(String, String)>) = match c {
-        None => (404, "404 page not found\n", default_headers.to_vec()),
+        None | Some(MasqueradeConfig::Proxy { .. }) => {
+            (404, "404 page not found\n", default_headers.to_vec())
+        }
         Some(MasqueradeConfig::String {
             status_code,
             content,
@@ -193,23 +211,33 @@ fn masquerade_response(c: Option<&MasqueradeConfig>) -> Vec<u8> {
                 .collect(),
         ),
     };
-    let status = status.to_string();
-    let length = content.len().to_string();
-    let mut fields: Vec<(&[u8], &[u8])> = vec![(b":status", status.as_bytes())];
-    fields.extend(
-        headers
-            .iter()
-            .filter(|(k, _)| k != "content-length")
-            .map(|(k, v)| (k.as_bytes(), v.as_bytes())),
-    );
-    fields.push((b"content-length", length.as_bytes()));
+    let headers: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
     let mut out = Vec::new();
-    http3::push_headers_frame(&fields, &mut out);
-    if !content.is_empty() {
-        http3::push_frame_header(http3::DATA, content.len(), &mut out);
-        out.extend_from_slice(content.as_bytes());
-    }
+    push_http3_response(status, &headers, content.as_bytes(), &mut out);
     out
+}
+
+/// Appends an HTTP/3 response: HEADERS (`status`, `fields` but any `content-length`, then
+/// the body's length) and the body in one DATA frame.
+fn push_http3_response(status: u16, fields: &[(&[u8], &[u8])], body: &[u8], out: &mut Vec<u8>) {
+    let status = status.to_string();
+    let length = body.len().to_string();
+    let mut all: Vec<(&[u8], &[u8])> = vec![(b":status", status.as_bytes())];
+    all.extend(
+        fields
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case(b"content-length"))
+            .copied(),
+    );
+    all.push((b"content-length", length.as_bytes()));
+    http3::push_headers_frame(&all, out);
+    if !body.is_empty() {
+        http3::push_frame_header(http3::DATA, body.len(), out);
+        out.extend_from_slice(body);
+    }
 }
 
 /// One worker's QUIC endpoint for one inbound: the socket, quinn's endpoint state and the

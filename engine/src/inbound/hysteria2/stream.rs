@@ -14,12 +14,13 @@ use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use proto::hysteria2::http3;
 use proto::hysteria2::tcp::{self, TcpStatus, TCP_REQUEST};
-use proto::hysteria2::{varint, MAX_ADDRESS_LEN, MAX_MESSAGE_LEN, MAX_PADDING_LEN};
+use proto::hysteria2::{masquerade, varint, MAX_ADDRESS_LEN, MAX_MESSAGE_LEN, MAX_PADDING_LEN};
 use proto::Progress;
 use quinn_proto::{ReadError, ReadableError, StreamId, VarInt, WriteError};
 use rand::Rng;
 
 use super::conn::{Conn, H3_GENERAL_PROTOCOL_ERROR, H3_REQUEST_CANCELLED};
+use super::{push_http3_response, Masquerade};
 use crate::inbound::relay::{until_idle, Meter};
 use crate::inbound::{until_closed, InboundKind, InboundShared, WorkerCtx};
 use crate::outbound;
@@ -206,7 +207,17 @@ async fn http_request(
         }
         _ => {
             tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "not authenticated: masquerade");
-            answer.extend_from_slice(&h.masquerade);
+            match &h.masquerade {
+                Masquerade::Fixed(fixed) => answer.extend_from_slice(fixed),
+                Masquerade::Proxy { address, host } => {
+                    let site = Site {
+                        address: *address,
+                        host: host.as_deref(),
+                    };
+                    let body = request_body(conn, id, &request, head, deadline).await;
+                    site.answer(ctx, &request, &body, &mut answer).await;
+                }
+            }
         }
     }
     if conn.write_all(id, &answer).await.is_ok() {
@@ -341,5 +352,130 @@ async fn tcp_request(
     if !finished.get() {
         // Idle, kicked, closing or failed: the client learns the stream is over.
         conn.reset(id, H3_REQUEST_CANCELLED);
+    }
+}
+
+/// The body of an HTTP/3 request whose head ended at `request.consumed` of `head`: its DATA
+/// frames, read to the end of the stream when the request declares a length (a request that
+/// does not is answered without waiting), at most [`MAX_REQUEST_BODY`] bytes.
+async fn request_body(
+    conn: &Conn,
+    id: StreamId,
+    request: &http3::RequestHead,
+    mut head: Vec<u8>,
+    deadline: Instant,
+) -> Vec<u8> {
+    let declared = request
+        .field("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_REQUEST_BODY);
+    let mut body = Vec::new();
+    loop {
+        body.clear();
+        let mut at = request.consumed;
+        // DATA frames are the body; anything else (trailers, unknown frames) is skipped.
+        while let Progress::Done((kind, n)) = varint::decode(&head[at..]) {
+            let Progress::Done((len, m)) = varint::decode(&head[at + n..]) else {
+                break;
+            };
+            let start = at + n + m;
+            let Some(end) = usize::try_from(len).ok().and_then(|l| start.checked_add(l)) else {
+                break;
+            };
+            if end > head.len() {
+                break;
+            }
+            if kind == http3::DATA {
+                body.extend_from_slice(&head[start..end]);
+            }
+            at = end;
+        }
+        if body.len() >= declared || head.len() > MAX_REQUEST_BODY + 64 * 1024 {
+            body.truncate(MAX_REQUEST_BODY);
+            return body;
+        }
+        if !conn.read_more(id, &mut head, deadline).await {
+            return body;
+        }
+    }
+}
+
+/// Largest request body the reverse-proxy masquerade forwards.
+const MAX_REQUEST_BODY: usize = 1 << 20;
+
+/// The operator's site behind the reverse-proxy masquerade.
+struct Site<'a> {
+    address: std::net::SocketAddr,
+    host: Option<&'a str>,
+}
+
+impl Site<'_> {
+    /// Appends the site's answer to `request` as an HTTP/3 response; `502` when the site
+    /// cannot be reached or answers something that is not HTTP, as a reverse proxy would.
+    async fn answer(
+        &self,
+        ctx: &WorkerCtx,
+        request: &http3::RequestHead,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        match self.fetch(ctx, request, body).await {
+            Ok(r) => {
+                let fields: Vec<(&[u8], &[u8])> = r
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes(), v.as_slice()))
+                    .collect();
+                push_http3_response(r.status, &fields, &r.body, out);
+            }
+            Err(e) => {
+                tracing::debug!(site = %self.address, "masquerade site: {e}");
+                push_http3_response(502, &[], b"", out);
+            }
+        }
+    }
+
+    async fn fetch(
+        &self,
+        ctx: &WorkerCtx,
+        request: &http3::RequestHead,
+        body: &[u8],
+    ) -> io::Result<masquerade::Response> {
+        let host = self
+            .host
+            .or(request.authority.as_deref())
+            .unwrap_or("localhost");
+        let mut wire = Vec::new();
+        masquerade::encode_request(
+            &request.method,
+            request.path.as_deref().unwrap_or("/"),
+            host,
+            &request.fields,
+            body,
+            &mut wire,
+        )
+        .map_err(io::Error::other)?;
+        let t = &ctx.shared.timeouts;
+        // The operator's own site: the destination rules do not apply.
+        let mut site = runtime::TcpStream::connect_timeout(self.address, t.connect).await?;
+        site.write_all(&wire).await?;
+        site.flush().await?;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let head_request = request.method == "HEAD";
+        loop {
+            let n = runtime::timeout(t.handshake, site.read(&mut buf))
+                .await
+                .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))??;
+            got.extend_from_slice(&buf[..n]);
+            match masquerade::parse_response(&got, n == 0, head_request) {
+                Ok(Progress::Done(r)) => return Ok(r),
+                Ok(Progress::NeedMore) if n > 0 => continue,
+                Ok(Progress::NeedMore) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
     }
 }
