@@ -153,6 +153,22 @@ export const ResetStrategyValues = Object.freeze(["no_reset", "day", "week", "mo
 export const SubscriptionFormatValues = Object.freeze(["links", "base64", "sing-box", "clash-meta", "xray", "v2ray", "clash"]);
 
 /**
+ * The subscription options as the API shows them.
+ * @typedef {Object} SubscriptionSettings
+ * @property {string} [profile_title] The `profile-title` clients show, with the placeholders of host remarks (`{USERNAME}`, `{DATA_LEFT}`, `{DAYS_LEFT}`...) filled per user; absent: the user's name.
+ * @property {string} [support_url] Where users get help (`support-url`, and a link on the subscription page); absent: none.
+ * @property {number} update_interval Hours between a client's fetches (`profile-update-interval`), 1 to 168.
+ */
+
+/**
+ * A change to the subscription options. Absent fields keep their value; `null` goes back to the default (the user's name as the title; no support URL).
+ * @typedef {Object} SubscriptionSettingsInput
+ * @property {string} [profile_title] 1 to 128 characters without control characters (trimmed); `null`: the user's name.
+ * @property {string} [support_url] `http://` or `https://` URL of at most 2048 printable ASCII characters; `null`: none.
+ * @property {number} [update_interval] Hours between fetches, 1 to 168.
+ */
+
+/**
  * Users by status and traffic totals.
  * @typedef {Object} SystemStats
  * @property {number} active_users Active users.
@@ -490,6 +506,25 @@ export class Api extends ApiBase {
    */
   putServicesById(id, body) {
     return this.request("PUT", "/services/" + encodeURIComponent(id), { json: body });
+  }
+
+  /**
+   * The subscription options (any admin may read them).
+   * `GET /settings/subscription`
+   * @returns {Promise<SubscriptionSettings>}
+   */
+  getSettingsSubscription() {
+    return this.request("GET", "/settings/subscription");
+  }
+
+  /**
+   * Change the subscription options (sudo admins that are not read-only). Every subscription fetched afterwards carries them.
+   * `PUT /settings/subscription`
+   * @param {SubscriptionSettingsInput} body
+   * @returns {Promise<SubscriptionSettings>}
+   */
+  putSettingsSubscription(body) {
+    return this.request("PUT", "/settings/subscription", { json: body });
   }
 
   /**

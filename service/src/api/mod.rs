@@ -5,6 +5,7 @@ pub mod admins;
 pub mod hosts;
 pub mod inbounds;
 pub mod services;
+pub mod settings;
 pub mod subscription;
 pub mod system;
 pub mod users;
@@ -27,7 +28,7 @@ pub enum ApiTags {
     Hosts,
     /// Subscriptions: what users' clients fetch (no token: the key is the credential).
     Subscription,
-    /// System statistics and settings (webhooks).
+    /// System statistics and settings (subscription options, webhooks).
     System,
 }
 
@@ -41,6 +42,7 @@ pub type Api = (
     hosts::HostApi,
     subscription::SubscriptionApi,
     webhooks::WebhookApi,
+    settings::SettingsApi,
 );
 
 /// The OpenAPI service (also used to write `openapi/openapi.json`).
@@ -55,6 +57,7 @@ pub fn service() -> OpenApiService<Api, ()> {
             hosts::HostApi,
             subscription::SubscriptionApi,
             webhooks::WebhookApi,
+            settings::SettingsApi,
         ),
         "Marzneshin",
         env!("CARGO_PKG_VERSION"),

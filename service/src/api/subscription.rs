@@ -16,14 +16,11 @@ use poem_openapi::{ApiResponse, Enum, OpenApi, OpenApiService};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{hosts, ApiTags};
+use super::{hosts, settings, ApiTags};
 use crate::db::{self, UserRow};
 use crate::error::{ApiError, ApiResult};
 use crate::serve::{now, AppState};
 use crate::subscription::{self, Format, InboundEntry, SubscriptionUser};
-
-/// Clients re-fetch after this many hours (`profile-update-interval`).
-pub const UPDATE_INTERVAL_HOURS: u32 = 12;
 
 /// User agents longer than this are cut before they are stored.
 const MAX_USER_AGENT: usize = 512;
@@ -73,13 +70,24 @@ pub struct SubscriptionResponse {
     headers: Vec<(&'static str, String)>,
 }
 
-const HEADERS: [(&str, &str); 4] = [
+const HEADERS: [(&str, &str); 5] = [
     (
         "subscription-userinfo",
         "`upload=0; download=<bytes used>; total=<data limit, 0: none>; expire=<Unix seconds, 0: never>`",
     ),
-    ("profile-title", "`base64:` and the title (the user name) in base64"),
-    ("profile-update-interval", "Hours between fetches"),
+    (
+        "profile-title",
+        "`base64:` and the title in base64: the panel's title (`GET /api/settings/subscription`) \
+         with its placeholders filled, or the user name",
+    ),
+    (
+        "profile-update-interval",
+        "Hours between fetches (the panel's `update_interval`, 12 by default)",
+    ),
+    (
+        "support-url",
+        "The panel's `support_url` (only when one is set)",
+    ),
     (
         "content-disposition",
         "`attachment; filename=\"<username>\"` (not on the HTML page)",
@@ -123,7 +131,7 @@ impl ApiResponse for SubscriptionResponse {
                     .map(|(name, description)| MetaHeader {
                         name: (*name).to_owned(),
                         description: Some((*description).to_owned()),
-                        required: *name != "content-disposition",
+                        required: !matches!(*name, "content-disposition" | "support-url"),
                         deprecated: false,
                         schema: String::schema_ref(),
                     })
@@ -207,11 +215,23 @@ async fn subscription(
     let view = SubscriptionUser::from_row(&user, now);
     let proxies = subscription::proxies(&view, &entries, now);
     let format = format.unwrap_or_else(|| subscription::detect(user_agent, accept.unwrap_or("")));
+    let options = settings::load_subscription_options(&state.db)
+        .await
+        .map_err(ApiError::from)?;
     let mut headers = vec![
         ("subscription-userinfo", view.userinfo()),
-        ("profile-title", subscription::profile_title(&view.username)),
-        ("profile-update-interval", UPDATE_INTERVAL_HOURS.to_string()),
+        (
+            "profile-title",
+            subscription::profile_title(&options.title_for(&view, now)),
+        ),
+        (
+            "profile-update-interval",
+            options.update_interval.to_string(),
+        ),
     ];
+    if let Some(url) = &options.support_url {
+        headers.push(("support-url", url.clone()));
+    }
     if format != Format::Page {
         headers.push((
             "content-disposition",
@@ -220,7 +240,7 @@ async fn subscription(
     }
     Ok(SubscriptionResponse {
         format,
-        body: subscription::render(format, &view, &proxies, now),
+        body: subscription::render(format, &view, &proxies, &options, now),
         headers,
     })
 }

@@ -22,6 +22,7 @@
 pub mod clash;
 pub mod detect;
 pub mod links;
+pub mod options;
 pub mod page;
 pub mod placeholders;
 pub mod singbox;
@@ -32,6 +33,8 @@ use std::collections::HashSet;
 use engine::config::{InboundConfig, Network, ObfsConfig, ProtocolConfig};
 
 pub use detect::detect;
+
+pub use options::SubscriptionOptions;
 
 use crate::db::UserRow;
 use crate::model::{ExpireStrategy, ResetStrategy, UserStatus};
@@ -525,15 +528,21 @@ fn unique_remarks(proxies: &mut [Proxy]) {
     }
 }
 
-/// The body of a subscription in `format`.
-pub fn render(format: Format, user: &SubscriptionUser, proxies: &[Proxy], now: i64) -> String {
+/// The body of a subscription in `format` (the page also shows the support URL of `options`).
+pub fn render(
+    format: Format,
+    user: &SubscriptionUser,
+    proxies: &[Proxy],
+    options: &SubscriptionOptions,
+    now: i64,
+) -> String {
     match format {
         Format::Links => links::render(proxies),
         Format::Base64 => links::render_base64(proxies),
         Format::SingBox => singbox::render(proxies),
         Format::ClashMeta => clash::render(proxies),
         Format::Xray => xray::render(proxies),
-        Format::Page => page::render(user, proxies, now),
+        Format::Page => page::render(user, proxies, options.support_url.as_deref(), now),
     }
 }
 

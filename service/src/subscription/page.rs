@@ -50,8 +50,13 @@ h1{font-size:1.5rem}table{border-collapse:collapse}td{padding:.25rem 1rem .25rem
 .link input{width:100%;font-family:monospace;box-sizing:border-box}\
 details svg{margin-top:.5rem}";
 
-/// The page for `user` with their `proxies`.
-pub fn render(user: &SubscriptionUser, proxies: &[Proxy], now: i64) -> String {
+/// The page for `user` with their `proxies`, and a link to `support` when the panel has one.
+pub fn render(
+    user: &SubscriptionUser,
+    proxies: &[Proxy],
+    support: Option<&str>,
+    now: i64,
+) -> String {
     let (status, class) = match user.status {
         UserStatus::Active => ("active", "ok"),
         UserStatus::OnHold => ("on hold (starts on first use)", "ok"),
@@ -80,6 +85,12 @@ pub fn render(user: &SubscriptionUser, proxies: &[Proxy], now: i64) -> String {
         (None, Some(d)) => format!("{} after first use", time_left(d)),
         (None, None) => "never".to_owned(),
     };
+    let support = support
+        .map(|url| {
+            let url = escape(url);
+            format!("<tr><td>Support</td><td><a href=\"{url}\" rel=\"noopener noreferrer\">{url}</a></td></tr>\n")
+        })
+        .unwrap_or_default();
     let mut body = String::new();
     if proxies.is_empty() {
         body.push_str("<p>No configurations are available.</p>\n");
@@ -101,7 +112,7 @@ pub fn render(user: &SubscriptionUser, proxies: &[Proxy], now: i64) -> String {
          <h1>{name} <span class=\"status {class}\">{status}</span></h1>\n<table>\n\
          <tr><td>Used</td><td>{used}{period}</td></tr>\n\
          <tr><td>Data limit</td><td>{limit}</td></tr>\n\
-         <tr><td>Expires</td><td>{expiry}</td></tr>\n</table>\n\
+         <tr><td>Expires</td><td>{expiry}</td></tr>\n{support}</table>\n\
          <h2>Configurations</h2>\n<p>Add this page's address to your client as a subscription, \
          or copy a link below.</p>\n{body}</body>\n</html>\n",
         name = escape(&user.username),
@@ -121,7 +132,7 @@ mod tests {
         e[1].hosts[0].remark = "<b>&{USERNAME}".into();
         let u = user();
         let p = proxies(&u, &e, 0);
-        let html = render(&u, &p, 1_899_000_000);
+        let html = render(&u, &p, None, 1_899_000_000);
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.contains("alice <span class=\"status ok\">active</span>"));
         assert!(html.contains("1.5 GB (resets monthly)"));
@@ -144,10 +155,29 @@ mod tests {
             status: UserStatus::Expired,
             ..user()
         };
-        let html = render(&u, &proxies(&u, &entries(), 0), 1_950_000_000);
+        let html = render(&u, &proxies(&u, &entries(), 0), None, 1_950_000_000);
         assert!(html.contains("status no\">expired"));
         assert!(html.contains("No configurations"));
         assert!(html.contains("(passed)"));
         assert!(!html.contains("ss://"));
+        assert!(!html.contains("Support"));
+    }
+
+    #[test]
+    fn support_url_is_an_escaped_link() {
+        let u = user();
+        let html = render(
+            &u,
+            &proxies(&u, &entries(), 0),
+            Some("https://t.me/help?a=1&b=\"x\""),
+            1_899_000_000,
+        );
+        let url = "https://t.me/help?a=1&amp;b=&quot;x&quot;";
+        assert!(
+            html.contains(&format!(
+                "<tr><td>Support</td><td><a href=\"{url}\" rel=\"noopener noreferrer\">{url}</a></td></tr>"
+            )),
+            "{html}"
+        );
     }
 }

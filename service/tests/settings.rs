@@ -1,0 +1,228 @@
+//! The panel's subscription options over real HTTP, on SQLite and PostgreSQL:
+//! `GET`/`PUT /api/settings/subscription` (defaults, validation, who may read and who may
+//! change them, kept across a restart) and the subscription headers and page that follow them.
+
+mod panel;
+
+use base64::Engine as _;
+use panel::{Backend, TestPanel};
+use serde_json::{json, Value};
+
+on_both_databases!(subscription_settings_api, subscriptions_follow_the_settings);
+
+const PATH: &str = "/api/settings/subscription";
+
+fn subscription_settings_api(backend: Backend) {
+    let mut p = TestPanel::start(backend);
+    let root = p.admin_token();
+    assert_eq!(
+        p.get(&root, PATH).ok(),
+        json!({"profile_title": null, "update_interval": 12, "support_url": null})
+    );
+
+    // Validation: each field named, nothing stored.
+    for (body, field, detail) in [
+        (json!({"update_interval": 0}), "update_interval", "1 to 168"),
+        (
+            json!({"update_interval": 169}),
+            "update_interval",
+            "1 to 168",
+        ),
+        (
+            json!({"update_interval": -5}),
+            "update_interval",
+            "1 to 168",
+        ),
+        (json!({"profile_title": "   "}), "profile_title", "1 to 128"),
+        (
+            json!({"profile_title": "x".repeat(129)}),
+            "profile_title",
+            "1 to 128",
+        ),
+        (
+            json!({"profile_title": "a\u{7}b"}),
+            "profile_title",
+            "control",
+        ),
+        (
+            json!({"support_url": "ftp://example.com"}),
+            "support_url",
+            "http://",
+        ),
+        (json!({"support_url": "https://"}), "support_url", "http://"),
+        (
+            json!({"support_url": "https://ex ample.com"}),
+            "support_url",
+            "printable ASCII",
+        ),
+        (
+            json!({"support_url": "https://exämple.com"}),
+            "support_url",
+            "printable ASCII",
+        ),
+        (
+            json!({"support_url": format!("https://{}", "a".repeat(2041))}),
+            "support_url",
+            "2048",
+        ),
+        // One bad field refuses the whole change.
+        (
+            json!({"profile_title": "Fine", "update_interval": 1000}),
+            "update_interval",
+            "1 to 168",
+        ),
+    ] {
+        p.put(&root, PATH, body.clone())
+            .expect_error(422, Some(field), detail);
+    }
+    assert_eq!(p.get(&root, PATH).ok()["profile_title"], Value::Null);
+
+    // Set, trimmed; absent fields keep their value; null goes back to the default.
+    let set = p
+        .put(
+            &root,
+            PATH,
+            json!({"profile_title": "  Fast VPN · {USERNAME}  ", "update_interval": 168,
+                   "support_url": "https://t.me/fastvpn_support"}),
+        )
+        .ok();
+    assert_eq!(
+        set,
+        json!({"profile_title": "Fast VPN · {USERNAME}", "update_interval": 168,
+               "support_url": "https://t.me/fastvpn_support"})
+    );
+    let kept = p.put(&root, PATH, json!({"update_interval": 1})).ok();
+    assert_eq!(kept["profile_title"], "Fast VPN · {USERNAME}");
+    assert_eq!(kept["support_url"], "https://t.me/fastvpn_support");
+    assert_eq!(kept["update_interval"], 1);
+    let cleared = p.put(&root, PATH, json!({"support_url": null})).ok();
+    assert_eq!(cleared["support_url"], Value::Null);
+    assert_eq!(cleared["profile_title"], "Fast VPN · {USERNAME}");
+
+    // Any admin may read; only a sudo admin with write access may change.
+    let svc = p.new_service(&root, "svc", &[]);
+    let plain = p.new_admin(
+        &root,
+        json!({"username": "plain", "password": "plain-password", "service_ids": [svc]}),
+    );
+    let plain_ro = p.new_admin(
+        &root,
+        json!({"username": "plain_ro", "password": "plain-ro-password", "read_only": true}),
+    );
+    let viewer = p.new_admin(
+        &root,
+        json!({"username": "viewer", "password": "viewer-password", "is_sudo": true,
+               "read_only": true}),
+    );
+    for token in [&plain, &plain_ro, &viewer] {
+        assert_eq!(p.get(token, PATH).ok(), cleared);
+        p.put(token, PATH, json!({"update_interval": 2}))
+            .expect_error(403, None, "");
+    }
+    assert_eq!(p.get("not-a-token", PATH).status, 401);
+    assert_eq!(
+        p.put("not-a-token", PATH, json!({"update_interval": 2}))
+            .status,
+        401
+    );
+    assert_eq!(p.get(&root, PATH).ok()["update_interval"], 1);
+
+    // Stored in the database: a restart keeps them.
+    p.restart(&panel::Options::default());
+    let root = p.admin_token();
+    assert_eq!(p.get(&root, PATH).ok(), cleared);
+
+    // In the spec, with examples and the error responses.
+    let spec: Value = reqwest::blocking::get(format!("{}/openapi.json", p.base))
+        .unwrap()
+        .json()
+        .unwrap();
+    let path = &spec["paths"]["/settings/subscription"];
+    for status in ["200", "401", "403", "422"] {
+        assert!(path["put"]["responses"][status].is_object(), "PUT {status}");
+    }
+    assert!(path["get"]["responses"]["200"].is_object());
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["SubscriptionSettings"]["example"]["update_interval"],
+        12
+    );
+    assert!(schemas["SubscriptionSettingsInput"]["example"]["support_url"].is_string());
+}
+
+fn title_of(headers: &reqwest::header::HeaderMap) -> String {
+    let value = headers["profile-title"].to_str().unwrap();
+    let encoded = value.strip_prefix("base64:").unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn subscriptions_follow_the_settings(backend: Backend) {
+    let p = TestPanel::start(backend);
+    let root = p.admin_token();
+    let inbound = p.new_inbound(&root, "plain", "aes-256-gcm", panel::free_port());
+    let svc = p.new_service(&root, "all", &[inbound["id"].as_i64().unwrap()]);
+    let alice = p.new_user(
+        &root,
+        json!({"username": "alice", "service_ids": [svc], "data_limit": 1_073_741_824}),
+    );
+    let sub = format!("{}/sub/alice/{}", p.base, alice["key"].as_str().unwrap());
+    let fetch = |accept: &str| {
+        let r = reqwest::blocking::Client::new()
+            .get(&sub)
+            .header("accept", accept)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let headers = r.headers().clone();
+        (headers, r.text().unwrap())
+    };
+
+    // Defaults: the user's name, 12 hours, no support URL.
+    let (headers, page) = fetch("text/html");
+    assert_eq!(title_of(&headers), "alice");
+    assert_eq!(headers["profile-update-interval"], "12");
+    assert!(!headers.contains_key("support-url"));
+    assert!(!page.contains("Support"));
+
+    p.put(
+        &root,
+        "/api/settings/subscription",
+        json!({"profile_title": "Fast VPN · {USERNAME} · {DATA_LEFT}", "update_interval": 6,
+               "support_url": "https://t.me/fastvpn_support?start=1&x=2"}),
+    )
+    .ok();
+    for accept in ["*/*", "text/html"] {
+        let (headers, _) = fetch(accept);
+        assert_eq!(title_of(&headers), "Fast VPN · alice · 1 GB", "{accept}");
+        assert_eq!(headers["profile-update-interval"], "6", "{accept}");
+        assert_eq!(
+            headers["support-url"], "https://t.me/fastvpn_support?start=1&x=2",
+            "{accept}"
+        );
+    }
+    let (_, page) = fetch("text/html");
+    assert!(
+        page.contains(
+            "<a href=\"https://t.me/fastvpn_support?start=1&amp;x=2\" rel=\"noopener noreferrer\">"
+        ),
+        "{page}"
+    );
+
+    // Back to the defaults.
+    p.put(
+        &root,
+        "/api/settings/subscription",
+        json!({"profile_title": null, "support_url": null}),
+    )
+    .ok();
+    let (headers, page) = fetch("text/html");
+    assert_eq!(title_of(&headers), "alice");
+    assert_eq!(headers["profile-update-interval"], "6");
+    assert!(!headers.contains_key("support-url"));
+    assert!(!page.contains("href="));
+}
