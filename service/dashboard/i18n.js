@@ -108,7 +108,7 @@ const en = {
   online_users: "Online users",
   online_now: "online in the last 5 minutes",
   total_traffic: "Traffic, ever",
-  traffic_over_time: "Traffic over time (busiest users)",
+  traffic_over_time: "Traffic over time",
   top_users: "Busiest users",
   no_data: "No traffic yet.",
   name: "Name",
@@ -156,8 +156,32 @@ const en = {
   new_password: "New password (at least 8 characters)",
   preferences: "Preferences",
   account: "Account",
-  server_settings_note:
-    "Subscription options have no API yet; they are set by environment variables (docs/configuration.md).",
+  traffic_scope_all: "All users, hourly",
+  traffic_scope_own: "Your users, hourly",
+  engine: "Engine",
+  engine_running: "Running",
+  engine_stopped: "Stopped",
+  engine_uptime: "Uptime",
+  engine_started: "Started",
+  engine_workers: "Workers",
+  engine_open: "Open connections",
+  engine_no_inbounds: "The engine serves no inbounds.",
+  duration_d: "{n}d",
+  duration_h: "{n}h",
+  duration_m: "{n}m",
+  duration_s: "{n}s",
+  subscription_settings: "Subscriptions",
+  profile_title: "Profile title",
+  profile_title_default: "The user's name",
+  profile_title_hint: "What clients show for the subscription; empty: the user's name. Placeholders as in host remarks, e.g. {USERNAME}, {DATA_LEFT}, {DAYS_LEFT}",
+  update_interval: "Update interval (hours)",
+  update_interval_value: "every {n} hours",
+  update_interval_hint: "How often clients fetch the subscription again: 1 to 168",
+  support_url: "Support URL",
+  support_url_hint: "http:// or https://; sent to clients and linked on the subscription page; empty: none",
+  err_profile_title: "At most 128 characters, without line breaks or control characters.",
+  err_update_interval: "A whole number of hours from 1 to 168.",
+  err_support_url: "An http:// or https:// URL of at most 2048 characters, ASCII only, without spaces.",
   webhooks: "Webhooks",
   webhook_url: "Receiver URL",
   webhook_url_hint: "http:// or https://; empty: webhooks off (no events are recorded)",
@@ -293,7 +317,7 @@ const fa = {
   online_users: "کاربران آنلاین",
   online_now: "آنلاین در ۵ دقیقه گذشته",
   total_traffic: "کل ترافیک",
-  traffic_over_time: "ترافیک در طول زمان (پرمصرف‌ترین کاربران)",
+  traffic_over_time: "ترافیک در طول زمان",
   top_users: "پرمصرف‌ترین کاربران",
   no_data: "هنوز ترافیکی نیست.",
   name: "نام",
@@ -341,8 +365,32 @@ const fa = {
   new_password: "گذرواژه جدید (دست‌کم ۸ نویسه)",
   preferences: "ترجیحات",
   account: "حساب",
-  server_settings_note:
-    "گزینه‌های اشتراک هنوز API ندارند و با متغیرهای محیطی تنظیم می‌شوند (docs/configuration.md).",
+  traffic_scope_all: "همه کاربران، ساعتی",
+  traffic_scope_own: "کاربران شما، ساعتی",
+  engine: "موتور",
+  engine_running: "در حال اجرا",
+  engine_stopped: "متوقف",
+  engine_uptime: "مدت اجرا",
+  engine_started: "شروع",
+  engine_workers: "هسته‌های کاری",
+  engine_open: "اتصال‌های باز",
+  engine_no_inbounds: "موتور هیچ ورودی‌ای ندارد.",
+  duration_d: "{n} روز",
+  duration_h: "{n} ساعت",
+  duration_m: "{n} دقیقه",
+  duration_s: "{n} ثانیه",
+  subscription_settings: "اشتراک‌ها",
+  profile_title: "عنوان پروفایل",
+  profile_title_default: "نام کاربر",
+  profile_title_hint: "آنچه کلاینت‌ها برای اشتراک نشان می‌دهند؛ خالی: نام کاربر. جای‌نگهدارها مانند توضیح میزبان‌ها، مثلاً {USERNAME}، {DATA_LEFT}، {DAYS_LEFT}",
+  update_interval: "فاصله به‌روزرسانی (ساعت)",
+  update_interval_value: "هر {n} ساعت",
+  update_interval_hint: "هر چند ساعت کلاینت‌ها اشتراک را دوباره می‌گیرند: ۱ تا ۱۶۸",
+  support_url: "نشانی پشتیبانی",
+  support_url_hint: "http:// یا https://؛ برای کلاینت‌ها فرستاده و در صفحه اشتراک پیوند می‌شود؛ خالی: هیچ",
+  err_profile_title: "حداکثر ۱۲۸ نویسه، بدون شکستن خط یا نویسه‌های کنترلی.",
+  err_update_interval: "عددی صحیح از ۱ تا ۱۶۸ ساعت.",
+  err_support_url: "نشانی http:// یا https:// فقط با نویسه‌های ASCII، بدون فاصله و حداکثر ۲۰۴۸ نویسه.",
   webhooks: "وب‌هوک‌ها",
   webhook_url: "نشانی گیرنده",
   webhook_url_hint: "http:// یا https://؛ خالی: وب‌هوک خاموش (رویدادی ثبت نمی‌شود)",
@@ -435,6 +483,15 @@ export function date(seconds) {
   return new Intl.DateTimeFormat(current, { dateStyle: "medium", timeStyle: "short" }).format(
     new Date(seconds * 1000),
   );
+}
+
+/** Seconds as the two largest units, e.g. "2d 3h" or "5m 10s". */
+export function duration(seconds) {
+  const s = Math.max(0, Math.floor(Number(seconds) || 0));
+  const parts = [["d", Math.floor(s / 86400)], ["h", Math.floor(s / 3600) % 24], ["m", Math.floor(s / 60) % 60], ["s", s % 60]];
+  const found = parts.findIndex(([, n]) => n > 0);
+  const first = found < 0 ? parts.length - 1 : found;
+  return parts.slice(first, first + 2).filter(([, n], i) => i === 0 || n > 0).map(([unit, n]) => t(`duration_${unit}`, { n: num(n) })).join(" ");
 }
 
 /** Unix seconds as an hour of the day, for chart axes. */

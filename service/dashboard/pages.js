@@ -2,7 +2,7 @@
 // settings.
 
 import { ApiError, HostSecurityValues } from "./api.js";
-import { t, bytes, num, locale, setLocale, LOCALES } from "./i18n.js";
+import { t, bytes, num, date, duration, locale, setLocale, LOCALES } from "./i18n.js";
 import { h, modal, confirmDialog, toast, showError, field, setFieldError, select, usageChart, countBars, sparkline, onlineDot } from "./ui.js";
 import { setTheme, navigate } from "./app.js";
 
@@ -35,25 +35,67 @@ function fieldOrToast(error, inputs) {
   showError(error);
 }
 
+/**
+ * The engine's status (`GET /api/system/engine`): running or stopped, uptime, start, workers,
+ * and each inbound's open connections and traffic since the start.
+ * @param {import("./api.js").EngineStatus} engine
+ */
+function engineCard(engine) {
+  const state = engine.running ? "engine_running" : "engine_stopped";
+  return h("section", { class: "card", "data-test": "engine" },
+    h("h2", {}, t("engine"), " ", h("span", { class: `badge ${engine.running ? "active" : "disabled"}`, "data-test": "engine-state", "data-running": String(engine.running), text: t(state) })),
+    h("dl", { class: "facts" },
+      h("dt", { text: t("engine_uptime") }), h("dd", { "data-test": "engine-uptime", text: duration(engine.uptime) }),
+      h("dt", { text: t("engine_started") }), h("dd", { "data-test": "engine-started", text: date(engine.started_at) }),
+      h("dt", { text: t("engine_workers") }), h("dd", { "data-test": "engine-workers", text: num(engine.workers) })),
+    engine.inbounds.length ? h("div", { class: "table-scroll" }, h("table", { class: "compact", "data-test": "engine-inbounds" },
+      h("thead", {}, h("tr", {}, [t("tag"), t("engine_open"), t("uplink"), t("downlink")].map((k) => h("th", { text: k })))),
+      h("tbody", {}, engine.inbounds.map((i) => h("tr", { "data-inbound": i.tag },
+        h("td", { class: "mono", text: i.tag }),
+        h("td", { "data-test": "open", text: num(i.open) }),
+        h("td", { text: bytes(i.uplink) }),
+        h("td", { text: bytes(i.downlink) })))))) : h("p", { class: "muted", text: t("engine_no_inbounds") }));
+}
+
+/**
+ * Hourly traffic summed over every user this admin sees (`GET /api/system/usage`), over the
+ * last 24 hours or 7 days.
+ * @param {Session} session
+ */
+async function trafficCard(session) {
+  const { api, me } = session;
+  const chartBox = h("div");
+  async function draw(hours) {
+    const now = Math.floor(Date.now() / 1000);
+    const start = Math.floor(now / 3600) * 3600 - (hours - 1) * 3600;
+    const usage = await api.getSystemUsage({ hours });
+    chartBox.replaceChildren(usageChart(usage, start, hours));
+  }
+  const ranges = h("div", { class: "tabs", role: "tablist" }, [["usage_24h", 24], ["usage_7d", 168]].map(([key, hours], i) =>
+    h("button", { type: "button", role: "tab", class: "small", "data-test": `range-${hours}`, "aria-selected": String(i === 0), text: t(key), onclick: (e) => {
+      ranges.querySelectorAll("button").forEach((b) => b.setAttribute("aria-selected", String(b === e.target)));
+      draw(hours).catch(showError);
+    } })));
+  await draw(24);
+  return h("section", { class: "card", "data-test": "traffic" },
+    h("h2", { text: t("traffic_over_time") }),
+    h("p", { class: "muted", text: t(me.is_sudo ? "traffic_scope_all" : "traffic_scope_own") }),
+    ranges, chartBox);
+}
+
 /** @param {HTMLElement} root @param {Session} session */
 export async function overviewPage(root, session) {
   const { api } = session;
-  const stats = await api.getSystemStats();
-  const top = await api.getUsers({ order: "used_traffic_desc", size: 10 });
+  const [stats, top, engine, traffic] = await Promise.all([
+    api.getSystemStats(),
+    api.getUsers({ order: "used_traffic_desc", size: 10 }),
+    api.getSystemEngine(),
+    trafficCard(session),
+  ]);
   const now = Math.floor(Date.now() / 1000);
   const hours = 24;
   const start = Math.floor(now / 3600) * 3600 - (hours - 1) * 3600;
   const usages = await Promise.all(top.items.map((u) => api.getUsersByUsernameUsage(u.username, { start, end: now }).catch(() => [])));
-  /** @type {Map<number, {hour: number, uplink: number, downlink: number}>} */
-  const sum = new Map();
-  for (const list of usages) {
-    for (const b of list) {
-      const s = sum.get(b.hour) ?? { hour: b.hour, uplink: 0, downlink: 0 };
-      s.uplink += b.uplink;
-      s.downlink += b.downlink;
-      sum.set(b.hour, s);
-    }
-  }
   const tile = (label, value, test) => h("div", { class: "tile", "data-test": test }, h("div", { class: "tile-value", text: value }), h("div", { class: "tile-label", text: label }));
   root.replaceChildren(
     h("h1", { text: t("overview") }),
@@ -62,6 +104,7 @@ export async function overviewPage(root, session) {
       tile(t("online_users"), num(stats.online_users), "online-users"),
       tile(`${t("total_traffic")} · ${t("uplink")}`, bytes(stats.total_uplink), "uplink"),
       tile(`${t("total_traffic")} · ${t("downlink")}`, bytes(stats.total_downlink), "downlink")),
+    h("div", { class: "grid2" }, traffic, engineCard(engine)),
     h("div", { class: "grid2" },
       h("section", { class: "card" }, h("h2", { text: t("users_by_status") }), countBars([
         { key: "active", value: stats.active_users },
@@ -74,8 +117,7 @@ export async function overviewPage(root, session) {
         top.items.length ? h("ol", { class: "top-users" }, top.items.map((u, n) => h("li", {},
           h("a", { href: `#/users/${encodeURIComponent(u.username)}`, text: u.username }), onlineDot(u.online_at), " ",
           h("span", { class: "muted", text: bytes(u.used_traffic) }), " ",
-          sparkline(usages[n], start, hours)))) : h("p", { class: "muted", text: t("no_users") }))),
-    h("section", { class: "card" }, h("h2", { text: t("traffic_over_time") }), usageChart([...sum.values()], start, hours)));
+          sparkline(usages[n], start, hours)))) : h("p", { class: "muted", text: t("no_users") }))));
 }
 
 /** @param {HTMLElement} root @param {Session} session */
@@ -419,10 +461,67 @@ function webhookSection(session, settings) {
   return section;
 }
 
+/**
+ * The subscription options (`GET`/`PUT /api/settings/subscription`, docs/subscriptions.md):
+ * every admin sees them; sudo admins that are not read-only get a form. An empty title or
+ * support URL goes back to the default (`null`: the user's name; no support URL).
+ * @param {Session} session
+ * @param {import("./api.js").SubscriptionSettings} settings
+ */
+function subscriptionSection(session, settings) {
+  const { api, can } = session;
+  const facts = h("dl", { class: "facts" },
+    h("dt", { text: t("profile_title") }), h("dd", { "data-test": "profile-title", text: settings.profile_title ?? t("profile_title_default") }),
+    h("dt", { text: t("update_interval") }), h("dd", { "data-test": "update-interval", text: t("update_interval_value", { n: num(settings.update_interval) }) }),
+    h("dt", { text: t("support_url") }), h("dd", { class: "mono", "data-test": "support-url", text: settings.support_url ?? t("none") }));
+  const section = h("section", { class: "card", "data-test": "subscription-settings" }, h("h2", { text: t("subscription_settings") }), facts);
+  if (!can.sudo) return section;
+  const inputs = {
+    profile_title: h("input", { name: "profile_title", value: settings.profile_title ?? "", placeholder: "{USERNAME}", autocomplete: "off" }),
+    update_interval: h("input", { name: "update_interval", inputmode: "numeric", value: String(settings.update_interval) }),
+    support_url: h("input", { name: "support_url", type: "url", class: "mono", value: settings.support_url ?? "", placeholder: "https://t.me/your_support", autocomplete: "off" }),
+  };
+  /** Checks every field as the API does; returns the request body, or null after marking what is wrong. */
+  function check() {
+    for (const input of Object.values(inputs)) setFieldError(input, "");
+    let ok = true;
+    const title = inputs.profile_title.value.trim();
+    if ([...title].length > 128 || /[\u0000-\u001f\u007f-\u009f]/.test(title)) { setFieldError(inputs.profile_title, t("err_profile_title")); ok = false; }
+    const hours = asciiDigits(inputs.update_interval.value.trim());
+    if (!/^\d{1,3}$/.test(hours) || Number(hours) < 1 || Number(hours) > 168) { setFieldError(inputs.update_interval, t("err_update_interval")); ok = false; }
+    const url = inputs.support_url.value.trim();
+    if (url && (!/^https?:\/\/[\x21-\x7e]+$/.test(url) || url.length > 2048)) { setFieldError(inputs.support_url, t("err_support_url")); ok = false; }
+    if (!ok) return null;
+    return { profile_title: title || null, update_interval: Number(hours), support_url: url || null };
+  }
+  for (const input of Object.values(inputs)) input.addEventListener("input", () => { if (input.getAttribute("aria-invalid") === "true") check(); });
+  const form = h("form", { class: "form", novalidate: true, "data-test": "subscription-form", onsubmit: async (e) => {
+    e.preventDefault();
+    const body = check();
+    if (!body) return;
+    try {
+      const saved = await api.putSettingsSubscription(body);
+      toast(t("saved"));
+      section.replaceWith(subscriptionSection(session, saved));
+    } catch (error) {
+      fieldOrToast(error, inputs);
+    }
+  } },
+  field(t("profile_title"), inputs.profile_title, t("profile_title_hint")),
+  field(t("update_interval"), inputs.update_interval, t("update_interval_hint")),
+  field(t("support_url"), inputs.support_url, t("support_url_hint")),
+  h("footer", { class: "form-actions" }, h("button", { type: "submit", class: "primary", "data-test": "save-subscription", text: t("save") })));
+  section.append(form);
+  return section;
+}
+
 /** @param {HTMLElement} root @param {Session} session */
 export async function settingsPage(root, session) {
   const { api, me } = session;
-  const webhooks = me.is_sudo ? webhookSection(session, await api.getWebhook()) : null;
+  const [subscription, webhooks] = await Promise.all([
+    api.getSettingsSubscription().then((settings) => subscriptionSection(session, settings)),
+    me.is_sudo ? api.getWebhook().then((settings) => webhookSection(session, settings)) : null,
+  ]);
   const theme = document.documentElement.dataset.theme ?? "light";
   const password = h("input", { type: "password", name: "password", autocomplete: "new-password" });
   const account = me.read_only ? null : h("section", { class: "card" }, h("h2", { text: t("account") }),
@@ -447,6 +546,6 @@ export async function settingsPage(root, session) {
         field(t("language"), select(LOCALES.map((l) => l.code), locale(), { onchange: (e) => { setLocale(e.target.value); session.rerender(); } }, (c) => LOCALES.find((l) => l.code === c)?.name ?? c)),
         field(t("theme"), select(["light", "dark"], theme, { onchange: (e) => { setTheme(e.target.value); session.rerender(); } }))),
       account,
-      webhooks),
-    h("p", { class: "muted", text: t("server_settings_note") }));
+      subscription,
+      webhooks));
 }

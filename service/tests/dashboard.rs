@@ -1001,6 +1001,197 @@ fn sudo_admin_sets_webhooks_others_do_not_see_them() {
     assert_eq!(p.get(&plain, "/api/webhook").status, 403);
 }
 
+/// The overview's engine card and traffic chart agree with the API: running, the workers,
+/// one row per inbound, and as many bars as the panel-wide usage has hours.
+async fn overview_cards(c: &Client, base: &str, engine: &Value, usage_hours: usize) -> Result {
+    goto_page(c, base, "overview", "[data-test=engine]").await?;
+    let workers = engine["workers"].as_i64().unwrap_or(-1);
+    until(
+        c,
+        &format!(
+            "document.querySelector('[data-test=engine-state]')?.dataset.running === 'true' \
+             && document.querySelector('[data-test=engine-workers]')?.textContent === '{workers}' \
+             && document.querySelector('[data-test=engine-uptime]')?.textContent.length > 0 \
+             && document.querySelector('[data-test=engine-inbounds] tr[data-inbound=ss_main] [data-test=open]')?.textContent === '0'"
+        ),
+    )
+    .await?;
+    for range in [24, 168] {
+        click(c, &format!("[data-test=traffic] [data-test=range-{range}]")).await?;
+        until(
+            c,
+            &format!(
+                "document.querySelector('[data-test=range-{range}]').getAttribute('aria-selected') === 'true' \
+                 && document.querySelectorAll('[data-test=traffic] .chart g').length === {usage_hours}"
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[test]
+fn subscription_options_and_overview_cards_for_sudo_and_read_only_admins() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let token = p.admin_token();
+    seed(&p, &token, &["opt_one", "opt_two"]);
+    p.new_admin(
+        &token,
+        json!({"username": "viewer", "password": "viewer-password-1", "is_sudo": true, "read_only": true}),
+    );
+    p.new_admin(
+        &token,
+        json!({"username": "plain", "password": "plain-password-1", "is_sudo": false}),
+    );
+    let engine = p.get(&token, "/api/system/engine").ok();
+    let usage = p.get(&token, "/api/system/usage?hours=24").ok();
+    let hours = usage.as_array().unwrap().len();
+    assert_eq!(hours, 12, "the seeded hours: {usage}");
+    let b = Browser::start("subscription_options");
+
+    let base = p.base.clone();
+    let running = engine.clone();
+    b.step(
+        "the overview shows the engine and the panel's traffic",
+        |c| async move {
+            login(&c, &base, ADMIN, ADMIN_PASSWORD).await?;
+            overview_cards(&c, &base, &running, hours).await?;
+            let scope = text_of(&c, "[data-test=traffic] p.muted").await?;
+            if scope != "All users, hourly" {
+                return fail(format!("traffic scope {scope:?}"));
+            }
+            Ok(())
+        },
+    );
+
+    let base = p.base.clone();
+    b.step("subscription options: defaults, then bad values refused inline", |c| async move {
+        goto_page(&c, &base, "settings", "[data-test=subscription-form]").await?;
+        let shown = (
+            text_of(&c, "[data-test=profile-title]").await?,
+            text_of(&c, "[data-test=update-interval]").await?,
+            text_of(&c, "[data-test=support-url]").await?,
+        );
+        if shown != ("The user's name".into(), "every 12 hours".into(), "None".into()) {
+            return fail(format!("defaults shown as {shown:?}"));
+        }
+        fill(&c, "input[name=profile_title]", &"x".repeat(129)).await?;
+        fill(&c, "input[name=update_interval]", "0").await?;
+        fill(&c, "input[name=support_url]", "ftp://help.example.com").await?;
+        click(&c, "[data-test=save-subscription]").await?;
+        for name in ["profile_title", "update_interval", "support_url"] {
+            until(
+                &c,
+                &format!("document.querySelector('input[name={name}]').getAttribute('aria-invalid') === 'true'"),
+            )
+            .await?;
+        }
+        // Fixing one field clears its error as you type; the others stay marked.
+        fill(&c, "input[name=update_interval]", "169").await?;
+        fill(&c, "input[name=update_interval]", "6").await?;
+        until(
+            &c,
+            "document.querySelector('input[name=update_interval]').getAttribute('aria-invalid') === 'false' \
+             && document.querySelector('input[name=support_url]').getAttribute('aria-invalid') === 'true'",
+        )
+        .await
+    });
+    // Nothing reached the API.
+    assert_eq!(
+        p.get(&token, "/api/settings/subscription").ok(),
+        json!({"profile_title": null, "update_interval": 12, "support_url": null})
+    );
+
+    b.step("set title, interval and support URL", |c| async move {
+        fill(&c, "input[name=profile_title]", "Fast VPN · {USERNAME}").await?;
+        fill(&c, "input[name=support_url]", "https://t.me/fastvpn_support").await?;
+        click(&c, "[data-test=save-subscription]").await?;
+        until(
+            &c,
+            "document.querySelector('[data-test=profile-title]')?.textContent === 'Fast VPN · {USERNAME}' \
+             && document.querySelector('[data-test=update-interval]')?.textContent === 'every 6 hours' \
+             && document.querySelector('[data-test=support-url]')?.textContent === 'https://t.me/fastvpn_support'",
+        )
+        .await
+    });
+    assert_eq!(
+        p.get(&token, "/api/settings/subscription").ok(),
+        json!({"profile_title": "Fast VPN · {USERNAME}", "update_interval": 6,
+               "support_url": "https://t.me/fastvpn_support"})
+    );
+    // Subscriptions carry them.
+    let user = p.get(&token, "/api/users/opt_one").ok();
+    let sub = reqwest::blocking::get(format!(
+        "{}/sub/opt_one/{}",
+        p.base,
+        user["key"].as_str().unwrap()
+    ))
+    .unwrap();
+    assert_eq!(sub.headers()["profile-update-interval"], "6");
+    assert_eq!(sub.headers()["support-url"], "https://t.me/fastvpn_support");
+
+    let base = p.base.clone();
+    b.step("an empty title goes back to the user's name", |c| async move {
+        goto_page(&c, &base, "settings", "[data-test=subscription-form]").await?;
+        until(&c, "document.querySelector('input[name=profile_title]').value === 'Fast VPN · {USERNAME}'").await?;
+        fill(&c, "input[name=profile_title]", "").await?;
+        click(&c, "[data-test=save-subscription]").await?;
+        until(&c, "document.querySelector('[data-test=profile-title]')?.textContent === \"The user's name\"").await
+    });
+    assert_eq!(
+        p.get(&token, "/api/settings/subscription").ok()["profile_title"],
+        Value::Null
+    );
+
+    for (name, password, scope) in [
+        ("viewer", "viewer-password-1", "All users, hourly"),
+        ("plain", "plain-password-1", "Your users, hourly"),
+    ] {
+        let base = p.base.clone();
+        let running = engine.clone();
+        b.step(
+            &format!("{name} sees the options and the overview, and no way to change them"),
+            |c| async move {
+                relogin(&c, &base, name, password).await?;
+                goto_page(&c, &base, "settings", "[data-test=subscription-settings]").await?;
+                until(
+                    &c,
+                    "document.querySelector('[data-test=update-interval]')?.textContent === 'every 6 hours' \
+                     && document.querySelector('[data-test=support-url]')?.textContent === 'https://t.me/fastvpn_support'",
+                )
+                .await?;
+                let controls = js(
+                    &c,
+                    "[...document.querySelectorAll('[data-test=subscription-settings] form, [data-test=subscription-settings] input, [data-test=subscription-settings] button')].length",
+                )
+                .await?;
+                if controls != json!(0) {
+                    return fail(format!("{name} has {controls} controls in the subscription options"));
+                }
+                // The viewer sees every user's traffic; the plain admin owns no users.
+                let hours = if name == "viewer" { hours } else { 0 };
+                overview_cards(&c, &base, &running, hours).await?;
+                let shown = text_of(&c, "[data-test=traffic] p.muted").await?;
+                if shown != scope {
+                    return fail(format!("traffic scope {shown:?}, expected {scope:?}"));
+                }
+                Ok(())
+            },
+        );
+    }
+    // The API agrees.
+    let viewer = p.token("viewer", "viewer-password-1");
+    assert_eq!(
+        p.put(
+            &viewer,
+            "/api/settings/subscription",
+            json!({"update_interval": 1})
+        )
+        .status,
+        403
+    );
+}
+
 #[test]
 fn dashboard_assets_are_served_with_their_types() {
     let p = TestPanel::start(Backend::Sqlite);
