@@ -265,10 +265,10 @@ export async function userPage(root, session, name) {
     [t("lifetime"), bytes(user.lifetime_used_traffic)],
     [t("expiry"), expiryText(user)],
     [t("services"), user.service_ids.map((id) => services.find((s) => s.id === id)?.name ?? `#${id}`).join(", ") || "—"],
-    [t("online_at"), date(user.online_at)],
-    [t("sub_updated_at"), user.sub_updated_at ? `${date(user.sub_updated_at)} (${user.sub_last_user_agent ?? ""})` : "—"],
+    [t("online_at"), date(user.online_at), "online_at"],
+    [t("sub_updated_at"), user.sub_updated_at ? `${date(user.sub_updated_at)} (${user.sub_last_user_agent ?? ""})` : "—", "sub_updated_at"],
     [t("owner"), user.owner_username ?? "—"],
-    [t("created"), date(user.created_at)],
+    [t("created"), date(user.created_at), "created_at"],
     [t("note"), user.note || "—"],
   ];
   const linkInput = h("input", { readonly: true, class: "mono", "data-test": "sub-url", value: url, "aria-label": t("subscription_url"), onfocus: (e) => e.target.select() });
@@ -284,7 +284,7 @@ export async function userPage(root, session, name) {
     h("h1", { "data-test": "user-title", text: user.username }),
     actions,
     h("div", { class: "grid2" },
-      h("section", { class: "card" }, h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", {}, v)]))),
+      h("section", { class: "card" }, h("dl", { class: "facts" }, facts.map(([k, v, name]) => [h("dt", { text: k }), h("dd", name ? { "data-field": name } : {}, v)]))),
       h("section", { class: "card" },
         h("h2", { text: t("subscription") }),
         h("div", { class: "copy-row" }, linkInput, h("button", { type: "button", class: "primary", "data-test": "copy-link", text: t("copy_link"), onclick: () => copyText(url) })),
