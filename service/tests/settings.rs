@@ -1,6 +1,7 @@
 //! The panel's subscription options over real HTTP, on SQLite and PostgreSQL:
 //! `GET`/`PUT /api/settings/subscription` (defaults, validation, who may read and who may
-//! change them, kept across a restart) and the subscription headers and page that follow them.
+//! change them, kept across a restart) and the subscription headers and page that follow them,
+//! with `profile-web-page-url` naming the page on the host the client asked for.
 
 mod panel;
 
@@ -171,16 +172,19 @@ fn subscriptions_follow_the_settings(backend: Backend) {
         json!({"username": "alice", "service_ids": [svc], "data_limit": 1_073_741_824}),
     );
     let sub = format!("{}/sub/alice/{}", p.base, alice["key"].as_str().unwrap());
-    let fetch = |accept: &str| {
-        let r = reqwest::blocking::Client::new()
+    let fetch_with = |accept: &str, extra: &[(&str, &str)]| {
+        let mut request = reqwest::blocking::Client::new()
             .get(&sub)
-            .header("accept", accept)
-            .send()
-            .unwrap();
+            .header("accept", accept);
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let r = request.send().unwrap();
         assert_eq!(r.status(), 200);
         let headers = r.headers().clone();
         (headers, r.text().unwrap())
     };
+    let fetch = |accept: &str| fetch_with(accept, &[]);
 
     // Defaults: the user's name, 12 hours, no support URL.
     let (headers, page) = fetch("text/html");
@@ -188,6 +192,21 @@ fn subscriptions_follow_the_settings(backend: Backend) {
     assert_eq!(headers["profile-update-interval"], "12");
     assert!(!headers.contains_key("support-url"));
     assert!(!page.contains("Support"));
+    // The page's address, on the host the client asked for.
+    assert_eq!(headers["profile-web-page-url"], sub.as_str());
+    let (headers, _) = fetch_with(
+        "*/*",
+        &[
+            ("host", "panel.example.com"),
+            ("x-forwarded-proto", "https"),
+        ],
+    );
+    assert_eq!(
+        headers["profile-web-page-url"],
+        sub.replace(&p.base, "https://panel.example.com").as_str()
+    );
+    let (headers, _) = fetch_with("*/*", &[("host", "bad host\\x")]);
+    assert!(!headers.contains_key("profile-web-page-url"));
 
     p.put(
         &root,

@@ -601,11 +601,16 @@ fn spec_describes_hosts_and_subscriptions() {
         "profile-title",
         "profile-update-interval",
         "support-url",
+        "profile-web-page-url",
         "content-disposition",
     ] {
         assert!(ok["headers"][h].is_object(), "{h}");
     }
     assert_ne!(ok["headers"]["support-url"]["required"], json!(true));
+    assert_ne!(
+        ok["headers"]["profile-web-page-url"]["required"],
+        json!(true)
+    );
     assert!(sub["responses"]["404"].is_object());
     let params = paths["/sub/{username}/{key}/{format}"]["get"]["parameters"]
         .as_array()

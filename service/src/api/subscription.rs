@@ -6,7 +6,8 @@
 //! [`crate::subscription`], which does the rest. An unknown user and a wrong key get the same
 //! 404.
 
-use poem::{IntoResponse, Response};
+use poem::http::header;
+use poem::{IntoResponse, Request, Response};
 use poem_openapi::param::{Header, Path};
 use poem_openapi::registry::{
     MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
@@ -70,7 +71,7 @@ pub struct SubscriptionResponse {
     headers: Vec<(&'static str, String)>,
 }
 
-const HEADERS: [(&str, &str); 5] = [
+const HEADERS: [(&str, &str); 6] = [
     (
         "subscription-userinfo",
         "`upload=0; download=<bytes used>; total=<data limit, 0: none>; expire=<Unix seconds, 0: never>`",
@@ -87,6 +88,11 @@ const HEADERS: [(&str, &str); 5] = [
     (
         "support-url",
         "The panel's `support_url` (only when one is set)",
+    ),
+    (
+        "profile-web-page-url",
+        "The subscription's page at `/sub/{username}/{key}` on the host the client asked \
+         (`Host`), `https` when `X-Forwarded-Proto` says so (only with a plain host name or address)",
     ),
     (
         "content-disposition",
@@ -131,7 +137,10 @@ impl ApiResponse for SubscriptionResponse {
                     .map(|(name, description)| MetaHeader {
                         name: (*name).to_owned(),
                         description: Some((*description).to_owned()),
-                        required: !matches!(*name, "content-disposition" | "support-url"),
+                        required: !matches!(
+                            *name,
+                            "content-disposition" | "support-url" | "profile-web-page-url"
+                        ),
                         deprecated: false,
                         schema: String::schema_ref(),
                     })
@@ -194,9 +203,37 @@ async fn record_fetch(state: &AppState, user: &UserRow, user_agent: &str) -> Res
     Ok(())
 }
 
+/// The address of `user`'s subscription page as their client reached the panel
+/// (`profile-web-page-url`): the `Host` it asked for, `https` when a proxy in front says so in
+/// `X-Forwarded-Proto`, else `http` (what the panel itself serves). None without a `Host` that
+/// is a plain name or address with an optional port.
+fn page_url(request: &Request, user: &UserRow) -> Option<String> {
+    let host = request.headers().get(header::HOST)?.to_str().ok()?;
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b);
+    if host.is_empty() || host.len() > 255 || !host.bytes().all(plain) {
+        return None;
+    }
+    let forwarded = request
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim);
+    let scheme = match forwarded {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    // Names are letters, digits and underscores; keys are hex: nothing to escape.
+    Some(format!(
+        "{scheme}://{host}/sub/{}/{}",
+        user.username, user.key
+    ))
+}
+
 /// Builds the subscription of `username` if `key` is theirs.
 async fn subscription(
     state: &AppState,
+    request: &Request,
     username: &str,
     key: &str,
     format: Option<Format>,
@@ -232,6 +269,9 @@ async fn subscription(
     if let Some(url) = &options.support_url {
         headers.push(("support-url", url.clone()));
     }
+    if let Some(url) = page_url(request, &user) {
+        headers.push(("profile-web-page-url", url));
+    }
     if format != Format::Page {
         headers.push((
             "content-disposition",
@@ -258,6 +298,7 @@ impl SubscriptionApi {
     async fn detected(
         &self,
         state: poem::web::Data<&AppState>,
+        request: &Request,
         /// User name.
         username: Path<String>,
         /// The user's key.
@@ -270,6 +311,7 @@ impl SubscriptionApi {
     ) -> ApiResult<SubscriptionResponse> {
         subscription(
             &state,
+            request,
             &username,
             &key,
             None,
@@ -285,6 +327,7 @@ impl SubscriptionApi {
     async fn explicit(
         &self,
         state: poem::web::Data<&AppState>,
+        request: &Request,
         /// User name.
         username: Path<String>,
         /// The user's key.
@@ -297,6 +340,7 @@ impl SubscriptionApi {
     ) -> ApiResult<SubscriptionResponse> {
         subscription(
             &state,
+            request,
             &username,
             &key,
             Some(format.0.into()),
