@@ -48,6 +48,16 @@ fn sing_box_vless_tls() {
     );
 }
 
+/// sing-box's default UDP for VLESS: XUDP, as Mux.Cool sessions (command 3).
+#[test]
+fn sing_box_vless_xudp_tls() {
+    tcp_and_udp(
+        "vless",
+        json!({"users": [{"name": "u", "id": UUID}]}),
+        json!({"type": "vless", "uuid": UUID, "packet_encoding": "xudp"}),
+    );
+}
+
 #[test]
 fn sing_box_vmess_tls() {
     tcp_and_udp(

@@ -1,6 +1,7 @@
 //! Inbounds: what each worker runs for each listener, and the worker itself.
 
 pub(crate) mod hysteria2;
+mod mux;
 mod relay;
 pub(crate) mod shadowsocks;
 mod stream;

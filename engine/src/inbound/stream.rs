@@ -36,7 +36,7 @@ pub(crate) async fn serve_tcp(
     .await;
 }
 
-async fn handle(ctx: &Rc<WorkerCtx>, ib: &InboundShared, stream: TcpStream) {
+async fn handle(ctx: &Rc<WorkerCtx>, ib: &Arc<InboundShared>, stream: TcpStream) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_nodelay(true);
     let handshake = ctx.shared.timeouts.handshake;
@@ -84,7 +84,7 @@ async fn handle(ctx: &Rc<WorkerCtx>, ib: &InboundShared, stream: TcpStream) {
 /// One client connection, after its transport.
 pub(crate) struct Conn<'a> {
     pub(crate) ctx: &'a Rc<WorkerCtx>,
-    pub(crate) ib: &'a InboundShared,
+    pub(crate) ib: &'a Arc<InboundShared>,
     pub(crate) peer: SocketAddr,
     /// When the protocol handshake must be complete.
     pub(crate) deadline: Instant,

@@ -1,5 +1,6 @@
 //! VLESS inbound over the `proto::vless` codec: TCP relay, UDP (length-prefixed packets to the
-//! request's target), fallback of anything that is not VLESS or names no user.
+//! request's target), Mux.Cool with XUDP (`inbound::mux`), fallback of anything that is not
+//! VLESS or names no user.
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -55,7 +56,19 @@ pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, client: ClientStream) {
             until_closed(conn.ctx, conn.ib, Some(&admitted.registration.kill), relay).await;
         }
         Command::Mux => {
-            tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "Mux.Cool not supported yet");
+            let (reader, writer) = futures_lite::io::split(client);
+            let relay = super::mux::relay(
+                conn.ctx,
+                conn.ib,
+                &admitted.user,
+                conn.peer,
+                reader,
+                writer,
+                buf,
+                (req.consumed, len),
+                &vless::RESPONSE_HEADER,
+            );
+            until_closed(conn.ctx, conn.ib, Some(&admitted.registration.kill), relay).await;
         }
     }
 }

@@ -1,0 +1,533 @@
+//! Mux.Cool over a VLESS stream (command 3), with XUDP: many TCP and UDP sessions of one
+//! client over one connection, framed by `proto::mux`. Xray clients send their UDP this way
+//! even with multiplexing off, and so does sing-box by default (`packet_encoding: xudp`).
+//!
+//! ```text
+//!  client stream ──► reader (this task): parse frames ──► New TCP:  session task connects,
+//!                                                          │          then relays down
+//!                                                          ├► Keep:   data to the session
+//!                                                          │          (TCP: written to the
+//!                                                          │          destination; UDP: sent
+//!                                                          │          to the frame's address)
+//!                                                          └► End:    half-close / forget
+//!  client stream ◄── one writer at a time (a lock) ◄── session tasks: Keep frames (UDP: with
+//!                                                      the packet's source), End at the end
+//! ```
+//!
+//! The connection is the unit of admission, kicks and idle timeout: sessions live inside it
+//! and end with it. A session's downlink reads into its own pooled buffer, writes the frame
+//! header in front of the data in place and writes header and data in one call under the
+//! writer lock. Uplink data for a TCP session goes straight to its destination once
+//! connected; before that it is queued (copied, at most [`MAX_QUEUED`] bytes, beyond which
+//! the reader waits). Not done: re-attaching an XUDP session to a new connection by its
+//! GlobalID (full-cone NAT across reconnects), Mux over VMess.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use proto::mux::{self, Frame, MuxRead, Network, Status, MAX_HEADER_LEN};
+use proto::TargetAddr;
+
+use super::relay::{udp_destination, unmap, until_idle, Meter};
+use super::{InboundShared, WorkerCtx};
+use crate::buffer::RelayBuffer;
+use crate::outbound;
+use crate::runtime::{self, Notify, Signal, TcpStream, UdpSocket};
+use crate::users::UserRecord;
+
+/// Sessions one connection may hold at once (Xray's clients open at most 128 by default).
+const MAX_SESSIONS: usize = 1024;
+/// Uplink bytes queued for a TCP session that is still connecting.
+const MAX_QUEUED: usize = 512 * 1024;
+
+/// An async lock for one executor: one holder at a time, the others wait their turn.
+#[derive(Default)]
+struct LocalLock {
+    locked: Cell<bool>,
+    released: event_listener::Event,
+}
+
+/// Holding the lock; dropping it lets the next waiter in.
+struct LockGuard<'a> {
+    lock: &'a LocalLock,
+}
+
+impl LocalLock {
+    async fn lock(&self) -> LockGuard<'_> {
+        loop {
+            if !self.locked.replace(true) {
+                return LockGuard { lock: self };
+            }
+            let listener = self.released.listen();
+            if !self.locked.get() {
+                continue;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.locked.set(false);
+        self.lock.released.notify(1);
+    }
+}
+
+/// What every session task of one connection shares.
+struct Shared<W> {
+    ctx: Rc<WorkerCtx>,
+    ib: Arc<InboundShared>,
+    user: Arc<UserRecord>,
+    peer: SocketAddr,
+    /// The client stream's write half: taken by the lock holder while it writes (a writer
+    /// cancelled in the middle of a frame takes it with it, and the connection can only end).
+    writer: RefCell<Option<W>>,
+    write_turn: LocalLock,
+    /// Fires when the connection ends: every session task stops.
+    closed: Signal,
+    activity: Cell<Instant>,
+    sessions: RefCell<HashMap<u16, Rc<Session>>>,
+}
+
+impl<W: AsyncWrite + Unpin> Shared<W> {
+    fn meter(&self) -> Meter<'_> {
+        Meter {
+            ctx: &self.ctx,
+            inbound: &self.ib,
+            user: &self.user,
+        }
+    }
+
+    /// Writes `bytes` (whole frames) to the client under the lock.
+    async fn send(&self, bytes: &[u8]) -> bool {
+        let _turn = self.write_turn.lock().await;
+        let Some(mut w) = self.writer.borrow_mut().take() else {
+            return false;
+        };
+        let ok = w.write_all(bytes).await.is_ok() && w.flush().await.is_ok();
+        *self.writer.borrow_mut() = Some(w);
+        if ok {
+            self.activity.set(Instant::now());
+        }
+        ok
+    }
+
+    /// Sends an End frame for `session`.
+    async fn end(&self, session: u16, error: bool) {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = Frame::end(session, error).write(&mut header, None);
+        self.send(&header[..n]).await;
+    }
+}
+
+enum Kind {
+    Tcp(TcpSession),
+    Udp(UdpSession),
+}
+
+struct Session {
+    kind: Kind,
+}
+
+/// The uplink side of a TCP session.
+#[derive(Default)]
+struct TcpSession {
+    /// Data that arrived before the destination was connected.
+    queue: RefCell<VecDeque<Vec<u8>>>,
+    queued: Cell<usize>,
+    /// The destination's write half, once connected and the queue is drained.
+    dest: RefCell<Option<futures_lite::io::WriteHalf<TcpStream>>>,
+    /// The client ended its side (End frame), or the session is over.
+    ended: Cell<bool>,
+    /// Wakes the reader: the queue drained, or the session is over.
+    drained: Notify,
+}
+
+/// The uplink side of a UDP session.
+struct UdpSession {
+    socket: Rc<UdpSocket>,
+    target: TargetAddr,
+    resolved: RefCell<Option<(TargetAddr, SocketAddr)>>,
+    stop: Signal,
+}
+
+/// Fires the connection's `closed` signal however the relay ends (even when dropped).
+struct CloseOnDrop(Signal);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.fire();
+    }
+}
+
+/// Serves Mux.Cool on a client connection until it ends or is idle for `idle`: `prefix`
+/// (the protocol's response header) goes out first; `buf[start..end]` holds what was read
+/// after the request header.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn relay<R, W>(
+    ctx: &Rc<WorkerCtx>,
+    ib: &Arc<InboundShared>,
+    user: &Arc<UserRecord>,
+    peer: SocketAddr,
+    mut reader: R,
+    writer: W,
+    mut buf: RelayBuffer,
+    (mut start, mut end): (usize, usize),
+    prefix: &[u8],
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + 'static,
+{
+    let shared = Rc::new(Shared {
+        ctx: Rc::clone(ctx),
+        ib: Arc::clone(ib),
+        user: Arc::clone(user),
+        peer,
+        writer: RefCell::new(Some(writer)),
+        write_turn: LocalLock::default(),
+        closed: Signal::new(),
+        activity: Cell::new(Instant::now()),
+        sessions: RefCell::new(HashMap::new()),
+    });
+    let _close = CloseOnDrop(shared.closed.clone());
+    let _open = user.traffic.open_guard(ctx.index);
+    if !shared.send(prefix).await {
+        return;
+    }
+    let idle = ctx.shared.timeouts.idle;
+    let frames = async {
+        loop {
+            match mux::parse_frame(&buf[start..end]) {
+                Ok(MuxRead::Frame {
+                    frame,
+                    data,
+                    consumed,
+                }) => {
+                    let data = start + data.start..start + data.end;
+                    if !on_frame(&shared, frame, &buf[data]).await {
+                        return;
+                    }
+                    start += consumed;
+                }
+                Ok(MuxRead::NeedMore) => {
+                    if start == end || end == buf.len() {
+                        buf.copy_within(start..end, 0);
+                        end -= start;
+                        start = 0;
+                    }
+                    match reader.read(&mut buf[end..]).await {
+                        Ok(n) if n > 0 => {
+                            end += n;
+                            shared.activity.set(Instant::now());
+                        }
+                        _ => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(inbound = %ib.tag, %peer, "bad Mux.Cool frame: {e}");
+                    return;
+                }
+            }
+        }
+    };
+    until_idle(frames, &shared.activity, idle).await;
+}
+
+/// Acts on one frame from the client; `false` ends the connection.
+async fn on_frame<W: AsyncWrite + Unpin + 'static>(
+    shared: &Rc<Shared<W>>,
+    frame: Frame,
+    data: &[u8],
+) -> bool {
+    let id = frame.session;
+    match frame.status {
+        Status::KeepAlive => true,
+        Status::New => {
+            let Some((network, target)) = frame.target else {
+                return false;
+            };
+            let taken = shared.sessions.borrow().contains_key(&id);
+            if taken || shared.sessions.borrow().len() >= MAX_SESSIONS {
+                shared.end(id, true).await;
+                return true;
+            }
+            match network {
+                Network::Tcp => open_tcp(shared, id, target),
+                Network::Udp => open_udp(shared, id, target),
+            }
+            if !data.is_empty() {
+                // The first packet of a UDP session goes to the session's target.
+                forward(shared, id, None, data).await;
+            }
+            true
+        }
+        Status::Keep => {
+            if !shared.sessions.borrow().contains_key(&id) {
+                // Xray answers data for a session it does not know with End.
+                shared.end(id, false).await;
+                return true;
+            }
+            if !data.is_empty() {
+                forward(shared, id, frame.target_of_packet(), data).await;
+            }
+            true
+        }
+        Status::End => {
+            let session = shared.sessions.borrow().get(&id).cloned();
+            if let Some(session) = session {
+                match &session.kind {
+                    Kind::Tcp(t) => {
+                        t.ended.set(true);
+                        let dest = t.dest.borrow_mut().take();
+                        if let Some(mut dest) = dest {
+                            let _ = dest.close().await;
+                        }
+                    }
+                    Kind::Udp(u) => {
+                        u.stop.fire();
+                        shared.sessions.borrow_mut().remove(&id);
+                    }
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Helpers on frames the reader needs.
+trait PacketTarget {
+    /// The address a UDP packet in this frame goes to, when the frame names one.
+    fn target_of_packet(&self) -> Option<TargetAddr>;
+}
+
+impl PacketTarget for Frame {
+    fn target_of_packet(&self) -> Option<TargetAddr> {
+        match &self.target {
+            Some((Network::Udp, t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Hands uplink `data` to session `id`.
+async fn forward<W: AsyncWrite + Unpin + 'static>(
+    shared: &Rc<Shared<W>>,
+    id: u16,
+    packet_target: Option<TargetAddr>,
+    data: &[u8],
+) {
+    let Some(session) = shared.sessions.borrow().get(&id).cloned() else {
+        return;
+    };
+    match &session.kind {
+        Kind::Tcp(t) => loop {
+            if t.ended.get() {
+                return;
+            }
+            let dest = t.dest.borrow_mut().take();
+            if let Some(mut dest) = dest {
+                if dest.write_all(data).await.is_ok() && dest.flush().await.is_ok() {
+                    *t.dest.borrow_mut() = Some(dest);
+                    shared.meter().up(data.len()).await;
+                }
+                return;
+            }
+            if t.queued.get() >= MAX_QUEUED {
+                // The session task may install the destination meanwhile: look again.
+                t.drained.notified().await;
+                continue;
+            }
+            t.queue.borrow_mut().push_back(data.to_vec());
+            t.queued.set(t.queued.get() + data.len());
+            return;
+        },
+        Kind::Udp(u) => {
+            let target = packet_target.unwrap_or_else(|| u.target.clone());
+            let dest = udp_destination(
+                &shared.ctx,
+                &shared.ib,
+                &shared.user.name,
+                &u.socket,
+                &u.resolved,
+                &target,
+                shared.peer.ip(),
+            )
+            .await;
+            match dest {
+                Ok(dest) => {
+                    if u.socket.send_to(data, dest).await.is_ok() {
+                        shared.meter().up(data.len()).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(inbound = %shared.ib.tag, peer = %shared.peer, %target, "{e}")
+                }
+            }
+        }
+    }
+}
+
+fn open_tcp<W: AsyncWrite + Unpin + 'static>(shared: &Rc<Shared<W>>, id: u16, target: TargetAddr) {
+    let session = Rc::new(Session {
+        kind: Kind::Tcp(TcpSession::default()),
+    });
+    shared.sessions.borrow_mut().insert(id, Rc::clone(&session));
+    let shared = Rc::clone(shared);
+    runtime::spawn(async move {
+        let closed = shared.closed.clone();
+        futures_lite::future::or(tcp_session(&shared, id, &session, target), closed.wait()).await;
+        if let Kind::Tcp(t) = &session.kind {
+            // A reader waiting for the queue to drain stops waiting.
+            t.ended.set(true);
+            t.drained.notify();
+        }
+        let mut sessions = shared.sessions.borrow_mut();
+        if sessions.get(&id).is_some_and(|s| Rc::ptr_eq(s, &session)) {
+            sessions.remove(&id);
+        }
+    });
+}
+
+/// One TCP session: connect, send what was queued, then relay the destination's bytes back
+/// as Keep frames; End when the destination closes.
+async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
+    shared: &Shared<W>,
+    id: u16,
+    session: &Session,
+    target: TargetAddr,
+) {
+    let Kind::Tcp(t) = &session.kind else {
+        return;
+    };
+    let route = outbound::Route {
+        rules: &shared.ctx.shared.rules,
+        user: &shared.user.name,
+        inbound: &shared.ib.tag,
+        network: crate::config::Network::Tcp,
+        source: shared.peer.ip(),
+        now: shared.ctx.shared.rules_now(),
+    };
+    let connect = shared.ctx.shared.timeouts.connect;
+    let dest = match outbound::connect_tcp(&target, route, connect).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(inbound = %shared.ib.tag, peer = %shared.peer, %target, "{e}");
+            shared.end(id, true).await;
+            return;
+        }
+    };
+    let _ = dest.set_nodelay(true);
+    let (mut dest_r, mut dest_w) = futures_lite::io::split(dest);
+    let meter = shared.meter();
+    // Send what came before the connection, then let the reader write directly.
+    loop {
+        let next = t.queue.borrow_mut().pop_front();
+        match next {
+            Some(data) => {
+                t.queued.set(t.queued.get() - data.len());
+                t.drained.notify();
+                if dest_w.write_all(&data).await.is_err() || dest_w.flush().await.is_err() {
+                    shared.end(id, true).await;
+                    return;
+                }
+                meter.up(data.len()).await;
+            }
+            None if t.ended.get() => {
+                let _ = dest_w.close().await;
+                break;
+            }
+            None => {
+                *t.dest.borrow_mut() = Some(dest_w);
+                break;
+            }
+        }
+    }
+    let mut buf = shared.ctx.buffers.get();
+    let room = buf.len() - MAX_HEADER_LEN;
+    let max = room.min(u16::MAX as usize);
+    loop {
+        let n = match dest_r
+            .read(&mut buf[MAX_HEADER_LEN..MAX_HEADER_LEN + max])
+            .await
+        {
+            Ok(n) if n > 0 => n,
+            Ok(_) => break,
+            Err(_) => {
+                shared.end(id, true).await;
+                return;
+            }
+        };
+        let frame = Frame::keep(id, None);
+        let head = frame.header_len(Some(n as u16));
+        let at = MAX_HEADER_LEN - head;
+        frame.write(&mut buf[at..MAX_HEADER_LEN], Some(n as u16));
+        if !shared.send(&buf[at..MAX_HEADER_LEN + n]).await {
+            return;
+        }
+        meter.down(n).await;
+    }
+    shared.end(id, false).await;
+}
+
+fn open_udp<W: AsyncWrite + Unpin + 'static>(shared: &Rc<Shared<W>>, id: u16, target: TargetAddr) {
+    let socket = match runtime::outbound_udp_socket() {
+        Ok(s) => Rc::new(s),
+        Err(e) => {
+            tracing::warn!(inbound = %shared.ib.tag, "cannot open an outbound UDP socket: {e}");
+            return;
+        }
+    };
+    let stop = Signal::new();
+    let session = Rc::new(Session {
+        kind: Kind::Udp(UdpSession {
+            socket: Rc::clone(&socket),
+            target,
+            resolved: RefCell::new(None),
+            stop: stop.clone(),
+        }),
+    });
+    shared.sessions.borrow_mut().insert(id, Rc::clone(&session));
+    let shared = Rc::clone(shared);
+    runtime::spawn(async move {
+        let ends = futures_lite::future::or(shared.closed.wait(), stop.wait());
+        futures_lite::future::or(udp_replies(&shared, id, &socket), ends).await;
+        let mut sessions = shared.sessions.borrow_mut();
+        if sessions.get(&id).is_some_and(|s| Rc::ptr_eq(s, &session)) {
+            sessions.remove(&id);
+        }
+    });
+}
+
+/// A UDP session's replies: each a Keep frame naming the packet's source (XUDP).
+async fn udp_replies<W: AsyncWrite + Unpin + 'static>(
+    shared: &Shared<W>,
+    id: u16,
+    socket: &UdpSocket,
+) {
+    let mut buf = shared.ctx.buffers.get();
+    let max = (buf.len() - MAX_HEADER_LEN).min(u16::MAX as usize);
+    let meter = shared.meter();
+    loop {
+        let Ok((n, from)) = socket
+            .recv_from(&mut buf[MAX_HEADER_LEN..MAX_HEADER_LEN + max])
+            .await
+        else {
+            break;
+        };
+        let frame = Frame::keep(id, Some(TargetAddr::Ip(unmap(from))));
+        let head = frame.header_len(Some(n as u16));
+        let at = MAX_HEADER_LEN - head;
+        frame.write(&mut buf[at..MAX_HEADER_LEN], Some(n as u16));
+        if !shared.send(&buf[at..MAX_HEADER_LEN + n]).await {
+            return;
+        }
+        meter.down(n).await;
+    }
+    shared.end(id, true).await;
+}
