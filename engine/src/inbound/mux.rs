@@ -118,6 +118,23 @@ impl<W: AsyncWrite + Unpin> Shared<W> {
         ok
     }
 
+    /// Forgets session `id` if it is still `session` (the id may have been reused since).
+    fn forget(&self, id: u16, session: &Rc<Session>) {
+        let mut sessions = self.sessions.borrow_mut();
+        if sessions.get(&id).is_some_and(|s| Rc::ptr_eq(s, session)) {
+            sessions.remove(&id);
+        }
+    }
+
+    /// Sends `frame` with the `n` bytes of data at `buf[MAX_HEADER_LEN..]`, its header
+    /// written in place right in front of them.
+    async fn send_framed(&self, frame: Frame, buf: &mut [u8], n: usize) -> bool {
+        let head = frame.header_len(Some(n as u16));
+        let at = MAX_HEADER_LEN - head;
+        frame.write(&mut buf[at..MAX_HEADER_LEN], Some(n as u16));
+        self.send(&buf[at..MAX_HEADER_LEN + n]).await
+    }
+
     /// Sends an End frame for `session`.
     async fn end(&self, session: u16, error: bool) {
         let mut header = [0u8; MAX_HEADER_LEN];
@@ -387,10 +404,7 @@ fn open_tcp<W: AsyncWrite + Unpin + 'static>(shared: &Rc<Shared<W>>, id: u16, ta
             t.ended.set(true);
             t.drained.notify();
         }
-        let mut sessions = shared.sessions.borrow_mut();
-        if sessions.get(&id).is_some_and(|s| Rc::ptr_eq(s, &session)) {
-            sessions.remove(&id);
-        }
+        shared.forget(id, &session);
     });
 }
 
@@ -463,11 +477,7 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
                 return;
             }
         };
-        let frame = Frame::keep(id, None);
-        let head = frame.header_len(Some(n as u16));
-        let at = MAX_HEADER_LEN - head;
-        frame.write(&mut buf[at..MAX_HEADER_LEN], Some(n as u16));
-        if !shared.send(&buf[at..MAX_HEADER_LEN + n]).await {
+        if !shared.send_framed(Frame::keep(id, None), &mut buf, n).await {
             return;
         }
         meter.down(n).await;
@@ -497,10 +507,7 @@ fn open_udp<W: AsyncWrite + Unpin + 'static>(shared: &Rc<Shared<W>>, id: u16, ta
     runtime::spawn(async move {
         let ends = futures_lite::future::or(shared.closed.wait(), stop.wait());
         futures_lite::future::or(udp_replies(&shared, id, &socket), ends).await;
-        let mut sessions = shared.sessions.borrow_mut();
-        if sessions.get(&id).is_some_and(|s| Rc::ptr_eq(s, &session)) {
-            sessions.remove(&id);
-        }
+        shared.forget(id, &session);
     });
 }
 
@@ -521,10 +528,7 @@ async fn udp_replies<W: AsyncWrite + Unpin + 'static>(
             break;
         };
         let frame = Frame::keep(id, Some(TargetAddr::Ip(unmap(from))));
-        let head = frame.header_len(Some(n as u16));
-        let at = MAX_HEADER_LEN - head;
-        frame.write(&mut buf[at..MAX_HEADER_LEN], Some(n as u16));
-        if !shared.send(&buf[at..MAX_HEADER_LEN + n]).await {
+        if !shared.send_framed(frame, &mut buf, n).await {
             return;
         }
         meter.down(n).await;
