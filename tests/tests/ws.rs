@@ -122,16 +122,26 @@ fn v2ray_trojan_ws_tls() {
     );
 }
 
+/// How a client sends early data.
+#[derive(Clone, Copy, PartialEq)]
+enum Early {
+    Off,
+    /// In `Sec-WebSocket-Protocol` (Xray's way).
+    Header,
+    /// At the end of the path (sing-box without a header name).
+    Path,
+}
+
 /// sing-box as the client of `protocol` over WebSocket (inside TLS when `tls`), sending early
-/// data in `Sec-WebSocket-Protocol` when `early` is set.
+/// data as `early` says.
 fn sing_box_ws(
     protocol: &str,
     settings: serde_json::Value,
     outbound: serde_json::Value,
     tls: bool,
-    early: bool,
+    early: Early,
 ) {
-    let max_early_data = if early { 2048 } else { 0 };
+    let max_early_data = if early == Early::Off { 0 } else { 2048 };
     let (handle, server) = engine_with_transport(
         protocol,
         settings,
@@ -144,11 +154,11 @@ fn sing_box_ws(
     if tls {
         outbound["tls"] = json!({"enabled": true, "server_name": "localhost", "insecure": true});
     }
-    outbound["transport"] = if early {
-        json!({"type": "ws", "path": PATH, "max_early_data": 2048,
-               "early_data_header_name": "Sec-WebSocket-Protocol"})
-    } else {
-        json!({"type": "ws", "path": PATH})
+    outbound["transport"] = match early {
+        Early::Header => json!({"type": "ws", "path": PATH, "max_early_data": 2048,
+               "early_data_header_name": "Sec-WebSocket-Protocol"}),
+        Early::Path => json!({"type": "ws", "path": PATH, "max_early_data": 2048}),
+        Early::Off => json!({"type": "ws", "path": PATH}),
     };
     let (mut child, socks) = sing_box_client(outbound);
     tcp_and_udp(&handle, socks, protocol);
@@ -163,7 +173,7 @@ fn sing_box_vless_ws_tls_early_data() {
         json!({"users": [{"name": "u", "id": UUID}]}),
         json!({"type": "vless", "uuid": UUID, "packet_encoding": ""}),
         true,
-        true,
+        Early::Header,
     );
 }
 
@@ -175,7 +185,7 @@ fn sing_box_vmess_ws_tls_early_data() {
         json!({"type": "vmess", "uuid": UUID, "security": "aes-128-gcm", "alter_id": 0,
                "packet_encoding": ""}),
         true,
-        true,
+        Early::Header,
     );
 }
 
@@ -186,7 +196,7 @@ fn sing_box_trojan_ws_tls_early_data() {
         json!({"users": [{"name": "u", "password": PASSWORD}]}),
         json!({"type": "trojan", "password": PASSWORD}),
         true,
-        true,
+        Early::Header,
     );
 }
 
@@ -197,7 +207,19 @@ fn sing_box_trojan_ws_tls() {
         json!({"users": [{"name": "u", "password": PASSWORD}]}),
         json!({"type": "trojan", "password": PASSWORD}),
         true,
-        false,
+        Early::Off,
+    );
+}
+
+/// Early data at the end of the path, and UDP as sing-box sends it by default (XUDP).
+#[test]
+fn sing_box_vless_ws_tls_early_data_in_path_xudp() {
+    sing_box_ws(
+        "vless",
+        json!({"users": [{"name": "u", "id": UUID}]}),
+        json!({"type": "vless", "uuid": UUID}),
+        true,
+        Early::Path,
     );
 }
 
@@ -209,6 +231,6 @@ fn sing_box_vless_ws_plain() {
         json!({"users": [{"name": "u", "id": UUID}]}),
         json!({"type": "vless", "uuid": UUID, "packet_encoding": ""}),
         false,
-        true,
+        Early::Header,
     );
 }

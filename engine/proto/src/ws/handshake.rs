@@ -40,8 +40,11 @@ pub struct Upgrade {
     pub consumed: usize,
     /// The `Sec-WebSocket-Accept` value.
     pub accept: [u8; 28],
-    /// Where the early data's base64 text is in the request (echoed back in the answer).
+    /// Where the early data's base64 text is in the request.
     pub early_data: Option<Range<usize>>,
+    /// Whether the early data came at the end of the path (sing-box without an early-data
+    /// header name) rather than in `Sec-WebSocket-Protocol` (echoed back in the answer).
+    pub early_data_in_path: bool,
 }
 
 /// Why a request was refused: what the peer sent. Nothing is consumed or modified.
@@ -124,8 +127,24 @@ pub fn parse_upgrade(
     }
     let target = request.path.unwrap_or_default();
     let path = target.split_once('?').map_or(target, |(p, _)| p);
+    // With early data on, sing-box may append it to the path, base64 (URL-safe, unpadded).
+    let mut early_data = None;
+    let mut early_data_in_path = false;
     if path != policy.path {
-        return Err(HandshakeError::WrongPath);
+        let rest = path
+            .strip_prefix(policy.path)
+            .filter(|r| policy.max_early_data > 0 && !r.is_empty())
+            .filter(|r| {
+                r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .ok_or(HandshakeError::WrongPath)?;
+        let len = decoded_len(rest.as_bytes()).map_err(|_| HandshakeError::WrongPath)?;
+        if len > policy.max_early_data {
+            return Err(HandshakeError::BadEarlyData("longer than accepted"));
+        }
+        early_data = Some(offset_in(buf, rest.as_bytes()));
+        early_data_in_path = true;
     }
     if request.method != Some("GET") {
         return Err(HandshakeError::NotUpgrade("method is not GET"));
@@ -145,8 +164,7 @@ pub fn parse_upgrade(
         .map(trim)
         .filter(|k| !k.is_empty() && k.len() <= 64)
         .ok_or(HandshakeError::NotUpgrade("no Sec-WebSocket-Key"))?;
-    let mut early_data = None;
-    if policy.max_early_data > 0 {
+    if policy.max_early_data > 0 && early_data.is_none() {
         if let Some(value) = header(EARLY_DATA_HEADER)
             .map(trim)
             .filter(|v| !v.is_empty())
@@ -162,6 +180,7 @@ pub fn parse_upgrade(
         consumed,
         accept: accept_key(key),
         early_data,
+        early_data_in_path,
     }))
 }
 
@@ -182,7 +201,11 @@ impl Upgrade {
         );
         out.extend_from_slice(&self.accept);
         out.extend_from_slice(b"\r\n");
-        if let Some(r) = &self.early_data {
+        if let Some(r) = self
+            .early_data
+            .as_ref()
+            .filter(|_| !self.early_data_in_path)
+        {
             out.extend_from_slice(EARLY_DATA_HEADER.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(&buf[r.clone()]);

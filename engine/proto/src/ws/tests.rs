@@ -183,6 +183,48 @@ fn early_data_is_decoded_and_echoed() {
     assert_eq!(up.early_data, None);
 }
 
+#[test]
+fn early_data_at_the_end_of_the_path() {
+    // sing-box without an early-data header name appends the base64 to the path.
+    let wire = request("/chataGVsbG8gd29ybGQhPw?x=1", "");
+    let up = parse(&POLICY, &wire).unwrap();
+    assert!(up.early_data_in_path);
+    assert_eq!(up.decode_early_data(&wire), b"hello world!?");
+    let mut out = Vec::new();
+    up.write_response(&wire, &mut out);
+    assert!(
+        !String::from_utf8(out)
+            .unwrap()
+            .contains("Sec-WebSocket-Protocol"),
+        "nothing to echo"
+    );
+    // Not base64, longer than accepted, or early data off: not this inbound's path.
+    for path in ["/chat/other", "/chat/abcd", "/chatab+c", "/chataGk="] {
+        assert_eq!(
+            parse(&POLICY, &request(path, "")),
+            Err(HandshakeError::WrongPath),
+            "{path}"
+        );
+    }
+    let small = UpgradePolicy {
+        max_early_data: 4,
+        ..POLICY
+    };
+    let wire = request("/chataGVsbG8gd29ybGQhPw", "");
+    assert!(matches!(
+        parse(&small, &wire),
+        Err(HandshakeError::BadEarlyData(_))
+    ));
+    let off = UpgradePolicy {
+        max_early_data: 0,
+        ..POLICY
+    };
+    assert_eq!(parse(&off, &wire), Err(HandshakeError::WrongPath));
+    // The exact path still carries none.
+    let up = parse(&POLICY, &request("/chat", "")).unwrap();
+    assert!(!up.early_data_in_path && up.early_data.is_none());
+}
+
 /// RFC 6455 section 5.7: a single-frame masked text message, "Hello".
 const MASKED_HELLO: [u8; 11] = [
     0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
