@@ -3,12 +3,17 @@
 //! VLESS, VMess and Trojan over TCP, TLS and WebSocket, and awkward remarks and addresses;
 //! then sing-box and v2ray, configured from a live panel's subscription, carry traffic through
 //! the panel's engine with the credentials it derived (Shadowsocks, VLESS, Trojan, VMess;
-//! TCP, TLS and WebSocket).
+//! TCP, TLS and WebSocket); and each share link of a live subscription, read by a strict
+//! reader of the share-link standards (tests/share_link), becomes a sing-box outbound that
+//! `sing-box check` accepts and that carries traffic through the engine, with `ssurl`
+//! (shadowsocks-rust) reading every `ss://` link the same way.
 //!
 //! Peers: `sing-box` (tests/install-sing-box.sh) and `v2ray` (Debian's `v2ray`, 4.34, which
-//! predates the 2022 methods: those are checked by sing-box only). A missing peer fails.
+//! predates the 2022 methods: those are checked by sing-box only), `ssurl` (shadowsocks-rust,
+//! installed by tests/run.sh). A missing peer fails.
 
 mod panel;
+mod share_link;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -562,4 +567,167 @@ fn hysteria2_clients_configured_from_a_subscription_carry_traffic() {
 
     // Xray has no Hysteria2: its format leaves these out rather than give a broken config.
     assert_eq!(fetch_json(&panel, &sub, "xray"), json!([]));
+}
+
+/// Server, port, method and password of an `ss://` link as `ssurl -d` (shadowsocks-rust's
+/// own SIP002 reader) decodes it. Its output is JSON5 (unquoted keys): read field by field.
+fn ssurl_decode(link: &str) -> (String, u16, String, String) {
+    let out = run(Command::new(peer("ssurl")).arg("-d").arg(link));
+    assert_success("ssurl -d", &out, link);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> Value {
+        let prefix = format!("{name}:");
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("ssurl gave no {name}:\n{text}"));
+        let value = line[prefix.len()..].trim().trim_end_matches(',');
+        serde_json::from_str(value).unwrap_or_else(|e| panic!("ssurl's {name} {value}: {e}"))
+    };
+    (
+        field("server").as_str().unwrap().to_owned(),
+        u16::try_from(field("server_port").as_u64().unwrap()).unwrap(),
+        field("method").as_str().unwrap().to_owned(),
+        field("password").as_str().unwrap().to_owned(),
+    )
+}
+
+/// A test CA and a certificate for `localhost` it signed, written to files: (certificate
+/// path, key path, the CA's PEM).
+fn ca_signed_localhost() -> (PathBuf, PathBuf, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "marzneshin test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    (
+        temp_file("localhost.pem", &leaf.pem()),
+        temp_file("localhost.key", &key.serialize_pem()),
+        ca.pem(),
+    )
+}
+
+#[test]
+fn each_share_link_imports_into_sing_box_and_carries_traffic() {
+    // TLS two ways: a self-signed certificate (links say `allowInsecure=1`; v2rayN's VMess
+    // JSON has no such field, so VMess gets the other way), and a certificate from a test CA
+    // that the client trusts, as a machine trusts a public CA (the link says nothing of it).
+    let self_signed = json!({"self_signed": ["localhost"], "alpn": ["http/1.1"]});
+    let (cert, key, ca_pem) = ca_signed_localhost();
+    let ca_signed = json!({"certificate": cert, "key": key, "server_names": ["localhost"],
+                           "alpn": ["http/1.1"]});
+    let mut configs = vec![
+        json!({"tag": "ss-aes", "protocol": "shadowsocks", "settings": {"method": "aes-256-gcm"}}),
+        json!({"tag": "ss-chacha", "protocol": "shadowsocks",
+               "settings": {"method": "chacha20-ietf-poly1305"}}),
+        json!({"tag": "ss-2022-multi", "protocol": "shadowsocks",
+               "settings": {"method": "2022-blake3-aes-128-gcm", "psk": "AAAAAAAAAAAAAAAAAAAAAA=="}}),
+        json!({"tag": "ss-2022", "protocol": "shadowsocks",
+               "settings": {"method": "2022-blake3-chacha20-poly1305"}}),
+    ];
+    for protocol in ["vless", "vmess", "trojan"] {
+        let base = json!({"protocol": protocol, "settings": {}});
+        let with = |transport: &str, extra: Value| {
+            let mut c = base.clone();
+            c["tag"] = format!("{protocol}-{transport}").into();
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            c
+        };
+        let tls = if protocol == "vmess" {
+            &ca_signed
+        } else {
+            &self_signed
+        };
+        configs.push(with("tcp", json!({})));
+        configs.push(with("tls", json!({"tls": tls})));
+        // Without early data, and a Host header; with early data (`?ed=2048`) inside TLS.
+        configs.push(with(
+            "ws",
+            json!({"ws": {"path": format!("/{protocol}"), "host": "example.org", "max_early_data": 0}}),
+        ));
+        configs.push(with(
+            "ws-tls",
+            json!({"tls": ca_signed, "ws": {"path": format!("/{protocol}-tls")}}),
+        ));
+    }
+    let (panel, root, sub) = panel_with_alice_on(configs);
+    let links = reqwest::blocking::get(format!("{}{sub}/links", panel.base))
+        .unwrap()
+        .text()
+        .unwrap();
+    let links: Vec<&str> = links.lines().collect();
+    assert_eq!(links.len(), 16, "{links:#?}");
+
+    let mut used = 0;
+    let mut seen = Vec::new();
+    for link in links {
+        let outbound = share_link::outbound(link).unwrap_or_else(|e| panic!("{link}: {e}"));
+        // What each link stands for, from the link alone.
+        let kind = format!(
+            "{}{}{}",
+            outbound["type"].as_str().unwrap(),
+            outbound["transport"]["type"]
+                .as_str()
+                .map_or(String::new(), |t| format!("+{t}")),
+            if outbound["tls"]["enabled"] == true {
+                "+tls"
+            } else {
+                ""
+            },
+        );
+        if outbound["type"] == "shadowsocks" {
+            let (server, port, method, password) = ssurl_decode(link);
+            assert_eq!(
+                json!({"server": server, "server_port": port, "method": method, "password": password}),
+                json!({"server": outbound["server"], "server_port": outbound["server_port"],
+                       "method": outbound["method"], "password": outbound["password"]}),
+                "ssurl and the strict reader disagree on {link}"
+            );
+        }
+        let mut outbound = outbound;
+        if outbound["tls"]["enabled"] == true && outbound["tls"]["insecure"] != true {
+            // The client's own trust store: the test CA.
+            outbound["tls"]["certificate"] = ca_pem.clone().into();
+        }
+        let tag = outbound["tag"].as_str().unwrap().to_owned();
+        assert!(
+            tag.starts_with(outbound["type"].as_str().unwrap())
+                || (tag.starts_with("ss-") && outbound["type"] == "shadowsocks"),
+            "{tag} is not a {kind} inbound"
+        );
+        let client = json!({
+            "log": {"level": "error"},
+            "inbounds": [{"type": "mixed", "tag": "in", "listen": "127.0.0.1", "listen_port": free_port()}],
+            "outbounds": [outbound],
+            "route": {"final": tag},
+        });
+        eprintln!("share link {link}\n  as {outbound}");
+        let text = serde_json::to_string_pretty(&client).unwrap();
+        let path = temp_file(&format!("link-{tag}.json"), &text);
+        assert_success("sing-box check", &sing_box_check(&path), &text);
+        used = sing_box_carries(&panel, &root, &outbound, used);
+        seen.push(kind);
+    }
+    seen.sort();
+    let mut want: Vec<String> = ["vless", "vmess", "trojan"]
+        .iter()
+        .flat_map(|p| {
+            ["", "+tls", "+ws", "+ws+tls"]
+                .iter()
+                .map(move |t| format!("{p}{t}"))
+        })
+        .chain(std::iter::repeat_n("shadowsocks".to_owned(), 4))
+        .collect();
+    want.sort();
+    assert_eq!(seen, want);
 }
