@@ -271,6 +271,33 @@ export const UserOrderValues = Object.freeze(["created_desc", "created_asc", "us
 export const UserStatusValues = Object.freeze(["active", "disabled", "limited", "expired", "on_hold"]);
 
 /**
+ * One event in the outbox (sent events are deleted, so they are not listed).
+ * @typedef {Object} WebhookEvent
+ * @property {number} attempts Failed attempts so far (0 again after a retry).
+ * @property {number} created_at When the event happened (Unix seconds).
+ * @property {string} event Event name, such as `user.created`.
+ * @property {number} [failed_at] When the last attempt failed and the event was given up on (Unix seconds).
+ * @property {number} id Event id (also the `X-Marzneshin-Delivery` header of each attempt).
+ * @property {string} [last_error] Why the last attempt failed (the receiver's status or the connection error).
+ * @property {number} [next_attempt_at] When the next attempt is due (Unix seconds, rounded up); none for a failed event.
+ * @property {*} payload The body that is sent, as recorded when the event happened.
+ * @property {WebhookEventStatus} status Pending or failed.
+ */
+
+/**
+ * A page of outbox events, newest first.
+ * @typedef {Object} WebhookEventPage
+ * @property {Array<WebhookEvent>} items The events of this page.
+ * @property {number} page This page, from 1.
+ * @property {number} size Page size.
+ * @property {number} total Events matching the filter, on all pages.
+ */
+
+/** Where an event of the outbox stands. @typedef {("pending"|"failed")} WebhookEventStatus */
+/** @type {ReadonlyArray<WebhookEventStatus>} */
+export const WebhookEventStatusValues = Object.freeze(["pending", "failed"]);
+
+/**
  * The webhook configuration as the API shows it.
  * @typedef {Object} WebhookSettings
  * @property {number} failed Events given up on after repeated failures (kept in the outbox).
@@ -697,5 +724,25 @@ export class Api extends ApiBase {
    */
   putWebhook(body) {
     return this.request("PUT", "/webhook", { json: body });
+  }
+
+  /**
+   * Events in the outbox, newest first: pending ones and those given up on after repeated failures (sudo only). Sent events are deleted and not listed.
+   * `GET /webhook/events`
+   * @param {{status?: WebhookEventStatus, page?: number, size?: number}} [query]
+   * @returns {Promise<WebhookEventPage>}
+   */
+  getWebhookEvents(query = {}) {
+    return this.request("GET", "/webhook/events", { query });
+  }
+
+  /**
+   * Send a failed event again (sudo admins that are not read-only): its attempts start over and it is due now. Events are delivered oldest first, so it goes before any newer pending event. 409 when the event is not failed (it is still being tried).
+   * `POST /webhook/events/{id}/retry`
+   * @param {number} id Event id.
+   * @returns {Promise<WebhookEvent>}
+   */
+  postWebhookEventsByIdRetry(id) {
+    return this.request("POST", "/webhook/events/" + encodeURIComponent(id) + "/retry");
   }
 }

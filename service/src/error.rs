@@ -35,6 +35,9 @@ pub enum ApiError {
         /// Value.
         value: String,
     },
+    /// The resource is not in a state that allows the request (409, no field).
+    #[error("{0}")]
+    WrongState(String),
     /// Input that fails validation.
     #[error("{field}: {message}")]
     Invalid {
@@ -82,7 +85,7 @@ pub enum ErrorResponse {
     /// Not found.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// Already exists.
+    /// Already exists, or not in a state that allows the request.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// Throttled.
@@ -106,6 +109,7 @@ impl From<ApiError> for ErrorResponse {
             ApiError::Forbidden(_) => ErrorResponse::Forbidden(body(None)),
             ApiError::NotFound(_) => ErrorResponse::NotFound(body(None)),
             ApiError::Conflict { field, .. } => ErrorResponse::Conflict(body(Some(field.clone()))),
+            ApiError::WrongState(_) => ErrorResponse::Conflict(body(None)),
             ApiError::Invalid { field, .. } => ErrorResponse::Invalid(body(Some(field.clone()))),
             ApiError::Throttled(_) => ErrorResponse::Throttled(body(None)),
             ApiError::Internal(inner) => {

@@ -293,7 +293,8 @@ pub fn backoff(base: Duration, attempts: i64) -> Duration {
     base.saturating_mul(1 << exponent).min(MAX_BACKOFF)
 }
 
-fn now_ms() -> i64 {
+/// Unix time in milliseconds (the outbox's `next_attempt_at`).
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -2,7 +2,8 @@
 //! delivery's HMAC-SHA256 signature, fails on purpose to see retries, and records the order;
 //! enforcement's events (usage thresholds, limited, expired); events recorded while the
 //! receiver is down survive a restart of the panel; the settings API keeps the secret to
-//! itself. On PostgreSQL: the job locks, and two panels on one database deliver each event
+//! itself; events given up on after every attempt failed are listed and sent again on
+//! request. On PostgreSQL: the job locks, and two panels on one database deliver each event
 //! once.
 
 mod panel;
@@ -24,6 +25,7 @@ on_both_databases!(
     admin_events_are_signed_ordered_and_retried,
     enforcement_announces_thresholds_limits_and_expiry,
     events_survive_a_restart,
+    failed_events_are_listed_and_retried,
 );
 
 const SECRET: &str = "test-secret-0123456789-tail";
@@ -542,4 +544,173 @@ fn postgres_two_panels_deliver_each_event_once() {
         .map(|d| d.json()["user"]["username"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, expected);
+}
+
+/// Polls the outbox list until `pred` holds for it (60 s at most).
+fn events_until(p: &TestPanel, token: &str, query: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = p.get(token, &format!("/api/webhook/events{query}")).ok();
+        if pred(&page) {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "outbox never matched: {page}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn failed_events_are_listed_and_retried(backend: Backend) {
+    // Every attempt fails, so the panel gives up after its 16 attempts: with a 1 ms retry
+    // base the waits add up to about 33 s.
+    let receiver = Receiver::start();
+    receiver
+        .script
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n(500, 16));
+    let p = TestPanel::start_with(
+        backend,
+        options().env("MARZNESHIN_WEBHOOK_RETRY_BASE_MS", "1"),
+    );
+    let root = p.admin_token();
+    configure(&p, &root, &receiver.url());
+    p.new_user(&root, json!({"username": "ann"}));
+    let failed = events_until(&p, &root, "?status=failed", |page| page["total"] == 1);
+    let ann = failed["items"][0].clone();
+    let ann_id = ann["id"].as_i64().unwrap();
+    assert_eq!(ann["event"], "user.created");
+    assert_eq!(ann["status"], "failed");
+    assert_eq!(ann["attempts"], 16);
+    assert_eq!(
+        ann["last_error"],
+        "receiver answered 500 Internal Server Error"
+    );
+    assert_eq!(ann["next_attempt_at"], Value::Null);
+    assert!(ann["failed_at"].as_i64().unwrap() >= ann["created_at"].as_i64().unwrap());
+    assert_eq!(ann["payload"]["user"]["username"], "ann");
+    assert_eq!(receiver.got.lock().unwrap().len(), 16);
+    assert_eq!(p.get(&root, "/api/webhook").ok()["failed"], 1);
+
+    // A later event, to a receiver that is gone: pending, tried again and again.
+    let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_url = format!("http://{}/hook", gone.local_addr().unwrap());
+    drop(gone);
+    configure(&p, &root, &gone_url);
+    p.new_user(&root, json!({"username": "bob"}));
+    let all = events_until(&p, &root, "", |page| {
+        page["total"] == 2 && page["items"][0]["attempts"].as_i64() > Some(0)
+    });
+    let bob = &all["items"][0];
+    let bob_id = bob["id"].as_i64().unwrap();
+    assert!(bob_id > ann_id);
+    assert_eq!(all["items"][1]["id"], ann_id, "newest first: {all}");
+    assert_eq!(bob["status"], "pending");
+    assert_eq!(bob["failed_at"], Value::Null);
+    assert!(bob["next_attempt_at"].as_i64().unwrap() >= bob["created_at"].as_i64().unwrap());
+    assert!(bob["last_error"].is_string());
+    assert_eq!(bob["payload"]["user"]["username"], "bob");
+    let ids = |page: &Value| -> Vec<i64> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        ids(&p.get(&root, "/api/webhook/events?status=failed").ok()),
+        [ann_id]
+    );
+    assert_eq!(
+        ids(&p.get(&root, "/api/webhook/events?status=pending").ok()),
+        [bob_id]
+    );
+    let second = p.get(&root, "/api/webhook/events?page=2&size=1").ok();
+    assert_eq!((ids(&second), &second["total"]), (vec![ann_id], &json!(2)));
+    assert_eq!(
+        ids(&p.get(&root, "/api/webhook/events?page=3&size=1").ok()),
+        Vec::<i64>::new()
+    );
+    p.get(&root, "/api/webhook/events?size=0")
+        .expect_error(422, Some("size"), "between 1 and 500");
+    p.get(&root, "/api/webhook/events?page=0")
+        .expect_error(422, Some("page"), "at least 1");
+    assert_eq!(p.get(&root, "/api/webhook/events?status=lost").status, 400);
+    assert!(!p.get(&root, "/api/webhook/events").text.contains(SECRET));
+
+    // Only a failed event can be retried; an unknown one is not found.
+    p.post(
+        &root,
+        &format!("/api/webhook/events/{bob_id}/retry"),
+        json!({}),
+    )
+    .expect_error(409, None, "not failed");
+    p.post(&root, "/api/webhook/events/999999/retry", json!({}))
+        .expect_error(404, None, "not found");
+
+    // Sudo only; a read-only sudo admin may look but not retry.
+    let svc = p.new_service(&root, "svc", &[]);
+    let admin = p.new_admin(
+        &root,
+        json!({"username": "plain", "password": "plain-password", "service_ids": [svc]}),
+    );
+    let viewer = p.new_admin(
+        &root,
+        json!({"username": "viewer", "password": "viewer-password", "is_sudo": true,
+               "read_only": true}),
+    );
+    let retry = format!("/api/webhook/events/{ann_id}/retry");
+    assert_eq!(p.get(&admin, "/api/webhook/events").status, 403);
+    assert_eq!(p.post(&admin, &retry, json!({})).status, 403);
+    assert_eq!(p.get(&viewer, "/api/webhook/events").ok()["total"], 2);
+    assert_eq!(p.post(&viewer, &retry, json!({})).status, 403);
+    assert_eq!(p.call("POST", &retry, None, None).status, 401);
+    assert_eq!(
+        p.get(&root, "/api/webhook/events?status=failed").ok()["total"],
+        1,
+        "a refused retry changed nothing"
+    );
+
+    // Retried, then the receiver is back: the event is due at once and goes before the newer
+    // one (oldest first), and both are delivered.
+    let retried = p.post(&root, &retry, json!({})).ok();
+    assert_eq!(retried["id"], ann_id);
+    assert_eq!(retried["status"], "pending");
+    assert_eq!(retried["attempts"], 0);
+    assert_eq!(retried["failed_at"], Value::Null);
+    assert!(retried["next_attempt_at"].is_i64());
+    assert_eq!(
+        p.get(&root, "/api/webhook/events?status=failed").ok()["total"],
+        0
+    );
+    configure(&p, &root, &receiver.url());
+    let got = receiver.wait_for(2);
+    assert_eq!(got.len(), 18);
+    let delivered = receiver.delivered();
+    let order: Vec<(u64, Value)> = delivered
+        .iter()
+        .map(|d| (d.delivery, d.json()["user"]["username"].clone()))
+        .collect();
+    assert_eq!(
+        order,
+        [(ann_id as u64, json!("ann")), (bob_id as u64, json!("bob"))]
+    );
+    events_until(&p, &root, "", |page| page["total"] == 0);
+
+    // In the spec, with examples and error responses.
+    let spec: Value = reqwest::blocking::get(format!("{}/openapi.json", p.base))
+        .unwrap()
+        .json()
+        .unwrap();
+    let list = &spec["paths"]["/webhook/events"]["get"];
+    let retry = &spec["paths"]["/webhook/events/{id}/retry"]["post"];
+    for code in ["401", "403", "422"] {
+        assert!(list["responses"][code].is_object(), "{code}: {list}");
+    }
+    for code in ["401", "403", "404", "409"] {
+        assert!(retry["responses"][code].is_object(), "{code}: {retry}");
+    }
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["WebhookEvent"]["example"]["status"], "failed");
+    assert!(schemas["WebhookEventPage"]["example"]["items"].is_array());
 }
