@@ -606,6 +606,25 @@ pub async fn set_service_inbounds(
     set_links(tx, "services_inbounds", "service_id", service_id, inbounds).await
 }
 
+/// The inbound tags one user may use (through their services), with each inbound's config
+/// JSON: what [`user_inbound_tags`] gives for that user, without reading everyone's.
+pub async fn inbound_tags_of_user(
+    db: &Db,
+    user_id: i64,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT i.tag, i.config FROM users_services us \
+         JOIN services_inbounds si ON si.service_id = us.service_id JOIN inbounds i ON i.id = si.inbound_id \
+         WHERE us.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("tag")?, r.try_get("config")?)))
+        .collect()
+}
+
 /// The inbound tags each user may use (through their services), by user id.
 pub async fn user_inbound_tags(
     db: &Db,

@@ -136,7 +136,9 @@ pub async fn apply_users(
 pub async fn user(state: &AppState, username: &str) -> anyhow::Result<()> {
     match db::user_by_name(&state.db, username).await? {
         Some(row) => {
-            let tags = db::user_inbound_tags(&state.db).await?;
+            // This user's inbounds only: reading everyone's made each change O(users).
+            let tags =
+                HashMap::from([(row.id, db::inbound_tags_of_user(&state.db, row.id).await?)]);
             apply_users(state, &[row], &tags).await
         }
         None => {
