@@ -1,6 +1,6 @@
 //! Benchmarks of the Marzneshin engine.
 //!
-//! Two kinds live in this crate (see `docs/benchmarks.md` for how to run and read them):
+//! Three kinds live in this crate (see `docs/benchmarks.md` for how to run and read them):
 //!
 //! - criterion suites under `benches/`: the Shadowsocks codecs per method (chunk seal and open,
 //!   handshakes with many users, UDP packets) and the per-core buffer pool, in process;
@@ -8,7 +8,10 @@
 //!   servers (shadowsocks-rust, shadowsocks-libev, sing-box, v2ray) and a plain relay
 //!   (`src/bin/plain_relay.rs`, the floor) each pinned to CPU 0,
 //!   driven by one load generator pinned to CPU 1, reporting server CPU per GiB, per connection,
-//!   round trips and memory as ratios against the peers.
+//!   round trips and memory as ratios against the peers;
+//! - the panel load benchmark (`src/bin/panel_load.rs`): the real `marzneshin serve` on SQLite
+//!   and PostgreSQL with 10 000 users created through its API, timing the API and
+//!   subscription requests admins and clients make most, and the panel's peak memory.
 //!
 //! The library holds what the harness is made of, so each piece can be read on its own:
 //!
