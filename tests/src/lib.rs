@@ -925,3 +925,48 @@ pub fn assert_far_fewer_allocations_than_chunks(what: &str, allocations: u64, ch
         "{what}: {allocations} heap allocations for {chunks} relayed chunks: something allocates per chunk"
     );
 }
+
+/// Through a client with Mux.Cool on (its SOCKS5 at `socks`), user `u` on `handle`: four
+/// streams held open at once must be sessions of one connection to the engine; then four
+/// parallel TCP transfers of `total / 4` bytes each way and `total` bytes of UDP, every byte
+/// checked, the TCP counters exact.
+pub fn multiplexed_transfers(handle: &engine::Handle, socks: SocketAddr, total: usize) {
+    let echo = tcp_echo();
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = socks5_connect(socks, echo).expect("SOCKS5 CONNECT");
+            s.write_all(b"ping").unwrap();
+            let mut back = [0u8; 4];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(&back, b"ping");
+            s
+        })
+        .collect();
+    let open: u64 = handle.inbound_stats().iter().map(|i| i.traffic.open).sum();
+    assert_eq!(open, 1, "four streams should be sessions of one connection");
+    drop(held);
+    let transfers: Vec<_> = (0..4u64)
+        .map(|seed| {
+            thread::spawn(move || {
+                let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT");
+                echo_transfer(stream, total / 4, seed, Ending::AfterEcho)
+            })
+        })
+        .collect();
+    for t in transfers {
+        t.join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("TCP over Mux.Cool: {e}"));
+    }
+    let want = (total / 4 * 4 + 4 * 4) as u64;
+    assert_eq!(
+        settled_traffic(handle, "u", (want, want)),
+        (want, want),
+        "TCP counters"
+    );
+    let uecho = udp_echo();
+    let assoc = socks5_udp(socks).expect("SOCKS5 UDP ASSOCIATE");
+    udp_echo_transfer(&assoc, uecho, total, 1200, 2)
+        .unwrap_or_else(|e| panic!("UDP over Mux.Cool: {e}"));
+    assert_traffic_at_least(handle, "u", 2 * total as u64, 2 * total as u64);
+}

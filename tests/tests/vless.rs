@@ -57,47 +57,7 @@ fn v2ray_vless_mux_tls() {
         "streamSettings": v2ray_stream(true),
         "mux": {"enabled": true, "concurrency": 8},
     }));
-    let echo = tcp_echo();
-    // Four streams held open at once ride one connection.
-    let held: Vec<std::net::TcpStream> = (0..4)
-        .map(|_| {
-            use std::io::{Read, Write};
-            let mut s = socks5_connect(socks, echo).expect("SOCKS5 CONNECT");
-            s.write_all(b"ping").unwrap();
-            let mut back = [0u8; 4];
-            s.read_exact(&mut back).unwrap();
-            assert_eq!(&back, b"ping");
-            s
-        })
-        .collect();
-    let open: u64 = handle.inbound_stats().iter().map(|i| i.traffic.open).sum();
-    assert_eq!(open, 1, "four streams should be sessions of one connection");
-    drop(held);
-    let transfers: Vec<_> = (0..4u64)
-        .map(|seed| {
-            std::thread::spawn(move || {
-                let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT");
-                echo_transfer(stream, BULK / 4, seed, Ending::AfterEcho)
-            })
-        })
-        .collect();
-    for t in transfers {
-        t.join()
-            .unwrap()
-            .unwrap_or_else(|e| panic!("TCP over Mux.Cool: {e}"));
-    }
-    let pings = 4 * 4;
-    assert_eq!(
-        settled_traffic(&handle, "u", (BULK as u64 + pings, BULK as u64 + pings)),
-        (BULK as u64 + pings, BULK as u64 + pings),
-        "TCP counters"
-    );
-
-    let uecho = udp_echo();
-    let assoc = socks5_udp(socks).expect("SOCKS5 UDP ASSOCIATE");
-    udp_echo_transfer(&assoc, uecho, BULK, 1200, 2)
-        .unwrap_or_else(|e| panic!("UDP over Mux.Cool: {e}"));
-    assert_traffic_at_least(&handle, "u", 2 * BULK as u64, 2 * BULK as u64);
+    multiplexed_transfers(&handle, socks, BULK);
     child.assert_running();
     handle.stop(std::time::Duration::from_secs(1));
 }

@@ -59,3 +59,21 @@ fn v2ray_vmess_aes_128_gcm_tls() {
 fn v2ray_vmess_none_tls() {
     tcp_and_udp("none", true);
 }
+
+/// v2ray with Mux.Cool on over VMess (aes-128-gcm, TLS): streams as sessions of one
+/// connection, parallel transfers and UDP through it.
+#[test]
+fn v2ray_vmess_mux_tls() {
+    let (handle, server) =
+        engine_with_inbound("vmess", json!({"users": [{"name": "u", "id": UUID}]}), true);
+    let (mut child, socks) = v2ray_client(json!({
+        "protocol": "vmess",
+        "settings": {"vnext": [{"address": "127.0.0.1", "port": server.port(),
+                                "users": [{"id": UUID, "alterId": 0, "security": "aes-128-gcm"}]}]},
+        "streamSettings": v2ray_stream(true),
+        "mux": {"enabled": true, "concurrency": 8},
+    }));
+    multiplexed_transfers(&handle, socks, BULK);
+    child.assert_running();
+    handle.stop(std::time::Duration::from_secs(1));
+}

@@ -1,4 +1,4 @@
-//! Mux.Cool over a VLESS stream (command 3), with XUDP: many TCP and UDP sessions of one
+//! Mux.Cool over a VLESS stream or a VMess body (command 3), with XUDP: many TCP and UDP sessions of one
 //! client over one connection, framed by `proto::mux`. Xray clients send their UDP this way
 //! even with multiplexing off, and so does sing-box by default (`packet_encoding: xudp`).
 //!
@@ -20,7 +20,7 @@
 //! writer lock. Uplink data for a TCP session goes straight to its destination once
 //! connected; before that it is queued (copied, at most [`MAX_QUEUED`] bytes, beyond which
 //! the reader waits). Not done: re-attaching an XUDP session to a new connection by its
-//! GlobalID (full-cone NAT across reconnects), Mux over VMess.
+//! GlobalID (full-cone NAT across reconnects).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};

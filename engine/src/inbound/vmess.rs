@@ -1,13 +1,17 @@
 //! VMess AEAD inbound over the `proto::vmess` codec: TCP relay with the body opened and
-//! sealed in place, UDP (one chunk per packet, to the request's target). A failed handshake is
+//! sealed in place, UDP (one chunk per packet, to the request's target), Mux.Cool
+//! (`inbound::mux` over the body as a byte stream). A failed handshake is
 //! drained; auth ids are replay-checked across every worker of the inbound.
 
 use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use proto::shadowsocks::SaltFilter;
 use proto::vmess::{
     self, BodyOpener, BodySealer, Command, Opened, ServerHandshake, VmessUsers, MAX_CHUNK_PAYLOAD,
@@ -98,11 +102,157 @@ pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, client: ClientStream) {
                 .await
             }
             Command::Mux => {
-                tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "Mux.Cool not supported yet");
+                let (client_r, client_w) = futures_lite::io::split(client);
+                let reader = BodyReader {
+                    inner: client_r,
+                    opener,
+                    buf,
+                    start: req.consumed,
+                    end: len,
+                    plain: 0..0,
+                    ended: false,
+                };
+                let writer = BodyWriter {
+                    inner: client_w,
+                    sealer,
+                    buf: vec![0; SEAL_HEADROOM + MAX_CHUNK_PAYLOAD + vmess::SEAL_TAILROOM],
+                    pending: 0..0,
+                };
+                let frames = conn.ctx.buffers.get();
+                super::mux::relay(
+                    conn.ctx,
+                    conn.ib,
+                    &admitted.user,
+                    conn.peer,
+                    reader,
+                    writer,
+                    frames,
+                    (0, 0),
+                    &[],
+                )
+                .await
             }
         }
     };
     until_closed(conn.ctx, conn.ib, Some(&admitted.registration.kill), relay).await;
+}
+
+/// The client's request body as a byte stream (for Mux.Cool, which reads frames from it):
+/// chunks are opened in place in `buf` and their plaintext handed out.
+struct BodyReader<R> {
+    inner: R,
+    opener: BodyOpener,
+    buf: RelayBuffer,
+    /// Unopened bytes.
+    start: usize,
+    end: usize,
+    /// Opened plaintext not yet handed out.
+    plain: std::ops::Range<usize>,
+    ended: bool,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for BodyReader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            if !this.plain.is_empty() {
+                let n = out.len().min(this.plain.len());
+                out[..n].copy_from_slice(&this.buf[this.plain.start..this.plain.start + n]);
+                this.plain.start += n;
+                return Poll::Ready(Ok(n));
+            }
+            if this.ended {
+                return Poll::Ready(Ok(0));
+            }
+            match this.opener.open(&mut this.buf[this.start..this.end]) {
+                Ok(Opened::Chunk { payload, consumed }) => {
+                    this.plain = this.start + payload.start..this.start + payload.end;
+                    this.start += consumed;
+                }
+                Ok(Opened::End { .. }) => this.ended = true,
+                Ok(Opened::NeedMore) => {
+                    if this.start == this.end || this.end == this.buf.len() {
+                        this.buf.copy_within(this.start..this.end, 0);
+                        this.end -= this.start;
+                        this.start = 0;
+                    }
+                    let end = this.end;
+                    let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut this.buf[end..]))?;
+                    if n == 0 {
+                        return Poll::Ready(Ok(0));
+                    }
+                    this.end += n;
+                }
+                Err(e) => {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                }
+            }
+        }
+    }
+}
+
+/// The response body as a byte sink (for Mux.Cool): what is written is sealed in chunks, one
+/// at a time in `buf`, and sent before the next is taken.
+struct BodyWriter<W> {
+    inner: W,
+    sealer: BodySealer,
+    buf: Vec<u8>,
+    /// Sealed bytes not yet sent.
+    pending: std::ops::Range<usize>,
+}
+
+impl<W: AsyncWrite + Unpin> BodyWriter<W> {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.pending.clone()]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.start += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for BodyWriter<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        let n = data.len().min(MAX_CHUNK_PAYLOAD);
+        if n == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        this.buf[SEAL_HEADROOM..SEAL_HEADROOM + n].copy_from_slice(&data[..n]);
+        this.pending = this
+            .sealer
+            .seal(&mut this.buf, SEAL_HEADROOM..SEAL_HEADROOM + n);
+        // The chunk is ours now; what does not go out at once goes before the next one.
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_close(cx)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
