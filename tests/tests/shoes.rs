@@ -1,8 +1,9 @@
 //! Interop with shoes (cfal/shoes 0.3.2, a Rust multi-protocol proxy) as the client: VLESS and
-//! VMess over TLS (TCP and UDP), Trojan over TLS and Shadowsocks, AEAD 2017 and 2022 (TCP only:
-//! shoes's Trojan client has no UDP; Shadowsocks UDP is proven with sslocal and ss-local), 16 MiB
-//! each way through our server to loopback echoes, every byte checked, the user's counters
-//! exact for TCP. shoes runs a SOCKS5 server whose only route is our server.
+//! VMess over TLS (TCP and UDP); VLESS, VMess and Trojan over WebSocket inside TLS; Trojan over
+//! TLS and Shadowsocks, AEAD 2017 and 2022 (TCP only: shoes's Trojan client has no UDP, and
+//! Shadowsocks UDP is proven with sslocal and ss-local). 16 MiB each way through our server to
+//! loopback echoes, every byte checked, the user's counters exact for TCP. shoes runs a SOCKS5
+//! server whose only route is our server.
 
 use std::process::Command;
 
@@ -46,10 +47,30 @@ fn over_tls(inner: &str) -> String {
     )
 }
 
+/// `inner` wrapped in WebSocket on path `/ws`, then TLS.
+fn over_ws_tls(inner: &str) -> String {
+    let inner: String = inner.lines().map(|l| format!("    {l}\n")).collect();
+    over_tls(&format!(
+        "          type: websocket\n          matching_path: /ws\n          protocol:\n{inner}"
+    ))
+}
+
 /// Through shoes configured with `proxy`: 16 MiB each way over TCP, then (with `udp`) over
 /// UDP.
 fn relay(protocol: &str, settings: serde_json::Value, tls: bool, proxy: &str, udp: bool) {
-    let (handle, server) = engine_with_inbound(protocol, settings, tls);
+    relay_over(protocol, settings, tls, None, proxy, udp)
+}
+
+/// [`relay`], with the inbound behind WebSocket `ws` (the inbound's `ws` object) when given.
+fn relay_over(
+    protocol: &str,
+    settings: serde_json::Value,
+    tls: bool,
+    ws: Option<serde_json::Value>,
+    proxy: &str,
+    udp: bool,
+) {
+    let (handle, server) = engine_with_transport(protocol, settings, tls, ws);
     let (mut child, socks) = shoes_client(server, proxy);
     let echo = tcp_echo();
     let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT through shoes");
@@ -122,6 +143,40 @@ fn shoes_shadowsocks_aead_and_2022() {
             &format!(
                 "          type: shadowsocks\n          cipher: {method}\n          password: \"{password}\"\n"
             ),
+            false,
+        );
+    }
+}
+
+/// VLESS, VMess and Trojan over WebSocket inside TLS (TCP only: shoes sends their UDP over
+/// TCP, proven above without WebSocket).
+#[test]
+fn shoes_ws_tls() {
+    let id = format!("          user_id: {UUID}\n");
+    let cases = [
+        (
+            "vless",
+            json!({"users": [{"name": "u", "id": UUID}]}),
+            format!("          type: vless\n{id}"),
+        ),
+        (
+            "vmess",
+            json!({"users": [{"name": "u", "id": UUID}]}),
+            format!("          type: vmess\n          cipher: aes-128-gcm\n{id}"),
+        ),
+        (
+            "trojan",
+            json!({"users": [{"name": "u", "password": PASSWORD}]}),
+            format!("          type: trojan\n          password: \"{PASSWORD}\"\n"),
+        ),
+    ];
+    for (protocol, settings, inner) in cases {
+        relay_over(
+            protocol,
+            settings,
+            true,
+            Some(json!({"path": "/ws"})),
+            &over_ws_tls(&inner),
             false,
         );
     }
