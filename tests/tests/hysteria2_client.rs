@@ -458,3 +458,44 @@ fn a_reverse_proxy_masquerade_answers_with_the_site() {
     });
     handle.stop(Duration::from_secs(1));
 }
+
+/// Streams are freed when done, however the client ends them: far more streams than the
+/// concurrent limit (1024) go one after another over one connection, each stopped by the
+/// client after its echo (STOP_SENDING before our end, as sing-box does on close).
+#[test]
+fn many_streams_one_after_another() {
+    let (handle, server, cert) = engine(json!({}));
+    let echo = tcp_echo();
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+        for i in 0..1500 {
+            let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(5), conn.open_bi())
+                .await
+                .unwrap_or_else(|_| panic!("stream {i}: no stream credit"))
+                .unwrap();
+            let mut request = Vec::new();
+            tcp::encode_request(&echo.to_string(), b"", &mut request);
+            request.extend_from_slice(b"ping");
+            send.write_all(&request).await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let start = loop {
+                let n = recv.read(&mut buf).await.unwrap().expect("a response");
+                got.extend_from_slice(&buf[..n]);
+                if let Progress::Done(r) = tcp::parse_response(&got).unwrap() {
+                    break r.consumed;
+                }
+            };
+            while got.len() < start + 4 {
+                let n = recv.read(&mut buf).await.unwrap().expect("the echo");
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(&got[start..], b"ping");
+            // Done: stop reading before the server's end, and finish sending.
+            let _ = recv.stop(0u32.into());
+            send.finish().unwrap();
+        }
+    });
+    handle.stop(Duration::from_secs(1));
+}

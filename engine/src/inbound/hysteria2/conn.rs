@@ -315,9 +315,25 @@ impl Conn {
         *slot = Some(cx.waker().clone());
     }
 
-    /// Forgets stream `id`'s waiters (its task is done with it).
+    /// Forgets stream `id` (its task is done with it): its waiters go, and both halves are
+    /// closed so that quinn frees the stream and grants the client a new one. A receive half
+    /// not read to its end is stopped; a send half the client stopped is reset (quinn frees a
+    /// stopped send half only once it is reset). A cleanly finished send half is left to
+    /// deliver what it holds.
     pub(super) fn forget(&self, id: StreamId) {
         self.waiters.borrow_mut().remove(&id);
+        {
+            let mut q = self.quic.borrow_mut();
+            // Fails harmlessly when the half is already closed.
+            let _ = q.recv_stream(id).stop(VarInt::from_u32(H3_NO_ERROR));
+            // The client's unidirectional streams have no send half (quinn asserts as much).
+            if id.dir() == Dir::Bi {
+                if let Ok(Some(code)) = q.send_stream(id).stopped() {
+                    let _ = q.send_stream(id).reset(code);
+                }
+            }
+        }
+        self.wake.notify();
     }
 
     pub(super) fn poll_lost(&self) -> bool {
