@@ -1,5 +1,7 @@
-//! The load generator's connections: plain TCP (to the floor relay) or Shadowsocks through our
-//! own client-side codecs ([`ClientRequest`], [`StreamSealer`], [`StreamOpener`]).
+//! The load generator's connections: plain TCP (to the floor relay), Shadowsocks through our
+//! own client-side codecs ([`ClientRequest`], [`StreamSealer`], [`StreamOpener`]), or SOCKS5
+//! to a local proxy client (the Hysteria2 client process, which carries each connection to the
+//! server under test as a QUIC stream).
 //!
 //! The same client drives every server, so differences in the figures are the servers'. Writes
 //! are batched the same way for every endpoint: up to [`SEND_BATCH`] plaintext bytes per
@@ -44,6 +46,14 @@ pub enum Endpoint {
         /// Where the server is asked to connect.
         target: SocketAddr,
     },
+    /// A local SOCKS5 proxy (no authentication) that carries the connection to the server
+    /// under test; the connection is plain from the `CONNECT` answer on.
+    Socks5 {
+        /// The proxy's address.
+        proxy: SocketAddr,
+        /// Where the proxy (and through it the server) is asked to connect.
+        target: SocketAddr,
+    },
 }
 
 impl Endpoint {
@@ -52,6 +62,7 @@ impl Endpoint {
     pub fn connect(&self, initial: &[u8]) -> io::Result<Conn> {
         let server = match self {
             Endpoint::Plain { server } | Endpoint::Shadowsocks { server, .. } => *server,
+            Endpoint::Socks5 { proxy, .. } => *proxy,
         };
         let mut stream = TcpStream::connect(server)?;
         stream.set_nodelay(true)?;
@@ -59,6 +70,11 @@ impl Endpoint {
         let mut wbuf = Vec::new();
         let codec = match self {
             Endpoint::Plain { .. } => {
+                stream.write_all(initial)?;
+                None
+            }
+            Endpoint::Socks5 { target, .. } => {
+                socks5_connect(&mut stream, *target)?;
                 stream.write_all(initial)?;
                 None
             }
@@ -95,6 +111,57 @@ impl Endpoint {
             end: 0,
         })
     }
+}
+
+/// The SOCKS5 handshake (RFC 1928): no authentication, `CONNECT target`, and its answer, which
+/// must be success. Each step waits for the proxy's answer before the next.
+fn socks5_connect(stream: &mut TcpStream, target: SocketAddr) -> io::Result<()> {
+    let refused = |what: String| io::Error::new(io::ErrorKind::ConnectionRefused, what);
+    stream.write_all(&[5, 1, 0])?;
+    let mut choice = [0u8; 2];
+    stream.read_exact(&mut choice)?;
+    if choice != [5, 0] {
+        return Err(refused(format!("SOCKS5 proxy chose method {choice:?}")));
+    }
+    let mut request = vec![5, 1, 0];
+    match target {
+        SocketAddr::V4(a) => {
+            request.push(1);
+            request.extend_from_slice(&a.ip().octets());
+        }
+        SocketAddr::V6(a) => {
+            request.push(4);
+            request.extend_from_slice(&a.ip().octets());
+        }
+    }
+    request.extend_from_slice(&target.port().to_be_bytes());
+    stream.write_all(&request)?;
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head)?;
+    if head[0] != 5 || head[1] != 0 {
+        return Err(refused(format!(
+            "SOCKS5 CONNECT {target} answered {}",
+            head[1]
+        )));
+    }
+    // The bound address: IPv4, a name (length first) or IPv6, then the port.
+    let rest = match head[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        3 => {
+            let mut len = [0u8; 1];
+            stream.read_exact(&mut len)?;
+            usize::from(len[0]) + 2
+        }
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("SOCKS5 answer with address type {other}"),
+            ))
+        }
+    };
+    let mut bound = vec![0u8; rest];
+    stream.read_exact(&mut bound)
 }
 
 struct ShadowsocksCodec {

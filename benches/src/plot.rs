@@ -1,6 +1,6 @@
 //! The side-by-side results as an SVG chart, for the docs.
 //!
-//! One panel per method; in each panel one group of horizontal bars per metric, one bar per
+//! One panel per Shadowsocks method and one for Hysteria2; in each panel one group of horizontal bars per metric, one bar per
 //! server. Bars are scaled to the largest figure of their group and labelled with the figure
 //! itself, so a glance compares servers and the label gives the number. Every metric charted is
 //! "lower is better" (CPU, memory, latency), so the shortest bar wins. A server with no figure
@@ -30,6 +30,7 @@ fn colour(server: &str) -> &'static str {
         "ss-server" => "#2ca02c",
         "sing-box" => "#9467bd",
         "v2ray" => "#ff7f0e",
+        "shoes" => "#8c564b",
         _ => "#17becf",
     }
 }
@@ -89,17 +90,31 @@ pub fn svg(report: &Report) -> String {
     let metrics = metrics(report.parallel_streams);
     let mut body = String::new();
     let mut y = 40.0;
-    for method in &report.methods {
+    let methods = report.methods.iter().map(|method| {
         let servers: Vec<&ServerReport> = std::iter::once(&report.floor)
             .chain(method.peers.iter())
             .chain(std::iter::once(&method.marzneshin))
+            .collect();
+        (format!("Shadowsocks {}", method.method), servers)
+    });
+    let hysteria2 = report.hysteria2.iter().map(|h| {
+        let servers: Vec<&ServerReport> = h
+            .peers
+            .iter()
+            .chain(std::iter::once(&h.marzneshin))
+            .collect();
+        ("Hysteria2".to_owned(), servers)
+    });
+    for (title, servers) in methods.chain(hysteria2) {
+        let servers: Vec<&ServerReport> = servers
+            .into_iter()
             .filter(|r| r.unavailable.is_none())
             .collect();
         let _ = writeln!(
             body,
             r#"<text x="10" y="{:.0}" class="method">{} (lower is better)</text>"#,
             y + 18.0,
-            escape(&method.method)
+            escape(&title)
         );
         y += TITLE_H;
         for metric in &metrics {
@@ -174,7 +189,7 @@ pub fn svg(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Machine, MethodReport, Outcome, Throughput};
+    use crate::report::{Hysteria2Report, Machine, MethodReport, Outcome, Throughput};
 
     fn report() -> Report {
         let mut ours = ServerReport::skipped("marzneshin aes-256-gcm", "test");
@@ -197,6 +212,10 @@ mod tests {
         let mut failed = ServerReport::skipped("ssserver aes-256-gcm", "test");
         failed.download = peer.upload.clone();
         let absent = ServerReport::unavailable("v2ray aes-256-gcm", "(not run)".into(), "x".into());
+        let mut hy2_ours = ours.clone();
+        hy2_ours.name = "marzneshin hysteria2".into();
+        let mut shoes = peer.clone();
+        shoes.name = "shoes hysteria2".into();
         Report {
             started_at: 0,
             mode: "quick".into(),
@@ -220,6 +239,12 @@ mod tests {
                 peers: vec![peer, failed, absent],
                 targets: Vec::new(),
             }],
+            hysteria2: Some(Hysteria2Report {
+                client: "test".into(),
+                marzneshin: hy2_ours,
+                peers: vec![shoes],
+                targets: Vec::new(),
+            }),
             total_wall_s: 1.0,
         }
     }
@@ -242,6 +267,9 @@ mod tests {
         // A server that could not run is left out of the chart; metrics nobody measured too.
         assert!(!svg.contains(">v2ray</text>"));
         assert!(!svg.contains("peak RSS"));
+        // The Hysteria2 panel, with its own peers.
+        assert!(svg.contains(">Hysteria2 (lower is better)</text>"));
+        assert!(svg.contains(&format!(r#"fill="{}""#, colour("shoes"))));
         // Text is escaped.
         assert!(svg.contains("cpu &lt;&amp;&gt;"));
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

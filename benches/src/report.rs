@@ -288,6 +288,20 @@ pub struct MethodReport {
     pub targets: Vec<TargetCheck>,
 }
 
+/// Results for the Hysteria2 servers. Every one is driven through the same Hysteria2 client
+/// process (a local SOCKS5 proxy), so the load generator's bytes reach each server the same way.
+#[derive(Clone, Debug, Serialize)]
+pub struct Hysteria2Report {
+    /// The client every server was measured through: its command line, or why it could not run.
+    pub client: String,
+    /// Our engine.
+    pub marzneshin: ServerReport,
+    /// The peer servers; each one that could not run says why.
+    pub peers: Vec<ServerReport>,
+    /// Targets checked (empty when a figure is missing).
+    pub targets: Vec<TargetCheck>,
+}
+
 /// The machine the run happened on.
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {
@@ -361,8 +375,10 @@ pub struct Report {
     pub repeats: usize,
     /// The plain relay (no crypto): the floor.
     pub floor: ServerReport,
-    /// Per method.
+    /// Per Shadowsocks method.
     pub methods: Vec<MethodReport>,
+    /// The Hysteria2 servers, when that protocol was measured.
+    pub hysteria2: Option<Hysteria2Report>,
     /// Wall time of the whole run, seconds.
     pub total_wall_s: f64,
 }
@@ -415,6 +431,31 @@ pub fn check_targets(
     out
 }
 
+/// Derives the Hysteria2 target from measured figures: CPU-s/GiB at most 0.8 x the best peer's,
+/// per throughput scenario. There is no floor here: the client, not a relay, sets the wire format.
+pub fn check_peer_targets(
+    ours: &ServerReport,
+    peers: &[ServerReport],
+    streams: usize,
+) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    for s in Scenario::ALL {
+        let best = best_peer(peers, |r| r.throughput(s).get().map(|t| t.cpu_s_per_gib));
+        let (Some(o), Some((peer, p))) = (ours.throughput(s).get(), best) else {
+            continue;
+        };
+        let bound = 0.8 * p;
+        out.push(TargetCheck {
+            what: format!("CPU-s/GiB, {}", s.label(streams)),
+            ours: o.cpu_s_per_gib,
+            bound,
+            rule: format!("0.8 x {peer} ({p:.3})"),
+            met: o.cpu_s_per_gib <= bound,
+        });
+    }
+    out
+}
+
 /// The peer with the lowest measured figure, and that figure.
 fn best_peer(
     peers: &[ServerReport],
@@ -434,13 +475,20 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 impl Report {
-    /// Every server report of the run: the floor, then per method the peers and ours.
+    /// Every server report of the run: the floor, then per method the peers and ours, then the
+    /// Hysteria2 peers and ours.
     pub fn servers(&self) -> impl Iterator<Item = &ServerReport> {
-        std::iter::once(&self.floor).chain(
-            self.methods
-                .iter()
-                .flat_map(|m| m.peers.iter().chain(std::iter::once(&m.marzneshin))),
-        )
+        std::iter::once(&self.floor)
+            .chain(
+                self.methods
+                    .iter()
+                    .flat_map(|m| m.peers.iter().chain(std::iter::once(&m.marzneshin))),
+            )
+            .chain(
+                self.hysteria2
+                    .iter()
+                    .flat_map(|h| h.peers.iter().chain(std::iter::once(&h.marzneshin))),
+            )
     }
 
     /// The Markdown rendering: one table per method, then the targets and any failures.
@@ -487,6 +535,9 @@ impl Report {
         }
         for method in &self.methods {
             self.method_table(&mut md, method);
+        }
+        if let Some(h) = &self.hysteria2 {
+            self.hysteria2_table(&mut md, h);
         }
         let failures: Vec<String> = self.servers().flat_map(|r| r.failures()).collect();
         if !failures.is_empty() {
@@ -636,6 +687,108 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The Hysteria2 table: the peers and ours, the ratio to the best peer, then the targets.
+    fn hysteria2_table(&self, md: &mut String, h: &Hysteria2Report) {
+        let ours = &h.marzneshin;
+        let peers = &h.peers;
+        let _ = writeln!(md, "### hysteria2\n");
+        let _ = writeln!(md, "Client (the same for every server): `{}`\n", h.client);
+        let mut head = String::from("| metric |");
+        for p in peers {
+            let _ = write!(head, " {} |", short_name(&p.name));
+        }
+        head.push_str(" marzneshin | ours / best peer |");
+        let _ = writeln!(md, "{head}");
+        let _ = writeln!(md, "|---|{}---:|---:|", "---:|".repeat(peers.len()));
+        let row = |md: &mut String,
+                   label: &str,
+                   fmt: fn(Option<f64>) -> String,
+                   lower: bool,
+                   figure: &dyn Fn(&ServerReport) -> Option<f64>| {
+            let mut line = format!("| {label} |");
+            for p in peers {
+                let _ = write!(line, " {} |", fmt(figure(p)));
+            }
+            let measured = peers.iter().filter_map(figure);
+            let best = if lower {
+                measured.min_by(f64::total_cmp)
+            } else {
+                measured.max_by(f64::total_cmp)
+            };
+            let o = figure(ours);
+            let _ = writeln!(line, " {} | {} |", fmt(o), ratio(o, best));
+            md.push_str(&line);
+        };
+        for s in Scenario::ALL {
+            row(
+                md,
+                &format!("CPU-s/GiB, {}", s.label(self.parallel_streams)),
+                fmt3,
+                true,
+                &|r| r.throughput(s).get().map(|t| t.cpu_s_per_gib),
+            );
+        }
+        for s in Scenario::ALL {
+            row(
+                md,
+                &format!("MB/s, {}", s.label(self.parallel_streams)),
+                fmt0,
+                false,
+                &|r| r.throughput(s).get().map(|t| t.mb_per_s),
+            );
+        }
+        row(
+            md,
+            "server CPU per new connection (QUIC stream), us",
+            fmt1,
+            true,
+            &|r| r.connections.get().map(|c| c.us_per_connection),
+        );
+        let size = ours
+            .round_trip
+            .get()
+            .or(peers.iter().find_map(|p| p.round_trip.get()))
+            .map(|t| t.size)
+            .unwrap_or(64);
+        row(
+            md,
+            &format!("round trip p50, {size}-byte echo, us"),
+            fmt1,
+            true,
+            &|r| r.round_trip.get().map(|t| t.p50_us),
+        );
+        row(
+            md,
+            &format!("round trip p99, {size}-byte echo, us"),
+            fmt1,
+            true,
+            &|r| r.round_trip.get().map(|t| t.p99_us),
+        );
+        row(md, "peak RSS (VmHWM), MiB", fmt1, true, &|r| {
+            r.peak_rss_kib.get().map(|k| *k as f64 / 1024.0)
+        });
+        md.push('\n');
+        if h.targets.is_empty() {
+            let _ = writeln!(md, "Targets: not checked (a figure is missing).\n");
+        } else {
+            let _ = writeln!(md, "Targets for hysteria2:\n");
+            for t in &h.targets {
+                let _ = writeln!(
+                    md,
+                    "- {}: ours {:.3}, bound {:.3} [{}]: **{}**",
+                    t.what,
+                    t.ours,
+                    t.bound,
+                    t.rule,
+                    if t.met { "met" } else { "MISSED" }
+                );
+            }
+            md.push('\n');
+        }
+    }
+}
+
 /// A server's name without the method it was run with (`"sing-box aes-256-gcm"` → `"sing-box"`).
 pub fn short_name(name: &str) -> &str {
     name.split_once(' ').map_or(name, |(n, _)| n)
@@ -651,4 +804,42 @@ fn fmt3(v: Option<f64>) -> String {
 
 fn fmt1(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "n/a".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(name: &str, cpu_s_per_gib: f64) -> ServerReport {
+        let mut r = ServerReport::skipped(name, "test");
+        r.upload = Outcome::Measured(Throughput {
+            bytes: 1 << 30,
+            streams: 1,
+            wall_s: 1.0,
+            server_cpu_s: cpu_s_per_gib,
+            server_cpu_ticks: 0,
+            cpu_s_per_gib,
+            runs_cpu_s_per_gib: vec![cpu_s_per_gib],
+            mb_per_s: 1000.0,
+        });
+        r
+    }
+
+    #[test]
+    fn hysteria2_target_is_measured_against_the_best_peer_only() {
+        let ours = upload("marzneshin hysteria2", 1.0);
+        let peers = [
+            upload("sing-box hysteria2", 2.0),
+            upload("shoes hysteria2", 1.5),
+            ServerReport::unavailable("x hysteria2", "(not run)".into(), "missing".into()),
+        ];
+        let targets = check_peer_targets(&ours, &peers, 8);
+        // Only upload was measured: one target, against shoes's 1.5 (the lower).
+        assert_eq!(targets.len(), 1);
+        assert!((targets[0].bound - 1.2).abs() < 1e-9);
+        assert!(targets[0].met);
+        assert!(targets[0].rule.contains("shoes"));
+        // No peer figure, no target (rather than a bound of zero).
+        assert!(check_peer_targets(&ours, &peers[2..], 8).is_empty());
+    }
 }

@@ -1,10 +1,14 @@
 //! Side-by-side benchmark: our engine against the peer Shadowsocks servers (shadowsocks-rust's
-//! `ssserver`, shadowsocks-libev's `ss-server`, sing-box, v2ray) and a plain relay.
+//! `ssserver`, shadowsocks-libev's `ss-server`, sing-box, v2ray) and a plain relay, and against
+//! the peer Hysteria2 servers (sing-box, shoes).
 //!
 //! ```text
 //!   CPU 1                                     CPU 0                 CPU 1
 //!   load generator (proto client codecs) ──► server under test ──► target (sink/source/echo)
 //!   ◄─────────────────────────────────────── (one at a time)  ◄───
+//!
+//!   Hysteria2: load generator ─SOCKS5─► sing-box Hysteria2 client ─QUIC─► server under test ─► target
+//!              (CPU 1)                  (CPU 1, the same for every server)  (CPU 0)           (CPU 1)
 //! ```
 //!
 //! Run: `cargo run --release -p benches --bin side_by_side -- [--quick] [--out DIR]`.
@@ -13,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::thread;
@@ -24,8 +28,8 @@ use base64::Engine as _;
 use benches::client::Endpoint;
 use benches::probe::{allowed_cpus, pin_current_thread, ticks_per_second, ProcessProbe};
 use benches::report::{
-    check_targets, Binary, CipherCost, ConnectionCost, IdleMemory, Machine, MethodReport, Outcome,
-    Report, RoundTrip, ServerReport, Throughput,
+    check_peer_targets, check_targets, Binary, CipherCost, ConnectionCost, Hysteria2Report,
+    IdleMemory, Machine, MethodReport, Outcome, Report, RoundTrip, ServerReport, Throughput,
 };
 use benches::target::BenchTarget;
 use benches::workload::{self, Measured};
@@ -60,17 +64,22 @@ struct Args {
     /// or 1 with --quick).
     #[arg(long)]
     repeat: Option<usize>,
+    /// Protocols to measure (comma-separated: shadowsocks, hysteria2).
+    #[arg(long, value_delimiter = ',', default_values_t = PROTOCOLS.map(str::to_owned))]
+    protocols: Vec<String>,
     /// Servers to run (comma-separated: floor, marzneshin, ssserver, ss-server, sing-box,
-    /// v2ray). The floor is needed for the floor + cipher ratios.
-    #[arg(long, value_delimiter = ',', default_values_t = ["floor", "ssserver", "ss-server", "sing-box", "v2ray", "marzneshin"].map(str::to_owned))]
+    /// v2ray, shoes). The floor is needed for the floor + cipher ratios; shoes serves only
+    /// Hysteria2 here, and sing-box both protocols.
+    #[arg(long, value_delimiter = ',', default_values_t = ["floor", "ssserver", "ss-server", "sing-box", "v2ray", "shoes", "marzneshin"].map(str::to_owned))]
     servers: Vec<String>,
     /// Scenarios to run (comma-separated: idle, rtt, connections, upload, download, parallel);
     /// for profiling one of them, e.g. under `perf record -C 0`.
     #[arg(long, value_delimiter = ',', default_values_t = SCENARIOS.map(str::to_owned))]
     only: Vec<String>,
     /// Fail (exit non-zero) when a selected server could not run, e.g. a peer binary is
-    /// missing or its config was refused; a peer that does not implement a method still only
-    /// gets "n/a". CI uses this so a broken peer setup cannot pass as "missing".
+    /// missing or its config was refused; a peer that does not implement a method, and the
+    /// optional shoes when it is not installed, still only get "n/a". CI uses this so a broken
+    /// peer setup cannot pass as "missing".
     #[arg(long)]
     require_all: bool,
     /// Do not run `cargo build --release` for marzneshin and the plain relay first.
@@ -80,6 +89,8 @@ struct Args {
     #[arg(long)]
     marzneshin: Option<PathBuf>,
 }
+
+const PROTOCOLS: [&str; 2] = ["shadowsocks", "hysteria2"];
 
 const SCENARIOS: [&str; 6] = [
     "idle",
@@ -168,15 +179,31 @@ fn run(args: Args) -> Result<bool> {
             );
         }
     }
-    for s in &args.servers {
-        if s != "floor" && s != "marzneshin" && Peer::from_name(s).is_none() {
+    for p in &args.protocols {
+        if !PROTOCOLS.contains(&p.as_str()) {
             bail!(
-                "unknown server {s:?}; expected floor, marzneshin or a peer: {}",
-                Peer::ALL.map(Peer::name).join(", ")
+                "unknown protocol {p:?}; expected one of {}",
+                PROTOCOLS.join(", ")
+            );
+        }
+    }
+    for s in &args.servers {
+        if s != "floor"
+            && s != "marzneshin"
+            && Peer::from_name(s).is_none()
+            && Hy2Peer::from_name(s).is_none()
+        {
+            bail!(
+                "unknown server {s:?}; expected floor, marzneshin or a peer: {}, {}",
+                Peer::ALL.map(Peer::name).join(", "),
+                Hy2Peer::ALL.map(Hy2Peer::name).join(", ")
             );
         }
     }
     let wanted = |server: &str| args.servers.iter().any(|s| s == server);
+    let measures = |protocol: &str| args.protocols.iter().any(|p| p == protocol);
+    let shadowsocks = measures("shadowsocks");
+    let methods = if shadowsocks { methods } else { Vec::new() };
     let exe_dir = std::env::current_exe()?
         .parent()
         .context("binary has no directory")?
@@ -218,19 +245,43 @@ fn run(args: Args) -> Result<bool> {
     // ~/.cache/marzneshin/peers/bin, then PATH.
     let peers: Vec<(Peer, Result<PathBuf, String>)> = Peer::ALL
         .into_iter()
-        .filter(|p| wanted(p.name()))
+        .filter(|p| shadowsocks && wanted(p.name()))
         .map(|p| {
             let found = peer(p.binary())
                 .ok_or_else(|| format!("{} missing: {}", p.binary(), p.install_hint()));
             (p, found)
         })
         .collect();
+    let hy2_peers: Vec<(Hy2Peer, Result<PathBuf, String>)> = Hy2Peer::ALL
+        .into_iter()
+        .filter(|p| measures("hysteria2") && wanted(p.name()))
+        .map(|p| {
+            let found = peer(p.binary())
+                .ok_or_else(|| format!("{} missing: {}", p.binary(), p.install_hint()));
+            (p, found)
+        })
+        .collect();
+    // Every Hysteria2 server is driven through this one client, whatever servers are chosen.
+    let hy2_client = measures("hysteria2").then(|| {
+        peer("sing-box").ok_or_else(|| {
+            "sing-box (the Hysteria2 client) missing: run tests/install-sing-box.sh".to_owned()
+        })
+    });
     let mut binaries = Vec::new();
     let ours_and_floor = [("marzneshin", &marzneshin), ("plain_relay", &relay)];
-    for (name, r) in ours_and_floor
+    let listed: Vec<(&str, &Result<PathBuf, String>)> = ours_and_floor
         .into_iter()
+        // The floor relay serves the Shadowsocks comparison only.
+        .filter(|(name, _)| shadowsocks || *name != "plain_relay")
         .chain(peers.iter().map(|(p, r)| (p.binary(), r)))
-    {
+        .chain(hy2_peers.iter().map(|(p, r)| (p.binary(), r)))
+        .chain(hy2_client.iter().map(|r| ("sing-box", r)))
+        .collect();
+    for (i, &(name, r)) in listed.iter().enumerate() {
+        // sing-box may serve both protocols and be the client too: list it once.
+        if listed[..i].iter().any(|(n, _)| *n == name) {
+            continue;
+        }
         match r {
             Ok(p) => eprintln!("{name}: {}", p.display()),
             Err(why) => eprintln!("WARNING: {why}"),
@@ -246,7 +297,9 @@ fn run(args: Args) -> Result<bool> {
     }
 
     // The floor: a plain relay in front of the target.
-    let floor = if !wanted("floor") {
+    let floor = if !shadowsocks {
+        ServerReport::skipped("floor (plain relay)", "shadowsocks not in --protocols")
+    } else if !wanted("floor") {
         ServerReport::skipped("floor (plain relay)", "not in --servers")
     } else {
         let port = free_port()?;
@@ -260,7 +313,7 @@ fn run(args: Args) -> Result<bool> {
             "floor (plain relay)",
             &relay,
             &relay_args,
-            listen,
+            &Reach::Tcp(listen),
             &endpoint,
             &floor_plan,
             &args.out.join("plain_relay.log"),
@@ -268,7 +321,8 @@ fn run(args: Args) -> Result<bool> {
     };
 
     let mut reports = Vec::new();
-    // Peers left out because they do not implement a method (not failures under --require-all).
+    // Peers left out because they do not implement a method, or are optional and not installed
+    // (not failures under --require-all).
     let mut unsupported = Vec::new();
     for method in methods {
         let password = password(method);
@@ -307,7 +361,7 @@ fn run(args: Args) -> Result<bool> {
                 &name,
                 program,
                 &peer_args,
-                listen,
+                &Reach::Tcp(listen),
                 &endpoint(listen),
                 &plan,
                 &args.out.join(format!("{}-{method}.log", p.name())),
@@ -345,7 +399,7 @@ fn run(args: Args) -> Result<bool> {
                 &format!("marzneshin {method}"),
                 &marzneshin,
                 &our_args,
-                listen,
+                &Reach::Tcp(listen),
                 &endpoint(listen),
                 &plan,
                 &args.out.join(format!("marzneshin-{method}.log")),
@@ -361,6 +415,19 @@ fn run(args: Args) -> Result<bool> {
         });
     }
 
+    let hysteria2 = match hy2_client {
+        None => None,
+        Some(client) => Some(run_hysteria2(
+            &args,
+            &plan,
+            target.addr(),
+            &client,
+            &hy2_peers,
+            wanted("marzneshin").then_some(&marzneshin),
+            &mut unsupported,
+        )?),
+    };
+
     let report = Report {
         started_at,
         mode: if args.quick { "quick" } else { "full" }.into(),
@@ -373,6 +440,7 @@ fn run(args: Args) -> Result<bool> {
         repeats: plan.repeat,
         floor,
         methods: reports,
+        hysteria2,
         total_wall_s: started.elapsed().as_secs_f64(),
     };
     let md = report.markdown();
@@ -401,6 +469,250 @@ fn run(args: Args) -> Result<bool> {
         return Ok(false);
     }
     Ok(failures == 0)
+}
+
+/// The password of the one Hysteria2 user every server has.
+const HY2_PASSWORD: &str = "side-by-side-hysteria2-password";
+
+/// Runs the Hysteria2 servers side by side: the peers, then ours, each driven through its own
+/// instance of the same sing-box Hysteria2 client (same binary, same configuration but for the
+/// server's port), pinned to the load generator's CPU.
+fn run_hysteria2(
+    args: &Args,
+    plan: &Plan,
+    target: SocketAddr,
+    client: &Result<PathBuf, String>,
+    peers: &[(Hy2Peer, Result<PathBuf, String>)],
+    marzneshin: Option<&Result<PathBuf, String>>,
+    excused: &mut Vec<String>,
+) -> Result<Hysteria2Report> {
+    let dir = std::fs::canonicalize(&args.out)?;
+    // One certificate for every server, so that none pays for a different key type.
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let cert = dir.join("hysteria2-cert.pem");
+    let key = dir.join("hysteria2-key.pem");
+    std::fs::write(&cert, generated.cert.pem())?;
+    std::fs::write(&key, generated.key_pair.serialize_pem())?;
+    let tls = TlsFiles { cert, key };
+    // A Hysteria2 stream is not a TCP connection to the server: opening ten thousand of them
+    // measures the QUIC stream limits of one client connection, not memory per connection.
+    let plan = plan.without_idle("Hysteria2 connections are streams of one QUIC connection");
+    let client_args = |server: SocketAddr, socks: SocketAddr, name: &str| -> Result<Vec<String>> {
+        let config = serde_json::json!({
+            "log": { "level": "warn" },
+            "inbounds": [{
+                "type": "socks",
+                "listen": socks.ip().to_string(),
+                "listen_port": socks.port(),
+            }],
+            "outbounds": [{
+                "type": "hysteria2",
+                "server": server.ip().to_string(),
+                "server_port": server.port(),
+                "password": HY2_PASSWORD,
+                "tls": {
+                    "enabled": true,
+                    "server_name": "localhost",
+                    "insecure": true,
+                    "alpn": ["h3"],
+                },
+            }],
+        });
+        let path = dir.join(format!("hysteria2-client-{name}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+        Ok(vec!["run".into(), "-c".into(), path.display().to_string()])
+    };
+    let measure =
+        |name: &str, program: &Result<PathBuf, String>, server_args: Vec<String>, listen| {
+            let client_program = match client {
+                Ok(p) => p.clone(),
+                Err(why) => {
+                    return Ok(ServerReport::unavailable(
+                        name,
+                        "(not run)".into(),
+                        why.clone(),
+                    ));
+                }
+            };
+            let socks: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            let short = name.split(' ').next().unwrap_or(name);
+            let proxy = ProxyClient {
+                program: client_program,
+                args: client_args(listen, socks, short)?,
+                socks,
+                log: args.out.join(format!("hysteria2-client-{short}.log")),
+            };
+            let endpoint = Endpoint::Socks5 {
+                proxy: socks,
+                target,
+            };
+            Ok::<_, anyhow::Error>(run_server(
+                name,
+                program,
+                &server_args,
+                &Reach::Udp {
+                    listen,
+                    client: &proxy,
+                },
+                &endpoint,
+                &plan,
+                &args.out.join(format!("{short}-hysteria2.log")),
+            ))
+        };
+    let mut peer_reports = Vec::new();
+    for (p, program) in peers {
+        let name = format!("{} hysteria2", p.name());
+        if let (Hy2Peer::Shoes, Err(_)) = (p, program) {
+            // Optional: named in the output, not a failure under --require-all.
+            excused.push(name.clone());
+        }
+        let listen: SocketAddr = ([127, 0, 0, 1], free_udp_port()?).into();
+        let server_args = p.args(listen, &tls, &dir)?;
+        peer_reports.push(measure(&name, program, server_args, listen)?);
+    }
+    let name = "marzneshin hysteria2";
+    let ours = match marzneshin {
+        None => ServerReport::skipped(name, "not in --servers"),
+        Some(program) => {
+            let listen: SocketAddr = ([127, 0, 0, 1], free_udp_port()?).into();
+            let config = serde_json::json!({
+                "workers": 1,
+                "outbound": { "allow_loopback": true },
+                "inbounds": [{
+                    "tag": "bench",
+                    "listen": listen.to_string(),
+                    "network": ["udp"],
+                    "protocol": "hysteria2",
+                    "settings": {
+                        "users": [{ "name": "bench", "password": HY2_PASSWORD }],
+                    },
+                    "tls": {
+                        "certificate": tls.cert.display().to_string(),
+                        "key": tls.key.display().to_string(),
+                    },
+                }],
+            });
+            let config_path = dir.join("marzneshin-hysteria2.json");
+            std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+            let our_args = vec![
+                "engine".to_owned(),
+                "run".to_owned(),
+                "--config".to_owned(),
+                config_path.display().to_string(),
+                "--allow-loopback".to_owned(),
+            ];
+            measure(name, program, our_args, listen)?
+        }
+    };
+    let client = match client {
+        Ok(p) => format!(
+            "taskset -c {CLIENT_CPU} {} run -c hysteria2-client-SERVER.json (socks inbound, \
+             hysteria2 outbound, no declared bandwidth)",
+            p.display()
+        ),
+        Err(why) => why.clone(),
+    };
+    Ok(Hysteria2Report {
+        client,
+        targets: check_peer_targets(&ours, &peer_reports, plan.streams),
+        marzneshin: ours,
+        peers: peer_reports,
+    })
+}
+
+/// The certificate and key every Hysteria2 server is given.
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A peer Hysteria2 server, with its usual configuration and one user.
+#[derive(Clone, Copy, Debug)]
+enum Hy2Peer {
+    /// sing-box's `hysteria2` inbound.
+    SingBox,
+    /// shoes (optional: not every machine has it built).
+    Shoes,
+}
+
+impl Hy2Peer {
+    const ALL: [Hy2Peer; 2] = [Hy2Peer::SingBox, Hy2Peer::Shoes];
+
+    fn name(self) -> &'static str {
+        match self {
+            Hy2Peer::SingBox => "sing-box",
+            Hy2Peer::Shoes => "shoes",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Hy2Peer> {
+        Hy2Peer::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    fn binary(self) -> &'static str {
+        self.name()
+    }
+
+    fn install_hint(self) -> &'static str {
+        match self {
+            Hy2Peer::SingBox => "run tests/install-sing-box.sh",
+            Hy2Peer::Shoes => {
+                "optional; `cargo install shoes` into ~/.cache/marzneshin/peers/bin or PATH"
+            }
+        }
+    }
+
+    /// Command-line arguments, writing the config file under `dir`.
+    fn args(self, listen: SocketAddr, tls: &TlsFiles, dir: &Path) -> Result<Vec<String>> {
+        Ok(match self {
+            Hy2Peer::SingBox => {
+                let path = dir.join("sing-box-hysteria2.json");
+                let config = serde_json::json!({
+                    "log": { "level": "warn" },
+                    "inbounds": [{
+                        "type": "hysteria2",
+                        "listen": listen.ip().to_string(),
+                        "listen_port": listen.port(),
+                        "users": [{ "name": "bench", "password": HY2_PASSWORD }],
+                        "tls": {
+                            "enabled": true,
+                            "alpn": ["h3"],
+                            "certificate_path": tls.cert.display().to_string(),
+                            "key_path": tls.key.display().to_string(),
+                        },
+                    }],
+                    "outbounds": [{ "type": "direct" }],
+                });
+                std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+                vec!["run".into(), "-c".into(), path.display().to_string()]
+            }
+            Hy2Peer::Shoes => {
+                // shoes reads YAML, of which JSON is a subset.
+                let path = dir.join("shoes-hysteria2.yaml");
+                let config = serde_json::json!([{
+                    "address": listen.to_string(),
+                    "transport": "quic",
+                    "quic_settings": {
+                        "cert": tls.cert.display().to_string(),
+                        "key": tls.key.display().to_string(),
+                        "alpn_protocols": ["h3"],
+                    },
+                    "protocol": {
+                        "type": "hysteria2",
+                        "password": HY2_PASSWORD,
+                        "udp_enabled": true,
+                    },
+                }]);
+                std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+                vec![
+                    "--threads".into(),
+                    "1".into(),
+                    "--no-reload".into(),
+                    path.display().to_string(),
+                ]
+            }
+        })
+    }
 }
 
 /// Builds the engine binary and the floor relay (two invocations, so that neither package's
@@ -689,6 +1001,105 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+fn free_udp_port() -> Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// How the harness reaches a server.
+enum Reach<'a> {
+    /// Directly, over TCP: the server listens on this address.
+    Tcp(SocketAddr),
+    /// Through a proxy client: the server listens on this UDP address, and the client,
+    /// started after the server, talks to it.
+    Udp {
+        listen: SocketAddr,
+        client: &'a ProxyClient,
+    },
+}
+
+impl Reach<'_> {
+    /// Whether the server has bound its port yet.
+    fn listening(&self) -> bool {
+        match self {
+            Reach::Tcp(addr) => {
+                TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
+            }
+            // Binding the same UDP address fails while the server holds it.
+            Reach::Udp { listen, .. } => UdpSocket::bind(listen).is_err(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Reach::Tcp(addr) => *addr,
+            Reach::Udp { listen, .. } => *listen,
+        }
+    }
+}
+
+/// A proxy client process (the Hysteria2 client) that the load generator connects to over
+/// SOCKS5, pinned with the load generator to the client CPU.
+struct ProxyClient {
+    program: PathBuf,
+    args: Vec<String>,
+    /// Where it accepts SOCKS5.
+    socks: SocketAddr,
+    log: PathBuf,
+}
+
+/// A running [`ProxyClient`]; killed on drop.
+struct RunningClient(Child);
+
+impl ProxyClient {
+    fn start(&self) -> Result<RunningClient> {
+        let log =
+            File::create(&self.log).with_context(|| format!("creating {}", self.log.display()))?;
+        let child = Command::new("taskset")
+            .arg("-c")
+            .arg(CLIENT_CPU.to_string())
+            .arg(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.program.display()))?;
+        let mut client = RunningClient(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = client.0.try_wait()? {
+                let tail = std::fs::read_to_string(&self.log).unwrap_or_default();
+                bail!(
+                    "client exited at start ({status}); log {}:\n{tail}",
+                    self.log.display()
+                );
+            }
+            if TcpStream::connect_timeout(&self.socks, Duration::from_millis(200)).is_ok() {
+                return Ok(client);
+            }
+            if Instant::now() > deadline {
+                bail!("the client does not listen on {} after 20 s", self.socks);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn command(&self) -> String {
+        format!(
+            "taskset -c {CLIENT_CPU} {} {}",
+            self.program.display(),
+            self.args.join(" ")
+        )
+    }
+}
+
+impl Drop for RunningClient {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A server process pinned to the server CPU; killed on drop.
 struct RunningServer {
     child: Child,
@@ -696,7 +1107,7 @@ struct RunningServer {
 }
 
 impl RunningServer {
-    fn start(program: &Path, args: &[String], addr: SocketAddr, log: &Path) -> Result<Self> {
+    fn start(program: &Path, args: &[String], reach: &Reach, log: &Path) -> Result<Self> {
         let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut child = Command::new("taskset")
             .arg("-c")
@@ -715,13 +1126,13 @@ impl RunningServer {
                 let tail = std::fs::read_to_string(log).unwrap_or_default();
                 bail!("exited at start ({status}); log {}:\n{tail}", log.display());
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if reach.listening() {
                 break;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("nothing listens on {addr} after 20 s");
+                bail!("nothing listens on {} after 20 s", reach.addr());
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -795,7 +1206,7 @@ fn run_server(
     name: &str,
     program: &Result<PathBuf, String>,
     args: &[String],
-    listen: SocketAddr,
+    reach: &Reach,
     endpoint: &Endpoint,
     plan: &Plan,
     log: &Path,
@@ -812,9 +1223,23 @@ fn run_server(
         args.join(" ")
     );
     eprintln!("[{name}] starting: {command}");
-    let server = match RunningServer::start(program, args, listen, log) {
+    let server = match RunningServer::start(program, args, reach, log) {
         Ok(s) => s,
         Err(e) => return ServerReport::unavailable(name, command, format!("{e:#}")),
+    };
+    // The client in front of the server, if any: started once the server listens, for the
+    // server's whole run.
+    let _client = match reach {
+        Reach::Tcp(_) => None,
+        Reach::Udp { client, .. } => {
+            eprintln!("[{name}] client: {}", client.command());
+            match client.start() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return ServerReport::unavailable(name, command, format!("client: {e:#}"))
+                }
+            }
+        }
     };
     let probe = &server.probe;
     let say = |what: &str, figure: &str| eprintln!("[{name}] {what}: {figure}");
