@@ -6,7 +6,8 @@
 //!   handshakes with many users, UDP packets) and the per-core buffer pool, in process;
 //! - the side-by-side harness (`src/bin/side_by_side.rs`): our engine, the peer Shadowsocks
 //!   servers (shadowsocks-rust, shadowsocks-libev, sing-box, v2ray) and a plain relay
-//!   (`src/bin/plain_relay.rs`, the floor) each pinned to CPU 0,
+//!   (`src/bin/plain_relay.rs`, the floor), and the peer Hysteria2 servers (sing-box, shoes,
+//!   reached through one sing-box Hysteria2 client), each pinned to CPU 0,
 //!   driven by one load generator pinned to CPU 1, reporting server CPU per GiB, per connection,
 //!   round trips and memory as ratios against the peers;
 //! - the panel load benchmark (`src/bin/panel_load.rs`): the real `marzneshin serve` on SQLite
@@ -18,7 +19,8 @@
 //! - [`pattern`]: the verifiable byte stream every transfer carries;
 //! - [`target`]: the loopback sink, source and echo the servers relay to;
 //! - [`client`]: the load generator's connections, plain or Shadowsocks through our own
-//!   client-side codecs (no third-party client in the measured path);
+//!   client-side codecs (no third-party client in the measured path), or SOCKS5 to the
+//!   Hysteria2 client;
 //! - [`probe`]: reading another process's CPU time and memory, and pinning;
 //! - [`workload`]: the scenarios (upload, download, parallel streams, connection churn, round
 //!   trips, idle connections) and the in-process cipher cost;

@@ -221,7 +221,10 @@ fn run(args: Args) -> Result<bool> {
     // The load generator and the target: this process, every thread it starts from now on.
     pin_current_thread(CLIENT_CPU).context("pinning the harness to CPU 1")?;
     eprintln!("harness pinned to CPU {}", allowed_cpus());
-    plan.idle = fit_idle_connections(plan.idle)?;
+    // Only the Shadowsocks servers run the idle scenario.
+    if shadowsocks && plan.runs("idle") {
+        plan.idle = fit_idle_connections(plan.idle)?;
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let target = BenchTarget::start()?;
