@@ -156,7 +156,8 @@ export async function servicesPage(root, session) {
 }
 
 const SS_METHODS = ["aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305", "2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm", "2022-blake3-chacha20-poly1305"];
-const PROTOCOLS = ["shadowsocks", "vless", "trojan", "vmess"];
+const PROTOCOLS = ["shadowsocks", "vless", "trojan", "vmess", "hysteria2"];
+const MASQUERADES = ["masq_none", "masq_string", "masq_proxy"];
 
 /** The inbound form: protocol-specific fields, or the raw JSON config. */
 function inboundDialog(session, inbound, done) {
@@ -176,6 +177,8 @@ function inboundDialog(session, inbound, done) {
       config.protocol = e.target.value;
       config.settings = config.protocol === "shadowsocks" ? { method: "aes-256-gcm" } : {};
       if (config.protocol === "shadowsocks") delete config.tls;
+      // Hysteria2 runs on QUIC: TLS is required.
+      if (config.protocol === "hysteria2" && !config.tls) config.tls = { self_signed: ["localhost"] };
       drawForm();
     } }, (v) => v);
     Object.assign(inputs, { tag, listen });
@@ -191,13 +194,15 @@ function inboundDialog(session, inbound, done) {
       const network = select(["tcp,udp", "tcp", "udp"], (config.network ?? ["tcp", "udp"]).join(","), { name: "network", onchange: (e) => { config.network = e.target.value.split(","); } }, (v) => v);
       parts.push(field(t("network"), network));
     } else {
-      if (config.protocol !== "vmess") {
+      if (config.protocol === "hysteria2") parts.push(...hysteria2Parts(settings));
+      if (config.protocol !== "vmess" && config.protocol !== "hysteria2") {
         const fallback = h("input", { name: "fallback", value: settings.fallback ?? "", placeholder: "127.0.0.1:8080", oninput: (e) => { if (e.target.value) config.settings.fallback = e.target.value; else delete config.settings.fallback; } });
         inputs.fallback = fallback;
         parts.push(field(t("fallback"), fallback));
       }
       const mode = !tls ? "tls_none" : tls.self_signed ? "tls_self_signed" : "tls_files";
-      const tlsMode = select(["tls_none", "tls_files", "tls_self_signed"], mode, { name: "tls", onchange: (e) => {
+      const modes = config.protocol === "hysteria2" ? ["tls_files", "tls_self_signed"] : ["tls_none", "tls_files", "tls_self_signed"];
+      const tlsMode = select(modes, mode, { name: "tls", onchange: (e) => {
         config.tls = e.target.value === "tls_none" ? undefined : e.target.value === "tls_files" ? { certificate: "", key: "" } : { self_signed: ["localhost"] };
         if (!config.tls) delete config.tls;
         drawForm();
@@ -219,6 +224,53 @@ function inboundDialog(session, inbound, done) {
       }
     }
     body.replaceChildren(...parts);
+  }
+
+  /** Hysteria2's own settings (docs/engine-config.md, "Hysteria2 settings"); TLS follows. */
+  function hysteria2Parts(settings) {
+    const setOr = (key, value) => { if (value === undefined) delete config.settings[key]; else config.settings[key] = value; };
+    const mbps = (key) => {
+      const input = h("input", { name: key, type: "number", min: "1", step: "1", value: settings[key] ? String(settings[key]) : "", oninput: (e) => {
+        const n = Number(e.target.value);
+        setOr(key, e.target.value && Number.isInteger(n) && n > 0 ? n : undefined);
+      } });
+      inputs[key] = input;
+      return field(t(key), input);
+    };
+    const obfs = h("input", { name: "obfs_password", value: settings.obfs?.password ?? "", oninput: (e) => {
+      setOr("obfs", e.target.value ? { type: "salamander", password: e.target.value } : undefined);
+    } });
+    inputs.obfs = obfs;
+    const masq = settings.masquerade;
+    const masqMode = !masq ? "masq_none" : masq.type === "proxy" ? "masq_proxy" : "masq_string";
+    const masqSelect = select(MASQUERADES, masqMode, { name: "masquerade", onchange: (e) => {
+      const v = e.target.value;
+      setOr("masquerade", v === "masq_string" ? { type: "string", status_code: 200, content: "" } : v === "masq_proxy" ? { type: "proxy", address: "" } : undefined);
+      drawForm();
+    } });
+    inputs.masquerade = masqSelect;
+    const parts = [field(t("obfs_password"), obfs, t("obfs_hint")), field(t("masquerade"), masqSelect)];
+    if (masqMode === "masq_string") {
+      const status = h("input", { name: "masquerade_status", type: "number", min: "100", max: "599", value: String(masq.status_code ?? 200), oninput: (e) => {
+        const n = Number(e.target.value);
+        if (e.target.value && Number.isInteger(n)) config.settings.masquerade.status_code = n; else delete config.settings.masquerade.status_code;
+      } });
+      const content = h("input", { name: "masquerade_content", value: masq.content ?? "", oninput: (e) => { config.settings.masquerade.content = e.target.value; } });
+      Object.assign(inputs, { masquerade_status: status, masquerade_content: content });
+      parts.push(h("div", { class: "row2" }, field(t("masq_status"), status), field(t("masq_content"), content)));
+    } else if (masqMode === "masq_proxy") {
+      const address = h("input", { name: "masquerade_address", value: masq.address ?? "", placeholder: "127.0.0.1:8080", oninput: (e) => { config.settings.masquerade.address = e.target.value; } });
+      const host = h("input", { name: "masquerade_host", value: masq.host ?? "", oninput: (e) => {
+        if (e.target.value) config.settings.masquerade.host = e.target.value; else delete config.settings.masquerade.host;
+      } });
+      Object.assign(inputs, { masquerade_address: address, masquerade_host: host });
+      parts.push(h("div", { class: "row2" }, field(t("masq_address"), address), field(t("masq_host"), host)));
+    }
+    const ignore = h("input", { type: "checkbox", name: "ignore_client_bandwidth", checked: settings.ignore_client_bandwidth === true, onchange: (e) => {
+      setOr("ignore_client_bandwidth", e.target.checked ? true : undefined);
+    } });
+    parts.push(h("div", { class: "row2" }, mbps("up_mbps"), mbps("down_mbps")), h("label", { class: "check" }, ignore, t("ignore_client_bandwidth")));
+    return parts;
   }
 
   function drawRaw() {

@@ -925,6 +925,89 @@ fn sudo_admin_manages_inbounds_hosts_services_and_admins() {
 const WEBHOOK_SECRET: &str = "a-long-random-secret-W3bh";
 
 /// Whether `secret` shows anywhere on the page: its text, its HTML, or an input's value.
+#[test]
+fn sudo_admin_creates_a_hysteria2_inbound_through_its_form() {
+    let p = TestPanel::start(Backend::Sqlite);
+    let token = p.admin_token();
+    let port = panel::free_port();
+    let b = Browser::start("hysteria2_form");
+    let base = p.base.clone();
+    b.step(
+        "create a Hysteria2 inbound through its form",
+        |c| async move {
+            login(&c, &base, ADMIN, ADMIN_PASSWORD).await?;
+            goto_page(&c, &base, "inbounds", "[data-test=new-inbound]").await?;
+            click(&c, "[data-test=new-inbound]").await?;
+            fill(&c, "dialog input[name=tag]", "hy2_ui").await?;
+            fill(
+                &c,
+                "dialog input[name=listen]",
+                &format!("127.0.0.1:{port}"),
+            )
+            .await?;
+            choose(&c, "dialog select[name=protocol]", "hysteria2").await?;
+            // TLS is required: no "none" choice; self-signed is the default, certificate files
+            // are offered.
+            until(
+                &c,
+                "document.querySelector('dialog select[name=tls] option[value=tls_none]') === null",
+            )
+            .await?;
+            choose(&c, "dialog select[name=tls]", "tls_files").await?;
+            until(
+                &c,
+                "document.querySelector('dialog input[name=certificate]') !== null",
+            )
+            .await?;
+            choose(&c, "dialog select[name=tls]", "tls_self_signed").await?;
+            fill(&c, "dialog input[name=server_names]", "hy2.example.com").await?;
+            fill(&c, "dialog input[name=obfs_password]", "salamander-secret").await?;
+            choose(&c, "dialog select[name=masquerade]", "masq_proxy").await?;
+            fill(
+                &c,
+                "dialog input[name=masquerade_address]",
+                "127.0.0.1:8080",
+            )
+            .await?;
+            fill(&c, "dialog input[name=masquerade_host]", "www.example.com").await?;
+            choose(&c, "dialog select[name=masquerade]", "masq_string").await?;
+            fill(&c, "dialog input[name=masquerade_status]", "200").await?;
+            fill(&c, "dialog input[name=masquerade_content]", "hello").await?;
+            fill(&c, "dialog input[name=up_mbps]", "100").await?;
+            fill(&c, "dialog input[name=down_mbps]", "50").await?;
+            click(&c, "dialog input[name=ignore_client_bandwidth]").await?;
+            click(&c, "dialog button[type=submit]").await?;
+            until(
+                &c,
+                "document.querySelector('[data-inbound=hy2_ui]') !== null",
+            )
+            .await
+        },
+    );
+    let inbounds = p.get(&token, "/api/inbounds").ok();
+    let config = &inbounds[0]["config"];
+    assert_eq!(config["protocol"], "hysteria2");
+    assert_eq!(config["listen"], format!("127.0.0.1:{port}"));
+    assert_eq!(config["tls"], json!({"self_signed": ["hy2.example.com"]}));
+    let settings = &config["settings"];
+    assert_eq!(
+        settings["obfs"],
+        json!({"type": "salamander", "password": "salamander-secret"})
+    );
+    let masquerade = &settings["masquerade"];
+    assert_eq!(
+        (
+            &masquerade["type"],
+            &masquerade["status_code"],
+            &masquerade["content"]
+        ),
+        (&json!("string"), &json!(200), &json!("hello"))
+    );
+    assert_eq!(settings["up_mbps"], 100);
+    assert_eq!(settings["down_mbps"], 50);
+    assert_eq!(settings["ignore_client_bandwidth"], true);
+}
+
 fn secret_shown(secret: &str) -> String {
     format!(
         "document.documentElement.outerHTML.includes('{secret}') \
