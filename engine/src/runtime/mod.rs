@@ -158,11 +158,23 @@ pub async fn accept(listener: &TcpListener) -> io::Result<TcpStream> {
 }
 
 /// The descriptor of `stream`, borrowed for as long as `stream` is.
-fn borrow_fd(stream: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    // SAFETY: the descriptor belongs to `stream`, which outlives the borrow (the lifetime ties
+fn borrow_fd<S: std::os::fd::AsRawFd>(socket: &S) -> std::os::fd::BorrowedFd<'_> {
+    use std::os::fd::BorrowedFd;
+    // SAFETY: the descriptor belongs to `socket`, which outlives the borrow (the lifetime ties
     // them), so it stays open throughout.
-    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
+    unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) }
+}
+
+/// Sends one datagram on `socket` at once, in one `sendto`, without waiting: `WouldBlock` when
+/// the socket buffer is full (then send through the socket's own `send_to`, which waits).
+/// glommio's `send_to` is an io_uring operation awaited to completion; a QUIC sender writing
+/// packet after packet would otherwise wait a round trip through the ring for each.
+pub fn try_send_to(socket: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+    socket2::SockRef::from(&borrow_fd(socket)).send_to_with_flags(
+        buf,
+        &to.into(),
+        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+    )
 }
 
 /// A wake-up flag for one task on one executor: [`Notify::notify`] sets it and wakes the task

@@ -253,15 +253,24 @@ impl Endpoint {
     /// Sends one QUIC packet to `to`, obfuscated when configured (`scratch` holds the salted
     /// copy). A failed send is a lost packet, which QUIC recovers from.
     async fn send(&self, packet: &[u8], to: SocketAddr, scratch: &mut Vec<u8>) {
-        let sent = match &self.obfs {
-            None => self.socket.send_to(packet, to).await,
+        let datagram = match &self.obfs {
+            None => packet,
             Some(obfs) => {
                 scratch.clear();
                 scratch.resize(SALT_LEN, 0);
                 scratch.extend_from_slice(packet);
                 obfs.obfuscate(rand::random(), scratch);
-                self.socket.send_to(scratch, to).await
+                &scratch[..]
             }
+        };
+        // At once when the socket has room; through the ring (waiting) when it has none.
+        let sent = match runtime::try_send_to(&self.socket, datagram, to) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self
+                .socket
+                .send_to(datagram, to)
+                .await
+                .map_err(std::io::Error::from),
+            other => other,
         };
         if let Err(e) = sent {
             tracing::trace!(%to, "QUIC send failed: {e}");
