@@ -541,6 +541,33 @@ impl UserRow {
     }
 }
 
+/// An SQL condition on `users u` that holds exactly when [`UserRow::status`] at `now` is
+/// `status`; `now` is the placeholder (e.g. `$3`) the current time is bound to. Never NULL,
+/// so it may be negated or summed.
+pub fn status_sql(status: UserStatus, now: &str) -> String {
+    let enabled = "u.enabled <> 0";
+    // `activated_at + usage_duration <= now`, written so that no sum can overflow.
+    let expired = format!(
+        "((u.expire_strategy = 'fixed_date' AND u.expire_date IS NOT NULL AND u.expire_date <= {now}) \
+         OR (u.expire_strategy = 'start_on_first_use' AND u.activated_at IS NOT NULL \
+         AND u.usage_duration IS NOT NULL AND u.usage_duration <= {now} - u.activated_at))"
+    );
+    let limited =
+        "(u.data_limit IS NOT NULL AND u.data_limit > 0 AND u.used_traffic >= u.data_limit)";
+    let on_hold = "(u.expire_strategy = 'start_on_first_use' AND u.activated_at IS NULL)";
+    match status {
+        UserStatus::Disabled => "(u.enabled = 0)".to_owned(),
+        UserStatus::Expired => format!("({enabled} AND {expired})"),
+        UserStatus::Limited => format!("({enabled} AND NOT {expired} AND {limited})"),
+        UserStatus::OnHold => {
+            format!("({enabled} AND NOT {expired} AND NOT {limited} AND {on_hold})")
+        }
+        UserStatus::Active => {
+            format!("({enabled} AND NOT {expired} AND NOT {limited} AND NOT {on_hold})")
+        }
+    }
+}
+
 /// Services of each of `user_ids`.
 pub async fn user_services(
     db: &Db,

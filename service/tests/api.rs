@@ -1195,6 +1195,108 @@ fn system_stats(backend: Backend) {
     assert_eq!(status("past"), "expired");
     assert_eq!(status("waiting"), "on_hold");
     assert_eq!(status("off"), "disabled");
+
+    // The list's status filter (done in SQL) agrees with each user's status, edge cases
+    // included: disabled before expired, expired before limited, limited before on hold.
+    let soon = now() + 3600;
+    let gone = now() - 10;
+    for (name, body) in [
+        (
+            "off_past",
+            json!({"enabled": false, "expire_strategy": "fixed_date", "expire_date": gone}),
+        ),
+        (
+            "past_over",
+            json!({"data_limit": 100, "expire_strategy": "fixed_date", "expire_date": gone}),
+        ),
+        ("zero_limit", json!({"data_limit": 0})),
+        (
+            "later",
+            json!({"expire_strategy": "fixed_date", "expire_date": soon}),
+        ),
+        (
+            "started",
+            json!({"expire_strategy": "start_on_first_use", "usage_duration": 60}),
+        ),
+        (
+            "used_up",
+            json!({"expire_strategy": "start_on_first_use", "usage_duration": 60}),
+        ),
+        (
+            "waiting_over",
+            json!({"data_limit": 10, "expire_strategy": "start_on_first_use", "usage_duration": 60}),
+        ),
+    ] {
+        let mut body = body;
+        body["username"] = json!(name);
+        p.new_user(&root, body);
+    }
+    for (sql, arg) in [
+        (
+            "UPDATE users SET used_traffic = 200 WHERE username = 'past_over'",
+            0,
+        ),
+        (
+            "UPDATE users SET used_traffic = 5 WHERE username = 'zero_limit'",
+            0,
+        ),
+        (
+            "UPDATE users SET used_traffic = 10 WHERE username = 'waiting_over'",
+            0,
+        ),
+        (
+            "UPDATE users SET activated_at = $1 WHERE username = 'started'",
+            now() - 10,
+        ),
+        (
+            "UPDATE users SET activated_at = $1 WHERE username = 'used_up'",
+            now() - 60,
+        ),
+    ] {
+        if sql.contains("$1") {
+            p.execute(sql, &[arg]);
+        } else {
+            p.execute(sql, &[]);
+        }
+    }
+    for (name, want) in [
+        ("off_past", "disabled"),
+        ("past_over", "expired"),
+        ("zero_limit", "active"),
+        ("later", "active"),
+        ("started", "active"),
+        ("used_up", "expired"),
+        ("waiting_over", "limited"),
+    ] {
+        assert_eq!(status(name), want, "{name}");
+    }
+    let all = p.get(&root, "/api/users?order=username&size=500").ok();
+    for s in ["active", "disabled", "limited", "expired", "on_hold"] {
+        let want: Vec<String> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["status"] == s)
+            .map(|u| u["username"].as_str().unwrap().to_owned())
+            .collect();
+        let got = p
+            .get(
+                &root,
+                &format!("/api/users?status={s}&order=username&size=500"),
+            )
+            .ok();
+        assert_eq!(names(&got), want, "{s}");
+        assert_eq!(got["total"], want.len(), "{s}");
+    }
+    let stats = p.get(&root, "/api/system/stats").ok();
+    assert_eq!(
+        (
+            stats["total_users"].clone(),
+            stats["expired_users"].clone(),
+            stats["limited_users"].clone()
+        ),
+        (json!(13), json!(3), json!(2))
+    );
 }
 
 fn system_usage_and_engine(backend: Backend) {

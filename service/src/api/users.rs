@@ -97,6 +97,23 @@ async fn push(state: &AppState, username: &str) -> Result<(), ApiError> {
         .map_err(ApiError::Internal)
 }
 
+/// A query with the list's filter arguments bound: the search pattern (if any) first, then
+/// the integers.
+fn bind_args<'q>(
+    q: &'q str,
+    text: Option<&str>,
+    ints: &[i64],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut query = sqlx::query(q);
+    if let Some(p) = text {
+        query = query.bind(p.to_owned());
+    }
+    for &a in ints {
+        query = query.bind(a);
+    }
+    query
+}
+
 #[OpenApi(prefix_path = "/users", tag = "ApiTags::Users")]
 impl UserApi {
     /// Users this admin may see, filtered, sorted and paginated.
@@ -131,30 +148,58 @@ impl UserApi {
             UserOrder::Username => "u.username ASC",
             UserOrder::UsedTrafficDesc => "u.used_traffic DESC, u.id DESC",
         };
-        let owner_filter = if auth.0.admin.is_sudo {
-            ""
-        } else {
-            " AND u.admin_id = $2"
-        };
-        let q = format!(
-            "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id \
-             WHERE LOWER(u.username) LIKE $1 ESCAPE '\\'{owner_filter} ORDER BY {order_sql}"
-        );
-        // Case-insensitive on both databases; `%`, `_` and `\` in the search are literal.
-        let mut pattern = String::from("%");
-        for c in username.0.unwrap_or_default().to_lowercase().chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
-        let mut query = sqlx::query(&q).bind(pattern);
-        if !auth.0.admin.is_sudo {
-            query = query.bind(auth.0.admin.id);
-        }
+        // The filter, the count, the order and the page are all done by the database.
         let now = now();
-        let rows: Vec<UserRow> = query
+        let mut conds: Vec<String> = Vec::new();
+        let mut text_arg: Option<String> = None;
+        let mut int_args: Vec<i64> = Vec::new();
+        let search = username.0.unwrap_or_default();
+        if !search.is_empty() {
+            // Case-insensitive on both databases; `%`, `_` and `\` in the search are literal.
+            let mut pattern = String::from("%");
+            for c in search.to_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            text_arg = Some(pattern);
+            conds.push("LOWER(u.username) LIKE $1 ESCAPE '\\'".to_owned());
+        }
+        let first_int = 1 + usize::from(text_arg.is_some());
+        if !auth.0.admin.is_sudo {
+            int_args.push(auth.0.admin.id);
+            conds.push(format!("u.admin_id = ${}", first_int + int_args.len() - 1));
+        }
+        if let Some(s) = status.0 {
+            int_args.push(now);
+            conds.push(db::status_sql(
+                s,
+                &format!("${}", first_int + int_args.len() - 1),
+            ));
+        }
+        let where_sql = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let bind_all = |q| bind_args(q, text_arg.as_deref(), &int_args);
+        let count_q = format!("SELECT COUNT(*) AS n FROM users u{where_sql}");
+        let total: i64 = bind_all(&count_q)
+            .fetch_one(&state.db.pool)
+            .await
+            .and_then(|r| r.try_get("n"))
+            .map_err(ApiError::from)?;
+        let limit_at = first_int + int_args.len();
+        let page_q = format!(
+            "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id{where_sql} \
+             ORDER BY {order_sql} LIMIT ${limit_at} OFFSET ${}",
+            limit_at + 1
+        );
+        let items: Vec<UserRow> = bind_all(&page_q)
+            .bind(size)
+            .bind((page - 1).saturating_mul(size))
             .fetch_all(&state.db.pool)
             .await
             .map_err(ApiError::from)?
@@ -162,16 +207,6 @@ impl UserApi {
             .map(UserRow::from_row)
             .collect::<Result<_, _>>()
             .map_err(ApiError::from)?;
-        let matching: Vec<UserRow> = rows
-            .into_iter()
-            .filter(|u| status.0.is_none_or(|s| u.status(now) == s))
-            .collect();
-        let total = matching.len() as i64;
-        let items: Vec<UserRow> = matching
-            .into_iter()
-            .skip(((page - 1) * size) as usize)
-            .take(size as usize)
-            .collect();
         let ids: Vec<i64> = items.iter().map(|u| u.id).collect();
         let mut services = db::user_services(&state.db, &ids)
             .await
