@@ -24,50 +24,64 @@ impl SystemApi {
         state: poem::web::Data<&AppState>,
         auth: AdminAuth,
     ) -> ApiResult<Json<SystemStats>> {
+        // Counted by the database: one pass over the users, one over their hourly usage.
         let now = now();
-        let users = db::all_users(&state.db).await.map_err(ApiError::from)?;
+        let owner = if auth.0.admin.is_sudo {
+            ""
+        } else {
+            " WHERE u.admin_id = $2"
+        };
+        let count = |status: UserStatus| {
+            format!(
+                "CAST(COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0) AS BIGINT)",
+                db::status_sql(status, "$1")
+            )
+        };
+        let q = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS total, {} AS active, {} AS disabled, {} AS limited, \
+             {} AS expired, {} AS on_hold, \
+             CAST(COALESCE(SUM(CASE WHEN u.online_at IS NOT NULL AND u.online_at >= $1 - 300 \
+             THEN 1 ELSE 0 END), 0) AS BIGINT) AS online FROM users u{owner}",
+            count(UserStatus::Active),
+            count(UserStatus::Disabled),
+            count(UserStatus::Limited),
+            count(UserStatus::Expired),
+            count(UserStatus::OnHold),
+        );
+        let mut query = sqlx::query(&q).bind(now);
+        if !auth.0.admin.is_sudo {
+            query = query.bind(auth.0.admin.id);
+        }
+        let r = query
+            .fetch_one(&state.db.pool)
+            .await
+            .map_err(ApiError::from)?;
+        let get = |col: &str| r.try_get::<i64, _>(col).map_err(ApiError::from);
         let mut s = SystemStats {
-            total_users: 0,
-            active_users: 0,
-            disabled_users: 0,
-            limited_users: 0,
-            expired_users: 0,
-            on_hold_users: 0,
-            online_users: 0,
+            total_users: get("total")?,
+            active_users: get("active")?,
+            disabled_users: get("disabled")?,
+            limited_users: get("limited")?,
+            expired_users: get("expired")?,
+            on_hold_users: get("on_hold")?,
+            online_users: get("online")?,
             total_uplink: 0,
             total_downlink: 0,
         };
-        let visible: Vec<_> = users
-            .iter()
-            .filter(|u| auth.0.sees_owner(u.admin_id))
-            .collect();
-        for u in &visible {
-            s.total_users += 1;
-            match u.status(now) {
-                UserStatus::Active => s.active_users += 1,
-                UserStatus::Disabled => s.disabled_users += 1,
-                UserStatus::Limited => s.limited_users += 1,
-                UserStatus::Expired => s.expired_users += 1,
-                UserStatus::OnHold => s.on_hold_users += 1,
-            }
-            if u.online_at.is_some_and(|t| t >= now - 300) {
-                s.online_users += 1;
-            }
-        }
-        let ids: Vec<i64> = visible.iter().map(|u| u.id).collect();
-        if !ids.is_empty() {
-            let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-            let q = format!(
-                "SELECT CAST(COALESCE(SUM(uplink), 0) AS BIGINT) AS up, CAST(COALESCE(SUM(downlink), 0) AS BIGINT) AS down \
-                 FROM usage_hourly WHERE user_id IN ({list})"
-            );
-            let r = sqlx::query(&q)
+        let traffic = "SELECT CAST(COALESCE(SUM(h.uplink), 0) AS BIGINT) AS up, \
+                       CAST(COALESCE(SUM(h.downlink), 0) AS BIGINT) AS down \
+                       FROM usage_hourly h JOIN users u ON u.id = h.user_id";
+        let r = if auth.0.admin.is_sudo {
+            sqlx::query(traffic).fetch_one(&state.db.pool).await
+        } else {
+            sqlx::query(&format!("{traffic} WHERE u.admin_id = $1"))
+                .bind(auth.0.admin.id)
                 .fetch_one(&state.db.pool)
                 .await
-                .map_err(ApiError::from)?;
-            s.total_uplink = r.try_get("up").map_err(ApiError::from)?;
-            s.total_downlink = r.try_get("down").map_err(ApiError::from)?;
         }
+        .map_err(ApiError::from)?;
+        s.total_uplink = r.try_get("up").map_err(ApiError::from)?;
+        s.total_downlink = r.try_get("down").map_err(ApiError::from)?;
         Ok(Json(s))
     }
 
