@@ -192,9 +192,11 @@ impl UserApi {
             .and_then(|r| r.try_get("n"))
             .map_err(ApiError::from)?;
         let limit_at = first_int + int_args.len();
+        // The page is cut from `users` alone; only its rows are joined with their owners.
         let page_q = format!(
-            "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id{where_sql} \
-             ORDER BY {order_sql} LIMIT ${limit_at} OFFSET ${}",
+            "SELECT {USER_COLS} FROM (SELECT * FROM users u{where_sql} ORDER BY {order_sql} \
+             LIMIT ${limit_at} OFFSET ${}) u LEFT JOIN admins a ON a.id = u.admin_id \
+             ORDER BY {order_sql}",
             limit_at + 1
         );
         let items: Vec<UserRow> = bind_all(&page_q)
