@@ -583,7 +583,9 @@ pub async fn user_services(
         .collect::<Vec<_>>()
         .join(",");
     let q = format!("SELECT user_id, service_id FROM users_services WHERE user_id IN ({list}) ORDER BY service_id");
-    for r in sqlx::query(&q).fetch_all(&db.pool).await? {
+    // Sent as plain text (the ids are integers): a statement whose text changes with every
+    // page is not worth preparing, nor keeping in each connection's statement cache.
+    for r in sqlx::Executor::fetch_all(&db.pool, q.as_str()).await? {
         out.entry(r.try_get("user_id")?)
             .or_default()
             .push(r.try_get("service_id")?);
