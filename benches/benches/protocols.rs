@@ -1,8 +1,8 @@
 //! VLESS, VMess, Trojan, Mux.Cool and Hysteria2 codecs, in process, no sockets: request parsing
 //! with the user looked up among 1, 1 000 and 10 000 users (VMess tries users' keys, so its
 //! cost grows with the count; the others are O(1)), VMess body chunks sealed and opened in
-//! place per security, Mux.Cool frames, and Hysteria2's TCP request, UDP message, Salamander
-//! and authentication request.
+//! place per security, Mux.Cool frames, Hysteria2's TCP request, UDP message, Salamander and
+//! authentication request, and the cost of adding one user to a live table.
 //!
 //! `cargo bench -p benches --bench protocols [-- FILTER]`. Short measurements (2 s, 20
 //! samples) so the suite takes a few minutes on two cores.
@@ -149,6 +149,31 @@ fn vmess_handshake(c: &mut Criterion) {
     g.finish();
 }
 
+/// What one user change costs the control path: copy the installed table (persistent, so
+/// O(1)), add a user to the copy, as when an admin creates a user on a live inbound.
+fn user_change(c: &mut Criterion) {
+    let mut g = c.benchmark_group("users/add one");
+    for count in USER_COUNTS {
+        let vmess = VmessUsers::new((0..count).map(|i| (i, uuid(i)))).unwrap();
+        g.bench_function(BenchmarkId::new("vmess", count), |b| {
+            b.iter(|| {
+                let mut copy = vmess.clone();
+                copy.insert(count, uuid(count)).unwrap();
+                copy
+            })
+        });
+        let vless = vless::VlessUsers::new((0..count).map(|i| (i, uuid(i)))).unwrap();
+        g.bench_function(BenchmarkId::new("vless", count), |b| {
+            b.iter(|| {
+                let mut copy = vless.clone();
+                copy.insert(count, uuid(count)).unwrap();
+                copy
+            })
+        });
+    }
+    g.finish();
+}
+
 /// VMess body chunks (16 KiB less the tail room) sealed by the client and opened by the
 /// server, in place, per security.
 fn vmess_body(c: &mut Criterion) {
@@ -264,6 +289,7 @@ fn hysteria2(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = short();
-    targets = vless_request, trojan_request, vmess_handshake, vmess_body, mux_frame, hysteria2
+    targets = vless_request, trojan_request, vmess_handshake, user_change, vmess_body, mux_frame,
+        hysteria2
 }
 criterion_main!(benches);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::config::{InboundConfig, Network};
 use crate::counters::Traffic;
-use crate::inbound::{Control, InboundShared, InboundSockets};
+use crate::inbound::{Control, InboundShared, InboundSockets, Keys};
 use crate::runtime;
 use crate::{EngineError, Shared, UserSpec};
 
@@ -113,35 +113,32 @@ pub(crate) fn apply_inbounds(
         };
         next.push((inbound, c));
     }
-    // Users listed in the configs join their inbounds.
-    let mut new_keys = Vec::new();
+    // A new inbound's table is built from the users it kept; users listed in the configs join
+    // their inbounds.
+    let mut staged = Vec::new();
     for (inbound, c) in &next {
-        let users = c.protocol.users();
-        if users.is_empty() && !started.iter().any(|(s, _)| Arc::ptr_eq(s, inbound)) {
-            continue;
+        let fresh = started.iter().any(|(s, _)| Arc::ptr_eq(s, inbound));
+        let creds = inbound.credentials.lock().expect("not poisoned");
+        let mut changes: Vec<(u32, Option<String>)> = if fresh {
+            creds.iter().map(|(&id, c)| (id, Some(c.clone()))).collect()
+        } else {
+            Vec::new()
+        };
+        for (name, credential) in c.protocol.users() {
+            let id = shared.users.ensure(name, shared.workers);
+            if fresh || creds.get(&id).map(String::as_str) != Some(credential) {
+                changes.push((id, Some(credential.to_owned())));
+            }
         }
-        let mut creds = inbound.credentials.lock().expect("not poisoned").clone();
-        for (name, credential) in users {
-            creds.insert(
-                shared.users.ensure(name, shared.workers),
-                credential.to_owned(),
-            );
+        drop(creds);
+        if !changes.is_empty() {
+            staged.push(Staged::new(shared, inbound, changes)?);
         }
-        let keys =
-            inbound
-                .build_keys(&creds)
-                .map_err(|(id, message)| EngineError::BadCredential {
-                    user: shared.users.get(id).name.clone(),
-                    tag: inbound.tag.clone(),
-                    message,
-                })?;
-        new_keys.push((Arc::clone(inbound), creds, keys));
     }
 
     // Phase 2: commit.
-    for (inbound, creds, keys) in new_keys {
-        *inbound.credentials.lock().expect("not poisoned") = creds;
-        inbound.install_keys(keys);
+    for s in staged {
+        s.commit();
     }
     let keep: HashSet<u64> = next.iter().map(|(i, _)| i.id).collect();
     for old in &current {
@@ -161,6 +158,53 @@ pub(crate) fn apply_inbounds(
     }
     *shared.inbounds.write().expect("not poisoned") = next.into_iter().map(|(i, _)| i).collect();
     Ok(())
+}
+
+/// Credential changes to one inbound (`None` removes the user), checked against a copy of its
+/// user table: O(changes × log users), whatever the number of users.
+struct Staged {
+    inbound: Arc<InboundShared>,
+    changes: Vec<(u32, Option<String>)>,
+    keys: Keys,
+}
+
+impl Staged {
+    fn new(
+        shared: &Shared,
+        inbound: &Arc<InboundShared>,
+        changes: Vec<(u32, Option<String>)>,
+    ) -> Result<Staged, EngineError> {
+        let mut keys = inbound.keys();
+        for (id, credential) in &changes {
+            match credential {
+                Some(c) => keys
+                    .insert(*id, c)
+                    .map_err(|message| EngineError::BadCredential {
+                        user: shared.users.get(*id).name.clone(),
+                        tag: inbound.tag.clone(),
+                        message,
+                    })?,
+                None => keys.remove(*id),
+            }
+        }
+        Ok(Staged {
+            inbound: Arc::clone(inbound),
+            changes,
+            keys,
+        })
+    }
+
+    /// Records the credentials and installs the table (under the control lock).
+    fn commit(self) {
+        let mut creds = self.inbound.credentials.lock().expect("not poisoned");
+        for (id, credential) in self.changes {
+            match credential {
+                Some(c) => creds.insert(id, c),
+                None => creds.remove(&id),
+            };
+        }
+        self.inbound.install_keys(self.keys);
+    }
 }
 
 fn kick(shared: &Shared, user: u32, inbound: Option<u64>) {
@@ -228,11 +272,11 @@ pub(crate) fn upsert_users(shared: &Arc<Shared>, users: Vec<UserSpec>) -> Result
             }
         })
         .collect();
-    let mut changes = Vec::new();
+    let mut staged = Vec::new();
     let mut kicks = Vec::new();
     for inbound in &inbounds {
-        let mut creds = inbound.credentials.lock().expect("not poisoned").clone();
-        let mut changed = false;
+        let creds = inbound.credentials.lock().expect("not poisoned");
+        let mut changes = Vec::new();
         for (u, &id) in users.iter().zip(&ids) {
             let want = u
                 .inbounds
@@ -245,39 +289,34 @@ pub(crate) fn upsert_users(shared: &Arc<Shared>, users: Vec<UserSpec>) -> Result
                     if old.is_some() {
                         kicks.push((id, inbound.id));
                     }
-                    creds.insert(id, new.clone());
-                    changed = true;
+                    changes.push((id, Some(new.clone())));
                 }
                 (Some(_), None) => {
-                    creds.remove(&id);
+                    changes.push((id, None));
                     kicks.push((id, inbound.id));
-                    changed = true;
                 }
                 (None, None) => {}
             }
         }
-        if changed {
-            match inbound.build_keys(&creds) {
-                Ok(keys) => changes.push((Arc::clone(inbound), creds, keys)),
-                Err((id, message)) => {
-                    for id in fresh {
-                        shared.users.retire_id(id);
-                    }
-                    return Err(EngineError::BadCredential {
-                        user: shared.users.get(id).name.clone(),
-                        tag: inbound.tag.clone(),
-                        message,
-                    });
+        drop(creds);
+        if changes.is_empty() {
+            continue;
+        }
+        match Staged::new(shared, inbound, changes) {
+            Ok(s) => staged.push(s),
+            Err(e) => {
+                for id in fresh {
+                    shared.users.retire_id(id);
                 }
+                return Err(e);
             }
         }
     }
     for (u, &id) in users.iter().zip(&ids) {
         shared.users.activate(id, &u.limits);
     }
-    for (inbound, creds, keys) in changes {
-        *inbound.credentials.lock().expect("not poisoned") = creds;
-        inbound.install_keys(keys);
+    for s in staged {
+        s.commit();
     }
     for (user, inbound) in kicks {
         kick(shared, user, Some(inbound));
@@ -296,12 +335,16 @@ pub(crate) fn remove_users(shared: &Arc<Shared>, names: &[String]) -> usize {
         };
         known += 1;
         for inbound in &inbounds {
-            let mut creds = inbound.credentials.lock().expect("not poisoned");
-            if creds.remove(&id).is_some() {
-                match inbound.build_keys(&creds) {
-                    Ok(keys) => inbound.install_keys(keys),
-                    Err(_) => unreachable!("removing a user cannot make keys invalid"),
-                }
+            if inbound
+                .credentials
+                .lock()
+                .expect("not poisoned")
+                .remove(&id)
+                .is_some()
+            {
+                let mut keys = inbound.keys();
+                keys.remove(id);
+                inbound.install_keys(keys);
             }
         }
         kick(shared, id, None);

@@ -46,13 +46,13 @@ fn stop_refuses_new_connections_lets_live_ones_finish_then_closes_them() {
     let h = handle.clone();
     let started = Instant::now();
     let stopper = thread::spawn(move || h.stop(Duration::from_secs(3)));
-    thread::sleep(Duration::from_millis(300));
-
-    // Listeners are closed at once.
-    assert!(
-        TcpStream::connect(server).is_err(),
-        "a stopping engine must not accept"
-    );
+    // Listeners close at once (waited for, not timed: a loaded machine may take a moment to
+    // run the stop).
+    let closed = (0..100).any(|_| {
+        thread::sleep(Duration::from_millis(20));
+        TcpStream::connect(server).is_err()
+    });
+    assert!(closed, "a stopping engine must not accept");
     // The live connection still relays during the grace period.
     live.send(b"still here").unwrap();
     assert_eq!(live.recv_exact(10).unwrap(), b"still here");

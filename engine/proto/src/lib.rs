@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod directory;
 pub mod hysteria2;
 pub mod mux;
 pub mod shadowsocks;

@@ -32,12 +32,12 @@
 //!
 //! [the Trojan protocol]: https://trojan-gfw.github.io/trojan/protocol
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use sha2::{Digest, Sha224};
 
 use crate::address::{AddressError, Parsed, TargetAddr, MAX_ADDR_LEN};
+use crate::directory::Directory;
 pub use crate::shadowsocks::UserId;
 use crate::Progress;
 
@@ -107,10 +107,11 @@ fn is_hash_byte(b: u8) -> bool {
     b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
 
-/// The users of one Trojan inbound, found in O(1) by password hash.
+/// The users of one Trojan inbound, found in O(1) by password hash. Cheap to clone and to
+/// change one user at a time ([`crate::directory`]).
 #[derive(Clone, Debug, Default)]
 pub struct TrojanUsers {
-    by_hash: HashMap<[u8; HASH_LEN], UserId>,
+    users: Directory<[u8; HASH_LEN]>,
 }
 
 impl TrojanUsers {
@@ -118,31 +119,50 @@ impl TrojanUsers {
     pub fn new<'a>(
         users: impl IntoIterator<Item = (UserId, &'a str)>,
     ) -> Result<TrojanUsers, (UserId, ConfigError)> {
-        let mut by_hash = HashMap::new();
+        let mut table = TrojanUsers::default();
         for (id, password) in users {
-            if password.is_empty() {
-                return Err((id, ConfigError::EmptyPassword));
-            }
-            if by_hash.insert(password_hash(password), id).is_some() {
+            if table.users.get(&password_hash(password)).is_some() {
                 return Err((id, ConfigError::DuplicatePassword));
             }
+            table.insert(id, password)?;
         }
-        Ok(TrojanUsers { by_hash })
+        Ok(table)
+    }
+
+    /// Gives user `id` this password (replacing theirs); fails, changing nothing, when it is
+    /// empty or another user has it.
+    pub fn insert(&mut self, id: UserId, password: &str) -> Result<(), (UserId, ConfigError)> {
+        if password.is_empty() {
+            return Err((id, ConfigError::EmptyPassword));
+        }
+        self.users
+            .insert(id, password_hash(password))
+            .map_err(|_| (id, ConfigError::DuplicatePassword))
+    }
+
+    /// Removes user `id`; returns whether they were here.
+    pub fn remove(&mut self, id: UserId) -> bool {
+        self.users.remove(id).is_some()
+    }
+
+    /// Whether user `id` is here.
+    pub fn contains(&self, id: UserId) -> bool {
+        self.users.contains(id)
     }
 
     /// The user whose password hashes to `hash`.
     pub fn get(&self, hash: &[u8; HASH_LEN]) -> Option<UserId> {
-        self.by_hash.get(hash).copied()
+        self.users.get(hash)
     }
 
     /// Number of users.
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        self.users.len()
     }
 
     /// Whether there are no users.
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.users.is_empty()
     }
 }
 

@@ -56,40 +56,40 @@ pub(crate) enum InboundKind {
     Hysteria2(hysteria2::Inbound),
 }
 
-/// A compiled key table, ready to install.
+/// An inbound's user table: a copy of the installed one (O(1): the tables are persistent, see
+/// `proto::directory`) that the control path changes and then installs.
+#[derive(Clone)]
 pub(crate) enum Keys {
     Shadowsocks(Box<proto::shadowsocks::UserKeys>),
-    Vless(UserTable<proto::vless::VlessUsers>),
-    Trojan(UserTable<proto::trojan::TrojanUsers>),
-    Vmess(UserTable<proto::vmess::VmessUsers>),
-    Hysteria2(UserTable<proto::hysteria2::Hysteria2Users>),
+    Vless(proto::vless::VlessUsers),
+    Trojan(proto::trojan::TrojanUsers),
+    Vmess(proto::vmess::VmessUsers),
+    Hysteria2(proto::hysteria2::Hysteria2Users),
 }
 
-/// A codec's user table and the ids in it (so that a registration can check membership).
-pub(crate) struct UserTable<T> {
-    pub(crate) table: T,
-    ids: std::collections::HashSet<u32>,
-}
-
-impl<T> UserTable<T> {
-    fn new(table: T, credentials: &BTreeMap<u32, String>) -> UserTable<T> {
-        UserTable {
-            table,
-            ids: credentials.keys().copied().collect(),
+impl Keys {
+    /// Gives user `id` the key `credential` names (replacing theirs). Fails, changing nothing,
+    /// when it is not a valid credential here or another user holds the same key.
+    pub(crate) fn insert(&mut self, id: u32, credential: &str) -> Result<(), String> {
+        let uuid = || proto::vless::parse_user_id(credential).map_err(|e| e.to_string());
+        match self {
+            Keys::Shadowsocks(k) => k.insert(id, credential).map_err(|e| e.to_string()),
+            Keys::Vless(k) => k.insert(id, uuid()?).map_err(|(_, e)| e.to_string()),
+            Keys::Vmess(k) => k.insert(id, uuid()?).map_err(|(_, e)| e.to_string()),
+            Keys::Trojan(k) => k.insert(id, credential).map_err(|(_, e)| e.to_string()),
+            Keys::Hysteria2(k) => k.insert(id, credential).map_err(|(_, e)| e.to_string()),
         }
     }
 
-    pub(crate) fn contains(&self, user: u32) -> bool {
-        self.ids.contains(&user)
-    }
-}
-
-impl<T: Default> Default for UserTable<T> {
-    fn default() -> Self {
-        UserTable {
-            table: T::default(),
-            ids: Default::default(),
-        }
+    /// Removes user `id`.
+    pub(crate) fn remove(&mut self, id: u32) {
+        match self {
+            Keys::Shadowsocks(k) => k.remove(id),
+            Keys::Vless(k) => k.remove(id),
+            Keys::Vmess(k) => k.remove(id),
+            Keys::Trojan(k) => k.remove(id),
+            Keys::Hysteria2(k) => k.remove(id),
+        };
     }
 }
 
@@ -155,31 +155,16 @@ impl InboundShared {
         }
     }
 
-    /// Builds the key table for `credentials`; on error, the user at fault and why.
-    pub(crate) fn build_keys(
-        &self,
-        credentials: &BTreeMap<u32, String>,
-    ) -> Result<Keys, (u32, String)> {
+    /// A copy of the installed user table, to change and install.
+    pub(crate) fn keys(&self) -> Keys {
         match &self.kind {
-            InboundKind::Shadowsocks(ss) => ss
-                .build_keys(credentials)
-                .map(|k| Keys::Shadowsocks(Box::new(k))),
-            InboundKind::Vless(_) => proto::vless::VlessUsers::new(uuids(credentials)?)
-                .map(|t| Keys::Vless(UserTable::new(t, credentials)))
-                .map_err(|(id, e)| (id, e.to_string())),
-            InboundKind::Vmess(_) => proto::vmess::VmessUsers::new(uuids(credentials)?)
-                .map(|t| Keys::Vmess(UserTable::new(t, credentials)))
-                .map_err(|(id, e)| (id, e.to_string())),
-            InboundKind::Trojan(_) => proto::trojan::TrojanUsers::new(
-                credentials.iter().map(|(&id, pw)| (id, pw.as_str())),
-            )
-            .map(|t| Keys::Trojan(UserTable::new(t, credentials)))
-            .map_err(|(id, e)| (id, e.to_string())),
-            InboundKind::Hysteria2(_) => proto::hysteria2::Hysteria2Users::new(
-                credentials.iter().map(|(&id, pw)| (id, pw.as_str())),
-            )
-            .map(|t| Keys::Hysteria2(UserTable::new(t, credentials)))
-            .map_err(|(id, e)| (id, e.to_string())),
+            InboundKind::Shadowsocks(ss) => {
+                Keys::Shadowsocks(Box::new(ss.keys.load().as_ref().clone()))
+            }
+            InboundKind::Vless(v) => Keys::Vless(v.keys.load().as_ref().clone()),
+            InboundKind::Trojan(t) => Keys::Trojan(t.keys.load().as_ref().clone()),
+            InboundKind::Vmess(v) => Keys::Vmess(v.keys.load().as_ref().clone()),
+            InboundKind::Hysteria2(h) => Keys::Hysteria2(h.keys.load().as_ref().clone()),
         }
     }
 
@@ -190,7 +175,7 @@ impl InboundShared {
             (InboundKind::Trojan(t), Keys::Trojan(k)) => t.keys.store(Arc::new(k)),
             (InboundKind::Vmess(v), Keys::Vmess(k)) => v.keys.store(Arc::new(k)),
             (InboundKind::Hysteria2(h), Keys::Hysteria2(k)) => h.keys.store(Arc::new(k)),
-            _ => unreachable!("keys are built by the same inbound"),
+            _ => unreachable!("keys are copied from the same inbound"),
         }
     }
 
@@ -204,21 +189,6 @@ impl InboundShared {
             InboundKind::Hysteria2(h) => h.keys.load().contains(user),
         }
     }
-}
-
-/// A user id and a VLESS/VMess UUID.
-type UserUuid = (u32, [u8; 16]);
-
-/// Parses VLESS/VMess ids; on error, the user at fault and why.
-fn uuids(credentials: &BTreeMap<u32, String>) -> Result<Vec<UserUuid>, (u32, String)> {
-    credentials
-        .iter()
-        .map(|(&id, text)| {
-            proto::vless::parse_user_id(text)
-                .map(|uuid| (id, uuid))
-                .map_err(|e| (id, e.to_string()))
-        })
-        .collect()
 }
 
 /// One worker's listening sockets for one inbound.

@@ -1,7 +1,7 @@
 //! Shadowsocks inbound: TCP relay and UDP sessions over the `proto::shadowsocks` codecs.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -30,7 +30,6 @@ use crate::users::{Admission, UserRecord};
 /// Shared (read-mostly) state of one Shadowsocks inbound.
 pub(crate) struct Inbound {
     method: Method,
-    psk: Option<String>,
     /// The current key table; swapped whole when users change, read once per handshake.
     pub(crate) keys: ArcSwap<UserKeys>,
     /// Replay filter shared by every worker (a replay may land on any core). Locked once per
@@ -52,7 +51,6 @@ impl Inbound {
         };
         Inbound {
             method,
-            psk: c.psk.clone(),
             keys: ArcSwap::from_pointee(keys),
             salts: Mutex::new(SaltFilter::new(ttl, cap)),
         }
@@ -62,18 +60,6 @@ impl Inbound {
         Key::from_password(self.method, password)
             .map(|_| ())
             .map_err(|e| e.to_string())
-    }
-
-    pub(crate) fn build_keys(
-        &self,
-        credentials: &BTreeMap<u32, String>,
-    ) -> Result<UserKeys, (u32, String)> {
-        UserKeys::new(
-            self.method,
-            self.psk.as_deref(),
-            credentials.iter().map(|(&id, pw)| (id, pw.as_str())),
-        )
-        .map_err(|(id, e)| (id.unwrap_or(0), e.to_string()))
     }
 }
 

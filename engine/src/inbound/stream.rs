@@ -15,7 +15,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use proto::{Progress, TargetAddr};
 
 use super::relay::{drain, pipe, udp_destination, until_idle, Meter, Tally};
-use super::{until_closed, InboundKind, InboundShared, Registration, UserTable, WorkerCtx};
+use super::{until_closed, InboundKind, InboundShared, Registration, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::WsConfig;
 use crate::outbound;
@@ -103,14 +103,14 @@ enum Header<T> {
 /// The read-mostly state of a VLESS or Trojan inbound: its users (swapped whole when users
 /// change, read once per handshake) and where connections that fail authentication go.
 pub(crate) struct KeyedInbound<T> {
-    pub(crate) keys: ArcSwap<UserTable<T>>,
+    pub(crate) keys: ArcSwap<T>,
     pub(crate) fallback: Option<SocketAddr>,
 }
 
 impl<T: Default> KeyedInbound<T> {
     pub(crate) fn new(fallback: Option<SocketAddr>) -> KeyedInbound<T> {
         KeyedInbound {
-            keys: ArcSwap::from_pointee(UserTable::default()),
+            keys: ArcSwap::from_pointee(T::default()),
             fallback,
         }
     }
@@ -232,14 +232,14 @@ impl Conn<'_> {
     pub(crate) async fn authenticate<K, T, E: std::fmt::Display>(
         &self,
         mut client: ClientStream,
-        keys: &ArcSwap<UserTable<K>>,
+        keys: &ArcSwap<K>,
         fallback: Option<SocketAddr>,
         mut parse: impl FnMut(&K, &mut [u8]) -> Result<Progress<T>, E>,
     ) -> Option<Accepted<T>> {
         let mut buf = self.ctx.buffers.get();
         let keys = keys.load_full();
         let header = self
-            .read_header(&mut client, &mut buf, |b| parse(&keys.table, b))
+            .read_header(&mut client, &mut buf, |b| parse(&keys, b))
             .await;
         drop(keys);
         match header {

@@ -22,14 +22,14 @@ use proto::{Progress, TargetAddr};
 use super::relay::{recv_reply, refill, until_idle};
 use super::shadowsocks::SharedSalts;
 use super::stream::{Accepted, Admitted, Conn};
-use super::{until_closed, UserTable};
+use super::until_closed;
 use crate::buffer::RelayBuffer;
 use crate::transport::ClientStream;
 
 /// Shared (read-mostly) state of one VMess inbound.
 pub(crate) struct Inbound {
     /// Users (auth keys); swapped whole when users change.
-    pub(crate) keys: ArcSwap<UserTable<VmessUsers>>,
+    pub(crate) keys: ArcSwap<VmessUsers>,
     /// Auth ids seen in the last [`vmess::AUTH_ID_TTL`] seconds, shared by every worker.
     auth_ids: Mutex<SaltFilter>,
 }
@@ -37,10 +37,7 @@ pub(crate) struct Inbound {
 impl Inbound {
     pub(crate) fn new() -> Inbound {
         Inbound {
-            keys: ArcSwap::from_pointee(UserTable::new(
-                VmessUsers::new(std::iter::empty()).expect("no users"),
-                &Default::default(),
-            )),
+            keys: ArcSwap::from_pointee(VmessUsers::default()),
             auth_ids: Mutex::new(SaltFilter::new(vmess::AUTH_ID_TTL, usize::MAX)),
         }
     }

@@ -51,9 +51,9 @@ pub mod tcp;
 pub mod udp;
 pub mod varint;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+use crate::directory::Directory;
 use crate::shadowsocks::UserId;
 use crate::TargetAddr;
 
@@ -116,10 +116,11 @@ pub enum UsersError {
     DuplicatePassword,
 }
 
-/// The users of one Hysteria2 inbound, found in O(1) by the `hysteria-auth` value.
+/// The users of one Hysteria2 inbound, found in O(1) by the `hysteria-auth` value. Cheap to
+/// clone and to change one user at a time ([`crate::directory`]).
 #[derive(Clone, Debug, Default)]
 pub struct Hysteria2Users {
-    by_password: HashMap<Box<[u8]>, UserId>,
+    users: Directory<Box<[u8]>>,
 }
 
 impl Hysteria2Users {
@@ -127,34 +128,50 @@ impl Hysteria2Users {
     pub fn new<'a>(
         users: impl IntoIterator<Item = (UserId, &'a str)>,
     ) -> Result<Hysteria2Users, (UserId, UsersError)> {
-        let mut by_password = HashMap::new();
+        let mut table = Hysteria2Users::default();
         for (id, password) in users {
-            if password.is_empty() {
-                return Err((id, UsersError::EmptyPassword));
-            }
-            if by_password
-                .insert(Box::from(password.as_bytes()), id)
-                .is_some()
-            {
+            if table.users.get(password.as_bytes()).is_some() {
                 return Err((id, UsersError::DuplicatePassword));
             }
+            table.insert(id, password)?;
         }
-        Ok(Hysteria2Users { by_password })
+        Ok(table)
+    }
+
+    /// Gives user `id` this password (replacing theirs); fails, changing nothing, when it is
+    /// empty or another user has it.
+    pub fn insert(&mut self, id: UserId, password: &str) -> Result<(), (UserId, UsersError)> {
+        if password.is_empty() {
+            return Err((id, UsersError::EmptyPassword));
+        }
+        self.users
+            .insert(id, Box::from(password.as_bytes()))
+            .map_err(|_| (id, UsersError::DuplicatePassword))
+    }
+
+    /// Removes user `id`; returns whether they were here.
+    pub fn remove(&mut self, id: UserId) -> bool {
+        self.users.remove(id).is_some()
+    }
+
+    /// Whether user `id` is here.
+    pub fn contains(&self, id: UserId) -> bool {
+        self.users.contains(id)
     }
 
     /// The user whose password is `auth`.
     pub fn get(&self, auth: &[u8]) -> Option<UserId> {
-        self.by_password.get(auth).copied()
+        self.users.get(auth)
     }
 
     /// Number of users.
     pub fn len(&self) -> usize {
-        self.by_password.len()
+        self.users.len()
     }
 
     /// Whether there are no users.
     pub fn is_empty(&self) -> bool {
-        self.by_password.is_empty()
+        self.users.is_empty()
     }
 }
 

@@ -263,6 +263,7 @@ impl SessionCipher {
 }
 
 /// XChaCha20-Poly1305 with the PSK directly (2022-blake3-chacha20-poly1305 UDP).
+#[derive(Clone)]
 pub(crate) struct XChaCha {
     cipher: chacha20poly1305::XChaCha20Poly1305,
 }

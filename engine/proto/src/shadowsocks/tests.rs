@@ -374,6 +374,44 @@ fn trial_order_starts_with_the_hint() {
     assert_eq!(order(Some(999)), [11, 22, 33]);
 }
 
+/// Users changed one at a time, on every method with and without identity headers: a removed
+/// user's key no longer opens, the others' still do, a key moves to a new user, a duplicate is
+/// refused without changing the table, and a clone taken before is unaffected.
+#[test]
+fn users_change_one_at_a_time() {
+    for m in Method::ALL {
+        for mut inbound in Inbound::multi_user_shapes(m) {
+            let shape = (m, inbound.identity.is_some());
+            let before = inbound.keys.clone();
+            let user = |keys: &UserKeys, user: usize| {
+                let (wire, _, _) = inbound.send(user, 7, b"x", NOW);
+                accept(keys, &wire, NOW).map(|(request, _)| request.user)
+            };
+            let mut keys = inbound.keys.clone();
+            assert!(keys.remove(IDS[1]));
+            assert!(!keys.remove(IDS[1]));
+            assert_eq!(
+                keys.insert(44, &password(m, 0)),
+                Err(ConfigError::DuplicateKey),
+                "{shape:?}"
+            );
+            assert_eq!(user(&keys, 0), Ok(IDS[0]), "{shape:?}");
+            assert!(user(&keys, 1).is_err(), "{shape:?}");
+            assert_eq!(user(&keys, 2), Ok(IDS[2]), "{shape:?}");
+            keys.insert(44, &password(m, 1)).unwrap();
+            assert_eq!(user(&keys, 1), Ok(44), "{shape:?}");
+            assert_eq!((keys.len(), keys.contains(44)), (3, true));
+            for (n, id) in IDS.into_iter().enumerate() {
+                assert_eq!(user(&before, n), Ok(id), "{shape:?} before");
+            }
+            inbound.keys = keys;
+            let packet = udp_send(&mut inbound.udp_client(1), b"ping", NOW);
+            let got = udp_receive(&inbound.keys, &packet, NOW, None).map(|(p, _)| p.user);
+            assert_eq!(got, Ok(44), "{shape:?} udp");
+        }
+    }
+}
+
 /// The request and the first chunk after it arrive in one read.
 #[test]
 fn tcp_chunk_in_the_same_read_as_the_header() {

@@ -1,13 +1,13 @@
 //! The keys of one inbound's users, arranged for fast lookup during a handshake.
 
-use std::collections::HashMap;
-
 use super::crypto::{BlockCipher, Key, XChaCha};
 use super::{ConfigError, Method};
+use crate::directory::{Directory, Roster};
 
 /// How the engine names a user inside the codecs: an index it assigns.
 pub type UserId = u32;
 
+#[derive(Clone)]
 pub(crate) struct UserEntry {
     pub(crate) id: UserId,
     pub(crate) key: Key,
@@ -23,14 +23,18 @@ pub(crate) struct UserEntry {
 /// header. Without one, users are found by trial decryption of the first header chunk, starting
 /// with a caller-supplied hint (the user last seen from the same source address), which makes
 /// the common case a single attempt.
+///
+/// Cheap to clone and to change one user at a time ([`crate::directory`]).
+#[derive(Clone)]
 pub struct UserKeys {
     pub(crate) method: Method,
     pub(crate) identity: Option<Identity>,
-    pub(crate) users: Vec<UserEntry>,
-    by_id: HashMap<UserId, usize>,
-    by_identity_hash: HashMap<[u8; 16], usize>,
+    users: Roster<UserEntry>,
+    /// Users by the hash of their key (identity headers; also what makes keys unique).
+    by_identity_hash: Directory<[u8; 16]>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Identity {
     pub(crate) psk: Key,
     pub(crate) block: BlockCipher,
@@ -58,35 +62,45 @@ impl UserKeys {
         let mut table = UserKeys {
             method,
             identity,
-            users: Vec::new(),
-            by_id: HashMap::new(),
-            by_identity_hash: HashMap::new(),
+            users: Roster::default(),
+            by_identity_hash: Directory::default(),
         };
         for (id, password) in users {
-            let key = Key::from_password(method, password).map_err(|e| (Some(id), e))?;
-            table.insert(id, key).map_err(|e| (Some(id), e))?;
+            table.insert(id, password).map_err(|e| (Some(id), e))?;
         }
         Ok(table)
     }
 
-    fn insert(&mut self, id: UserId, key: Key) -> Result<(), ConfigError> {
+    /// Gives user `id` the key `password` names (replacing theirs); fails, changing nothing,
+    /// when the password is not a key for this method or another user has the same key.
+    pub fn insert(&mut self, id: UserId, password: &str) -> Result<(), ConfigError> {
+        let key = Key::from_password(self.method, password)?;
         let hash = key.identity_hash();
-        if self.by_identity_hash.contains_key(&hash) {
-            return Err(ConfigError::DuplicateKey);
+        if self.by_identity_hash.key_of(id) == Some(&hash) {
+            return Ok(());
         }
+        self.by_identity_hash
+            .insert(id, hash)
+            .map_err(|_| ConfigError::DuplicateKey)?;
         let block = (self.method.is_2022() && self.method.supports_identity_headers())
             .then(|| BlockCipher::new(key.as_bytes()));
         let xchacha = (self.method == Method::Blake3Chacha20Poly1305).then(|| XChaCha::new(&key));
-        let index = self.users.len();
-        self.users.push(UserEntry {
+        self.users.insert(
             id,
-            key,
-            block,
-            xchacha,
-        });
-        self.by_id.insert(id, index);
-        self.by_identity_hash.insert(hash, index);
+            UserEntry {
+                id,
+                key,
+                block,
+                xchacha,
+            },
+        );
         Ok(())
+    }
+
+    /// Removes user `id`; returns whether they were here.
+    pub fn remove(&mut self, id: UserId) -> bool {
+        self.by_identity_hash.remove(id);
+        self.users.remove(id, |u| u.id).is_some()
     }
 
     /// The method every key here is for.
@@ -106,7 +120,7 @@ impl UserKeys {
 
     /// Whether user `id` has a key here.
     pub fn contains(&self, id: UserId) -> bool {
-        self.by_id.contains_key(&id)
+        self.users.contains(id)
     }
 
     /// Whether identity headers are in use.
@@ -115,22 +129,15 @@ impl UserKeys {
     }
 
     pub(crate) fn by_identity_hash(&self, hash: &[u8; 16]) -> Option<&UserEntry> {
-        self.by_identity_hash.get(hash).map(|&i| &self.users[i])
+        self.users.get(self.by_identity_hash.get(hash)?)
     }
 
     pub(crate) fn get(&self, id: UserId) -> Option<&UserEntry> {
-        self.by_id.get(&id).map(|&i| &self.users[i])
+        self.users.get(id)
     }
 
     /// Users in trial order: the hinted user first, then the rest.
     pub(crate) fn trial_order(&self, hint: Option<UserId>) -> impl Iterator<Item = &UserEntry> {
-        let first = hint.and_then(|h| self.by_id.get(&h).copied());
-        first.map(|i| &self.users[i]).into_iter().chain(
-            self.users
-                .iter()
-                .enumerate()
-                .filter(move |(i, _)| Some(*i) != first)
-                .map(|(_, u)| u),
-        )
+        self.users.first_then_rest(hint)
     }
 }

@@ -46,10 +46,10 @@ pub mod address;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::address::{AddressError, Parsed, TargetAddr};
+use crate::directory::Directory;
 pub use crate::shadowsocks::UserId;
 use crate::Progress;
 
@@ -124,10 +124,11 @@ pub fn parse_user_id(id: &str) -> Result<[u8; 16], ConfigError> {
     Ok(out)
 }
 
-/// The users of one VLESS inbound, found in O(1) by UUID.
+/// The users of one VLESS inbound, found in O(1) by UUID. Cheap to clone and to change one
+/// user at a time ([`crate::directory`]).
 #[derive(Clone, Debug, Default)]
 pub struct VlessUsers {
-    by_uuid: HashMap<[u8; 16], UserId>,
+    users: Directory<[u8; 16]>,
 }
 
 impl VlessUsers {
@@ -135,28 +136,47 @@ impl VlessUsers {
     pub fn new(
         users: impl IntoIterator<Item = (UserId, [u8; 16])>,
     ) -> Result<VlessUsers, (UserId, ConfigError)> {
-        let mut by_uuid = HashMap::new();
+        let mut table = VlessUsers::default();
         for (id, uuid) in users {
-            if by_uuid.insert(uuid, id).is_some() {
+            if table.users.get(&uuid).is_some() {
                 return Err((id, ConfigError::DuplicateUser));
             }
+            table.insert(id, uuid)?;
         }
-        Ok(VlessUsers { by_uuid })
+        Ok(table)
+    }
+
+    /// Gives user `id` this UUID (replacing theirs); fails, changing nothing, when another
+    /// user has it.
+    pub fn insert(&mut self, id: UserId, uuid: [u8; 16]) -> Result<(), (UserId, ConfigError)> {
+        self.users
+            .insert(id, uuid)
+            .map_err(|_| (id, ConfigError::DuplicateUser))
+    }
+
+    /// Removes user `id`; returns whether they were here.
+    pub fn remove(&mut self, id: UserId) -> bool {
+        self.users.remove(id).is_some()
+    }
+
+    /// Whether user `id` is here.
+    pub fn contains(&self, id: UserId) -> bool {
+        self.users.contains(id)
     }
 
     /// The user with this UUID.
     pub fn get(&self, uuid: &[u8; 16]) -> Option<UserId> {
-        self.by_uuid.get(uuid).copied()
+        self.users.get(uuid)
     }
 
     /// Number of users.
     pub fn len(&self) -> usize {
-        self.by_uuid.len()
+        self.users.len()
     }
 
     /// Whether there are no users.
     pub fn is_empty(&self) -> bool {
-        self.by_uuid.is_empty()
+        self.users.is_empty()
     }
 }
 

@@ -320,6 +320,47 @@ fn hint_and_multi_user() {
     }
 }
 
+/// Users changed one at a time: a removed or re-keyed user's old UUID no longer opens, everyone
+/// else's still does, and a clone taken before the changes is unaffected.
+#[test]
+fn users_change_one_at_a_time() {
+    let opens = |users: &VmessUsers, n: u8| -> Option<u32> {
+        let command = tcp();
+        let request = ClientRequest {
+            cmd_key: cmd_key(&uuid(n)),
+            ..client(&command, Security::Aes128Gcm, CHUNK_STREAM)
+        };
+        let (mut wire, _, _) = encode(&request, NOW);
+        match ServerHandshake::new().advance(users, &mut wire, NOW, None, &mut filter()) {
+            Ok(Handshake::Done(request)) => Some(request.user),
+            _ => None,
+        }
+    };
+    let mut users = VmessUsers::new((0..20u8).map(|n| (u32::from(n), uuid(n)))).unwrap();
+    let before = users.clone();
+    assert!(users.remove(3));
+    assert!(!users.remove(3));
+    assert!(users.remove(19));
+    users.insert(5, uuid(100)).unwrap();
+    assert_eq!(
+        users.insert(6, uuid(7)).err(),
+        Some((6, ConfigError::DuplicateUser))
+    );
+    users.insert(3, uuid(3)).unwrap();
+    assert_eq!(users.len(), 19);
+    for n in 0..20u8 {
+        let want = match n {
+            5 | 19 => None,
+            n => Some(u32::from(n)),
+        };
+        assert_eq!(opens(&users, n), want, "uuid {n}");
+        assert_eq!(opens(&before, n), Some(u32::from(n)), "uuid {n} before");
+    }
+    assert_eq!(opens(&users, 100), Some(5));
+    assert_eq!(opens(&before, 100), None);
+    assert!(users.contains(6) && !users.contains(19));
+}
+
 // ---------------------------------------------------------------------------------------------
 // What peers get wrong
 

@@ -8,13 +8,12 @@
 //! cmdKey = MD5(UUID || "c48619fe-8f02-49e0-b9e9-edf763e17e21")
 //! ```
 
-use std::collections::HashMap;
-
 use aes::cipher::{generic_array::GenericArray, BlockDecrypt, BlockEncrypt, KeyInit};
 use md5::{Digest, Md5};
 
 use super::kdf::kdf16;
 use super::{ConfigError, PeerError, UserId, MAX_TIME_DIFF};
+use crate::directory::{Directory, Roster};
 
 const CMD_KEY_SALT: &[u8] = b"c48619fe-8f02-49e0-b9e9-edf763e17e21";
 const AUTH_ID_SALT: &[u8] = b"AES Auth ID Encryption";
@@ -43,6 +42,7 @@ pub fn seal_auth_id(cmd_key: &[u8; 16], now: u64, random: [u8; 4]) -> [u8; 16] {
     block
 }
 
+#[derive(Clone)]
 struct VmessUser {
     id: UserId,
     cmd_key: [u8; 16],
@@ -54,9 +54,11 @@ struct VmessUser {
 /// An auth ID is matched by decrypting it under each user's auth key (one AES block and a
 /// CRC32 per user), starting with a caller-supplied hint (the user last seen from the same
 /// source address), as Xray does: the cost of a handshake grows with the number of users.
+/// Cheap to clone and to change one user at a time ([`crate::directory`]).
+#[derive(Clone, Default)]
 pub struct VmessUsers {
-    users: Vec<VmessUser>,
-    by_id: HashMap<UserId, usize>,
+    users: Roster<VmessUser>,
+    uuids: Directory<[u8; 16]>,
 }
 
 impl VmessUsers {
@@ -64,24 +66,46 @@ impl VmessUsers {
     pub fn new(
         users: impl IntoIterator<Item = (UserId, [u8; 16])>,
     ) -> Result<VmessUsers, (UserId, ConfigError)> {
-        let mut table = VmessUsers {
-            users: Vec::new(),
-            by_id: HashMap::new(),
-        };
-        let mut seen = std::collections::HashSet::new();
+        let mut table = VmessUsers::default();
         for (id, uuid) in users {
-            if !seen.insert(uuid) {
+            if table.uuids.get(&uuid).is_some() {
                 return Err((id, ConfigError::DuplicateUser));
             }
-            let cmd_key = cmd_key(&uuid);
-            table.by_id.insert(id, table.users.len());
-            table.users.push(VmessUser {
+            table.insert(id, uuid)?;
+        }
+        Ok(table)
+    }
+
+    /// Gives user `id` this UUID (replacing theirs); fails, changing nothing, when another
+    /// user has it.
+    pub fn insert(&mut self, id: UserId, uuid: [u8; 16]) -> Result<(), (UserId, ConfigError)> {
+        if self.uuids.key_of(id) == Some(&uuid) {
+            return Ok(());
+        }
+        self.uuids
+            .insert(id, uuid)
+            .map_err(|_| (id, ConfigError::DuplicateUser))?;
+        let cmd_key = cmd_key(&uuid);
+        self.users.insert(
+            id,
+            VmessUser {
                 id,
                 cmd_key,
                 auth: aes::Aes128Dec::new(&auth_id_key(&cmd_key)),
-            });
-        }
-        Ok(table)
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes user `id`; returns whether they were here.
+    pub fn remove(&mut self, id: UserId) -> bool {
+        self.uuids.remove(id);
+        self.users.remove(id, |u| u.id).is_some()
+    }
+
+    /// Whether user `id` is here.
+    pub fn contains(&self, id: UserId) -> bool {
+        self.users.contains(id)
     }
 
     /// Number of users.
@@ -103,14 +127,7 @@ impl VmessUsers {
         now: u64,
         hint: Option<UserId>,
     ) -> Result<(UserId, [u8; 16]), PeerError> {
-        let first = hint.and_then(|h| self.by_id.get(&h).copied());
-        let rest = self
-            .users
-            .iter()
-            .enumerate()
-            .filter(move |(i, _)| Some(*i) != first)
-            .map(|(_, u)| u);
-        let order = first.map(|i| &self.users[i]).into_iter().chain(rest);
+        let order = self.users.first_then_rest(hint);
         let mut stale = None;
         for user in order {
             let mut block = GenericArray::from(*auth_id);

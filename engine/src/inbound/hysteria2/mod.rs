@@ -45,7 +45,7 @@ use proto::hysteria2::{Hysteria2Users, ASSUMED_MAX_DATAGRAM};
 use quinn_proto::crypto::rustls::QuicServerConfig;
 use quinn_proto::{ConnectionHandle, DatagramEvent, EndpointConfig, ServerConfig, TransportConfig};
 
-use super::{InboundKind, InboundShared, UserTable, WorkerCtx};
+use super::{InboundKind, InboundShared, WorkerCtx};
 use crate::config::{ConfigError, Hysteria2Config, MasqueradeConfig, ObfsConfig, TlsConfig};
 use crate::quic::AssumedDatagramLimit;
 use crate::runtime::{self, UdpSocket};
@@ -67,7 +67,7 @@ const MAX_UNI_STREAMS: u32 = 16;
 /// Shared (read-mostly) state of one Hysteria2 inbound.
 pub(crate) struct Inbound {
     /// Users by password, swapped whole when users change.
-    pub(crate) keys: ArcSwap<UserTable<Hysteria2Users>>,
+    pub(crate) keys: ArcSwap<Hysteria2Users>,
     /// The server config every connection starts from (each gets its own congestion
     /// controller factory, see [`Inbound::server_config`]).
     server: Arc<ServerConfig>,
@@ -134,7 +134,7 @@ impl Inbound {
             http3::ServerRx::Rate(c.down_mbps.map_or(0, bytes_per_sec))
         };
         Ok(Inbound {
-            keys: ArcSwap::from_pointee(UserTable::default()),
+            keys: ArcSwap::from_pointee(Hysteria2Users::default()),
             server: Arc::new(server),
             obfs,
             masquerade: match &c.masquerade {

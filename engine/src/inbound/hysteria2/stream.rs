@@ -196,7 +196,7 @@ async fn http_request(
         }
     };
     let auth = request.hysteria_auth();
-    let user = auth.and_then(|a| h.keys.load().table.get(a.auth));
+    let user = auth.and_then(|a| h.keys.load().get(a.auth));
     let mut answer = Vec::new();
     match (user, auth) {
         (Some(user), Some(auth)) if conn.authenticate(ctx, ib, user) => {
