@@ -128,11 +128,7 @@ pub fn share_links(config: &Config, address: Option<&str>) -> Vec<ShareLink> {
                     params.push(("obfs", "salamander".into()));
                     params.push(("obfs-password", password.clone()));
                 }
-                let query = params
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&");
+                let query = query_string(&params);
                 for u in &c.users {
                     out.push(ShareLink {
                         inbound: ib.tag.clone(),
@@ -191,11 +187,7 @@ fn transport_query(ib: &InboundConfig, first: &[(&str, &str)]) -> String {
         }
         None => params.push(("type", "tcp".into())),
     }
-    params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    query_string(&params)
 }
 
 /// A WebSocket path as links give it: with `?ed=N` when early data is on.
@@ -205,6 +197,20 @@ fn ws_path(ws: &WsConfig) -> String {
     } else {
         ws.path.clone()
     }
+}
+
+/// A link's query, `k=v&k=v`, values percent-encoded.
+pub fn query_string<V: AsRef<str>>(params: &[(&str, V)]) -> String {
+    let mut out = String::new();
+    for (k, v) in params {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&percent_encode(v.as_ref()));
+    }
+    out
 }
 
 /// Percent-encodes everything outside RFC 3986's unreserved set.

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use base64::Engine as _;
 use engine::config::InboundConfig;
-use engine::links::{percent_encode, share_links};
+use engine::links::{percent_encode, query_string, share_links};
 use serde_json::json;
 
 use super::{Proxy, ProxyProtocol, Transport};
@@ -61,11 +61,7 @@ pub fn link(proxy: &Proxy) -> String {
                 params.push(("obfs", "salamander"));
                 params.push(("obfs-password", obfs));
             }
-            let query = params
-                .iter()
-                .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-                .collect::<Vec<_>>()
-                .join("&");
+            let query = query_string(&params);
             format!(
                 "hysteria2://{}@{}:{}/?{query}#{}",
                 percent_encode(password),
@@ -129,11 +125,7 @@ fn uri(scheme: &str, credential: &str, proxy: &Proxy, first: &[(&str, &str)]) ->
             params.push(("host", host.clone()));
         }
     }
-    let query = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let query = query_string(&params);
     format!(
         "{scheme}://{}@{}:{}?{query}#{}",
         percent_encode(credential),
