@@ -61,6 +61,42 @@ fn with_datagram_limit(
     Ok(TransportParameters::read(side, &mut &list[..])?)
 }
 
+/// A client crypto config that advertises its transport parameters without
+/// `max_datagram_frame_size`, as Hysteria2 clients since app v2.8.2 do, while its own receive
+/// side keeps datagrams on. For tests of [`AssumedDatagramLimit`] (here and end to end).
+#[doc(hidden)]
+pub struct OmitDatagramLimit<C>(pub Arc<C>);
+
+impl<C: crypto::ClientConfig + 'static> crypto::ClientConfig for OmitDatagramLimit<C> {
+    fn start_session(
+        self: Arc<Self>,
+        version: u32,
+        server_name: &str,
+        params: &TransportParameters,
+    ) -> Result<Box<dyn crypto::Session>, quinn_proto::ConnectError> {
+        let mut list = Vec::new();
+        params.write(&mut list);
+        assert!(
+            has_parameter(&list, MAX_DATAGRAM_FRAME_SIZE),
+            "quinn advertised no max_datagram_frame_size to omit"
+        );
+        let mut kept = Vec::new();
+        let mut rest = &list[..];
+        while let Progress::Done((id, n)) = varint::decode(rest) {
+            let Progress::Done((len, m)) = varint::decode(&rest[n..]) else {
+                panic!("quinn wrote a truncated transport parameter")
+            };
+            let end = n + m + len as usize;
+            if id != MAX_DATAGRAM_FRAME_SIZE {
+                kept.extend_from_slice(&rest[..end]);
+            }
+            rest = &rest[end..];
+        }
+        let params = TransportParameters::read(Side::Server, &mut &kept[..]).expect("valid");
+        self.0.clone().start_session(version, server_name, &params)
+    }
+}
+
 /// A server crypto config whose sessions report the peer's transport parameters with a
 /// `max_datagram_frame_size` of `limit` when the peer sent none.
 pub struct AssumedDatagramLimit<C> {

@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use e2e::*;
+use engine::quic::OmitDatagramLimit;
 use proto::hysteria2::udp::UdpMessage;
 use proto::hysteria2::{http3, qpack, tcp, varint};
 use proto::Progress;
-use quinn::crypto;
 use quinn::crypto::rustls::QuicClientConfig;
-use quinn_proto::transport_parameters::TransportParameters;
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -51,44 +50,6 @@ fn engine(extra: serde_json::Value) -> (engine::Handle, SocketAddr, Trusted) {
     }));
     let addr = handle.local_addr("hy2").unwrap();
     (handle, addr, der)
-}
-
-/// The client's crypto config: its transport parameters without `max_datagram_frame_size`
-/// (id 0x20), while its own receive side keeps datagrams on.
-struct OmitDatagramLimit(Arc<QuicClientConfig>);
-
-impl crypto::ClientConfig for OmitDatagramLimit {
-    fn start_session(
-        self: Arc<Self>,
-        version: u32,
-        server_name: &str,
-        params: &TransportParameters,
-    ) -> Result<Box<dyn crypto::Session>, quinn_proto::ConnectError> {
-        let mut list = Vec::new();
-        params.write(&mut list);
-        let mut kept = Vec::new();
-        let mut rest = &list[..];
-        let mut omitted = false;
-        while let Progress::Done((id, n)) = varint::decode(rest) {
-            let Progress::Done((len, m)) = varint::decode(&rest[n..]) else {
-                panic!("quinn wrote a truncated transport parameter")
-            };
-            let end = n + m + len as usize;
-            if id == 0x20 {
-                omitted = true;
-            } else {
-                kept.extend_from_slice(&rest[..end]);
-            }
-            rest = &rest[end..];
-        }
-        assert!(
-            omitted,
-            "quinn advertised no max_datagram_frame_size to omit"
-        );
-        let params =
-            TransportParameters::read(quinn_proto::Side::Server, &mut &kept[..]).expect("valid");
-        self.0.clone().start_session(version, server_name, &params)
-    }
 }
 
 /// Connects to `server` trusting `cert`; with `omit`, without advertising the datagram limit.

@@ -19,39 +19,6 @@ use super::*;
 const SERVER: &str = "127.0.0.1:4433";
 const CLIENT: &str = "127.0.0.1:50000";
 
-/// The test client's crypto config: advertises its transport parameters without
-/// `max_datagram_frame_size`, as Hysteria2 clients since app v2.8.2 do. Its own receive side
-/// keeps datagrams enabled, so it accepts the DATAGRAM frames the server sends.
-struct OmitDatagramLimit(Arc<QuicClientConfig>);
-
-impl crypto::ClientConfig for OmitDatagramLimit {
-    fn start_session(
-        self: Arc<Self>,
-        version: u32,
-        server_name: &str,
-        params: &TransportParameters,
-    ) -> Result<Box<dyn crypto::Session>, quinn_proto::ConnectError> {
-        let mut list = Vec::new();
-        params.write(&mut list);
-        let mut kept = Vec::new();
-        let mut rest = &list[..];
-        while let Progress::Done((id, n)) = varint::decode(rest) {
-            let Progress::Done((len, m)) = varint::decode(&rest[n..]) else {
-                panic!("quinn wrote a truncated parameter")
-            };
-            let end = n + m + len as usize;
-            if id != MAX_DATAGRAM_FRAME_SIZE {
-                kept.extend_from_slice(&rest[..end]);
-            }
-            rest = &rest[end..];
-        }
-        assert!(has_parameter(&list, MAX_DATAGRAM_FRAME_SIZE));
-        assert!(!has_parameter(&kept, MAX_DATAGRAM_FRAME_SIZE));
-        let params = TransportParameters::read(Side::Server, &mut &kept[..]).expect("valid");
-        self.0.clone().start_session(version, server_name, &params)
-    }
-}
-
 struct Pair {
     now: Instant,
     client_ep: Endpoint,
