@@ -568,6 +568,112 @@ pub fn status_sql(status: UserStatus, now: &str) -> String {
     }
 }
 
+/// The status a user has at `now` (a parameter such as `$1`), as one SQL expression giving
+/// [`UserStatus::as_str`]: the [`status_sql`] conditions are exclusive and cover every user.
+pub fn status_case_sql(now: &str) -> String {
+    let mut case = String::from("CASE");
+    for s in [
+        UserStatus::Disabled,
+        UserStatus::Expired,
+        UserStatus::Limited,
+        UserStatus::OnHold,
+    ] {
+        case.push_str(&format!(
+            " WHEN {} THEN '{}'",
+            status_sql(s, now),
+            s.as_str()
+        ));
+    }
+    case.push_str(&format!(" ELSE '{}' END", UserStatus::Active.as_str()));
+    case
+}
+
+/// The highest of `thresholds` (percent of the data limit) that a user's usage has reached, 0
+/// for none or no limit, as one SQL expression: exactly `used * 100 >= t * limit`, in integer
+/// arithmetic that cannot overflow (`used >= ceil(t * limit / 100)`).
+pub fn threshold_case_sql(thresholds: &[u8]) -> String {
+    let mut sorted = thresholds.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let mut case = String::from("CASE WHEN u.data_limit IS NULL OR u.data_limit <= 0 THEN 0");
+    for t in sorted {
+        case.push_str(&format!(
+            " WHEN u.used_traffic >= (u.data_limit / 100) * {t} + ((u.data_limit % 100) * {t} + 99) / 100 THEN {t}"
+        ));
+    }
+    case.push_str(" ELSE 0 END");
+    case
+}
+
+/// Users whose webhook announcements are behind at `now`: their status, or the highest of
+/// `thresholds` their usage reached, differs from what was last announced. Each comes with
+/// the announced status and threshold.
+pub async fn users_to_announce(
+    db: &Db,
+    now: i64,
+    thresholds: &[u8],
+) -> Result<Vec<(UserRow, Option<String>, i64)>, sqlx::Error> {
+    let q = format!(
+        "SELECT {USER_COLS}, u.webhook_status, u.webhook_threshold FROM users u \
+         LEFT JOIN admins a ON a.id = u.admin_id \
+         WHERE u.webhook_status IS NULL OR u.webhook_status <> {} OR u.webhook_threshold <> {} \
+         ORDER BY u.id",
+        status_case_sql("$1"),
+        threshold_case_sql(thresholds)
+    );
+    sqlx::query(&q)
+        .bind(now)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                UserRow::from_row(r)?,
+                r.try_get("webhook_status")?,
+                r.try_get("webhook_threshold")?,
+            ))
+        })
+        .collect()
+}
+
+/// Users whose periodic usage reset is due at `now`: a period (`period` gives each
+/// strategy's, in seconds) has passed since the last reset, or since creation.
+pub async fn users_due_for_reset(
+    db: &Db,
+    now: i64,
+    period: impl Fn(ResetStrategy) -> Option<i64>,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    let due: Vec<String> = [
+        ResetStrategy::Day,
+        ResetStrategy::Week,
+        ResetStrategy::Month,
+        ResetStrategy::Year,
+    ]
+    .into_iter()
+    .filter_map(|s| {
+        let p = period(s)?;
+        Some(format!(
+            "(u.data_limit_reset_strategy = '{}' AND COALESCE(u.traffic_reset_at, u.created_at) <= $1 - {p})",
+            s.as_str()
+        ))
+    })
+    .collect();
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let q = format!(
+        "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id \
+         WHERE {} ORDER BY u.id",
+        due.join(" OR ")
+    );
+    sqlx::query(&q)
+        .bind(now)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(UserRow::from_row)
+        .collect()
+}
+
 /// Services of each of `user_ids`.
 pub async fn user_services(
     db: &Db,
@@ -577,12 +683,10 @@ pub async fn user_services(
     if user_ids.is_empty() {
         return Ok(out);
     }
-    let list = user_ids
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let q = format!("SELECT user_id, service_id FROM users_services WHERE user_id IN ({list}) ORDER BY service_id");
+    let q = format!(
+        "SELECT user_id, service_id FROM users_services WHERE user_id IN ({}) ORDER BY service_id",
+        id_list(user_ids)
+    );
     // Sent as plain text (the ids are integers): a statement whose text changes with every
     // page is not worth preparing, nor keeping in each connection's statement cache.
     for r in sqlx::Executor::fetch_all(&db.pool, q.as_str()).await? {
@@ -602,6 +706,40 @@ pub async fn user_by_name(db: &Db, username: &str) -> Result<Option<UserRow>, sq
         .await?
         .map(|r| UserRow::from_row(&r))
         .transpose()
+}
+
+/// Users by id (those that exist), plain text like [`user_services`].
+pub async fn users_by_ids(db: &Db, ids: &[i64]) -> Result<Vec<UserRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let q = format!(
+        "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id \
+         WHERE u.id IN ({}) ORDER BY u.id",
+        id_list(ids)
+    );
+    sqlx::Executor::fetch_all(&db.pool, q.as_str())
+        .await?
+        .iter()
+        .map(UserRow::from_row)
+        .collect()
+}
+
+/// Id and name of every user who may connect now (status active or on hold): as
+/// [`UserRow::may_connect`] decides, in SQL.
+pub async fn connectable_users(db: &Db, now: i64) -> Result<HashMap<i64, String>, sqlx::Error> {
+    let q = format!(
+        "SELECT u.id, u.username FROM users u WHERE {} OR {}",
+        status_sql(UserStatus::Active, "$1"),
+        status_sql(UserStatus::OnHold, "$1")
+    );
+    sqlx::query(&q)
+        .bind(now)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("username")?)))
+        .collect()
 }
 
 /// Every user.
@@ -635,35 +773,45 @@ pub async fn set_service_inbounds(
     set_links(tx, "services_inbounds", "service_id", service_id, inbounds).await
 }
 
-/// The inbound tags one user may use (through their services), with each inbound's config
-/// JSON: what [`user_inbound_tags`] gives for that user, without reading everyone's.
-pub async fn inbound_tags_of_user(
+/// Comma-separated ids, for an `IN (...)` list sent as plain text (integers only).
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The inbound tags each of `user_ids` may use (through their services), with each inbound's
+/// config JSON: what [`user_inbound_tags`] gives for these users, without reading everyone's.
+pub async fn inbound_tags_of_users(
     db: &Db,
-    user_id: i64,
-) -> Result<Vec<(String, String)>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT i.tag, i.config FROM users_services us \
-         JOIN services_inbounds si ON si.service_id = us.service_id JOIN inbounds i ON i.id = si.inbound_id \
-         WHERE us.user_id = $1",
-    )
-    .bind(user_id)
-    .fetch_all(&db.pool)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("tag")?, r.try_get("config")?)))
-        .collect()
+    user_ids: &[i64],
+) -> Result<HashMap<i64, Vec<(String, String)>>, sqlx::Error> {
+    if user_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    inbound_tags_where(db, &format!(" WHERE us.user_id IN ({})", id_list(user_ids))).await
 }
 
 /// The inbound tags each user may use (through their services), by user id.
 pub async fn user_inbound_tags(
     db: &Db,
 ) -> Result<HashMap<i64, Vec<(String, String)>>, sqlx::Error> {
-    let rows = sqlx::query(
+    inbound_tags_where(db, "").await
+}
+
+async fn inbound_tags_where(
+    db: &Db,
+    where_sql: &str,
+) -> Result<HashMap<i64, Vec<(String, String)>>, sqlx::Error> {
+    let q = format!(
         "SELECT DISTINCT us.user_id, i.tag, i.config FROM users_services us \
-         JOIN services_inbounds si ON si.service_id = us.service_id JOIN inbounds i ON i.id = si.inbound_id",
-    )
-    .fetch_all(&db.pool)
-    .await?;
+         JOIN services_inbounds si ON si.service_id = us.service_id \
+         JOIN inbounds i ON i.id = si.inbound_id{where_sql}"
+    );
+    // Plain text when it names ids: not worth preparing and caching per id list.
+    let rows = if where_sql.is_empty() {
+        sqlx::query(&q).fetch_all(&db.pool).await?
+    } else {
+        sqlx::Executor::fetch_all(&db.pool, q.as_str()).await?
+    };
     let mut out: HashMap<i64, Vec<(String, String)>> = HashMap::new();
     for r in rows {
         out.entry(r.try_get("user_id")?)

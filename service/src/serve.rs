@@ -29,6 +29,8 @@ pub struct AppState {
     pub engine_run: Arc<str>,
     /// When this engine run started, Unix seconds.
     pub engine_started_at: i64,
+    /// The users the engine was last given as allowed to connect.
+    pub pushed: Arc<crate::sync::Pushed>,
 }
 
 /// Unix seconds now.
@@ -167,6 +169,7 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         config: Arc::new(config.clone()),
         engine_run: engine.run_id().into(),
         engine_started_at: now(),
+        pushed: Default::default(),
     };
     sync::full(&state).await?;
     let usage_task = tokio::spawn(usage::run(state.clone()));

@@ -93,6 +93,18 @@ pub fn user_spec(user: &UserRow, inbounds: &[(String, String)], now: i64) -> Opt
     })
 }
 
+/// The users this panel last gave its engine as allowed to connect (id to name): what the
+/// enforcement pass compares the database with, so that it reads and pushes only the users
+/// whose access changed, not every user every few seconds.
+#[derive(Default)]
+pub struct Pushed(std::sync::Mutex<HashMap<i64, String>>);
+
+impl Pushed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, String>> {
+        self.0.lock().expect("not poisoned")
+    }
+}
+
 /// Pushes every inbound and user to the engine.
 pub async fn full(state: &AppState) -> anyhow::Result<()> {
     let inbounds: Vec<InboundConfig> = db::inbounds(&state.db)
@@ -107,6 +119,47 @@ pub async fn full(state: &AppState) -> anyhow::Result<()> {
     apply_users(state, &users, &tags).await
 }
 
+/// Brings the engine in step with the users' status as time passes and usage grows (expiry,
+/// data limits, activation, resets): finds in SQL who may connect now, and reads and pushes
+/// only the users whose access differs from what the engine was last given. Each of those is
+/// decided again from their row as read here, so a change an admin made meanwhile wins.
+pub async fn changed_users(state: &AppState) -> anyhow::Result<()> {
+    let allowed = db::connectable_users(&state.db, crate::serve::now()).await?;
+    let (ids, gone): (Vec<i64>, Vec<(i64, String)>) = {
+        let pushed = state.pushed.lock();
+        let added = allowed.keys().filter(|id| !pushed.contains_key(id));
+        let taken = pushed.iter().filter(|(id, _)| !allowed.contains_key(id));
+        let ids = added
+            .chain(taken.clone().map(|(id, _)| id))
+            .copied()
+            .collect();
+        (ids, taken.map(|(&id, name)| (id, name.clone())).collect())
+    };
+    // In slices, so that a mass expiry does not read every row at once.
+    for chunk in ids.chunks(500) {
+        let rows = db::users_by_ids(&state.db, chunk).await?;
+        let tags = db::inbound_tags_of_users(&state.db, chunk).await?;
+        apply_users(state, &rows, &tags).await?;
+    }
+    // Pushed users whose row is gone (deleted by another panel instance).
+    let deleted: Vec<(i64, String)> = {
+        let pushed = state.pushed.lock();
+        gone.into_iter()
+            .filter(|(id, name)| pushed.get(id) == Some(name))
+            .collect()
+    };
+    if !deleted.is_empty() {
+        let names: Vec<String> = deleted.iter().map(|(_, n)| n.clone()).collect();
+        let engine = state.engine.clone();
+        tokio::task::spawn_blocking(move || engine.remove_users(&names)).await??;
+        let mut pushed = state.pushed.lock();
+        for (id, _) in deleted {
+            pushed.remove(&id);
+        }
+    }
+    Ok(())
+}
+
 /// Pushes the given users' current state to the engine.
 pub async fn apply_users(
     state: &AppState,
@@ -116,10 +169,18 @@ pub async fn apply_users(
     let now = crate::serve::now();
     let mut upsert = Vec::new();
     let mut remove = Vec::new();
+    let mut allowed = Vec::new();
+    let mut denied = Vec::new();
     for u in users {
         match user_spec(u, tags.get(&u.id).map(Vec::as_slice).unwrap_or(&[]), now) {
-            Some(spec) => upsert.push(spec),
-            None => remove.push(u.username.clone()),
+            Some(spec) => {
+                upsert.push(spec);
+                allowed.push((u.id, u.username.clone()));
+            }
+            None => {
+                remove.push(u.username.clone());
+                denied.push(u.id);
+            }
         }
     }
     let engine = state.engine.clone();
@@ -129,6 +190,11 @@ pub async fn apply_users(
         Ok(())
     })
     .await??;
+    let mut pushed = state.pushed.lock();
+    pushed.extend(allowed);
+    for id in denied {
+        pushed.remove(&id);
+    }
     Ok(())
 }
 
@@ -137,14 +203,14 @@ pub async fn user(state: &AppState, username: &str) -> anyhow::Result<()> {
     match db::user_by_name(&state.db, username).await? {
         Some(row) => {
             // This user's inbounds only: reading everyone's made each change O(users).
-            let tags =
-                HashMap::from([(row.id, db::inbound_tags_of_user(&state.db, row.id).await?)]);
+            let tags = db::inbound_tags_of_users(&state.db, &[row.id]).await?;
             apply_users(state, &[row], &tags).await
         }
         None => {
             let engine = state.engine.clone();
             let name = username.to_owned();
             tokio::task::spawn_blocking(move || engine.remove_users(&[name])).await??;
+            state.pushed.lock().retain(|_, n| n != username);
             Ok(())
         }
     }

@@ -129,18 +129,16 @@ pub async fn recover(db: &crate::db::Db, counters_file: &std::path::Path) -> any
     Ok(())
 }
 
-/// Start of the reset period after `from`, for `strategy`.
-fn next_reset(strategy: ResetStrategy, from: i64) -> Option<i64> {
+/// Length of a reset period, for `strategy`.
+fn reset_period(strategy: ResetStrategy) -> Option<i64> {
     const DAY: i64 = 86_400;
-    Some(
-        from + match strategy {
-            ResetStrategy::NoReset => return None,
-            ResetStrategy::Day => DAY,
-            ResetStrategy::Week => 7 * DAY,
-            ResetStrategy::Month => 30 * DAY,
-            ResetStrategy::Year => 365 * DAY,
-        },
-    )
+    match strategy {
+        ResetStrategy::NoReset => None,
+        ResetStrategy::Day => Some(DAY),
+        ResetStrategy::Week => Some(7 * DAY),
+        ResetStrategy::Month => Some(30 * DAY),
+        ResetStrategy::Year => Some(365 * DAY),
+    }
 }
 
 /// Activation deadlines, periodic resets and webhook announcements (by one panel instance at a
@@ -152,9 +150,7 @@ pub async fn enforce(state: &AppState) -> anyhow::Result<()> {
         lock.release().await;
         result?;
     }
-    let users = db::all_users(&state.db).await?;
-    let tags = db::user_inbound_tags(&state.db).await?;
-    sync::apply_users(state, &users, &tags).await
+    sync::changed_users(state).await
 }
 
 /// The database side of enforcement.
@@ -168,41 +164,29 @@ async fn update_users(db: &db::Db) -> anyhow::Result<()> {
     .bind(now)
     .execute(&db.pool)
     .await?;
-    // What was announced is read before the users: a change between the two reads then
-    // makes the compare-and-set fail (and the next pass decide) rather than announce stale
-    // usage.
-    let config = WebhookConfig::load(&db.pool).await?;
-    let announced: HashMap<i64, (Option<String>, i64)> = webhooks::announced(db)
-        .await?
-        .into_iter()
-        .map(|(id, status, threshold)| (id, (status, threshold)))
-        .collect();
-    let mut users = db::all_users(db).await?;
-    for u in &mut users {
-        let since = u.traffic_reset_at.unwrap_or(u.created_at);
-        if next_reset(u.reset_strategy, since).is_some_and(|t| t <= now) {
-            let mut tx = db.pool.begin().await?;
-            // Only if no other pass reset it meanwhile.
-            let reset = sqlx::query(
-                "UPDATE users SET used_traffic = 0, traffic_reset_at = $1, webhook_threshold = 0 WHERE id = $2 \
-                 AND (traffic_reset_at = $3 OR (traffic_reset_at IS NULL AND $3 IS NULL))",
-            )
-            .bind(now)
-            .bind(u.id)
-            .bind(u.traffic_reset_at)
-            .execute(&mut *tx)
-            .await?;
-            if reset.rows_affected() == 1 {
-                webhooks::enqueue_for(&mut tx, Event::Reset, u.id).await?;
-            }
-            tx.commit().await?;
-            (u.used_traffic, u.traffic_reset_at) = (0, Some(now));
+    // Only the users with something to do are read: those whose reset is due, then those
+    // whose announced status or threshold is behind (decided in SQL, exactly as
+    // `UserRow::status` and `WebhookConfig::reached_threshold` decide).
+    for u in db::users_due_for_reset(db, now, reset_period).await? {
+        let mut tx = db.pool.begin().await?;
+        // Only if no other pass reset it meanwhile.
+        let reset = sqlx::query(
+            "UPDATE users SET used_traffic = 0, traffic_reset_at = $1, webhook_threshold = 0 WHERE id = $2 \
+             AND (traffic_reset_at = $3 OR (traffic_reset_at IS NULL AND $3 IS NULL))",
+        )
+        .bind(now)
+        .bind(u.id)
+        .bind(u.traffic_reset_at)
+        .execute(&mut *tx)
+        .await?;
+        if reset.rows_affected() == 1 {
+            webhooks::enqueue_for(&mut tx, Event::Reset, u.id).await?;
         }
+        tx.commit().await?;
     }
-    for u in &users {
-        if let Some((status, threshold)) = announced.get(&u.id) {
-            webhooks::announce_status(db, &config, u, status.as_deref(), *threshold, now).await?;
-        }
+    let config = WebhookConfig::load(&db.pool).await?;
+    for (u, status, threshold) in db::users_to_announce(db, now, &config.thresholds).await? {
+        webhooks::announce_status(db, &config, &u, status.as_deref(), threshold, now).await?;
     }
     Ok(())
 }

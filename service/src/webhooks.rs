@@ -268,15 +268,6 @@ pub async fn announce_status(
     Ok(())
 }
 
-/// What [`announce_status`] compares against: `(user id, stored status, stored threshold)`.
-pub async fn announced(db: &Db) -> anyhow::Result<Vec<(i64, Option<String>, i64)>> {
-    Ok(
-        sqlx::query_as("SELECT id, webhook_status, webhook_threshold FROM users")
-            .fetch_all(&db.pool)
-            .await?,
-    )
-}
-
 /// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac =

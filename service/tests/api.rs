@@ -26,6 +26,7 @@ on_both_databases!(
     user_list_pages_sorts_and_filters,
     usage_history,
     system_stats,
+    usage_thresholds_in_sql,
     system_usage_and_engine,
 );
 
@@ -1288,6 +1289,28 @@ fn system_stats(backend: Backend) {
         assert_eq!(names(&got), want, "{s}");
         assert_eq!(got["total"], want.len(), "{s}");
     }
+    // Enforcement's SQL for a user's status (one CASE expression) agrees as well.
+    let case = service::db::status_case_sql("$1");
+    let at = now();
+    let sql_status: Vec<(String, String)> = p.sql(async |pool| {
+        sqlx::query_as(&format!(
+            "SELECT u.username, {case} AS s FROM users u ORDER BY u.username"
+        ))
+        .bind(at)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    });
+    let api_status: Vec<(String, String)> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let name = u["username"].as_str().unwrap().to_owned();
+            (name, u["status"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(sql_status, api_status);
     let stats = p.get(&root, "/api/system/stats").ok();
     assert_eq!(
         (
@@ -1392,4 +1415,69 @@ fn system_usage_and_engine(backend: Backend) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     drop(conn);
+}
+
+/// Enforcement finds the users whose usage crossed a webhook threshold in SQL: the expression
+/// agrees with `used * 100 >= t * limit` (done here in i128) at the edges, and at the largest
+/// values, where a plain product would overflow (PostgreSQL would then fail the whole pass).
+fn usage_thresholds_in_sql(backend: Backend) {
+    let p = TestPanel::start(backend);
+    let root = p.admin_token();
+    let thresholds = [50u8, 80, 90, 100];
+    let max = i64::MAX;
+    let cases: [(i64, i64); 12] = [
+        (100, 79),
+        (100, 80),
+        (101, 80),
+        (101, 81),
+        (7, 6),
+        (3, 3),
+        (1, 0),
+        (0, 5),
+        (max, max),
+        (max, max - 1),
+        (max, max / 2),
+        (max / 10 * 9, max),
+    ];
+    for (i, (limit, used)) in cases.iter().enumerate() {
+        let name = format!("t_{i:02}");
+        p.new_user(&root, json!({"username": name}));
+        p.execute(
+            &format!(
+                "UPDATE users SET data_limit = $1, used_traffic = $2 WHERE username = '{name}'"
+            ),
+            &[*limit, *used],
+        );
+    }
+    p.new_user(&root, json!({"username": "t_none"}));
+    p.execute(
+        "UPDATE users SET data_limit = NULL, used_traffic = $1 WHERE username = 't_none'",
+        &[max],
+    );
+    let case = service::db::threshold_case_sql(&thresholds);
+    let got: Vec<(String, i64)> = p.sql(async |pool| {
+        sqlx::query_as(&format!(
+            "SELECT u.username, {case} AS t FROM users u ORDER BY u.username"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    });
+    let mut want: Vec<(String, i64)> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, &(limit, used))| {
+            let reached = thresholds
+                .iter()
+                .map(|&t| i64::from(t))
+                .filter(|&t| {
+                    limit > 0 && i128::from(used) * 100 >= i128::from(t) * i128::from(limit)
+                })
+                .max()
+                .unwrap_or(0);
+            (format!("t_{i:02}"), reached)
+        })
+        .collect();
+    want.push(("t_none".into(), 0));
+    assert_eq!(got, want);
 }
