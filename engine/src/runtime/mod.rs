@@ -73,6 +73,46 @@ pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
 }
 
+/// A timer that is moved rather than replaced: for a loop whose deadline changes often (a
+/// QUIC connection's driver), one registration with the reactor for its whole life. Ready
+/// whenever its deadline has passed, however often it is polled.
+pub struct Timer {
+    inner: glommio::timer::Timer,
+    at: std::time::Instant,
+}
+
+impl Timer {
+    /// A timer for `at`.
+    pub fn new(at: std::time::Instant) -> Timer {
+        Timer {
+            inner: glommio::timer::Timer::new(
+                at.saturating_duration_since(std::time::Instant::now()),
+            ),
+            at,
+        }
+    }
+
+    /// Moves the deadline to `at` (nothing to do when it is already there).
+    pub fn reset(&mut self, at: std::time::Instant) {
+        if at != self.at {
+            self.inner
+                .reset(at.saturating_duration_since(std::time::Instant::now()));
+            self.at = at;
+        }
+    }
+}
+
+impl Future for Timer {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        std::pin::Pin::new(&mut self.inner).poll(cx).map(|_| ())
+    }
+}
+
 /// Runs `f` on the executor's blocking thread pool (system DNS, for one).
 pub async fn spawn_blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     glommio::executor().spawn_blocking(f).await

@@ -130,9 +130,8 @@ impl Conn {
             registration,
             _admission: admission,
         }));
+        // The watcher now also waits for the registration's kick signal.
         self.authenticated.fire();
-        // The driver now also watches the registration's kick signal.
-        self.wake.notify();
         true
     }
 
@@ -158,6 +157,8 @@ impl Conn {
     ) {
         let mut buf = Vec::with_capacity(1500);
         let mut scratch = Vec::new();
+        runtime::spawn(Rc::clone(&self).watch(Rc::clone(&ctx), Arc::clone(&ib)));
+        let mut timer: Option<runtime::Timer> = None;
         loop {
             self.process(&ctx, &ib);
             loop {
@@ -177,8 +178,20 @@ impl Conn {
             if !self.inbox.borrow().is_empty() {
                 continue;
             }
+            // One timer for the connection's life, moved to each new deadline.
             let deadline = self.quic.borrow_mut().poll_timeout();
-            self.wait(deadline, &ctx, &ib).await;
+            match (deadline, &mut timer) {
+                (Some(at), Some(t)) => t.reset(at),
+                (Some(at), None) => timer = Some(runtime::Timer::new(at)),
+                (None, _) => {}
+            }
+            let due = async {
+                match (deadline, &mut timer) {
+                    (Some(_), Some(t)) => t.await,
+                    _ => std::future::pending().await,
+                }
+            };
+            futures_lite::future::or(self.wake.notified(), due).await;
         }
         self.ep.conns.borrow_mut().remove(&self.handle);
         self.lost.fire();
@@ -188,33 +201,32 @@ impl Conn {
         self.auth.borrow_mut().take();
     }
 
-    /// Waits for a wake-up, the next timeout, or a reason to close.
-    async fn wait(&self, deadline: Option<Instant>, ctx: &WorkerCtx, ib: &InboundShared) {
-        let timer = async {
-            match deadline {
-                Some(d) => runtime::sleep(d.saturating_duration_since(Instant::now())).await,
+    /// Closes the connection when the engine stops, the inbound goes, or (once the client has
+    /// authenticated) the user is kicked; ends with the connection. A task of its own, so that
+    /// the driver's loop waits on nothing but its wake-ups and its timer.
+    async fn watch(self: Rc<Self>, ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>) {
+        let kicked = async {
+            self.authenticated.wait().await;
+            match self.authed().map(|a| a.registration.kill.clone()) {
+                Some(kill) => kill.wait().await,
                 None => std::future::pending().await,
             }
         };
-        let ends = async {
-            if self.closing.get() {
-                return std::future::pending().await;
-            }
-            let kill = self.authed().map(|a| a.registration.kill.clone());
-            let kicked = async {
-                match &kill {
-                    Some(k) => k.wait().await,
-                    None => std::future::pending().await,
-                }
-            };
+        let close = async {
             futures_lite::future::or(
                 futures_lite::future::or(ctx.shared.close.wait(), ib.closed.wait()),
                 kicked,
             )
             .await;
-            self.close();
+            true
         };
-        futures_lite::future::or(self.wake.notified(), futures_lite::future::or(timer, ends)).await
+        let lost = async {
+            self.lost.wait().await;
+            false
+        };
+        if futures_lite::future::or(lost, close).await {
+            self.close();
+        }
     }
 
     /// Hands the connection what arrived, runs due timers, settles endpoint events, then
