@@ -349,13 +349,18 @@ pub(crate) async fn accept_loop<F, Fut>(
     F: Fn(Rc<WorkerCtx>, Arc<InboundShared>, runtime::TcpStream) -> Fut,
     Fut: std::future::Future<Output = ()> + 'static,
 {
+    // Made once and polled with every accept (not rebuilt, with its listeners, per accept).
+    let stop = async {
+        futures_lite::future::or(ctx.shared.stop.wait(), inbound.closed.wait()).await;
+        None
+    };
+    let mut stop = std::pin::pin!(stop);
     loop {
-        let accepted =
-            futures_lite::future::or(async { Some(runtime::accept(&listener).await) }, async {
-                futures_lite::future::or(ctx.shared.stop.wait(), inbound.closed.wait()).await;
-                None
-            })
-            .await;
+        let accepted = futures_lite::future::or(
+            async { Some(runtime::accept(&listener).await) },
+            stop.as_mut(),
+        )
+        .await;
         match accepted {
             None => break,
             Some(Ok(stream)) => {

@@ -326,13 +326,16 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
     let sessions: Sessions = Rc::new(RefCell::new(HashMap::new()));
     let mut buf = ctx.buffers.get();
     let mut scratch = ctx.buffers.get();
+    // Made once and polled with every packet (not rebuilt, with its listeners, per packet).
+    let stop = async {
+        futures_lite::future::or(ctx.shared.stop.wait(), ib.closed.wait()).await;
+        None
+    };
+    let mut stop = std::pin::pin!(stop);
     loop {
         let received = futures_lite::future::or(
             async { Some(socket.recv_from(&mut buf[..]).await) },
-            async {
-                futures_lite::future::or(ctx.shared.stop.wait(), ib.closed.wait()).await;
-                None
-            },
+            stop.as_mut(),
         )
         .await;
         let (n, src) = match received {

@@ -299,13 +299,19 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut out = Vec::with_capacity(1500);
     let mut scratch = Vec::new();
+    // Made once: polled again with every packet, not rebuilt (and its listeners re-registered)
+    // per packet.
+    let stop = async {
+        futures_lite::future::or(ctx.shared.close.wait(), ib.closed.wait()).await;
+        None
+    };
+    let mut stop = std::pin::pin!(stop);
     loop {
-        let received =
-            futures_lite::future::or(async { Some(ep.socket.recv_from(&mut buf).await) }, async {
-                futures_lite::future::or(ctx.shared.close.wait(), ib.closed.wait()).await;
-                None
-            })
-            .await;
+        let received = futures_lite::future::or(
+            async { Some(ep.socket.recv_from(&mut buf).await) },
+            stop.as_mut(),
+        )
+        .await;
         let (n, from) = match received {
             None => break,
             Some(Ok(r)) => r,
