@@ -217,6 +217,35 @@ pub fn try_send_to(socket: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result
     )
 }
 
+/// Sends `buf` as datagrams of `segment` bytes each (the last may be shorter) to `to` in one
+/// `sendmsg`, segmented by the kernel (Linux UDP generic segmentation offload, `UDP_SEGMENT`),
+/// without waiting: `WouldBlock` when the socket buffer is full. An error other than
+/// `WouldBlock` may mean the kernel or the route cannot segment: send one datagram at a time.
+pub fn try_send_segments(
+    socket: &UdpSocket,
+    buf: &[u8],
+    segment: u16,
+    to: SocketAddr,
+) -> io::Result<usize> {
+    // One control message: cmsghdr { cmsg_len: size_t, cmsg_level: int, cmsg_type: int }, then
+    // the u16 segment size, padded to the header's alignment (CMSG_SPACE(2)).
+    const HEADER: usize = std::mem::size_of::<libc::cmsghdr>();
+    const _: () = assert!(HEADER == 16, "the 64-bit Linux cmsghdr layout");
+    let mut control = [0u8; HEADER + 8];
+    control[..8].copy_from_slice(&(HEADER + 2).to_ne_bytes());
+    control[8..12].copy_from_slice(&libc::SOL_UDP.to_ne_bytes());
+    control[12..16].copy_from_slice(&libc::UDP_SEGMENT.to_ne_bytes());
+    control[HEADER..HEADER + 2].copy_from_slice(&segment.to_ne_bytes());
+    let addr = socket2::SockAddr::from(to);
+    let iov = [io::IoSlice::new(buf)];
+    let msg = socket2::MsgHdr::new()
+        .with_addr(&addr)
+        .with_buffers(&iov)
+        .with_control(&control);
+    socket2::SockRef::from(&borrow_fd(socket))
+        .sendmsg(&msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+}
+
 /// A wake-up flag for one task on one executor: [`Notify::notify`] sets it and wakes the task
 /// waiting in [`Notify::notified`], which clears it. A notification sent while nobody waits is
 /// kept for the next wait, so none is lost between a check and the wait.

@@ -155,7 +155,7 @@ impl Conn {
         ib: Arc<InboundShared>,
         _live: LiveGuard,
     ) {
-        let mut buf = Vec::with_capacity(1500);
+        let mut buf = Vec::with_capacity(super::SEND_BATCH * 1500);
         let mut scratch = Vec::new();
         runtime::spawn(Rc::clone(&self).watch(Rc::clone(&ctx), Arc::clone(&ib)));
         let mut timer: Option<runtime::Timer> = None;
@@ -163,13 +163,14 @@ impl Conn {
             self.process(&ctx, &ib);
             loop {
                 buf.clear();
-                let transmit = self
-                    .quic
-                    .borrow_mut()
-                    .poll_transmit(Instant::now(), 1, &mut buf);
+                let batch = self.ep.batch();
+                let transmit =
+                    self.quic
+                        .borrow_mut()
+                        .poll_transmit(Instant::now(), batch, &mut buf);
                 let Some(t) = transmit else { break };
                 self.ep
-                    .send(&buf[..t.size], t.destination, &mut scratch)
+                    .send_batch(&buf[..t.size], t.segment_size, t.destination, &mut scratch)
                     .await;
             }
             if self.quic.borrow().is_drained() {

@@ -30,7 +30,7 @@ mod conn;
 mod stream;
 mod udp;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -247,22 +247,76 @@ struct Endpoint {
     quic: RefCell<quinn_proto::Endpoint>,
     conns: RefCell<HashMap<ConnectionHandle, Rc<Conn>>>,
     obfs: Option<Salamander>,
+    /// Whether the kernel segments our batches (UDP GSO); off after the first refusal.
+    gso: Cell<bool>,
 }
 
+/// Most QUIC packets a connection hands over for one send (one `sendmsg` with GSO).
+pub(super) const SEND_BATCH: usize = 10;
+
 impl Endpoint {
+    /// How many packets a connection may hand over at once.
+    pub(super) fn batch(&self) -> usize {
+        if self.gso.get() {
+            SEND_BATCH
+        } else {
+            1
+        }
+    }
+
     /// Sends one QUIC packet to `to`, obfuscated when configured (`scratch` holds the salted
     /// copy). A failed send is a lost packet, which QUIC recovers from.
     async fn send(&self, packet: &[u8], to: SocketAddr, scratch: &mut Vec<u8>) {
-        let datagram = match &self.obfs {
-            None => packet,
+        self.send_batch(packet, None, to, scratch).await
+    }
+
+    /// Sends what `Connection::poll_transmit` wrote: `packets` holds datagrams of `segment`
+    /// bytes each (the last may be shorter), or one datagram when `segment` is `None`. Each is
+    /// obfuscated on its own when configured; together they go in one `sendmsg` that the
+    /// kernel segments, or one by one when it cannot (or the socket is full).
+    pub(super) async fn send_batch(
+        &self,
+        packets: &[u8],
+        segment: Option<usize>,
+        to: SocketAddr,
+        scratch: &mut Vec<u8>,
+    ) {
+        let segment = segment
+            .filter(|&s| s > 0 && s < packets.len())
+            .unwrap_or(packets.len());
+        let (data, segment) = match &self.obfs {
+            None => (packets, segment),
             Some(obfs) => {
                 scratch.clear();
-                scratch.resize(SALT_LEN, 0);
-                scratch.extend_from_slice(packet);
-                obfs.obfuscate(rand::random(), scratch);
-                &scratch[..]
+                for packet in packets.chunks(segment) {
+                    let start = scratch.len();
+                    scratch.resize(start + SALT_LEN, 0);
+                    scratch.extend_from_slice(packet);
+                    obfs.obfuscate(rand::random(), &mut scratch[start..]);
+                }
+                (&scratch[..], segment + SALT_LEN)
             }
         };
+        if data.len() > segment && self.gso.get() {
+            let sent = u16::try_from(segment)
+                .map_err(std::io::Error::other)
+                .and_then(|s| runtime::try_send_segments(&self.socket, data, s, to));
+            match sent {
+                Ok(_) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    tracing::debug!(%to, "UDP segmentation refused ({e}): one datagram per send from now on");
+                    self.gso.set(false);
+                }
+            }
+        }
+        for datagram in data.chunks(segment) {
+            self.send_datagram(datagram, to).await;
+        }
+    }
+
+    /// Sends one datagram as it is.
+    async fn send_datagram(&self, datagram: &[u8], to: SocketAddr) {
         // At once when the socket has room; through the ring (waiting) when it has none.
         let sent = match runtime::try_send_to(&self.socket, datagram, to) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self
@@ -295,6 +349,7 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
         )),
         conns: RefCell::new(HashMap::new()),
         obfs: h.obfs.clone(),
+        gso: Cell::new(true),
     });
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut out = Vec::with_capacity(1500);
