@@ -1,7 +1,8 @@
 //! The load generator's connections: plain TCP (to the floor relay), Shadowsocks through our
 //! own client-side codecs ([`ClientRequest`], [`StreamSealer`], [`StreamOpener`]), or SOCKS5
-//! to a local proxy client (the Hysteria2 client process, which carries each connection to the
-//! server under test as a QUIC stream).
+//! to a local proxy client (the sing-box client process of VLESS, VMess, Trojan or Hysteria2,
+//! which carries each connection to the server under test: as a TCP or TLS connection, or as a
+//! QUIC stream).
 //!
 //! The same client drives every server, so differences in the figures are the servers'. Writes
 //! are batched the same way for every endpoint: up to [`SEND_BATCH`] plaintext bytes per

@@ -6,8 +6,9 @@
 //!   handshakes with many users, UDP packets) and the per-core buffer pool, in process;
 //! - the side-by-side harness (`src/bin/side_by_side.rs`): our engine, the peer Shadowsocks
 //!   servers (shadowsocks-rust, shadowsocks-libev, sing-box, v2ray) and a plain relay
-//!   (`src/bin/plain_relay.rs`, the floor), and the peer Hysteria2 servers (sing-box, shoes,
-//!   reached through one sing-box Hysteria2 client), each pinned to CPU 0,
+//!   (`src/bin/plain_relay.rs`, the floor), and the peer VLESS, VMess, Trojan and Hysteria2
+//!   servers (sing-box, v2ray, shoes, trojan-gfw: those that serve each protocol), reached
+//!   through one sing-box client per protocol, each pinned to CPU 0,
 //!   driven by one load generator pinned to CPU 1, reporting server CPU per GiB, per connection,
 //!   round trips and memory as ratios against the peers;
 //! - the panel load benchmark (`src/bin/panel_load.rs`): the real `marzneshin serve` on SQLite
@@ -20,7 +21,7 @@
 //! - [`target`]: the loopback sink, source and echo the servers relay to;
 //! - [`client`]: the load generator's connections, plain or Shadowsocks through our own
 //!   client-side codecs (no third-party client in the measured path), or SOCKS5 to the
-//!   Hysteria2 client;
+//!   sing-box client in front of a VLESS, VMess, Trojan or Hysteria2 server;
 //! - [`probe`]: reading another process's CPU time and memory, and pinning;
 //! - [`workload`]: the scenarios (upload, download, parallel streams, connection churn, round
 //!   trips, idle connections) and the in-process cipher cost;

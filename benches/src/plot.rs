@@ -1,6 +1,7 @@
 //! The side-by-side results as an SVG chart, for the docs.
 //!
-//! One panel per Shadowsocks method and one for Hysteria2; in each panel one group of horizontal bars per metric, one bar per
+//! One panel per Shadowsocks method and one per protocol measured through a client (VLESS,
+//! VMess, Trojan, Hysteria2); in each panel one group of horizontal bars per metric, one bar per
 //! server. Bars are scaled to the largest figure of their group and labelled with the figure
 //! itself, so a glance compares servers and the label gives the number. Every metric charted is
 //! "lower is better" (CPU, memory, latency), so the shortest bar wins. A server with no figure
@@ -31,6 +32,7 @@ fn colour(server: &str) -> &'static str {
         "sing-box" => "#9467bd",
         "v2ray" => "#ff7f0e",
         "shoes" => "#8c564b",
+        "trojan-gfw" => "#e377c2",
         _ => "#17becf",
     }
 }
@@ -97,15 +99,15 @@ pub fn svg(report: &Report) -> String {
             .collect();
         (format!("Shadowsocks {}", method.method), servers)
     });
-    let hysteria2 = report.hysteria2.iter().map(|h| {
-        let servers: Vec<&ServerReport> = h
+    let proxied = report.proxied.iter().map(|p| {
+        let servers: Vec<&ServerReport> = p
             .peers
             .iter()
-            .chain(std::iter::once(&h.marzneshin))
+            .chain(std::iter::once(&p.marzneshin))
             .collect();
-        ("Hysteria2".to_owned(), servers)
+        (p.title().to_owned(), servers)
     });
-    for (title, servers) in methods.chain(hysteria2) {
+    for (title, servers) in methods.chain(proxied) {
         let servers: Vec<&ServerReport> = servers
             .into_iter()
             .filter(|r| r.unavailable.is_none())
@@ -189,7 +191,7 @@ pub fn svg(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Hysteria2Report, Machine, MethodReport, Outcome, Throughput};
+    use crate::report::{MethodReport, Outcome, ProtocolReport, Throughput};
 
     fn report() -> Report {
         let mut ours = ServerReport::skipped("marzneshin aes-256-gcm", "test");
@@ -216,37 +218,24 @@ mod tests {
         hy2_ours.name = "marzneshin hysteria2".into();
         let mut shoes = peer.clone();
         shoes.name = "shoes hysteria2".into();
-        Report {
-            started_at: 0,
-            mode: "quick".into(),
-            command: "test".into(),
-            revision: "abc".into(),
-            machine: Machine {
-                cpu: "cpu <&>".into(),
-                cpus: 2,
-                kernel: "k".into(),
-                clock_ticks_per_s: 100,
-            },
-            binaries: Vec::new(),
-            bytes_per_run: 1 << 30,
-            parallel_streams: 8,
-            repeats: 1,
-            floor: ServerReport::skipped("floor (plain relay)", "test"),
-            methods: vec![MethodReport {
+        Report::test_run(
+            ServerReport::skipped("floor (plain relay)", "test"),
+            vec![MethodReport {
                 method: "aes-256-gcm".into(),
                 cipher: Outcome::skipped("test"),
                 marzneshin: ours,
                 peers: vec![peer, failed, absent],
                 targets: Vec::new(),
             }],
-            hysteria2: Some(Hysteria2Report {
+            vec![ProtocolReport {
+                protocol: "hysteria2".into(),
+                setup: "test".into(),
                 client: "test".into(),
                 marzneshin: hy2_ours,
                 peers: vec![shoes],
-                targets: Vec::new(),
-            }),
-            total_wall_s: 1.0,
-        }
+                targets: Some(Vec::new()),
+            }],
+        )
     }
 
     #[test]

@@ -51,6 +51,11 @@ impl<T> Outcome<T> {
         }
     }
 
+    /// Left out on purpose.
+    pub fn is_skipped(&self) -> bool {
+        matches!(self, Outcome::Skipped { .. })
+    }
+
     fn missing(why: &str) -> Outcome<T> {
         Outcome::NotMeasured {
             error: why.to_owned(),
@@ -288,18 +293,45 @@ pub struct MethodReport {
     pub targets: Vec<TargetCheck>,
 }
 
-/// Results for the Hysteria2 servers. Every one is driven through the same Hysteria2 client
-/// process (a local SOCKS5 proxy), so the load generator's bytes reach each server the same way.
+/// Results for one protocol whose servers are all driven through the same client process (a
+/// local SOCKS5 proxy in front of the load generator): VLESS, VMess, Trojan and Hysteria2. The
+/// load generator's bytes reach each server the same way, through the same client.
 #[derive(Clone, Debug, Serialize)]
-pub struct Hysteria2Report {
+pub struct ProtocolReport {
+    /// Protocol name, as `--protocols` spells it (`vless`, `vmess`, `trojan`, `hysteria2`).
+    pub protocol: String,
+    /// How it was carried (transport, cipher), for the table's heading.
+    pub setup: String,
     /// The client every server was measured through: its command line, or why it could not run.
     pub client: String,
     /// Our engine.
     pub marzneshin: ServerReport,
     /// The peer servers; each one that could not run says why.
     pub peers: Vec<ServerReport>,
-    /// Targets checked (empty when a figure is missing).
-    pub targets: Vec<TargetCheck>,
+    /// Targets checked, where an issue states one for this protocol (Hysteria2); `None` where
+    /// none is stated, so only ratios are reported. Empty when a figure is missing.
+    pub targets: Option<Vec<TargetCheck>>,
+}
+
+impl ProtocolReport {
+    /// How tables and the chart name the protocol.
+    pub fn title(&self) -> &str {
+        match self.protocol.as_str() {
+            "vless" => "VLESS",
+            "vmess" => "VMess",
+            "trojan" => "Trojan",
+            "hysteria2" => "Hysteria2",
+            other => other,
+        }
+    }
+
+    /// What one new connection of the load generator is to the server.
+    fn new_connection(&self) -> &'static str {
+        match self.protocol.as_str() {
+            "hysteria2" => "new connection (QUIC stream)",
+            _ => "new connection",
+        }
+    }
 }
 
 /// The machine the run happened on.
@@ -377,8 +409,9 @@ pub struct Report {
     pub floor: ServerReport,
     /// Per Shadowsocks method.
     pub methods: Vec<MethodReport>,
-    /// The Hysteria2 servers, when that protocol was measured.
-    pub hysteria2: Option<Hysteria2Report>,
+    /// The protocols measured through a client process (VLESS, VMess, Trojan, Hysteria2), in
+    /// the order of `--protocols`.
+    pub proxied: Vec<ProtocolReport>,
     /// Wall time of the whole run, seconds.
     pub total_wall_s: f64,
 }
@@ -475,8 +508,8 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 impl Report {
-    /// Every server report of the run: the floor, then per method the peers and ours, then the
-    /// Hysteria2 peers and ours.
+    /// Every server report of the run: the floor, then per method the peers and ours, then per
+    /// proxied protocol the peers and ours.
     pub fn servers(&self) -> impl Iterator<Item = &ServerReport> {
         std::iter::once(&self.floor)
             .chain(
@@ -485,13 +518,14 @@ impl Report {
                     .flat_map(|m| m.peers.iter().chain(std::iter::once(&m.marzneshin))),
             )
             .chain(
-                self.hysteria2
+                self.proxied
                     .iter()
-                    .flat_map(|h| h.peers.iter().chain(std::iter::once(&h.marzneshin))),
+                    .flat_map(|p| p.peers.iter().chain(std::iter::once(&p.marzneshin))),
             )
     }
 
-    /// The Markdown rendering: one table per method, then the targets and any failures.
+    /// The Markdown rendering: one table per Shadowsocks method and one per proxied protocol,
+    /// each with its targets, then any failures.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         let m = &self.machine;
@@ -536,8 +570,8 @@ impl Report {
         for method in &self.methods {
             self.method_table(&mut md, method);
         }
-        if let Some(h) = &self.hysteria2 {
-            self.hysteria2_table(&mut md, h);
+        for p in &self.proxied {
+            self.protocol_table(&mut md, p);
         }
         let failures: Vec<String> = self.servers().flat_map(|r| r.failures()).collect();
         if !failures.is_empty() {
@@ -551,242 +585,206 @@ impl Report {
     }
 
     fn method_table(&self, md: &mut String, method: &MethodReport) {
-        let floor = &self.floor;
-        let ours = &method.marzneshin;
-        let peers = &method.peers;
-        let cipher = method.cipher.get().map(|c| c.one_pass_cpu_s_per_gib);
         let _ = writeln!(md, "### {}\n", method.method);
-        let mut head =
-            String::from("| metric | floor (plain relay) | cipher (1 pass) | floor + cipher |");
-        for p in peers {
-            let _ = write!(head, " {} |", short_name(&p.name));
-        }
-        head.push_str(" marzneshin | ours / best peer | ours / (floor + cipher) |");
-        let _ = writeln!(md, "{head}");
-        let _ = writeln!(
-            md,
-            "|---|---:|---:|---:|{}---:|---:|---:|",
-            "---:|".repeat(peers.len())
-        );
-        // One row: the floor's figure, the cipher columns, each peer, ours, and the ratios.
-        // `lower` says whether lower is better (CPU, time, memory) or higher (MB/s).
-        let row = |md: &mut String,
-                   label: &str,
-                   fmt: fn(Option<f64>) -> String,
-                   lower: bool,
-                   cipher_cols: Option<(Option<f64>, Option<f64>)>,
-                   figure: &dyn Fn(&ServerReport) -> Option<f64>| {
-            let o = figure(ours);
-            let mut line = format!("| {label} | {} |", fmt(figure(floor)));
-            match cipher_cols {
-                Some((c, fc)) => {
-                    let _ = write!(line, " {} | {} |", fmt3(c), fmt3(fc));
-                }
-                None => line.push_str(" | |"),
-            }
-            for p in peers {
-                let _ = write!(line, " {} |", fmt(figure(p)));
-            }
-            let measured = peers.iter().filter_map(figure);
-            let best = if lower {
-                measured.min_by(f64::total_cmp)
-            } else {
-                measured.max_by(f64::total_cmp)
-            };
-            let vs_floor = cipher_cols.map(|(_, fc)| ratio(o, fc)).unwrap_or_default();
-            let _ = writeln!(line, " {} | {} | {vs_floor} |", fmt(o), ratio(o, best));
-            md.push_str(&line);
+        let floor = Floor {
+            relay: &self.floor,
+            cipher: method.cipher.get().map(|c| c.one_pass_cpu_s_per_gib),
         };
-        for s in Scenario::ALL {
-            let f = floor.throughput(s).get().map(|t| t.cpu_s_per_gib);
-            let fc = f.zip(cipher).map(|(a, b)| a + b);
-            row(
-                md,
-                &format!("CPU-s/GiB, {}", s.label(self.parallel_streams)),
-                fmt3,
-                true,
-                Some((cipher, fc)),
-                &|r| r.throughput(s).get().map(|t| t.cpu_s_per_gib),
-            );
-        }
-        for s in Scenario::ALL {
-            row(
-                md,
-                &format!("MB/s, {}", s.label(self.parallel_streams)),
-                fmt0,
-                false,
-                None,
-                &|r| r.throughput(s).get().map(|t| t.mb_per_s),
-            );
-        }
-        row(
-            md,
-            "server CPU per new connection, us",
-            fmt1,
-            true,
-            None,
-            &|r| r.connections.get().map(|c| c.us_per_connection),
-        );
-        let size = ours
-            .round_trip
-            .get()
-            .or(peers.iter().find_map(|p| p.round_trip.get()))
-            .map(|t| t.size)
-            .unwrap_or(64);
-        row(
-            md,
-            &format!("round trip p50, {size}-byte echo, us"),
-            fmt1,
-            true,
-            None,
-            &|r| r.round_trip.get().map(|t| t.p50_us),
-        );
-        row(
-            md,
-            &format!("round trip p99, {size}-byte echo, us"),
-            fmt1,
-            true,
-            None,
-            &|r| r.round_trip.get().map(|t| t.p99_us),
-        );
-        let idle_n = ours
-            .idle
-            .get()
-            .or(peers.iter().find_map(|p| p.idle.get()))
-            .map(|i| i.connections)
-            .unwrap_or(0);
-        row(
-            md,
-            &format!("RSS per idle connection ({idle_n} open), KiB"),
-            fmt1,
-            true,
-            None,
-            &|r| r.idle.get().map(|i| i.kib_per_connection),
-        );
-        row(md, "peak RSS (VmHWM), MiB", fmt1, true, None, &|r| {
-            r.peak_rss_kib.get().map(|k| *k as f64 / 1024.0)
-        });
-        md.push('\n');
-        if method.targets.is_empty() {
-            let _ = writeln!(md, "Targets: not checked (a figure is missing).\n");
-        } else {
-            let _ = writeln!(md, "Targets for {}:\n", method.method);
-            for t in &method.targets {
-                let _ = writeln!(
-                    md,
-                    "- {}: ours {:.3}, bound {:.3} [{}]: **{}**",
-                    t.what,
-                    t.ours,
-                    t.bound,
-                    t.rule,
-                    if t.met { "met" } else { "MISSED" }
-                );
-            }
-            md.push('\n');
-        }
+        let table = ServerTable {
+            streams: self.parallel_streams,
+            ours: &method.marzneshin,
+            peers: &method.peers,
+            floor: Some(floor),
+            new_connection: "new connection",
+        };
+        table.write(md);
+        write_targets(md, &method.method, Some(&method.targets));
+    }
+
+    fn protocol_table(&self, md: &mut String, p: &ProtocolReport) {
+        let _ = writeln!(md, "### {}\n", p.protocol);
+        let _ = writeln!(md, "{}.\n", p.setup);
+        let _ = writeln!(md, "Client (the same for every server): `{}`\n", p.client);
+        let table = ServerTable {
+            streams: self.parallel_streams,
+            ours: &p.marzneshin,
+            peers: &p.peers,
+            floor: None,
+            new_connection: p.new_connection(),
+        };
+        table.write(md);
+        write_targets(md, &p.protocol, p.targets.as_ref());
     }
 }
 
-impl Report {
-    /// The Hysteria2 table: the peers and ours, the ratio to the best peer, then the targets.
-    fn hysteria2_table(&self, md: &mut String, h: &Hysteria2Report) {
-        let ours = &h.marzneshin;
-        let peers = &h.peers;
-        let _ = writeln!(md, "### hysteria2\n");
-        let _ = writeln!(md, "Client (the same for every server): `{}`\n", h.client);
+/// The floor columns of a Shadowsocks table: the plain relay and the cipher's own cost.
+struct Floor<'a> {
+    relay: &'a ServerReport,
+    /// CPU-s/GiB of one AEAD pass.
+    cipher: Option<f64>,
+}
+
+/// One table of figures: a row per metric, a column per peer, then ours and the ratio to the
+/// best peer; with the floor columns (and the ratio to floor + cipher) where there is a floor.
+/// A metric left out on purpose for every server (say, idle connections of Hysteria2) gets no
+/// row; a metric that failed reads "n/a".
+struct ServerTable<'a> {
+    streams: usize,
+    ours: &'a ServerReport,
+    peers: &'a [ServerReport],
+    floor: Option<Floor<'a>>,
+    new_connection: &'a str,
+}
+
+impl ServerTable<'_> {
+    fn write(&self, md: &mut String) {
         let mut head = String::from("| metric |");
-        for p in peers {
+        let mut rule = String::from("|---|");
+        if self.floor.is_some() {
+            head.push_str(" floor (plain relay) | cipher (1 pass) | floor + cipher |");
+            rule.push_str("---:|---:|---:|");
+        }
+        for p in self.peers {
             let _ = write!(head, " {} |", short_name(&p.name));
+            rule.push_str("---:|");
         }
         head.push_str(" marzneshin | ours / best peer |");
-        let _ = writeln!(md, "{head}");
-        let _ = writeln!(md, "|---|{}---:|---:|", "---:|".repeat(peers.len()));
-        let row = |md: &mut String,
-                   label: &str,
-                   fmt: fn(Option<f64>) -> String,
-                   lower: bool,
-                   figure: &dyn Fn(&ServerReport) -> Option<f64>| {
-            let mut line = format!("| {label} |");
-            for p in peers {
-                let _ = write!(line, " {} |", fmt(figure(p)));
+        rule.push_str("---:|---:|");
+        if self.floor.is_some() {
+            head.push_str(" ours / (floor + cipher) |");
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(md, "{head}\n{rule}");
+        for s in Scenario::ALL {
+            let cpu = move |r: &ServerReport| r.throughput(s).get().map(|t| t.cpu_s_per_gib);
+            let label = format!("CPU-s/GiB, {}", s.label(self.streams));
+            self.row(md, &label, fmt3, true, true, &cpu);
+        }
+        for s in Scenario::ALL {
+            let label = format!("MB/s, {}", s.label(self.streams));
+            self.row(md, &label, fmt0, false, false, &|r| {
+                r.throughput(s).get().map(|t| t.mb_per_s)
+            });
+        }
+        if self.ran(|r| r.connections.is_skipped()) {
+            let label = format!("server CPU per {}, us", self.new_connection);
+            self.row(md, &label, fmt1, true, false, &|r| {
+                r.connections.get().map(|c| c.us_per_connection)
+            });
+        }
+        if self.ran(|r| r.round_trip.is_skipped()) {
+            let size = self
+                .first(|r| r.round_trip.get().map(|t| t.size))
+                .unwrap_or(64);
+            for (q, figure) in [
+                ("p50", (|t: &RoundTrip| t.p50_us) as fn(&RoundTrip) -> f64),
+                ("p99", |t: &RoundTrip| t.p99_us),
+            ] {
+                let label = format!("round trip {q}, {size}-byte echo, us");
+                self.row(md, &label, fmt1, true, false, &|r| {
+                    r.round_trip.get().map(figure)
+                });
             }
-            let measured = peers.iter().filter_map(figure);
-            let best = if lower {
-                measured.min_by(f64::total_cmp)
-            } else {
-                measured.max_by(f64::total_cmp)
-            };
-            let o = figure(ours);
-            let _ = writeln!(line, " {} | {} |", fmt(o), ratio(o, best));
-            md.push_str(&line);
-        };
-        for s in Scenario::ALL {
-            row(
-                md,
-                &format!("CPU-s/GiB, {}", s.label(self.parallel_streams)),
-                fmt3,
-                true,
-                &|r| r.throughput(s).get().map(|t| t.cpu_s_per_gib),
-            );
         }
-        for s in Scenario::ALL {
-            row(
-                md,
-                &format!("MB/s, {}", s.label(self.parallel_streams)),
-                fmt0,
-                false,
-                &|r| r.throughput(s).get().map(|t| t.mb_per_s),
-            );
+        if self.ran(|r| r.idle.is_skipped()) {
+            let n = self
+                .first(|r| r.idle.get().map(|i| i.connections))
+                .unwrap_or(0);
+            let label = format!("RSS per idle connection ({n} open), KiB");
+            self.row(md, &label, fmt1, true, false, &|r| {
+                r.idle.get().map(|i| i.kib_per_connection)
+            });
         }
-        row(
-            md,
-            "server CPU per new connection (QUIC stream), us",
-            fmt1,
-            true,
-            &|r| r.connections.get().map(|c| c.us_per_connection),
-        );
-        let size = ours
-            .round_trip
-            .get()
-            .or(peers.iter().find_map(|p| p.round_trip.get()))
-            .map(|t| t.size)
-            .unwrap_or(64);
-        row(
-            md,
-            &format!("round trip p50, {size}-byte echo, us"),
-            fmt1,
-            true,
-            &|r| r.round_trip.get().map(|t| t.p50_us),
-        );
-        row(
-            md,
-            &format!("round trip p99, {size}-byte echo, us"),
-            fmt1,
-            true,
-            &|r| r.round_trip.get().map(|t| t.p99_us),
-        );
-        row(md, "peak RSS (VmHWM), MiB", fmt1, true, &|r| {
+        self.row(md, "peak RSS (VmHWM), MiB", fmt1, true, false, &|r| {
             r.peak_rss_kib.get().map(|k| *k as f64 / 1024.0)
         });
         md.push('\n');
-        if h.targets.is_empty() {
-            let _ = writeln!(md, "Targets: not checked (a figure is missing).\n");
-        } else {
-            let _ = writeln!(md, "Targets for hysteria2:\n");
-            for t in &h.targets {
-                let _ = writeln!(
-                    md,
-                    "- {}: ours {:.3}, bound {:.3} [{}]: **{}**",
-                    t.what,
-                    t.ours,
-                    t.bound,
-                    t.rule,
-                    if t.met { "met" } else { "MISSED" }
-                );
-            }
-            md.push('\n');
-        }
     }
+
+    /// Ours, then the peers.
+    fn servers(&self) -> impl Iterator<Item = &ServerReport> {
+        std::iter::once(self.ours).chain(self.peers)
+    }
+
+    /// Whether any server ran the scenario (`skipped` says whether one left it out on purpose).
+    fn ran(&self, skipped: impl Fn(&ServerReport) -> bool) -> bool {
+        self.servers().any(|r| !skipped(r))
+    }
+
+    /// The first server's answer, ours first.
+    fn first<T>(&self, figure: impl Fn(&ServerReport) -> Option<T>) -> Option<T> {
+        self.servers().find_map(figure)
+    }
+
+    /// One row: the floor's columns (the floor's figure; with `cipher`, the cipher's and their
+    /// sum, else blank), each peer, ours, and the ratios. `lower` says whether lower is better
+    /// (CPU, time, memory) or higher (MB/s).
+    fn row(
+        &self,
+        md: &mut String,
+        label: &str,
+        fmt: fn(Option<f64>) -> String,
+        lower: bool,
+        cipher: bool,
+        figure: &dyn Fn(&ServerReport) -> Option<f64>,
+    ) {
+        let mut line = format!("| {label} |");
+        let mut vs_floor = None;
+        if let Some(floor) = &self.floor {
+            let f = figure(floor.relay);
+            let _ = write!(line, " {} |", fmt(f));
+            if cipher {
+                let fc = f.zip(floor.cipher).map(|(a, b)| a + b);
+                let _ = write!(line, " {} | {} |", fmt3(floor.cipher), fmt3(fc));
+                vs_floor = Some(fc);
+            } else {
+                line.push_str(" | |");
+            }
+        }
+        for p in self.peers {
+            let _ = write!(line, " {} |", fmt(figure(p)));
+        }
+        let measured = self.peers.iter().filter_map(figure);
+        let best = if lower {
+            measured.min_by(f64::total_cmp)
+        } else {
+            measured.max_by(f64::total_cmp)
+        };
+        let o = figure(self.ours);
+        let _ = write!(line, " {} | {} |", fmt(o), ratio(o, best));
+        if self.floor.is_some() {
+            let _ = write!(
+                line,
+                " {} |",
+                vs_floor.map(|fc| ratio(o, fc)).unwrap_or_default()
+            );
+        }
+        let _ = writeln!(md, "{line}");
+    }
+}
+
+/// The targets under a table: `None` where no issue states one (nothing is written).
+fn write_targets(md: &mut String, what: &str, targets: Option<&Vec<TargetCheck>>) {
+    let Some(targets) = targets else {
+        return;
+    };
+    if targets.is_empty() {
+        let _ = writeln!(md, "Targets: not checked (a figure is missing).\n");
+        return;
+    }
+    let _ = writeln!(md, "Targets for {what}:\n");
+    for t in targets {
+        let _ = writeln!(
+            md,
+            "- {}: ours {:.3}, bound {:.3} [{}]: **{}**",
+            t.what,
+            t.ours,
+            t.bound,
+            t.rule,
+            if t.met { "met" } else { "MISSED" }
+        );
+    }
+    md.push('\n');
 }
 
 /// A server's name without the method it was run with (`"sing-box aes-256-gcm"` → `"sing-box"`).
@@ -807,6 +805,38 @@ fn fmt1(v: Option<f64>) -> String {
 }
 
 #[cfg(test)]
+impl Report {
+    /// A quick run on a made-up machine (CPU "cpu <&>", to test escaping), 1 GiB per transfer,
+    /// 8 parallel streams: the report tests' fixture.
+    pub(crate) fn test_run(
+        floor: ServerReport,
+        methods: Vec<MethodReport>,
+        proxied: Vec<ProtocolReport>,
+    ) -> Report {
+        Report {
+            started_at: 0,
+            mode: "quick".into(),
+            command: "test".into(),
+            revision: "abc".into(),
+            machine: Machine {
+                cpu: "cpu <&>".into(),
+                cpus: 2,
+                kernel: "k".into(),
+                clock_ticks_per_s: 100,
+            },
+            binaries: Vec::new(),
+            bytes_per_run: 1 << 30,
+            parallel_streams: 8,
+            repeats: 1,
+            floor,
+            methods,
+            proxied,
+            total_wall_s: 1.0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -823,6 +853,44 @@ mod tests {
             mb_per_s: 1000.0,
         });
         r
+    }
+
+    #[test]
+    fn one_table_writer_serves_methods_and_proxied_protocols() {
+        let mut floor = upload("floor (plain relay)", 0.5);
+        floor.idle = Outcome::skipped("thread per connection");
+        let method = MethodReport {
+            method: "aes-256-gcm".into(),
+            cipher: Outcome::skipped("test"),
+            marzneshin: upload("marzneshin aes-256-gcm", 1.0),
+            peers: vec![upload("ssserver aes-256-gcm", 2.0)],
+            targets: Vec::new(),
+        };
+        let mut trojan_gfw = upload("trojan-gfw trojan", 4.0);
+        trojan_gfw.idle = Outcome::NotMeasured {
+            error: "short".into(),
+        };
+        let trojan = ProtocolReport {
+            protocol: "trojan".into(),
+            setup: "Trojan over TLS".into(),
+            client: "sing-box".into(),
+            marzneshin: upload("marzneshin trojan", 1.0),
+            peers: vec![upload("sing-box trojan", 2.0), trojan_gfw],
+            targets: None,
+        };
+        let md = Report::test_run(floor, vec![method], vec![trojan]).markdown();
+        // Shadowsocks: the floor columns and the ratio to the best peer.
+        assert!(md.contains(
+            "| CPU-s/GiB, upload, 1 stream | 0.500 | n/a | n/a | 2.000 | 1.000 | 0.50 | n/a |"
+        ));
+        // Trojan: no floor columns, trojan-gfw's column, no target section.
+        assert!(md.contains("| metric | sing-box | trojan-gfw | marzneshin | ours / best peer |"));
+        assert!(md.contains("| CPU-s/GiB, upload, 1 stream | 2.000 | 4.000 | 1.000 | 0.50 |"));
+        assert!(!md.contains("Targets for trojan"));
+        // A row is left out only when every server skipped it on purpose: trojan-gfw's idle
+        // figure failed, so the row stays, with "n/a".
+        assert!(md.contains("| RSS per idle connection (0 open), KiB | n/a | n/a | n/a | n/a |"));
+        assert!(!md.contains("round trip"));
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Side-by-side benchmark: our engine against the peer Shadowsocks servers (shadowsocks-rust's
-//! `ssserver`, shadowsocks-libev's `ss-server`, sing-box, v2ray) and a plain relay, and against
-//! the peer Hysteria2 servers (sing-box, shoes).
+//! `ssserver`, shadowsocks-libev's `ss-server`, sing-box, v2ray) and a plain relay; against the
+//! peer VLESS and VMess servers (sing-box, v2ray, shoes) and Trojan servers (the same and
+//! trojan-gfw); and against the peer Hysteria2 servers (sing-box, shoes).
 //!
 //! ```text
 //!   CPU 1                                     CPU 0                 CPU 1
 //!   load generator (proto client codecs) ──► server under test ──► target (sink/source/echo)
 //!   ◄─────────────────────────────────────── (one at a time)  ◄───
 //!
-//!   Hysteria2: load generator ─SOCKS5─► sing-box Hysteria2 client ─QUIC─► server under test ─► target
-//!              (CPU 1)                  (CPU 1, the same for every server)  (CPU 0)           (CPU 1)
+//!   VLESS, VMess, Trojan, Hysteria2 ("proxied"): through one sing-box client per protocol
+//!   load generator ─SOCKS5─► sing-box client ─TCP, TLS or QUIC─► server under test ─► target
+//!   (CPU 1)                  (CPU 1, the same for every server)  (CPU 0)              (CPU 1)
 //! ```
 //!
 //! Run: `cargo run --release -p benches --bin side_by_side -- [--quick] [--out DIR]`.
@@ -28,8 +30,8 @@ use base64::Engine as _;
 use benches::client::Endpoint;
 use benches::probe::{allowed_cpus, pin_current_thread, ticks_per_second, ProcessProbe};
 use benches::report::{
-    check_peer_targets, check_targets, Binary, CipherCost, ConnectionCost, Hysteria2Report,
-    IdleMemory, Machine, MethodReport, Outcome, Report, RoundTrip, ServerReport, Throughput,
+    check_peer_targets, check_targets, short_name, Binary, CipherCost, ConnectionCost, IdleMemory,
+    Machine, MethodReport, Outcome, ProtocolReport, Report, RoundTrip, ServerReport, Throughput,
 };
 use benches::target::BenchTarget;
 use benches::workload::{self, Measured};
@@ -64,13 +66,13 @@ struct Args {
     /// or 1 with --quick).
     #[arg(long)]
     repeat: Option<usize>,
-    /// Protocols to measure (comma-separated: shadowsocks, hysteria2).
+    /// Protocols to measure (comma-separated: shadowsocks, vless, vmess, trojan, hysteria2).
     #[arg(long, value_delimiter = ',', default_values_t = PROTOCOLS.map(str::to_owned))]
     protocols: Vec<String>,
     /// Servers to run (comma-separated: floor, marzneshin, ssserver, ss-server, sing-box,
-    /// v2ray, shoes). The floor is needed for the floor + cipher ratios; shoes serves only
-    /// Hysteria2 here, and sing-box both protocols.
-    #[arg(long, value_delimiter = ',', default_values_t = ["floor", "ssserver", "ss-server", "sing-box", "v2ray", "shoes", "marzneshin"].map(str::to_owned))]
+    /// v2ray, shoes, trojan-gfw). The floor is needed for the floor + cipher ratios; each peer
+    /// serves the protocols `Peer::serves` lists (sing-box all of them).
+    #[arg(long, value_delimiter = ',', default_values_t = ["floor", "ssserver", "ss-server", "sing-box", "v2ray", "shoes", "trojan-gfw", "marzneshin"].map(str::to_owned))]
     servers: Vec<String>,
     /// Scenarios to run (comma-separated: idle, rtt, connections, upload, download, parallel);
     /// for profiling one of them, e.g. under `perf record -C 0`.
@@ -90,7 +92,7 @@ struct Args {
     marzneshin: Option<PathBuf>,
 }
 
-const PROTOCOLS: [&str; 2] = ["shadowsocks", "hysteria2"];
+const PROTOCOLS: [&str; 5] = ["shadowsocks", "vless", "vmess", "trojan", "hysteria2"];
 
 const SCENARIOS: [&str; 6] = [
     "idle",
@@ -102,6 +104,7 @@ const SCENARIOS: [&str; 6] = [
 ];
 
 /// Sizes of each scenario, and which ones run.
+#[derive(Clone)]
 struct Plan {
     bytes: u64,
     streams: usize,
@@ -188,15 +191,10 @@ fn run(args: Args) -> Result<bool> {
         }
     }
     for s in &args.servers {
-        if s != "floor"
-            && s != "marzneshin"
-            && Peer::from_name(s).is_none()
-            && Hy2Peer::from_name(s).is_none()
-        {
+        if s != "floor" && s != "marzneshin" && Peer::from_name(s).is_none() {
             bail!(
-                "unknown server {s:?}; expected floor, marzneshin or a peer: {}, {}",
-                Peer::ALL.map(Peer::name).join(", "),
-                Hy2Peer::ALL.map(Hy2Peer::name).join(", ")
+                "unknown server {s:?}; expected floor, marzneshin or a peer: {}",
+                Peer::ALL.map(Peer::name).join(", ")
             );
         }
     }
@@ -204,6 +202,13 @@ fn run(args: Args) -> Result<bool> {
     let measures = |protocol: &str| args.protocols.iter().any(|p| p == protocol);
     let shadowsocks = measures("shadowsocks");
     let methods = if shadowsocks { methods } else { Vec::new() };
+    // In the order of --protocols, each once.
+    let mut proxied: Vec<Proxied> = Vec::new();
+    for p in args.protocols.iter().filter_map(|p| Proxied::from_name(p)) {
+        if !proxied.contains(&p) {
+            proxied.push(p);
+        }
+    }
     let exe_dir = std::env::current_exe()?
         .parent()
         .context("binary has no directory")?
@@ -221,8 +226,9 @@ fn run(args: Args) -> Result<bool> {
     // The load generator and the target: this process, every thread it starts from now on.
     pin_current_thread(CLIENT_CPU).context("pinning the harness to CPU 1")?;
     eprintln!("harness pinned to CPU {}", allowed_cpus());
-    // Only the Shadowsocks servers run the idle scenario.
-    if shadowsocks && plan.runs("idle") {
+    // Every protocol but Hysteria2 runs the idle scenario (its connections are QUIC streams).
+    let idle_runs = shadowsocks || proxied.iter().any(|p| !p.quic());
+    if idle_runs && plan.runs("idle") {
         plan.idle = fit_idle_connections(plan.idle)?;
     }
     std::fs::create_dir_all(&args.out)
@@ -244,30 +250,25 @@ fn run(args: Args) -> Result<bool> {
          `cargo build --release -p benches --bin plain_relay` (or drop --no-build)"
             .to_owned()
     });
-    // Peers are looked up where the interop tests look: $MARZNESHIN_PEERS_DIR/bin,
-    // ~/.cache/marzneshin/peers/bin, then PATH.
+    // Every peer that is wanted and serves a protocol being measured, looked up where the
+    // interop tests look: $MARZNESHIN_PEERS_DIR/bin, ~/.cache/marzneshin/peers/bin, then PATH.
     let peers: Vec<(Peer, Result<PathBuf, String>)> = Peer::ALL
         .into_iter()
-        .filter(|p| shadowsocks && wanted(p.name()))
+        .filter(|p| wanted(p.name()))
+        .filter(|p| (shadowsocks && p.shadowsocks()) || proxied.iter().any(|&x| p.serves(x)))
         .map(|p| {
             let found = peer(p.binary())
                 .ok_or_else(|| format!("{} missing: {}", p.binary(), p.install_hint()));
             (p, found)
         })
         .collect();
-    let hy2_peers: Vec<(Hy2Peer, Result<PathBuf, String>)> = Hy2Peer::ALL
-        .into_iter()
-        .filter(|p| measures("hysteria2") && wanted(p.name()))
-        .map(|p| {
-            let found = peer(p.binary())
-                .ok_or_else(|| format!("{} missing: {}", p.binary(), p.install_hint()));
-            (p, found)
-        })
-        .collect();
-    // Every Hysteria2 server is driven through this one client, whatever servers are chosen.
-    let hy2_client = measures("hysteria2").then(|| {
+    // Every server of a proxied protocol is driven through this one client program, whatever
+    // servers are chosen.
+    let client = (!proxied.is_empty()).then(|| {
         peer("sing-box").ok_or_else(|| {
-            "sing-box (the Hysteria2 client) missing: run tests/install-sing-box.sh".to_owned()
+            "sing-box (the VLESS, VMess, Trojan and Hysteria2 client) missing: run \
+             tests/install-sing-box.sh"
+                .to_owned()
         })
     });
     let mut binaries = Vec::new();
@@ -277,11 +278,10 @@ fn run(args: Args) -> Result<bool> {
         // The floor relay serves the Shadowsocks comparison only.
         .filter(|(name, _)| shadowsocks || *name != "plain_relay")
         .chain(peers.iter().map(|(p, r)| (p.binary(), r)))
-        .chain(hy2_peers.iter().map(|(p, r)| (p.binary(), r)))
-        .chain(hy2_client.iter().map(|r| ("sing-box", r)))
+        .chain(client.iter().map(|r| ("sing-box", r)))
         .collect();
     for (i, &(name, r)) in listed.iter().enumerate() {
-        // sing-box may serve both protocols and be the client too: list it once.
+        // sing-box may serve and be the client too: list it once.
         if listed[..i].iter().any(|(n, _)| *n == name) {
             continue;
         }
@@ -316,7 +316,7 @@ fn run(args: Args) -> Result<bool> {
             "floor (plain relay)",
             &relay,
             &relay_args,
-            &Reach::Tcp(listen),
+            &Reach::direct(Listen::Tcp(listen)),
             &endpoint,
             &floor_plan,
             &args.out.join("plain_relay.log"),
@@ -350,7 +350,7 @@ fn run(args: Args) -> Result<bool> {
             target: target.addr(),
         };
         let mut peer_reports = Vec::new();
-        for (p, program) in &peers {
+        for (p, program) in peers.iter().filter(|(p, _)| p.shadowsocks()) {
             let name = format!("{} {method}", p.name());
             if let Err(why) = p.supports(method) {
                 unsupported.push(name.clone());
@@ -359,12 +359,12 @@ fn run(args: Args) -> Result<bool> {
             }
             let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
             let dir = std::fs::canonicalize(&args.out)?;
-            let peer_args = p.args(listen, method, &password, &dir)?;
+            let peer_args = p.shadowsocks_args(listen, method, &password, &dir)?;
             peer_reports.push(run_server(
                 &name,
                 program,
                 &peer_args,
-                &Reach::Tcp(listen),
+                &Reach::direct(Listen::Tcp(listen)),
                 &endpoint(listen),
                 &plan,
                 &args.out.join(format!("{}-{method}.log", p.name())),
@@ -390,19 +390,12 @@ fn run(args: Args) -> Result<bool> {
             });
             let config_path =
                 std::fs::canonicalize(&args.out)?.join(format!("marzneshin-{method}.json"));
-            std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-            let our_args = vec![
-                "engine".to_owned(),
-                "run".to_owned(),
-                "--config".to_owned(),
-                config_path.display().to_string(),
-                "--allow-loopback".to_owned(),
-            ];
+            let our_args = engine_args(&config, &config_path)?;
             run_server(
                 &format!("marzneshin {method}"),
                 &marzneshin,
                 &our_args,
-                &Reach::Tcp(listen),
+                &Reach::direct(Listen::Tcp(listen)),
                 &endpoint(listen),
                 &plan,
                 &args.out.join(format!("marzneshin-{method}.log")),
@@ -418,18 +411,32 @@ fn run(args: Args) -> Result<bool> {
         });
     }
 
-    let hysteria2 = match hy2_client {
-        None => None,
-        Some(client) => Some(run_hysteria2(
-            &args,
-            &plan,
-            target.addr(),
-            &client,
-            &hy2_peers,
-            wanted("marzneshin").then_some(&marzneshin),
-            &mut unsupported,
-        )?),
-    };
+    let mut proxied_reports = Vec::new();
+    if let Some(client) = &client {
+        let dir = std::fs::canonicalize(&args.out)?;
+        // One certificate for every TLS server, so that none pays for a different key type.
+        let tls = if proxied.iter().any(|p| p.tls()) {
+            Some(TlsFiles::generate(&dir)?)
+        } else {
+            None
+        };
+        let setup = ProxiedSetup {
+            dir,
+            plan: &plan,
+            target: target.addr(),
+            client,
+            tls: tls.as_ref(),
+        };
+        for protocol in proxied {
+            let peers: Vec<_> = peers.iter().filter(|(p, _)| p.serves(protocol)).collect();
+            proxied_reports.push(setup.run(
+                protocol,
+                &peers,
+                wanted("marzneshin").then_some(&marzneshin),
+                &mut unsupported,
+            )?);
+        }
+    }
 
     let report = Report {
         started_at,
@@ -443,7 +450,7 @@ fn run(args: Args) -> Result<bool> {
         repeats: plan.repeat,
         floor,
         methods: reports,
-        hysteria2,
+        proxied: proxied_reports,
         total_wall_s: started.elapsed().as_secs_f64(),
     };
     let md = report.markdown();
@@ -474,247 +481,349 @@ fn run(args: Args) -> Result<bool> {
     Ok(failures == 0)
 }
 
-/// The password of the one Hysteria2 user every server has.
-const HY2_PASSWORD: &str = "side-by-side-hysteria2-password";
+/// The arguments that run our engine on `config`, written to `path`: one executor, and
+/// `--allow-loopback` so that it may reach the target.
+fn engine_args(config: &serde_json::Value, path: &Path) -> Result<Vec<String>> {
+    std::fs::write(path, serde_json::to_vec_pretty(config)?)?;
+    Ok(vec![
+        "engine".to_owned(),
+        "run".to_owned(),
+        "--config".to_owned(),
+        path.display().to_string(),
+        "--allow-loopback".to_owned(),
+    ])
+}
 
-/// Runs the Hysteria2 servers side by side: the peers, then ours, each driven through its own
-/// instance of the same sing-box Hysteria2 client (same binary, same configuration but for the
-/// server's port), pinned to the load generator's CPU.
-fn run_hysteria2(
-    args: &Args,
-    plan: &Plan,
-    target: SocketAddr,
-    client: &Result<PathBuf, String>,
-    peers: &[(Hy2Peer, Result<PathBuf, String>)],
-    marzneshin: Option<&Result<PathBuf, String>>,
-    excused: &mut Vec<String>,
-) -> Result<Hysteria2Report> {
-    let dir = std::fs::canonicalize(&args.out)?;
-    // One certificate for every server, so that none pays for a different key type.
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
-    let cert = dir.join("hysteria2-cert.pem");
-    let key = dir.join("hysteria2-key.pem");
-    std::fs::write(&cert, generated.cert.pem())?;
-    std::fs::write(&key, generated.key_pair.serialize_pem())?;
-    let tls = TlsFiles { cert, key };
-    // A Hysteria2 stream is not a TCP connection to the server: opening ten thousand of them
-    // measures the QUIC stream limits of one client connection, not memory per connection.
-    let plan = plan.without_idle("Hysteria2 connections are streams of one QUIC connection");
-    let client_args = |server: SocketAddr, socks: SocketAddr, name: &str| -> Result<Vec<String>> {
-        let config = serde_json::json!({
-            "log": { "level": "warn" },
-            "inbounds": [{
-                "type": "socks",
-                "listen": socks.ip().to_string(),
-                "listen_port": socks.port(),
-            }],
-            "outbounds": [{
+/// The UUID of the one VLESS and VMess user every server has.
+const USER_ID: &str = "5e7a2d1c-94b3-4f0e-8a6d-3c2b1f0e9d87";
+/// The password of the one Trojan and Hysteria2 user every server has.
+const USER_PASSWORD: &str = "side-by-side-password";
+
+/// A protocol whose servers are all measured through the same sing-box client: a local SOCKS5
+/// proxy, pinned with the load generator, that carries each connection to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proxied {
+    /// VLESS over plain TCP, no flow.
+    Vless,
+    /// VMess AEAD (alterId 0) over plain TCP, body security aes-128-gcm.
+    Vmess,
+    /// Trojan over TLS.
+    Trojan,
+    /// Hysteria2 (QUIC).
+    Hysteria2,
+}
+
+impl Proxied {
+    const ALL: [Proxied; 4] = [
+        Proxied::Vless,
+        Proxied::Vmess,
+        Proxied::Trojan,
+        Proxied::Hysteria2,
+    ];
+
+    /// The name `--protocols`, the engine's config and sing-box use.
+    fn name(self) -> &'static str {
+        match self {
+            Proxied::Vless => "vless",
+            Proxied::Vmess => "vmess",
+            Proxied::Trojan => "trojan",
+            Proxied::Hysteria2 => "hysteria2",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Proxied> {
+        Proxied::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether it runs over QUIC (the server listens on UDP, and the load generator's
+    /// connections are streams of one QUIC connection).
+    fn quic(self) -> bool {
+        self == Proxied::Hysteria2
+    }
+
+    /// Whether the servers need the certificate.
+    fn tls(self) -> bool {
+        matches!(self, Proxied::Trojan | Proxied::Hysteria2)
+    }
+
+    /// How the servers are set up, for the table.
+    fn setup(self) -> &'static str {
+        match self {
+            Proxied::Vless => "VLESS over plain TCP, no flow, one user",
+            Proxied::Vmess => {
+                "VMess AEAD (alterId 0) over plain TCP, body security aes-128-gcm, one user"
+            }
+            Proxied::Trojan => {
+                "Trojan over TLS (the same self-signed ECDSA P-256 certificate for every \
+                 server), one user"
+            }
+            Proxied::Hysteria2 => {
+                "Hysteria2 over QUIC (ALPN h3, the same self-signed ECDSA P-256 certificate \
+                 for every server), one user, no obfuscation, no declared bandwidth"
+            }
+        }
+    }
+
+    /// The sing-box client's outbound, but for the server's address.
+    fn client_outbound(self) -> serde_json::Value {
+        let tls = |alpn: Option<&str>| {
+            let mut tls = serde_json::json!({
+                "enabled": true,
+                "server_name": "localhost",
+                "insecure": true,
+            });
+            if let Some(alpn) = alpn {
+                tls["alpn"] = serde_json::json!([alpn]);
+            }
+            tls
+        };
+        match self {
+            Proxied::Vless => serde_json::json!({ "type": "vless", "uuid": USER_ID }),
+            Proxied::Vmess => serde_json::json!({
+                "type": "vmess",
+                "uuid": USER_ID,
+                "security": "aes-128-gcm",
+                "alter_id": 0,
+            }),
+            Proxied::Trojan => serde_json::json!({
+                "type": "trojan",
+                "password": USER_PASSWORD,
+                "tls": tls(None),
+            }),
+            // No up_mbps/down_mbps: no server uses Brutal.
+            Proxied::Hysteria2 => serde_json::json!({
                 "type": "hysteria2",
-                "server": server.ip().to_string(),
-                "server_port": server.port(),
-                "password": HY2_PASSWORD,
-                "tls": {
-                    "enabled": true,
-                    "server_name": "localhost",
-                    "insecure": true,
-                    "alpn": ["h3"],
-                },
-            }],
+                "password": USER_PASSWORD,
+                "tls": tls(Some("h3")),
+            }),
+        }
+    }
+
+    /// Our engine's inbound.
+    fn our_inbound(self, listen: SocketAddr, tls: Option<&TlsFiles>) -> Result<serde_json::Value> {
+        let settings = match self {
+            Proxied::Vless | Proxied::Vmess => {
+                serde_json::json!({ "users": [{ "name": "bench", "id": USER_ID }] })
+            }
+            Proxied::Trojan | Proxied::Hysteria2 => {
+                serde_json::json!({ "users": [{ "name": "bench", "password": USER_PASSWORD }] })
+            }
+        };
+        let mut inbound = serde_json::json!({
+            "tag": "bench",
+            "listen": listen.to_string(),
+            "network": [if self.quic() { "udp" } else { "tcp" }],
+            "protocol": self.name(),
+            "settings": settings,
         });
-        let path = dir.join(format!("hysteria2-client-{name}.json"));
-        std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
-        Ok(vec!["run".into(), "-c".into(), path.display().to_string()])
-    };
-    let measure =
-        |name: &str, program: &Result<PathBuf, String>, server_args: Vec<String>, listen| {
-            let client_program = match client {
-                Ok(p) => p.clone(),
-                Err(why) => {
-                    return Ok(ServerReport::unavailable(
-                        name,
-                        "(not run)".into(),
-                        why.clone(),
-                    ));
-                }
+        if self.tls() {
+            let tls = tls.context("no certificate for a TLS inbound")?;
+            inbound["tls"] = serde_json::json!({
+                "certificate": tls.cert.display().to_string(),
+                "key": tls.key.display().to_string(),
+            });
+        }
+        Ok(inbound)
+    }
+}
+
+/// What every proxied protocol's run shares.
+struct ProxiedSetup<'a> {
+    /// The output directory (absolute): configs and logs.
+    dir: PathBuf,
+    plan: &'a Plan,
+    target: SocketAddr,
+    /// The sing-box binary every server is driven through, or why it is missing.
+    client: &'a Result<PathBuf, String>,
+    /// The certificate every TLS server is given.
+    tls: Option<&'a TlsFiles>,
+}
+
+impl ProxiedSetup<'_> {
+    /// Runs one protocol's servers side by side: the peers, then ours, each driven through its
+    /// own instance of the same sing-box client (same binary, same configuration but for the
+    /// server's port), pinned to the load generator's CPU.
+    fn run(
+        &self,
+        protocol: Proxied,
+        peers: &[&(Peer, Result<PathBuf, String>)],
+        marzneshin: Option<&Result<PathBuf, String>>,
+        excused: &mut Vec<String>,
+    ) -> Result<ProtocolReport> {
+        let p = protocol.name();
+        // A Hysteria2 stream is not a TCP connection to the server: opening ten thousand of
+        // them measures the QUIC stream limits of one client connection, not memory per
+        // connection.
+        let plan = if protocol.quic() {
+            self.plan
+                .without_idle("Hysteria2 connections are streams of one QUIC connection")
+        } else {
+            self.plan.clone()
+        };
+        let free = || -> Result<SocketAddr> {
+            let port = if protocol.quic() {
+                free_udp_port()?
+            } else {
+                free_port()?
             };
-            let socks: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-            let short = name.split(' ').next().unwrap_or(name);
-            let proxy = ProxyClient {
-                program: client_program,
-                args: client_args(listen, socks, short)?,
-                socks,
-                log: args.out.join(format!("hysteria2-client-{short}.log")),
-            };
-            let endpoint = Endpoint::Socks5 {
-                proxy: socks,
-                target,
-            };
-            Ok::<_, anyhow::Error>(run_server(
-                name,
+            Ok(([127, 0, 0, 1], port).into())
+        };
+        let mut peer_reports = Vec::new();
+        for (peer, program) in peers {
+            let name = format!("{} {p}", peer.name());
+            if let (true, Err(_)) = (peer.optional(), program) {
+                // Optional: named in the output, not a failure under --require-all.
+                excused.push(name.clone());
+            }
+            let listen = free()?;
+            let server_args = peer.proxied_args(protocol, listen, self.tls, &self.dir)?;
+            peer_reports.push(self.measure(
+                protocol,
+                &name,
                 program,
                 &server_args,
-                &Reach::Udp {
-                    listen,
-                    client: &proxy,
-                },
-                &endpoint,
+                listen,
                 &plan,
-                &args.out.join(format!("{short}-hysteria2.log")),
-            ))
+            )?);
+        }
+        let name = format!("marzneshin {p}");
+        let ours = match marzneshin {
+            None => ServerReport::skipped(&name, "not in --servers"),
+            Some(program) => {
+                let listen = free()?;
+                let config = serde_json::json!({
+                    "workers": 1,
+                    "outbound": { "allow_loopback": true },
+                    "inbounds": [protocol.our_inbound(listen, self.tls)?],
+                });
+                let our_args =
+                    engine_args(&config, &self.dir.join(format!("marzneshin-{p}.json")))?;
+                self.measure(protocol, &name, program, &our_args, listen, &plan)?
+            }
         };
-    let mut peer_reports = Vec::new();
-    for (p, program) in peers {
-        let name = format!("{} hysteria2", p.name());
-        if let (Hy2Peer::Shoes, Err(_)) = (p, program) {
-            // Optional: named in the output, not a failure under --require-all.
-            excused.push(name.clone());
-        }
-        let listen: SocketAddr = ([127, 0, 0, 1], free_udp_port()?).into();
-        let server_args = p.args(listen, &tls, &dir)?;
-        peer_reports.push(measure(&name, program, server_args, listen)?);
+        let client = match self.client {
+            Ok(program) => format!(
+                "taskset -c {CLIENT_CPU} {} run -c {p}-client-SERVER.json (socks inbound, {p} \
+                 outbound)",
+                program.display()
+            ),
+            Err(why) => why.clone(),
+        };
+        // Issue 7 states a target for Hysteria2; no issue states one for the others.
+        let targets = protocol
+            .quic()
+            .then(|| check_peer_targets(&ours, &peer_reports, plan.streams));
+        Ok(ProtocolReport {
+            protocol: p.to_owned(),
+            setup: protocol.setup().to_owned(),
+            client,
+            targets,
+            marzneshin: ours,
+            peers: peer_reports,
+        })
     }
-    let name = "marzneshin hysteria2";
-    let ours = match marzneshin {
-        None => ServerReport::skipped(name, "not in --servers"),
-        Some(program) => {
-            let listen: SocketAddr = ([127, 0, 0, 1], free_udp_port()?).into();
-            let config = serde_json::json!({
-                "workers": 1,
-                "outbound": { "allow_loopback": true },
-                "inbounds": [{
-                    "tag": "bench",
-                    "listen": listen.to_string(),
-                    "network": ["udp"],
-                    "protocol": "hysteria2",
-                    "settings": {
-                        "users": [{ "name": "bench", "password": HY2_PASSWORD }],
-                    },
-                    "tls": {
-                        "certificate": tls.cert.display().to_string(),
-                        "key": tls.key.display().to_string(),
-                    },
-                }],
-            });
-            let config_path = dir.join("marzneshin-hysteria2.json");
-            std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-            let our_args = vec![
-                "engine".to_owned(),
-                "run".to_owned(),
-                "--config".to_owned(),
-                config_path.display().to_string(),
-                "--allow-loopback".to_owned(),
-            ];
-            measure(name, program, our_args, listen)?
-        }
-    };
-    let client = match client {
-        Ok(p) => format!(
-            "taskset -c {CLIENT_CPU} {} run -c hysteria2-client-SERVER.json (socks inbound, \
-             hysteria2 outbound, no declared bandwidth)",
-            p.display()
-        ),
-        Err(why) => why.clone(),
-    };
-    Ok(Hysteria2Report {
-        client,
-        targets: check_peer_targets(&ours, &peer_reports, plan.streams),
-        marzneshin: ours,
-        peers: peer_reports,
+
+    /// Measures one server listening on `listen` through its own client.
+    fn measure(
+        &self,
+        protocol: Proxied,
+        name: &str,
+        program: &Result<PathBuf, String>,
+        server_args: &[String],
+        listen: SocketAddr,
+        plan: &Plan,
+    ) -> Result<ServerReport> {
+        let short = short_name(name);
+        let p = protocol.name();
+        let client = match self.client {
+            Ok(c) => c,
+            Err(why) => {
+                return Ok(ServerReport::unavailable(
+                    name,
+                    "(not run)".into(),
+                    why.clone(),
+                ))
+            }
+        };
+        let proxy = sing_box_client(
+            client,
+            protocol.client_outbound(),
+            listen,
+            &self.dir,
+            &format!("{p}-client-{short}"),
+        )?;
+        let endpoint = Endpoint::Socks5 {
+            proxy: proxy.socks,
+            target: self.target,
+        };
+        let listen = if protocol.quic() {
+            Listen::Udp(listen)
+        } else {
+            Listen::Tcp(listen)
+        };
+        Ok(run_server(
+            name,
+            program,
+            server_args,
+            &Reach {
+                listen,
+                client: Some(&proxy),
+            },
+            &endpoint,
+            plan,
+            &self.dir.join(format!("{short}-{p}.log")),
+        ))
+    }
+}
+
+/// A sing-box client in front of the load generator: a `socks` inbound on a free loopback port
+/// and `outbound` (any protocol sing-box has) to `server`. Its config is written to
+/// `DIR/NAME.json` and its log to `DIR/NAME.log`.
+fn sing_box_client(
+    program: &Path,
+    outbound: serde_json::Value,
+    server: SocketAddr,
+    dir: &Path,
+    name: &str,
+) -> Result<ProxyClient> {
+    let socks: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let mut outbound = outbound;
+    outbound["server"] = server.ip().to_string().into();
+    outbound["server_port"] = server.port().into();
+    let config = serde_json::json!({
+        "log": { "level": "warn" },
+        "inbounds": [{
+            "type": "socks",
+            "listen": socks.ip().to_string(),
+            "listen_port": socks.port(),
+        }],
+        "outbounds": [outbound],
+    });
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(ProxyClient {
+        program: program.to_owned(),
+        args: vec!["run".into(), "-c".into(), path.display().to_string()],
+        socks,
+        log: dir.join(format!("{name}.log")),
     })
 }
 
-/// The certificate and key every Hysteria2 server is given.
+/// The certificate and key every TLS server (Trojan, Hysteria2) is given.
 struct TlsFiles {
     cert: PathBuf,
     key: PathBuf,
 }
 
-/// A peer Hysteria2 server, with its usual configuration and one user.
-#[derive(Clone, Copy, Debug)]
-enum Hy2Peer {
-    /// sing-box's `hysteria2` inbound.
-    SingBox,
-    /// shoes (optional: not every machine has it built).
-    Shoes,
-}
-
-impl Hy2Peer {
-    const ALL: [Hy2Peer; 2] = [Hy2Peer::SingBox, Hy2Peer::Shoes];
-
-    fn name(self) -> &'static str {
-        match self {
-            Hy2Peer::SingBox => "sing-box",
-            Hy2Peer::Shoes => "shoes",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Hy2Peer> {
-        Hy2Peer::ALL.into_iter().find(|p| p.name() == name)
-    }
-
-    fn binary(self) -> &'static str {
-        self.name()
-    }
-
-    fn install_hint(self) -> &'static str {
-        match self {
-            Hy2Peer::SingBox => "run tests/install-sing-box.sh",
-            Hy2Peer::Shoes => {
-                "optional; `cargo install shoes` into ~/.cache/marzneshin/peers/bin or PATH"
-            }
-        }
-    }
-
-    /// Command-line arguments, writing the config file under `dir`.
-    fn args(self, listen: SocketAddr, tls: &TlsFiles, dir: &Path) -> Result<Vec<String>> {
-        Ok(match self {
-            Hy2Peer::SingBox => {
-                let path = dir.join("sing-box-hysteria2.json");
-                let config = serde_json::json!({
-                    "log": { "level": "warn" },
-                    "inbounds": [{
-                        "type": "hysteria2",
-                        "listen": listen.ip().to_string(),
-                        "listen_port": listen.port(),
-                        "users": [{ "name": "bench", "password": HY2_PASSWORD }],
-                        "tls": {
-                            "enabled": true,
-                            "alpn": ["h3"],
-                            "certificate_path": tls.cert.display().to_string(),
-                            "key_path": tls.key.display().to_string(),
-                        },
-                    }],
-                    "outbounds": [{ "type": "direct" }],
-                });
-                std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
-                vec!["run".into(), "-c".into(), path.display().to_string()]
-            }
-            Hy2Peer::Shoes => {
-                // shoes reads YAML, of which JSON is a subset.
-                let path = dir.join("shoes-hysteria2.yaml");
-                let config = serde_json::json!([{
-                    "address": listen.to_string(),
-                    "transport": "quic",
-                    "quic_settings": {
-                        "cert": tls.cert.display().to_string(),
-                        "key": tls.key.display().to_string(),
-                        "alpn_protocols": ["h3"],
-                    },
-                    "protocol": {
-                        "type": "hysteria2",
-                        "password": HY2_PASSWORD,
-                        "udp_enabled": true,
-                    },
-                }]);
-                std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
-                vec![
-                    "--threads".into(),
-                    "1".into(),
-                    "--no-reload".into(),
-                    path.display().to_string(),
-                ]
-            }
-        })
+impl TlsFiles {
+    /// A self-signed ECDSA P-256 certificate for `localhost`, written under `dir`.
+    fn generate(dir: &Path) -> Result<TlsFiles> {
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+        let cert = dir.join("server-cert.pem");
+        let key = dir.join("server-key.pem");
+        std::fs::write(&cert, generated.cert.pem())?;
+        std::fs::write(&key, generated.key_pair.serialize_pem())?;
+        Ok(TlsFiles { cert, key })
     }
 }
 
@@ -770,12 +879,13 @@ fn version(name: &str, program: &Path) -> Option<String> {
         "sing-box" => "version",
         _ => "--version",
     };
-    let out = Command::new(program)
-        .arg(arg)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = Command::new(program).arg(arg).output().ok()?;
+    // trojan-gfw prints it to standard error.
+    let text = if name == "trojan" {
+        String::from_utf8_lossy(&out.stderr)
+    } else {
+        String::from_utf8_lossy(&out.stdout)
+    };
     text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
@@ -823,9 +933,9 @@ fn password(method: Method) -> String {
     }
 }
 
-/// A peer Shadowsocks server the harness runs next to ours, each with its usual configuration
-/// and nothing tuned beyond what its documentation recommends for a single core.
-#[derive(Clone, Copy, Debug)]
+/// A peer server the harness runs next to ours, each with its usual configuration and nothing
+/// tuned beyond what its documentation recommends for a single core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Peer {
     /// shadowsocks-rust.
     SsRust,
@@ -835,10 +945,21 @@ enum Peer {
     SingBox,
     /// v2ray 4.
     V2ray,
+    /// shoes (optional: not every machine has it built).
+    Shoes,
+    /// trojan-gfw.
+    TrojanGfw,
 }
 
 impl Peer {
-    const ALL: [Peer; 4] = [Peer::SsRust, Peer::SsLibev, Peer::SingBox, Peer::V2ray];
+    const ALL: [Peer; 6] = [
+        Peer::SsRust,
+        Peer::SsLibev,
+        Peer::SingBox,
+        Peer::V2ray,
+        Peer::Shoes,
+        Peer::TrojanGfw,
+    ];
 
     /// The name `--servers` and the report use.
     fn name(self) -> &'static str {
@@ -847,6 +968,8 @@ impl Peer {
             Peer::SsLibev => "ss-server",
             Peer::SingBox => "sing-box",
             Peer::V2ray => "v2ray",
+            Peer::Shoes => "shoes",
+            Peer::TrojanGfw => "trojan-gfw",
         }
     }
 
@@ -855,7 +978,10 @@ impl Peer {
     }
 
     fn binary(self) -> &'static str {
-        self.name()
+        match self {
+            Peer::TrojanGfw => "trojan",
+            _ => self.name(),
+        }
     }
 
     fn install_hint(self) -> &'static str {
@@ -867,10 +993,40 @@ impl Peer {
             Peer::SsLibev => "install Debian's shadowsocks-libev",
             Peer::SingBox => "run tests/install-sing-box.sh",
             Peer::V2ray => "install Debian's v2ray",
+            Peer::Shoes => {
+                "optional; `bash tests/run.sh` builds it (`cargo install shoes`) into \
+                 ~/.cache/marzneshin/peers/bin, or put it on PATH"
+            }
+            Peer::TrojanGfw => "install Debian's trojan",
         }
     }
 
-    /// Whether this peer implements the method.
+    /// Whether a missing binary is not a failure under `--require-all`.
+    fn optional(self) -> bool {
+        self == Peer::Shoes
+    }
+
+    /// Whether it is one of the Shadowsocks servers compared (shoes has a Shadowsocks server
+    /// too, not measured here).
+    fn shadowsocks(self) -> bool {
+        matches!(
+            self,
+            Peer::SsRust | Peer::SsLibev | Peer::SingBox | Peer::V2ray
+        )
+    }
+
+    /// Whether it serves the protocol.
+    fn serves(self, protocol: Proxied) -> bool {
+        match self {
+            Peer::SsRust | Peer::SsLibev => false,
+            Peer::SingBox => true,
+            Peer::V2ray => protocol != Proxied::Hysteria2,
+            Peer::Shoes => true,
+            Peer::TrojanGfw => protocol == Proxied::Trojan,
+        }
+    }
+
+    /// Whether this peer implements the Shadowsocks method.
     fn supports(self, method: Method) -> Result<(), String> {
         match self {
             Peer::SsLibev | Peer::V2ray if method.is_2022() => Err(format!(
@@ -881,19 +1037,29 @@ impl Peer {
         }
     }
 
-    /// Command-line arguments, writing a config file under `dir` where the peer needs one.
-    fn args(
+    /// Writes `value` as this peer's config for `what` under `dir`; returns its path.
+    fn config(
+        self,
+        dir: &Path,
+        what: &str,
+        ext: &str,
+        value: &serde_json::Value,
+    ) -> Result<String> {
+        let path = dir.join(format!("{}-{what}.{ext}", self.name()));
+        std::fs::write(&path, serde_json::to_vec_pretty(value)?)?;
+        Ok(path.display().to_string())
+    }
+
+    /// Command-line arguments for a Shadowsocks server, writing a config file under `dir`
+    /// where the peer needs one.
+    fn shadowsocks_args(
         self,
         listen: SocketAddr,
         method: Method,
         password: &str,
         dir: &Path,
     ) -> Result<Vec<String>> {
-        let config = |value: serde_json::Value| -> Result<String> {
-            let path = dir.join(format!("{}-{method}.json", self.name()));
-            std::fs::write(&path, serde_json::to_vec_pretty(&value)?)?;
-            Ok(path.display().to_string())
-        };
+        let what = method.name();
         let args: Vec<String> = match self {
             Peer::SsRust => vec![
                 "-s".into(),
@@ -917,40 +1083,215 @@ impl Peer {
                 password.into(),
                 "--no-delay".into(),
             ],
-            Peer::SingBox => vec![
-                "run".into(),
-                "-c".into(),
-                config(serde_json::json!({
-                    "log": { "level": "warn" },
-                    "inbounds": [{
-                        "type": "shadowsocks",
-                        "listen": listen.ip().to_string(),
-                        "listen_port": listen.port(),
+            Peer::SingBox => self.sing_box_args(
+                dir,
+                what,
+                serde_json::json!({
+                    "type": "shadowsocks",
+                    "listen": listen.ip().to_string(),
+                    "listen_port": listen.port(),
+                    "method": method.name(),
+                    "password": password,
+                }),
+            )?,
+            Peer::V2ray => self.v2ray_args(
+                dir,
+                what,
+                serde_json::json!({
+                    "listen": listen.ip().to_string(),
+                    "port": listen.port(),
+                    "protocol": "shadowsocks",
+                    "settings": {
                         "method": method.name(),
                         "password": password,
-                    }],
-                    "outbounds": [{ "type": "direct" }],
-                }))?,
-            ],
-            Peer::V2ray => vec![
-                "-config".into(),
-                config(serde_json::json!({
-                    "log": { "loglevel": "warning" },
-                    "inbounds": [{
-                        "listen": listen.ip().to_string(),
-                        "port": listen.port(),
-                        "protocol": "shadowsocks",
-                        "settings": {
-                            "method": method.name(),
-                            "password": password,
-                            "network": "tcp",
-                        },
-                    }],
-                    "outbounds": [{ "protocol": "freedom" }],
-                }))?,
-            ],
+                        "network": "tcp",
+                    },
+                }),
+            )?,
+            Peer::Shoes | Peer::TrojanGfw => {
+                bail!("{} is not measured for Shadowsocks", self.name())
+            }
         };
         Ok(args)
+    }
+
+    /// Command-line arguments for a server of a proxied protocol, writing its config under
+    /// `dir`. Every server gets the one user, and TLS servers the one certificate.
+    fn proxied_args(
+        self,
+        protocol: Proxied,
+        listen: SocketAddr,
+        tls: Option<&TlsFiles>,
+        dir: &Path,
+    ) -> Result<Vec<String>> {
+        let what = protocol.name();
+        let tls = if protocol.tls() {
+            Some(tls.context("no certificate for a TLS server")?)
+        } else {
+            None
+        };
+        let (cert, key) = tls
+            .map(|t| (t.cert.display().to_string(), t.key.display().to_string()))
+            .unwrap_or_default();
+        Ok(match self {
+            Peer::SingBox => {
+                let mut inbound = serde_json::json!({
+                    "type": what,
+                    "listen": listen.ip().to_string(),
+                    "listen_port": listen.port(),
+                });
+                inbound["users"] = match protocol {
+                    Proxied::Vless => serde_json::json!([{ "name": "bench", "uuid": USER_ID }]),
+                    Proxied::Vmess => serde_json::json!([
+                        { "name": "bench", "uuid": USER_ID, "alterId": 0 }
+                    ]),
+                    Proxied::Trojan | Proxied::Hysteria2 => {
+                        serde_json::json!([{ "name": "bench", "password": USER_PASSWORD }])
+                    }
+                };
+                if tls.is_some() {
+                    inbound["tls"] = serde_json::json!({
+                        "enabled": true,
+                        "certificate_path": cert,
+                        "key_path": key,
+                    });
+                    if protocol == Proxied::Hysteria2 {
+                        inbound["tls"]["alpn"] = serde_json::json!(["h3"]);
+                    }
+                }
+                self.sing_box_args(dir, what, inbound)?
+            }
+            Peer::V2ray => {
+                let settings = match protocol {
+                    Proxied::Vless => serde_json::json!({
+                        "clients": [{ "id": USER_ID }],
+                        "decryption": "none",
+                    }),
+                    Proxied::Vmess => serde_json::json!({
+                        "clients": [{ "id": USER_ID, "alterId": 0 }],
+                    }),
+                    Proxied::Trojan => serde_json::json!({
+                        "clients": [{ "password": USER_PASSWORD }],
+                    }),
+                    Proxied::Hysteria2 => bail!("v2ray has no Hysteria2"),
+                };
+                let mut inbound = serde_json::json!({
+                    "listen": listen.ip().to_string(),
+                    "port": listen.port(),
+                    "protocol": what,
+                    "settings": settings,
+                });
+                if tls.is_some() {
+                    inbound["streamSettings"] = serde_json::json!({
+                        "network": "tcp",
+                        "security": "tls",
+                        "tlsSettings": {
+                            "certificates": [{ "certificateFile": cert, "keyFile": key }],
+                        },
+                    });
+                }
+                self.v2ray_args(dir, what, inbound)?
+            }
+            Peer::Shoes => {
+                let inner = match protocol {
+                    Proxied::Vless => serde_json::json!({ "type": "vless", "user_id": USER_ID }),
+                    Proxied::Vmess => serde_json::json!({
+                        "type": "vmess",
+                        "cipher": "aes-128-gcm",
+                        "user_id": USER_ID,
+                    }),
+                    Proxied::Trojan => {
+                        serde_json::json!({ "type": "trojan", "password": USER_PASSWORD })
+                    }
+                    Proxied::Hysteria2 => serde_json::json!({
+                        "type": "hysteria2",
+                        "password": USER_PASSWORD,
+                        "udp_enabled": true,
+                    }),
+                };
+                let server = match protocol {
+                    Proxied::Vless | Proxied::Vmess => serde_json::json!({
+                        "address": listen.to_string(),
+                        "protocol": inner,
+                    }),
+                    // TLS for any server name.
+                    Proxied::Trojan => serde_json::json!({
+                        "address": listen.to_string(),
+                        "protocol": {
+                            "type": "tls",
+                            "default_target": { "cert": cert, "key": key, "protocol": inner },
+                        },
+                    }),
+                    Proxied::Hysteria2 => serde_json::json!({
+                        "address": listen.to_string(),
+                        "transport": "quic",
+                        "quic_settings": { "cert": cert, "key": key, "alpn_protocols": ["h3"] },
+                        "protocol": inner,
+                    }),
+                };
+                // shoes reads YAML, of which JSON is a subset. One tokio thread.
+                vec![
+                    "--threads".into(),
+                    "1".into(),
+                    "--no-reload".into(),
+                    self.config(dir, what, "yaml", &serde_json::json!([server]))?,
+                ]
+            }
+            Peer::TrojanGfw => {
+                if protocol != Proxied::Trojan {
+                    bail!("trojan-gfw serves Trojan only");
+                }
+                // `remote_*` is where a connection that is not Trojan would go: never used
+                // here (the discard port, where nothing listens).
+                let config = serde_json::json!({
+                    "run_type": "server",
+                    "local_addr": listen.ip().to_string(),
+                    "local_port": listen.port(),
+                    "remote_addr": "127.0.0.1",
+                    "remote_port": 9,
+                    "password": [USER_PASSWORD],
+                    "log_level": 2,
+                    "ssl": { "cert": cert, "key": key },
+                    "tcp": { "no_delay": true },
+                });
+                vec!["-c".into(), self.config(dir, what, "json", &config)?]
+            }
+            Peer::SsRust | Peer::SsLibev => bail!("{} serves Shadowsocks only", self.name()),
+        })
+    }
+
+    /// `sing-box run` with one inbound and a `direct` outbound.
+    fn sing_box_args(
+        self,
+        dir: &Path,
+        what: &str,
+        inbound: serde_json::Value,
+    ) -> Result<Vec<String>> {
+        let config = serde_json::json!({
+            "log": { "level": "warn" },
+            "inbounds": [inbound],
+            "outbounds": [{ "type": "direct" }],
+        });
+        Ok(vec![
+            "run".into(),
+            "-c".into(),
+            self.config(dir, what, "json", &config)?,
+        ])
+    }
+
+    /// `v2ray -config` with one inbound and a `freedom` outbound. No access log (v2ray writes
+    /// one line per connection to stdout unless told `none`; the other servers log warnings
+    /// only).
+    fn v2ray_args(self, dir: &Path, what: &str, inbound: serde_json::Value) -> Result<Vec<String>> {
+        let config = serde_json::json!({
+            "log": { "loglevel": "warning", "access": "none" },
+            "inbounds": [inbound],
+            "outbounds": [{ "protocol": "freedom" }],
+        });
+        Ok(vec![
+            "-config".into(),
+            self.config(dir, what, "json", &config)?,
+        ])
     }
 }
 
@@ -1008,40 +1349,52 @@ fn free_udp_port() -> Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// How the harness reaches a server.
-enum Reach<'a> {
-    /// Directly, over TCP: the server listens on this address.
+/// Where a server listens.
+enum Listen {
+    /// A TCP address.
     Tcp(SocketAddr),
-    /// Through a proxy client: the server listens on this UDP address, and the client,
-    /// started after the server, talks to it.
-    Udp {
-        listen: SocketAddr,
-        client: &'a ProxyClient,
-    },
+    /// A UDP address (QUIC).
+    Udp(SocketAddr),
 }
 
-impl Reach<'_> {
+impl Listen {
     /// Whether the server has bound its port yet.
     fn listening(&self) -> bool {
         match self {
-            Reach::Tcp(addr) => {
+            Listen::Tcp(addr) => {
                 TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
             }
             // Binding the same UDP address fails while the server holds it.
-            Reach::Udp { listen, .. } => UdpSocket::bind(listen).is_err(),
+            Listen::Udp(addr) => UdpSocket::bind(addr).is_err(),
         }
     }
 
     fn addr(&self) -> SocketAddr {
         match self {
-            Reach::Tcp(addr) => *addr,
-            Reach::Udp { listen, .. } => *listen,
+            Listen::Tcp(addr) | Listen::Udp(addr) => *addr,
         }
     }
 }
 
-/// A proxy client process (the Hysteria2 client) that the load generator connects to over
-/// SOCKS5, pinned with the load generator to the client CPU.
+/// How the harness reaches a server: where it listens, and the proxy client in front of it
+/// (started after the server, for the server's whole run), if any.
+struct Reach<'a> {
+    listen: Listen,
+    client: Option<&'a ProxyClient>,
+}
+
+impl Reach<'_> {
+    /// Directly: the load generator connects to the server itself.
+    fn direct(listen: Listen) -> Reach<'static> {
+        Reach {
+            listen,
+            client: None,
+        }
+    }
+}
+
+/// A proxy client process (the sing-box client of VLESS, VMess, Trojan or Hysteria2) that the
+/// load generator connects to over SOCKS5, pinned with the load generator to the client CPU.
 struct ProxyClient {
     program: PathBuf,
     args: Vec<String>,
@@ -1110,7 +1463,7 @@ struct RunningServer {
 }
 
 impl RunningServer {
-    fn start(program: &Path, args: &[String], reach: &Reach, log: &Path) -> Result<Self> {
+    fn start(program: &Path, args: &[String], listen: &Listen, log: &Path) -> Result<Self> {
         let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut child = Command::new("taskset")
             .arg("-c")
@@ -1129,13 +1482,13 @@ impl RunningServer {
                 let tail = std::fs::read_to_string(log).unwrap_or_default();
                 bail!("exited at start ({status}); log {}:\n{tail}", log.display());
             }
-            if reach.listening() {
+            if listen.listening() {
                 break;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("nothing listens on {} after 20 s", reach.addr());
+                bail!("nothing listens on {} after 20 s", listen.addr());
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -1226,15 +1579,15 @@ fn run_server(
         args.join(" ")
     );
     eprintln!("[{name}] starting: {command}");
-    let server = match RunningServer::start(program, args, reach, log) {
+    let server = match RunningServer::start(program, args, &reach.listen, log) {
         Ok(s) => s,
         Err(e) => return ServerReport::unavailable(name, command, format!("{e:#}")),
     };
     // The client in front of the server, if any: started once the server listens, for the
     // server's whole run.
-    let _client = match reach {
-        Reach::Tcp(_) => None,
-        Reach::Udp { client, .. } => {
+    let _client = match reach.client {
+        None => None,
+        Some(client) => {
             eprintln!("[{name}] client: {}", client.command());
             match client.start() {
                 Ok(c) => Some(c),
