@@ -226,10 +226,16 @@ fn run(args: Args) -> Result<bool> {
     // The load generator and the target: this process, every thread it starts from now on.
     pin_current_thread(CLIENT_CPU).context("pinning the harness to CPU 1")?;
     eprintln!("harness pinned to CPU {}", allowed_cpus());
-    // Every protocol but Hysteria2 runs the idle scenario (its connections are QUIC streams).
-    let idle_runs = shadowsocks || proxied.iter().any(|p| !p.quic());
-    if idle_runs && plan.runs("idle") {
-        plan.idle = fit_idle_connections(plan.idle)?;
+    // Every protocol but Hysteria2 runs the idle scenario (its connections are QUIC streams),
+    // as many connections as the open-file limit allows (every server and client inherits it).
+    let mut proxied_idle = plan.idle;
+    if plan.runs("idle") {
+        if proxied.iter().any(|p| !p.quic()) {
+            proxied_idle = fit_idle_connections(plan.idle, PROXIED_FDS, "through a client")?;
+        }
+        if shadowsocks {
+            plan.idle = fit_idle_connections(plan.idle, DIRECT_FDS, "Shadowsocks")?;
+        }
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -423,6 +429,7 @@ fn run(args: Args) -> Result<bool> {
         let setup = ProxiedSetup {
             dir,
             plan: &plan,
+            idle: proxied_idle,
             target: target.addr(),
             client,
             tls: tls.as_ref(),
@@ -632,6 +639,8 @@ struct ProxiedSetup<'a> {
     /// The output directory (absolute): configs and logs.
     dir: PathBuf,
     plan: &'a Plan,
+    /// Idle connections to open (over TCP), fitted to the open-file limit.
+    idle: usize,
     target: SocketAddr,
     /// The sing-box binary every server is driven through, or why it is missing.
     client: &'a Result<PathBuf, String>,
@@ -658,7 +667,10 @@ impl ProxiedSetup<'_> {
             self.plan
                 .without_idle("Hysteria2 connections are streams of one QUIC connection")
         } else {
-            self.plan.clone()
+            Plan {
+                idle: self.idle,
+                ..self.plan.clone()
+            }
         };
         let free = || -> Result<SocketAddr> {
             let port = if protocol.quic() {
@@ -1320,23 +1332,31 @@ fn peer(name: &str) -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-/// Open-file limit for the idle connections: each holds two sockets in this process (client
-/// and target) and two in the server, which inherits the limit. Raises the limit when allowed
-/// (the hard limit needs CAP_SYS_RESOURCE); otherwise returns how many idle connections fit.
-fn fit_idle_connections(want: usize) -> Result<usize> {
+/// Open files one idle connection takes in the harness (client and target sockets) and in a
+/// server (two sockets).
+const DIRECT_FDS: u64 = 2;
+/// Open files one idle connection may take in the client in front of a server and in the
+/// server: two sockets, and while a plain-TCP relay (VLESS) waits, a splice pipe (two more)
+/// per direction, as Go's `io.Copy` between TCP sockets keeps (sing-box, v2ray).
+const PROXIED_FDS: u64 = 6;
+
+/// Open-file limit for `want` idle connections of `per_connection` files each in the busiest
+/// process; every process the harness starts inherits it. Raises the limit when allowed (the
+/// hard limit needs CAP_SYS_RESOURCE); otherwise returns how many idle connections fit.
+fn fit_idle_connections(want: usize, per_connection: u64, what: &str) -> Result<usize> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     const SPARE: u64 = 1024;
-    let need = 2 * want as u64 + SPARE;
+    let need = per_connection * want as u64 + SPARE;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft >= need || setrlimit(Resource::RLIMIT_NOFILE, need, hard.max(need)).is_ok() {
         return Ok(want);
     }
     // Settle for the hard limit we have.
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    let fit = (hard.saturating_sub(SPARE) / 2) as usize;
+    let fit = (hard.saturating_sub(SPARE) / per_connection) as usize;
     eprintln!(
         "WARNING: the open-file limit is {hard} and cannot be raised here; measuring {fit} idle \
-         connections instead of {want}"
+         connections ({what}, up to {per_connection} files each) instead of {want}"
     );
     Ok(fit.min(want))
 }
