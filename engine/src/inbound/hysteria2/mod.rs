@@ -54,6 +54,8 @@ use conn::Conn;
 /// Largest UDP datagram received (a QUIC packet is far smaller; anything longer is cut and
 /// then fails decryption, as it would in any QUIC stack).
 const RECV_BUFFER: usize = 64 * 1024;
+/// Datagrams taken from the socket in one go, the first awaited and the rest as queued.
+const RECV_BATCH: usize = 64;
 /// How long a QUIC connection may stay silent (the reference server's default).
 const MAX_IDLE: Duration = Duration::from_secs(30);
 /// Flow-control windows: per stream and per connection (the reference server's defaults).
@@ -367,7 +369,7 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
             stop.as_mut(),
         )
         .await;
-        let (n, from) = match received {
+        let (mut n, mut from) = match received {
             None => break,
             Some(Ok(r)) => r,
             Some(Err(e)) => {
@@ -375,55 +377,90 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
                 continue;
             }
         };
-        let packet = match &ep.obfs {
-            None => &buf[..n],
-            Some(obfs) => match obfs.deobfuscate(&mut buf[..n]) {
-                Ok(range) => &buf[range],
-                Err(_) => continue,
-            },
-        };
-        let data = BytesMut::from(packet);
-        out.clear();
-        let now = Instant::now();
-        let event = ep
-            .quic
-            .borrow_mut()
-            .handle(now, from, None, None, data, &mut out);
-        match event {
-            None => {}
-            Some(DatagramEvent::ConnectionEvent(handle, event)) => {
-                let conn = ep.conns.borrow().get(&handle).cloned();
-                if let Some(conn) = conn {
-                    conn.deliver(event);
-                }
+        // Then whatever else is queued, up to a bound, before the connections' drivers run:
+        // they see a batch (one acknowledgement for many packets, one wake-up).
+        for taken in 1.. {
+            on_datagram(
+                &ep,
+                &ctx,
+                &ib,
+                h,
+                &mut buf[..n],
+                from,
+                &mut out,
+                &mut scratch,
+            )
+            .await;
+            if taken == RECV_BATCH {
+                break;
             }
-            Some(DatagramEvent::Response(t)) => {
-                ep.send(&out[..t.size], t.destination, &mut scratch).await
+            match runtime::try_recv_from(&ep.socket, &mut buf) {
+                Ok((m, f)) => (n, from) = (m, f),
+                Err(_) => break,
             }
-            Some(DatagramEvent::NewConnection(incoming)) => {
-                if ctx.shared.stop.is_fired() {
-                    let t = ep.quic.borrow_mut().refuse(incoming, &mut out);
-                    ep.send(&out[..t.size], t.destination, &mut scratch).await;
-                    continue;
+        }
+    }
+}
+
+/// Hands one received datagram (Salamander removed first, when configured) to the endpoint
+/// and acts on what it makes of it.
+#[allow(clippy::too_many_arguments)]
+async fn on_datagram(
+    ep: &Rc<Endpoint>,
+    ctx: &Rc<WorkerCtx>,
+    ib: &Arc<InboundShared>,
+    h: &Inbound,
+    datagram: &mut [u8],
+    from: SocketAddr,
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) {
+    let packet = match &ep.obfs {
+        None => &datagram[..],
+        Some(obfs) => match obfs.deobfuscate(datagram) {
+            Ok(range) => &datagram[range],
+            Err(_) => return,
+        },
+    };
+    let data = BytesMut::from(packet);
+    out.clear();
+    let now = Instant::now();
+    let event = ep
+        .quic
+        .borrow_mut()
+        .handle(now, from, None, None, data, out);
+    match event {
+        None => {}
+        Some(DatagramEvent::ConnectionEvent(handle, event)) => {
+            let conn = ep.conns.borrow().get(&handle).cloned();
+            if let Some(conn) = conn {
+                conn.deliver(event);
+            }
+        }
+        Some(DatagramEvent::Response(t)) => ep.send(&out[..t.size], t.destination, scratch).await,
+        Some(DatagramEvent::NewConnection(incoming)) => {
+            if ctx.shared.stop.is_fired() {
+                let t = ep.quic.borrow_mut().refuse(incoming, out);
+                ep.send(&out[..t.size], t.destination, scratch).await;
+                return;
+            }
+            let rate = brutal::SendRate::default();
+            let config = h.server_config(rate.clone());
+            let accepted = ep
+                .quic
+                .borrow_mut()
+                .accept(incoming, now, out, Some(config));
+            match accepted {
+                Ok((handle, connection)) => {
+                    let conn = Conn::new(Rc::clone(ep), handle, connection, from, rate);
+                    ep.conns.borrow_mut().insert(handle, Rc::clone(&conn));
+                    let guard = ctx.live_guard(ib);
+                    runtime::spawn(conn.drive(Rc::clone(ctx), Arc::clone(ib), guard));
                 }
-                let rate = brutal::SendRate::default();
-                let config = h.server_config(rate.clone());
-                let accepted = ep
-                    .quic
-                    .borrow_mut()
-                    .accept(incoming, now, &mut out, Some(config));
-                match accepted {
-                    Ok((handle, connection)) => {
-                        let conn = Conn::new(Rc::clone(&ep), handle, connection, from, rate);
-                        ep.conns.borrow_mut().insert(handle, Rc::clone(&conn));
-                        let guard = ctx.live_guard(&ib);
-                        runtime::spawn(conn.drive(Rc::clone(&ctx), Arc::clone(&ib), guard));
-                    }
-                    Err(e) => {
-                        tracing::debug!(inbound = %ib.tag, peer = %from, "QUIC accept failed: {}", e.cause);
-                        if let Some(t) = e.response {
-                            ep.send(&out[..t.size], t.destination, &mut scratch).await;
-                        }
+                Err(e) => {
+                    tracing::debug!(inbound = %ib.tag, peer = %from, "QUIC accept failed: {}", e.cause);
+                    if let Some(t) = e.response {
+                        ep.send(&out[..t.size], t.destination, scratch).await;
                     }
                 }
             }
