@@ -65,6 +65,63 @@ impl Conn {
         .await
     }
 
+    /// Reads into `buf` as many of stream `id`'s chunks as fit (waiting while none has
+    /// arrived): the relay then writes a batch of packets' data to the target at once, not
+    /// each QUIC frame's. `None` at the stream's end. A reset that follows data ends the
+    /// stream on the next call without an error (the data before it is delivered).
+    pub(super) async fn read_into(
+        &self,
+        id: StreamId,
+        buf: &mut [u8],
+    ) -> io::Result<Option<usize>> {
+        poll_fn(|cx| {
+            if self.poll_lost() {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+            }
+            let mut q = self.quic.borrow_mut();
+            let mut stream = q.recv_stream(id);
+            let mut chunks = match stream.read(true) {
+                Ok(c) => c,
+                Err(ReadableError::ClosedStream) => return Poll::Ready(Ok(None)),
+                Err(e) => return Poll::Ready(Err(io::Error::other(e))),
+            };
+            let mut n = 0;
+            let mut last = Err(ReadError::Blocked);
+            while n < buf.len() {
+                match chunks.next(buf.len() - n) {
+                    Ok(Some(chunk)) => {
+                        buf[n..n + chunk.bytes.len()].copy_from_slice(&chunk.bytes);
+                        n += chunk.bytes.len();
+                    }
+                    other => {
+                        last = other.map(|_| None::<()>);
+                        break;
+                    }
+                }
+            }
+            let transmit = chunks.finalize().should_transmit();
+            drop(q);
+            if transmit {
+                self.wake.notify();
+            }
+            if n > 0 {
+                return Poll::Ready(Ok(Some(n)));
+            }
+            match last {
+                Ok(_) => Poll::Ready(Ok(None)),
+                Err(ReadError::Blocked) => {
+                    self.park(cx, id, true);
+                    Poll::Pending
+                }
+                Err(ReadError::Reset(code)) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    format!("stream reset by the client ({code})"),
+                ))),
+            }
+        })
+        .await
+    }
+
     /// Writes all of `data` to stream `id`, waiting for flow control as needed.
     pub(super) async fn write_all(&self, id: StreamId, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
@@ -321,12 +378,13 @@ async fn tcp_request(
         let activity = Cell::new(Instant::now());
         let (mut dest_r, mut dest_w) = futures_lite::io::split(dest);
         let up = async {
-            while let Ok(Some(chunk)) = conn.read_chunk(id).await {
+            let mut buf = ctx.buffers.get();
+            while let Ok(Some(n)) = conn.read_into(id, &mut buf).await {
                 activity.set(Instant::now());
-                if dest_w.write_all(&chunk).await.is_err() || dest_w.flush().await.is_err() {
+                if dest_w.write_all(&buf[..n]).await.is_err() || dest_w.flush().await.is_err() {
                     break;
                 }
-                meter.up(chunk.len()).await;
+                meter.up(n).await;
             }
             let _ = dest_w.close().await;
         };
