@@ -114,6 +114,8 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> anyhow::Result<()> {
+    // Before any thread starts: the panel's threads each got a malloc arena of their own.
+    engine::runtime::limit_malloc_arenas(2);
     let config = service::config::PanelConfig::from_env()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
