@@ -387,12 +387,33 @@ pub async fn audit(
     target: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    audit_with(&db.pool, admin, action, target, now).await
+}
+
+/// [`audit`] inside a transaction: the entry commits with the change it records.
+pub async fn audit_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    admin: &str,
+    action: &str,
+    target: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    audit_with(&mut **tx, admin, action, target, now).await
+}
+
+async fn audit_with<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    admin: &str,
+    action: &str,
+    target: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO audit_log (at, admin, action, target) VALUES ($1, $2, $3, $4)")
         .bind(now)
         .bind(admin)
         .bind(action)
         .bind(target)
-        .execute(&db.pool)
+        .execute(executor)
         .await?;
     Ok(())
 }

@@ -273,8 +273,17 @@ impl UserApi {
         webhooks::enqueue_for(&mut tx, Event::Created, id)
             .await
             .map_err(ApiError::from)?;
+        db::audit_in(
+            &mut tx,
+            &auth.0.admin.username,
+            "user.create",
+            &body.username,
+            now,
+        )
+        .await
+        .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
-        changed(&state, &auth.0, &body.username, "user.create").await
+        pushed_view(&state, &auth.0, &body.username).await
     }
 
     /// One user.
@@ -500,7 +509,21 @@ async fn changed(
     db::audit(&state.db, &admin.admin.username, action, username, now())
         .await
         .map_err(ApiError::from)?;
-    push(state, username).await?;
+    pushed_view(state, admin, username).await
+}
+
+/// Pushes a changed user to the engine and answers with their view, reading their row once.
+async fn pushed_view(
+    state: &AppState,
+    admin: &AuthedAdmin,
+    username: &str,
+) -> ApiResult<Json<User>> {
     let row = visible(state, admin, username).await?;
+    let tags = db::inbound_tags_of_users(&state.db, &[row.id])
+        .await
+        .map_err(ApiError::from)?;
+    sync::apply_users(state, std::slice::from_ref(&row), &tags)
+        .await
+        .map_err(ApiError::Internal)?;
     Ok(Json(api_view(state, row).await?))
 }
