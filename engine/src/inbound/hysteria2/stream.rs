@@ -7,7 +7,7 @@ use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -32,37 +32,15 @@ const MAX_TCP_REQUEST: usize = 8 + MAX_ADDRESS_LEN + 8 + MAX_PADDING_LEN;
 impl Conn {
     /// The next chunk of stream `id`; `None` at its end.
     pub(super) async fn read_chunk(&self, id: StreamId) -> io::Result<Option<Bytes>> {
+        let mut got = None;
         poll_fn(|cx| {
-            if self.poll_lost() {
-                return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-            }
-            let mut q = self.quic.borrow_mut();
-            let mut stream = q.recv_stream(id);
-            let mut chunks = match stream.read(true) {
-                Ok(c) => c,
-                Err(ReadableError::ClosedStream) => return Poll::Ready(Ok(None)),
-                Err(e) => return Poll::Ready(Err(io::Error::other(e))),
-            };
-            let got = chunks.next(usize::MAX);
-            let transmit = chunks.finalize().should_transmit();
-            drop(q);
-            if transmit {
-                self.wake.notify();
-            }
-            match got {
-                Ok(Some(chunk)) => Poll::Ready(Ok(Some(chunk.bytes))),
-                Ok(None) => Poll::Ready(Ok(None)),
-                Err(ReadError::Blocked) => {
-                    self.park(cx, id, true);
-                    Poll::Pending
-                }
-                Err(ReadError::Reset(code)) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    format!("stream reset by the client ({code})"),
-                ))),
-            }
+            self.poll_chunks(cx, id, usize::MAX, &mut |chunk| {
+                got = Some(chunk);
+                0
+            })
         })
-        .await
+        .await?;
+        Ok(got)
     }
 
     /// Reads into `buf` as many of stream `id`'s chunks as fit (waiting while none has
@@ -74,52 +52,73 @@ impl Conn {
         id: StreamId,
         buf: &mut [u8],
     ) -> io::Result<Option<usize>> {
-        poll_fn(|cx| {
-            if self.poll_lost() {
-                return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-            }
-            let mut q = self.quic.borrow_mut();
-            let mut stream = q.recv_stream(id);
-            let mut chunks = match stream.read(true) {
-                Ok(c) => c,
-                Err(ReadableError::ClosedStream) => return Poll::Ready(Ok(None)),
-                Err(e) => return Poll::Ready(Err(io::Error::other(e))),
-            };
-            let mut n = 0;
-            let mut last = Err(ReadError::Blocked);
-            while n < buf.len() {
-                match chunks.next(buf.len() - n) {
-                    Ok(Some(chunk)) => {
-                        buf[n..n + chunk.bytes.len()].copy_from_slice(&chunk.bytes);
-                        n += chunk.bytes.len();
-                    }
-                    other => {
-                        last = other.map(|_| None::<()>);
-                        break;
-                    }
-                }
-            }
-            let transmit = chunks.finalize().should_transmit();
-            drop(q);
-            if transmit {
-                self.wake.notify();
-            }
-            if n > 0 {
-                return Poll::Ready(Ok(Some(n)));
-            }
-            match last {
-                Ok(_) => Poll::Ready(Ok(None)),
-                Err(ReadError::Blocked) => {
-                    self.park(cx, id, true);
-                    Poll::Pending
-                }
-                Err(ReadError::Reset(code)) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    format!("stream reset by the client ({code})"),
-                ))),
-            }
+        let mut n = 0;
+        let room = buf.len();
+        let more = poll_fn(|cx| {
+            self.poll_chunks(cx, id, room, &mut |chunk| {
+                buf[n..n + chunk.len()].copy_from_slice(&chunk);
+                n += chunk.len();
+                room - n
+            })
         })
-        .await
+        .await?;
+        Ok(more.then_some(n))
+    }
+
+    /// Hands `take` the chunks stream `id` holds, at most `room` bytes, parking the task while
+    /// it holds none. `take` answers how many more bytes it wants (0: no more). `Ok(true)` once
+    /// something was taken, `Ok(false)` at the stream's end; a reset or a lost connection is
+    /// an error only when nothing was taken.
+    fn poll_chunks(
+        &self,
+        cx: &mut Context<'_>,
+        id: StreamId,
+        mut room: usize,
+        take: &mut impl FnMut(Bytes) -> usize,
+    ) -> Poll<io::Result<bool>> {
+        if self.poll_lost() {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+        }
+        let mut q = self.quic.borrow_mut();
+        let mut stream = q.recv_stream(id);
+        let mut chunks = match stream.read(true) {
+            Ok(c) => c,
+            Err(ReadableError::ClosedStream) => return Poll::Ready(Ok(false)),
+            Err(e) => return Poll::Ready(Err(io::Error::other(e))),
+        };
+        let mut taken = false;
+        let mut last = Err(ReadError::Blocked);
+        while room > 0 {
+            match chunks.next(room) {
+                Ok(Some(chunk)) => {
+                    taken = true;
+                    room = take(chunk.bytes);
+                }
+                other => {
+                    last = other.map(|_| ());
+                    break;
+                }
+            }
+        }
+        let transmit = chunks.finalize().should_transmit();
+        drop(q);
+        if transmit {
+            self.wake.notify();
+        }
+        if taken {
+            return Poll::Ready(Ok(true));
+        }
+        match last {
+            Ok(()) => Poll::Ready(Ok(false)),
+            Err(ReadError::Blocked) => {
+                self.park(cx, id, true);
+                Poll::Pending
+            }
+            Err(ReadError::Reset(code)) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                format!("stream reset by the client ({code})"),
+            ))),
+        }
     }
 
     /// Writes all of `data` to stream `id`, waiting for flow control as needed.
