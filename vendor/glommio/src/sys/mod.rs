@@ -306,6 +306,10 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // PATCH(marzneshin): pairs with the fence the sleeper issues after `prepare_to_sleep`
+        // (which replaced a process-wide `membarrier`): either it sees what was queued
+        // before this call or this call sees that it sleeps.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)

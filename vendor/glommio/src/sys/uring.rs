@@ -37,7 +37,7 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
-        membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
+        DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
@@ -895,6 +895,21 @@ struct SleepableRing {
     in_kernel: usize,
 }
 
+/// PATCH(marzneshin): a ring whose completions do not interrupt the thread
+/// (`IORING_SETUP_COOP_TASKRUN`, Linux 5.19): they are posted at its next kernel
+/// transition, which an executor makes all the time, instead of through the signal path on
+/// every completion. Falls back to a plain ring on older kernels.
+fn sleepable_ring(entries: u32) -> io::Result<iou::IoUring> {
+    match iou::IoUring::new_with_flags(
+        entries,
+        iou::SetupFlags::COOP_TASKRUN,
+        iou::SetupFeatures::empty(),
+    ) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => iou::IoUring::new(entries),
+        other => other,
+    }
+}
+
 impl SleepableRing {
     fn new(
         size: usize,
@@ -904,7 +919,7 @@ impl SleepableRing {
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring: sleepable_ring(size as _)?,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1221,7 +1236,9 @@ pub(crate) struct Reactor {
     latency_ring: RefCell<SleepableRing>,
     poll_ring: RefCell<PollRing>,
 
-    latency_preemption_timeout_src: Cell<Option<Source>>,
+    // PATCH(marzneshin): the armed latency-ring timer and when it fires; kept across calls to
+    // `wait` while it is early enough, instead of cancelled and re-armed on every call.
+    latency_preemption_timeout_src: Cell<Option<(Source, Instant)>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1814,22 +1831,28 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // PATCH(marzneshin): a latency timer that already fired is done with; one still armed
+        // stays armed (an early wake-up is harmless: the loop comes back here). Cancelling
+        // and re-arming it on every call cost two ring operations per reactor turn.
+        let armed = self
+            .latency_preemption_timeout_src
+            .take()
+            .filter(|(src, _)| !src.has_result());
+        self.latency_preemption_timeout_src.set(armed);
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
+        // PATCH(marzneshin): the throughput timer fires after `ring_depth` completions; it is
+        // armed once and re-armed after it fires, not replaced on every call.
+        let throughput = self
+            .throughput_preemption_timeout_src
+            .take()
+            .filter(|src| !src.has_result());
+        self.throughput_preemption_timeout_src.set(Some(match throughput {
+            Some(src) => src,
+            None => main_ring.prepare_throughput_preemption_timer(
                 self.ring_depth() as u32,
                 self.eventfd_src.raw(),
             ),
-        ));
+        }));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1851,9 +1874,9 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                if self.arm_latency_timer(&mut lat_ring, dur) {
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1863,7 +1886,11 @@ impl Reactor {
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
             // details. This translates to `sys_membarrier()` /
             // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
+            //
+            // PATCH(marzneshin): a full fence here, paired with the one in
+            // `SleepNotifier::notify`, instead of `membarrier::heavy()`: the system call
+            // interrupted every CPU running one of our threads on every park.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
@@ -1880,9 +1907,9 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+            if self.arm_latency_timer(&mut lat_ring, preempt) {
+                flush_rings!(lat_ring, main_ring)?;
+            }
         }
 
         // A Note about `need_preempt`:
@@ -1893,6 +1920,25 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// PATCH(marzneshin): makes sure the latency ring flares within `dur`: keeps the armed
+    /// timer when it fires no later than that, otherwise replaces it. Returns whether a new
+    /// timer was queued.
+    fn arm_latency_timer(&self, lat_ring: &mut SleepableRing, dur: Duration) -> bool {
+        let due = Instant::now() + dur;
+        match self.latency_preemption_timeout_src.take() {
+            Some((src, at)) if at <= due => {
+                self.latency_preemption_timeout_src.set(Some((src, at)));
+                false
+            }
+            old => {
+                drop(old);
+                let src = lat_ring.prepare_latency_preemption_timer(dur);
+                self.latency_preemption_timeout_src.set(Some((src, due)));
+                true
+            }
+        }
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
