@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{InboundShared, WorkerCtx};
+use super::{InboundShared, Unit, WorkerCtx};
 use crate::outbound;
 use crate::runtime::{self, UdpSocket};
 use crate::users::UserRecord;
@@ -93,16 +93,14 @@ pub(crate) async fn read_active<R: AsyncRead + Unpin>(
 /// Runs a TCP relay until it ends or `idle` passes with no relayed byte in either direction
 /// (`activity` is stamped by the relay halves); dropping the relay then closes both sockets.
 /// One timer per connection that re-arms only when it fires, instead of a socket read timeout
-/// that sets and cancels a timer around every read.
-pub(crate) async fn until_idle<T>(
-    relay: impl std::future::Future<Output = T>,
-    activity: &Cell<Instant>,
+/// that sets and cancels a timer around every read. Not an `async fn`, so that the relay's
+/// future is stored once (see [`super::until_closed`]).
+pub(crate) fn until_idle<'a, T: 'a>(
+    relay: impl std::future::Future<Output = T> + 'a,
+    activity: &'a Cell<Instant>,
     idle: Duration,
-) {
-    let relay = async {
-        relay.await;
-    };
-    futures_lite::future::or(relay, idle_watchdog(activity, idle)).await
+) -> impl std::future::Future<Output = ()> + 'a {
+    futures_lite::future::or(Unit::new(relay, ()), idle_watchdog(activity, idle))
 }
 
 async fn idle_watchdog(activity: &Cell<Instant>, idle: Duration) {

@@ -87,10 +87,13 @@ pub(crate) async fn serve_tcp(
     inbound: Arc<InboundShared>,
     listener: TcpListener,
 ) {
-    super::accept_loop(ctx, inbound, listener, |ctx, inbound, stream| async move {
-        until_closed(&ctx, &inbound, None, handle_tcp(&ctx, &inbound, stream)).await;
-    })
-    .await;
+    super::accept_loop(ctx, inbound, listener, connection).await;
+}
+
+/// One accepted connection from start to end: the future each connection's task holds for as
+/// long as it is open (kept small: see `inbound::tests`).
+pub(crate) async fn connection(ctx: Rc<WorkerCtx>, inbound: Arc<InboundShared>, stream: TcpStream) {
+    until_closed(&ctx, &inbound, None, handle_tcp(&ctx, &inbound, stream)).await;
 }
 
 async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStream) {

@@ -30,10 +30,13 @@ pub(crate) async fn serve_tcp(
     inbound: Arc<InboundShared>,
     listener: TcpListener,
 ) {
-    super::accept_loop(ctx, inbound, listener, |ctx, inbound, stream| async move {
-        until_closed(&ctx, &inbound, None, handle(&ctx, &inbound, stream)).await;
-    })
-    .await;
+    super::accept_loop(ctx, inbound, listener, connection).await;
+}
+
+/// One accepted connection from start to end: the future each connection's task holds for as
+/// long as it is open (kept small: see `inbound::tests`).
+pub(crate) async fn connection(ctx: Rc<WorkerCtx>, inbound: Arc<InboundShared>, stream: TcpStream) {
+    until_closed(&ctx, &inbound, None, handle(&ctx, &inbound, stream)).await;
 }
 
 async fn handle(ctx: &Rc<WorkerCtx>, ib: &Arc<InboundShared>, stream: TcpStream) {
@@ -75,7 +78,9 @@ async fn handle(ctx: &Rc<WorkerCtx>, ib: &Arc<InboundShared>, stream: TcpStream)
     match &ib.kind {
         InboundKind::Vless(v) => super::vless::handle(&conn, v, client).await,
         InboundKind::Trojan(t) => super::trojan::handle(&conn, t, client).await,
-        InboundKind::Vmess(v) => super::vmess::handle(&conn, v, client).await,
+        // Boxed: VMess's state (two body ciphers and the chunk codecs) is several times the
+        // others', and every connection's task would otherwise be sized for it.
+        InboundKind::Vmess(v) => Box::pin(super::vmess::handle(&conn, v, client)).await,
         InboundKind::Shadowsocks(_) => unreachable!("served by inbound::shadowsocks"),
         InboundKind::Hysteria2(_) => unreachable!("served by inbound::hysteria2"),
     }
