@@ -974,6 +974,8 @@ impl SleepableRing {
     /// CQEs are available on the main ring. This timer is linked with a write
     /// to the latency ring's event fd such that this timer triggers a
     /// preemption via the latency ring.
+    // PATCH(marzneshin): no longer called (see `Reactor::wait`).
+    #[allow(dead_code)]
     fn prepare_throughput_preemption_timer(&mut self, min_events: u32, event_fd: RawFd) -> Source {
         assert!(min_events >= 1, "min_events should be at least 1");
         let timer_source = Source::new(
@@ -1239,6 +1241,8 @@ pub(crate) struct Reactor {
     // PATCH(marzneshin): the armed latency-ring timer and when it fires; kept across calls to
     // `wait` while it is early enough, instead of cancelled and re-armed on every call.
     latency_preemption_timeout_src: Cell<Option<(Source, Instant)>>,
+    // PATCH(marzneshin): no longer armed (see `Reactor::wait`).
+    #[allow(dead_code)]
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1840,19 +1844,13 @@ impl Reactor {
             .filter(|(src, _)| !src.has_result());
         self.latency_preemption_timeout_src.set(armed);
 
-        // PATCH(marzneshin): the throughput timer fires after `ring_depth` completions; it is
-        // armed once and re-armed after it fires, not replaced on every call.
-        let throughput = self
-            .throughput_preemption_timeout_src
-            .take()
-            .filter(|src| !src.has_result());
-        self.throughput_preemption_timeout_src.set(Some(match throughput {
-            Some(src) => src,
-            None => main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        }));
+        // PATCH(marzneshin): no throughput preemption timer. Upstream replaced it on every
+        // call (an io_uring `TIMEOUT` counting `ring_depth` completions, linked to an eventfd
+        // `WRITE`, plus the cancellation of the previous one): three ring operations per
+        // reactor turn, so that a task queue is preempted when much I/O completes while it
+        // runs. Kept armed instead, it turns into a periodic extra wake-up that showed in
+        // round-trip tails. Preemption between task queues still comes from the latency
+        // ring's timer; the engine runs one task queue per executor.
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
