@@ -160,7 +160,7 @@ async fn check_bearer(req: &poem::Request, bearer: Bearer) -> poem::Result<Authe
     )
     .map_err(|_| unauthorized("invalid or expired token"))?
     .claims;
-    let admin = db::admin_by_name(&state.db, &claims.sub)
+    let (admin, services) = db::admin_with_services(&state.db, &claims.sub)
         .await
         .map_err(|e| {
             poem::Error::from_string(e.to_string(), poem::http::StatusCode::INTERNAL_SERVER_ERROR)
@@ -169,9 +169,6 @@ async fn check_bearer(req: &poem::Request, bearer: Bearer) -> poem::Result<Authe
     if !admin.enabled || admin.password_changed_at != claims.pwd {
         return Err(unauthorized("invalid or expired token"));
     }
-    let services = db::admin_services(&state.db, admin.id).await.map_err(|e| {
-        poem::Error::from_string(e.to_string(), poem::http::StatusCode::INTERNAL_SERVER_ERROR)
-    })?;
     Ok(AuthedAdmin { admin, services })
 }
 

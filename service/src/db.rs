@@ -224,6 +224,29 @@ pub async fn admin_count(db: &Db) -> Result<i64, sqlx::Error> {
         .try_get("n")
 }
 
+/// An admin by name with the services they may use, in one query (every API request
+/// authenticates with it).
+pub async fn admin_with_services(
+    db: &Db,
+    username: &str,
+) -> Result<Option<(AdminRow, Vec<i64>)>, sqlx::Error> {
+    let q = format!(
+        "SELECT {ADMIN_COLS}, s.service_id FROM admins \
+         LEFT JOIN admins_services s ON s.admin_id = admins.id \
+         WHERE username = $1 ORDER BY s.service_id"
+    );
+    let rows = sqlx::query(&q).bind(username).fetch_all(&db.pool).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let services = rows
+        .iter()
+        .map(|r| r.try_get::<Option<i64>, _>("service_id"))
+        .filter_map(Result::transpose)
+        .collect::<Result<_, _>>()?;
+    Ok(Some((AdminRow::from_row(first)?, services)))
+}
+
 /// Services an admin may use.
 pub async fn admin_services(db: &Db, admin_id: i64) -> Result<Vec<i64>, sqlx::Error> {
     let rows = sqlx::query(
