@@ -233,6 +233,7 @@ mod tests {
                 client: "test".into(),
                 marzneshin: hy2_ours,
                 peers: vec![shoes],
+                cipher: None,
                 targets: Some(Vec::new()),
             }],
         )

@@ -237,6 +237,30 @@ pub struct CipherCost {
     pub one_pass_cpu_s_per_gib: f64,
 }
 
+impl CipherCost {
+    /// The cost of sealing and then opening `bytes` in `chunk`-byte chunks, from the CPU time
+    /// both took.
+    pub fn from_seal_open(bytes: u64, chunk: usize, cpu: std::time::Duration) -> CipherCost {
+        let per_gib = cpu.as_secs_f64() / (bytes as f64 / (1u64 << 30) as f64);
+        CipherCost {
+            bytes,
+            chunk,
+            seal_open_cpu_s_per_gib: per_gib,
+            one_pass_cpu_s_per_gib: per_gib / 2.0,
+        }
+    }
+
+    /// A payload carried in the clear: no cipher.
+    pub fn none() -> CipherCost {
+        CipherCost {
+            bytes: 0,
+            chunk: 0,
+            seal_open_cpu_s_per_gib: 0.0,
+            one_pass_cpu_s_per_gib: 0.0,
+        }
+    }
+}
+
 /// The scenarios a target applies to.
 #[derive(Clone, Copy, Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -298,7 +322,8 @@ pub struct MethodReport {
 /// load generator's bytes reach each server the same way, through the same client.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProtocolReport {
-    /// Protocol name, as `--protocols` spells it (`vless`, `vmess`, `trojan`, `hysteria2`).
+    /// Protocol name, as `--protocols` spells it (`vless`, `vless-tls`, `vmess`, `trojan`,
+    /// `hysteria2`).
     pub protocol: String,
     /// How it was carried (transport, cipher), for the table's heading.
     pub setup: String,
@@ -308,8 +333,13 @@ pub struct ProtocolReport {
     pub marzneshin: ServerReport,
     /// The peer servers; each one that could not run says why.
     pub peers: Vec<ServerReport>,
-    /// Targets checked, where an issue states one for this protocol (Hysteria2); `None` where
-    /// none is stated, so only ratios are reported. Empty when a figure is missing.
+    /// The cipher's own cost (one pass, in process) for the floor columns: the floor is the
+    /// run's plain relay plus this. `None` for a protocol without a floor (Hysteria2: its
+    /// client, not a relay, sets the wire format).
+    pub cipher: Option<Outcome<CipherCost>>,
+    /// Targets checked, where an issue states them (issue 5 for VLESS, VMess and Trojan,
+    /// issue 7 for Hysteria2); `None` where none is stated, so only ratios are reported.
+    /// Empty when a figure is missing.
     pub targets: Option<Vec<TargetCheck>>,
 }
 
@@ -318,6 +348,7 @@ impl ProtocolReport {
     pub fn title(&self) -> &str {
         match self.protocol.as_str() {
             "vless" => "VLESS",
+            "vless-tls" => "VLESS-TLS",
             "vmess" => "VMess",
             "trojan" => "Trojan",
             "hysteria2" => "Hysteria2",
@@ -605,11 +636,15 @@ impl Report {
         let _ = writeln!(md, "### {}\n", p.protocol);
         let _ = writeln!(md, "{}.\n", p.setup);
         let _ = writeln!(md, "Client (the same for every server): `{}`\n", p.client);
+        let floor = p.cipher.as_ref().map(|cipher| Floor {
+            relay: &self.floor,
+            cipher: cipher.get().map(|c| c.one_pass_cpu_s_per_gib),
+        });
         let table = ServerTable {
             streams: self.parallel_streams,
             ours: &p.marzneshin,
             peers: &p.peers,
-            floor: None,
+            floor,
             new_connection: p.new_connection(),
         };
         table.write(md);
@@ -617,7 +652,7 @@ impl Report {
     }
 }
 
-/// The floor columns of a Shadowsocks table: the plain relay and the cipher's own cost.
+/// The floor columns of a table: the plain relay and the cipher's own cost.
 struct Floor<'a> {
     relay: &'a ServerReport,
     /// CPU-s/GiB of one AEAD pass.
@@ -876,9 +911,23 @@ mod tests {
             client: "sing-box".into(),
             marzneshin: upload("marzneshin trojan", 1.0),
             peers: vec![upload("sing-box trojan", 2.0), trojan_gfw],
+            cipher: None,
             targets: None,
         };
-        let md = Report::test_run(floor, vec![method], vec![trojan]).markdown();
+        let vmess = ProtocolReport {
+            protocol: "vmess".into(),
+            setup: "VMess".into(),
+            client: "sing-box".into(),
+            marzneshin: upload("marzneshin vmess", 0.8),
+            peers: vec![upload("shoes vmess", 1.0)],
+            cipher: Some(Outcome::Measured(CipherCost::from_seal_open(
+                1 << 30,
+                16384,
+                std::time::Duration::from_millis(200),
+            ))),
+            targets: None,
+        };
+        let md = Report::test_run(floor, vec![method], vec![trojan, vmess]).markdown();
         // Shadowsocks: the floor columns and the ratio to the best peer.
         assert!(md.contains(
             "| CPU-s/GiB, upload, 1 stream | 0.500 | n/a | n/a | 2.000 | 1.000 | 0.50 | n/a |"
@@ -891,6 +940,15 @@ mod tests {
         // figure failed, so the row stays, with "n/a".
         assert!(md.contains("| RSS per idle connection (0 open), KiB | n/a | n/a | n/a | n/a |"));
         assert!(!md.contains("round trip"));
+        // VMess: the run's floor, the AEAD's one pass (0.2 s per GiB for seal and open), their
+        // sum, and our ratio to it.
+        assert!(md.contains(
+            "| metric | floor (plain relay) | cipher (1 pass) | floor + cipher | shoes | \
+             marzneshin | ours / best peer | ours / (floor + cipher) |"
+        ));
+        assert!(md.contains(
+            "| CPU-s/GiB, upload, 1 stream | 0.500 | 0.100 | 0.600 | 1.000 | 0.800 | 0.80 | 1.33 |"
+        ));
     }
 
     #[test]

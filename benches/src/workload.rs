@@ -235,3 +235,44 @@ pub fn cipher_cost(method: Method, password: &str, bytes: u64, chunk: usize) -> 
     // Scale to exactly `bytes` when the chunk does not divide it.
     Ok(cpu.mul_f64(bytes as f64 / (rounds * chunk as u64) as f64))
 }
+
+/// CPU time of sealing then opening `bytes` in `chunk`-byte chunks in place with `algorithm`,
+/// in this thread: the AEAD's own cost under a protocol that frames it (VMess's body chunks,
+/// TLS records), without the framing.
+pub fn aead_cost(
+    algorithm: &'static ring::aead::Algorithm,
+    bytes: u64,
+    chunk: usize,
+) -> Result<Duration> {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
+    let key_bytes = vec![0x42u8; algorithm.key_len()];
+    let key = LessSafeKey::new(
+        UnboundKey::new(algorithm, &key_bytes).map_err(|_| anyhow::anyhow!("AEAD key"))?,
+    );
+    let nonce = |i: u64| {
+        let mut n = [0u8; NONCE_LEN];
+        n[NONCE_LEN - 8..].copy_from_slice(&i.to_be_bytes());
+        Nonce::assume_unique_for_key(n)
+    };
+    let mut buf = vec![0u8; chunk + algorithm.tag_len()];
+    TestPattern::get().fill(0, &mut buf[..chunk]);
+    let rounds = bytes.div_ceil(chunk as u64);
+    let started = thread_cpu();
+    for i in 0..rounds {
+        let (data, tag_room) = buf.split_at_mut(chunk);
+        let tag = key
+            .seal_in_place_separate_tag(nonce(i), Aad::empty(), data)
+            .map_err(|_| anyhow::anyhow!("seal"))?;
+        tag_room.copy_from_slice(tag.as_ref());
+        let opened = key
+            .open_in_place(nonce(i), Aad::empty(), &mut buf)
+            .map_err(|_| anyhow::anyhow!("AEAD round trip {i} did not authenticate"))?;
+        ensure!(opened.len() == chunk, "AEAD round trip changed the length");
+    }
+    let cpu = thread_cpu() - started;
+    ensure!(
+        TestPattern::get().matches(0, &buf[..chunk]),
+        "AEAD round trip changed the bytes"
+    );
+    Ok(cpu.mul_f64(bytes as f64 / (rounds * chunk as u64) as f64))
+}

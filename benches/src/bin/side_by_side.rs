@@ -92,7 +92,14 @@ struct Args {
     marzneshin: Option<PathBuf>,
 }
 
-const PROTOCOLS: [&str; 5] = ["shadowsocks", "vless", "vmess", "trojan", "hysteria2"];
+const PROTOCOLS: [&str; 6] = [
+    "shadowsocks",
+    "vless",
+    "vless-tls",
+    "vmess",
+    "trojan",
+    "hysteria2",
+];
 
 const SCENARIOS: [&str; 6] = [
     "idle",
@@ -306,8 +313,11 @@ fn run(args: Args) -> Result<bool> {
     }
 
     // The floor: a plain relay in front of the target.
-    let floor = if !shadowsocks {
-        ServerReport::skipped("floor (plain relay)", "shadowsocks not in --protocols")
+    let floor = if !shadowsocks && !proxied.iter().any(|p| p.floor().is_some()) {
+        ServerReport::skipped(
+            "floor (plain relay)",
+            "no protocol in --protocols has a floor (Hysteria2 has none)",
+        )
     } else if !wanted("floor") {
         ServerReport::skipped("floor (plain relay)", "not in --servers")
     } else {
@@ -338,15 +348,8 @@ fn run(args: Args) -> Result<bool> {
         eprintln!("[{method}] cipher cost in process");
         let chunk = method.max_chunk_payload().min(16 * 1024);
         let cipher = Outcome::from_result(
-            workload::cipher_cost(method, &password, plan.cipher_bytes, chunk).map(|cpu| {
-                let per_gib = cpu.as_secs_f64() / (plan.cipher_bytes as f64 / GIB);
-                CipherCost {
-                    bytes: plan.cipher_bytes,
-                    chunk,
-                    seal_open_cpu_s_per_gib: per_gib,
-                    one_pass_cpu_s_per_gib: per_gib / 2.0,
-                }
-            }),
+            workload::cipher_cost(method, &password, plan.cipher_bytes, chunk)
+                .map(|cpu| CipherCost::from_seal_open(plan.cipher_bytes, chunk, cpu)),
         );
         let key = Key::from_password(method, &password)?;
         let endpoint = |listen: SocketAddr| Endpoint::Shadowsocks {
@@ -429,6 +432,7 @@ fn run(args: Args) -> Result<bool> {
         let setup = ProxiedSetup {
             dir,
             plan: &plan,
+            floor: &floor,
             idle: proxied_idle,
             target: target.addr(),
             client,
@@ -512,6 +516,8 @@ const USER_PASSWORD: &str = "side-by-side-password";
 enum Proxied {
     /// VLESS over plain TCP, no flow.
     Vless,
+    /// VLESS over TLS, no flow.
+    VlessTls,
     /// VMess AEAD (alterId 0) over plain TCP, body security aes-128-gcm.
     Vmess,
     /// Trojan over TLS.
@@ -521,17 +527,19 @@ enum Proxied {
 }
 
 impl Proxied {
-    const ALL: [Proxied; 4] = [
+    const ALL: [Proxied; 5] = [
         Proxied::Vless,
+        Proxied::VlessTls,
         Proxied::Vmess,
         Proxied::Trojan,
         Proxied::Hysteria2,
     ];
 
-    /// The name `--protocols`, the engine's config and sing-box use.
+    /// The name `--protocols`, file names and the report use.
     fn name(self) -> &'static str {
         match self {
             Proxied::Vless => "vless",
+            Proxied::VlessTls => "vless-tls",
             Proxied::Vmess => "vmess",
             Proxied::Trojan => "trojan",
             Proxied::Hysteria2 => "hysteria2",
@@ -542,6 +550,30 @@ impl Proxied {
         Proxied::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// The protocol's name in the engine's, sing-box's and v2ray's configurations.
+    fn wire(self) -> &'static str {
+        match self {
+            Proxied::VlessTls => "vless",
+            other => other.name(),
+        }
+    }
+
+    /// What the floor's cipher column holds for it: the AEAD a server runs over the payload
+    /// (VMess's body cipher, or the TLS record cipher the sing-box client negotiates: Go
+    /// prefers AES-128-GCM on machines with AES instructions), with its chunk size; `None`
+    /// for a payload carried in the clear (plain VLESS), and no floor at all for Hysteria2,
+    /// whose client, not a relay, sets the wire format.
+    fn floor(self) -> Option<Option<(&'static ring::aead::Algorithm, usize)>> {
+        match self {
+            Proxied::Vless => Some(None),
+            // VMess chunks carry at most 16 KiB; TLS records at most 16 KiB of plaintext.
+            Proxied::VlessTls | Proxied::Vmess | Proxied::Trojan => {
+                Some(Some((&ring::aead::AES_128_GCM, 16 * 1024)))
+            }
+            Proxied::Hysteria2 => None,
+        }
+    }
+
     /// Whether it runs over QUIC (the server listens on UDP, and the load generator's
     /// connections are streams of one QUIC connection).
     fn quic(self) -> bool {
@@ -550,13 +582,20 @@ impl Proxied {
 
     /// Whether the servers need the certificate.
     fn tls(self) -> bool {
-        matches!(self, Proxied::Trojan | Proxied::Hysteria2)
+        matches!(
+            self,
+            Proxied::VlessTls | Proxied::Trojan | Proxied::Hysteria2
+        )
     }
 
     /// How the servers are set up, for the table.
     fn setup(self) -> &'static str {
         match self {
             Proxied::Vless => "VLESS over plain TCP, no flow, one user",
+            Proxied::VlessTls => {
+                "VLESS over TLS (the same self-signed ECDSA P-256 certificate for every \
+                 server), no flow, one user"
+            }
             Proxied::Vmess => {
                 "VMess AEAD (alterId 0) over plain TCP, body security aes-128-gcm, one user"
             }
@@ -586,6 +625,11 @@ impl Proxied {
         };
         match self {
             Proxied::Vless => serde_json::json!({ "type": "vless", "uuid": USER_ID }),
+            Proxied::VlessTls => serde_json::json!({
+                "type": "vless",
+                "uuid": USER_ID,
+                "tls": tls(None),
+            }),
             Proxied::Vmess => serde_json::json!({
                 "type": "vmess",
                 "uuid": USER_ID,
@@ -609,7 +653,7 @@ impl Proxied {
     /// Our engine's inbound.
     fn our_inbound(self, listen: SocketAddr, tls: Option<&TlsFiles>) -> Result<serde_json::Value> {
         let settings = match self {
-            Proxied::Vless | Proxied::Vmess => {
+            Proxied::Vless | Proxied::VlessTls | Proxied::Vmess => {
                 serde_json::json!({ "users": [{ "name": "bench", "id": USER_ID }] })
             }
             Proxied::Trojan | Proxied::Hysteria2 => {
@@ -620,7 +664,7 @@ impl Proxied {
             "tag": "bench",
             "listen": listen.to_string(),
             "network": [if self.quic() { "udp" } else { "tcp" }],
-            "protocol": self.name(),
+            "protocol": self.wire(),
             "settings": settings,
         });
         if self.tls() {
@@ -639,6 +683,8 @@ struct ProxiedSetup<'a> {
     /// The output directory (absolute): configs and logs.
     dir: PathBuf,
     plan: &'a Plan,
+    /// The run's plain relay, for the floor columns and the targets.
+    floor: &'a ServerReport,
     /// Idle connections to open (over TCP), fitted to the open-file limit.
     idle: usize,
     target: SocketAddr,
@@ -715,20 +761,36 @@ impl ProxiedSetup<'_> {
         };
         let client = match self.client {
             Ok(program) => format!(
-                "taskset -c {CLIENT_CPU} {} run -c {p}-client-SERVER.json (socks inbound, {p} \
-                 outbound)",
-                program.display()
+                "taskset -c {CLIENT_CPU} {} run -c {p}-client-SERVER.json (socks inbound, {} \
+                 outbound{})",
+                program.display(),
+                protocol.wire(),
+                if protocol.tls() { " over TLS" } else { "" }
             ),
             Err(why) => why.clone(),
         };
-        // Issue 7 states a target for Hysteria2; no issue states one for the others.
-        let targets = protocol
-            .quic()
-            .then(|| check_peer_targets(&ours, &peer_reports, plan.streams));
+        let cipher = protocol.floor().map(|aead| {
+            let bytes = self.plan.cipher_bytes;
+            Outcome::from_result(match aead {
+                None => Ok(CipherCost::none()),
+                Some((algorithm, chunk)) => {
+                    eprintln!("[{p}] cipher cost in process");
+                    workload::aead_cost(algorithm, bytes, chunk)
+                        .map(|cpu| CipherCost::from_seal_open(bytes, chunk, cpu))
+                }
+            })
+        });
+        // Issue 5's targets for VLESS, VMess and Trojan are Shadowsocks' (against the best
+        // peer or the floor); issue 7's for Hysteria2 are against the best peer alone.
+        let targets = Some(match &cipher {
+            Some(c) => check_targets(self.floor, c, &ours, &peer_reports, plan.streams),
+            None => check_peer_targets(&ours, &peer_reports, plan.streams),
+        });
         Ok(ProtocolReport {
             protocol: p.to_owned(),
             setup: protocol.setup().to_owned(),
             client,
+            cipher,
             targets,
             marzneshin: ours,
             peers: peer_reports,
@@ -1137,6 +1199,7 @@ impl Peer {
         dir: &Path,
     ) -> Result<Vec<String>> {
         let what = protocol.name();
+        let wire = protocol.wire();
         let tls = if protocol.tls() {
             Some(tls.context("no certificate for a TLS server")?)
         } else {
@@ -1148,12 +1211,14 @@ impl Peer {
         Ok(match self {
             Peer::SingBox => {
                 let mut inbound = serde_json::json!({
-                    "type": what,
+                    "type": wire,
                     "listen": listen.ip().to_string(),
                     "listen_port": listen.port(),
                 });
                 inbound["users"] = match protocol {
-                    Proxied::Vless => serde_json::json!([{ "name": "bench", "uuid": USER_ID }]),
+                    Proxied::Vless | Proxied::VlessTls => {
+                        serde_json::json!([{ "name": "bench", "uuid": USER_ID }])
+                    }
                     Proxied::Vmess => serde_json::json!([
                         { "name": "bench", "uuid": USER_ID, "alterId": 0 }
                     ]),
@@ -1175,7 +1240,7 @@ impl Peer {
             }
             Peer::V2ray => {
                 let settings = match protocol {
-                    Proxied::Vless => serde_json::json!({
+                    Proxied::Vless | Proxied::VlessTls => serde_json::json!({
                         "clients": [{ "id": USER_ID }],
                         "decryption": "none",
                     }),
@@ -1190,7 +1255,7 @@ impl Peer {
                 let mut inbound = serde_json::json!({
                     "listen": listen.ip().to_string(),
                     "port": listen.port(),
-                    "protocol": what,
+                    "protocol": wire,
                     "settings": settings,
                 });
                 if tls.is_some() {
@@ -1206,7 +1271,9 @@ impl Peer {
             }
             Peer::Shoes => {
                 let inner = match protocol {
-                    Proxied::Vless => serde_json::json!({ "type": "vless", "user_id": USER_ID }),
+                    Proxied::Vless | Proxied::VlessTls => {
+                        serde_json::json!({ "type": "vless", "user_id": USER_ID })
+                    }
                     Proxied::Vmess => serde_json::json!({
                         "type": "vmess",
                         "cipher": "aes-128-gcm",
@@ -1227,7 +1294,7 @@ impl Peer {
                         "protocol": inner,
                     }),
                     // TLS for any server name.
-                    Proxied::Trojan => serde_json::json!({
+                    Proxied::VlessTls | Proxied::Trojan => serde_json::json!({
                         "address": listen.to_string(),
                         "protocol": {
                             "type": "tls",
