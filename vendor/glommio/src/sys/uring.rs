@@ -970,50 +970,7 @@ impl SleepableRing {
         source
     }
 
-    /// This function prepares a timer that fires only after a given number of
-    /// CQEs are available on the main ring. This timer is linked with a write
-    /// to the latency ring's event fd such that this timer triggers a
-    /// preemption via the latency ring.
-    // PATCH(marzneshin): no longer called (see `Reactor::wait`).
-    #[allow(dead_code)]
-    fn prepare_throughput_preemption_timer(&mut self, min_events: u32, event_fd: RawFd) -> Source {
-        assert!(min_events >= 1, "min_events should be at least 1");
-        let timer_source = Source::new(
-            IoRequirements::default(),
-            -1,
-            SourceType::Timeout(TimeSpec64::MAX, min_events),
-            None,
-            None,
-        );
-
-        const EVENTFD_WAKEUP: &[u64; 1] = &[1u64; 1];
-        let write_op = UringDescriptor {
-            fd: event_fd,
-            flags: SubmissionFlags::empty(),
-            user_data: 0,
-            args: UringOpDescriptor::Write(EVENTFD_WAKEUP as *const u64 as _, 8, 0),
-        };
-
-        let op = match &*timer_source.source_type() {
-            SourceType::Timeout(ts, events) => {
-                UringOpDescriptor::Timeout(&ts.raw as *const _, *events)
-            }
-            _ => unreachable!(),
-        };
-        let queue = self.submission_queue();
-        queue.borrow_mut().submissions.push_front(write_op);
-        queue.borrow_mut().submissions.push_front(UringDescriptor {
-            args: op,
-            fd: -1,
-            flags: SubmissionFlags::IO_LINK,
-            user_data: to_user_data(
-                self.source_map
-                    .borrow_mut()
-                    .add_source(&timer_source, queue.clone()),
-            ),
-        });
-        timer_source
-    }
+    // PATCH(marzneshin): `prepare_throughput_preemption_timer` removed (see `Reactor::wait`).
 
     fn install_eventfd(&mut self, eventfd_src: &Source) -> bool {
         if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
@@ -1241,9 +1198,7 @@ pub(crate) struct Reactor {
     // PATCH(marzneshin): the armed latency-ring timer and when it fires; kept across calls to
     // `wait` while it is early enough, instead of cancelled and re-armed on every call.
     latency_preemption_timeout_src: Cell<Option<(Source, Instant)>>,
-    // PATCH(marzneshin): no longer armed (see `Reactor::wait`).
-    #[allow(dead_code)]
-    throughput_preemption_timeout_src: Cell<Option<Source>>,
+    // PATCH(marzneshin): `throughput_preemption_timeout_src` removed (see `Reactor::wait`).
 
     link_fd: RawFd,
 
@@ -1374,7 +1329,6 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
