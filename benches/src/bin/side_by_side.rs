@@ -558,18 +558,16 @@ impl Proxied {
         }
     }
 
-    /// What the floor's cipher column holds for it: the AEAD a server runs over the payload
-    /// (VMess's body cipher, or the TLS record cipher the sing-box client negotiates: Go
-    /// prefers AES-128-GCM on machines with AES instructions), with its chunk size; `None`
-    /// for a payload carried in the clear (plain VLESS), and no floor at all for Hysteria2,
-    /// whose client, not a relay, sets the wire format.
-    fn floor(self) -> Option<Option<(&'static ring::aead::Algorithm, usize)>> {
+    /// What the floor's cipher column holds for it; `None` for Hysteria2, whose client, not a
+    /// relay, sets the wire format, so it has no floor.
+    fn floor(self) -> Option<FloorCipher> {
         match self {
-            Proxied::Vless => Some(None),
+            Proxied::Vless => Some(FloorCipher::Clear),
             // VMess chunks carry at most 16 KiB; TLS records at most 16 KiB of plaintext.
-            Proxied::VlessTls | Proxied::Vmess | Proxied::Trojan => {
-                Some(Some((&ring::aead::AES_128_GCM, 16 * 1024)))
-            }
+            Proxied::VlessTls | Proxied::Vmess | Proxied::Trojan => Some(FloorCipher::Aead {
+                algorithm: &ring::aead::AES_128_GCM,
+                chunk: 16 * 1024,
+            }),
             Proxied::Hysteria2 => None,
         }
     }
@@ -678,6 +676,20 @@ impl Proxied {
     }
 }
 
+/// The cipher part of a proxied protocol's floor.
+#[derive(Clone, Copy)]
+enum FloorCipher {
+    /// The payload is carried in the clear (plain VLESS).
+    Clear,
+    /// The AEAD a server runs over the payload, in chunks of `chunk` bytes: VMess's body
+    /// cipher, or the TLS record cipher the sing-box client negotiates (Go prefers
+    /// AES-128-GCM on machines with AES instructions).
+    Aead {
+        algorithm: &'static ring::aead::Algorithm,
+        chunk: usize,
+    },
+}
+
 /// What every proxied protocol's run shares.
 struct ProxiedSetup<'a> {
     /// The output directory (absolute): configs and logs.
@@ -772,8 +784,8 @@ impl ProxiedSetup<'_> {
         let cipher = protocol.floor().map(|aead| {
             let bytes = self.plan.cipher_bytes;
             Outcome::from_result(match aead {
-                None => Ok(CipherCost::none()),
-                Some((algorithm, chunk)) => {
+                FloorCipher::Clear => Ok(CipherCost::none()),
+                FloorCipher::Aead { algorithm, chunk } => {
                     eprintln!("[{p}] cipher cost in process");
                     workload::aead_cost(algorithm, bytes, chunk)
                         .map(|cpu| CipherCost::from_seal_open(bytes, chunk, cpu))
