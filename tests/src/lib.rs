@@ -42,27 +42,40 @@ pub fn peer(name: &str) -> PathBuf {
 pub struct ChildGuard {
     child: Child,
     name: String,
+    log: PathBuf,
 }
 
 impl ChildGuard {
-    /// Spawns `cmd` with output captured to a temporary log file (shown if it dies early).
+    /// Spawns `cmd` with its stdout and stderr captured to a temporary log file, shown if the
+    /// process dies early.
     pub fn spawn(name: &str, cmd: &mut Command) -> ChildGuard {
+        let log = temp_file(&format!("{name}.log"), "");
+        let out = std::fs::File::create(&log).expect("create the child's log file");
+        let err = out.try_clone().expect("clone the child's log file");
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         ChildGuard {
             child,
             name: name.to_owned(),
+            log,
         }
     }
 
-    /// Panics if the process has exited.
+    /// Panics, with the end of the process's output, if the process has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited early: {status}", self.name);
+            let log = std::fs::read(&self.log).unwrap_or_default();
+            let tail = &log[log.len().saturating_sub(4096)..];
+            panic!(
+                "{} exited early: {status}; its output ({}):\n{}",
+                self.name,
+                self.log.display(),
+                String::from_utf8_lossy(tail)
+            );
         }
     }
 }
@@ -74,11 +87,32 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A free loopback TCP and UDP port (best effort: bound then released).
+/// A free loopback TCP and UDP port, for a child process to bind.
+///
+/// The port is drawn at random from below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), so that no outgoing connection and no `bind(0)` of a
+/// concurrently running test can take it between this check and the child's own bind. Only
+/// another caller of this function can, and it draws from some 20 000 ports.
 pub fn free_port() -> u16 {
+    let lowest_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if lowest_ephemeral > 11_024 {
+        (
+            lowest_ephemeral.min(32768) - 20_000,
+            lowest_ephemeral.min(32768),
+        )
+    } else {
+        // An unusual range: fall back to ports above the default ephemeral range.
+        (61_000, 65_535)
+    };
+    let mut rng = rand::thread_rng();
     loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
+        let port = rand::Rng::gen_range(&mut rng, low..high);
+        let Ok(_tcp) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
         if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
