@@ -330,6 +330,39 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Poll::Pending
     }
 
+    // PATCH(marzneshin): readiness without I/O, for callers that move the bytes themselves
+    // (the engine's splice relay). A completed poll is consumed and reported ready; otherwise
+    // a poll is armed (or the pending one kept) and the waker registered. Readiness may be
+    // stale: the caller retries its non-blocking operation and comes back on `EAGAIN`.
+    pub(crate) fn poll_read_ready(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        let reactor = self.reactor.upgrade().unwrap();
+        if let Some(src) = self.source_rx.as_ref() {
+            if src.result().is_some() {
+                self.source_rx.take();
+                return Poll::Ready(Ok(()));
+            }
+        } else {
+            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+        }
+        self.source_rx.as_ref().unwrap().add_waiter_single(cx.waker());
+        Poll::Pending
+    }
+
+    // PATCH(marzneshin): the write side of `poll_read_ready`.
+    pub(crate) fn poll_write_ready(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        let reactor = self.reactor.upgrade().unwrap();
+        if let Some(src) = self.source_tx.as_ref() {
+            if src.result().is_some() {
+                self.source_tx.take();
+                return Poll::Ready(Ok(()));
+            }
+        } else {
+            self.source_tx = Some(reactor.poll_write_ready(self.stream.as_raw_fd()));
+        }
+        self.source_tx.as_ref().unwrap().add_waiter_single(cx.waker());
+        Poll::Pending
+    }
+
     pub(crate) fn poll_close(&mut self, _: &Context<'_>) -> Poll<io::Result<()>> {
         self.source_tx.take();
         Poll::Ready(sys::shutdown(self.stream.as_raw_fd(), Shutdown::Write))
@@ -459,6 +492,20 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
 
     pub(crate) fn poll_write(&mut self, cx: &Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.stream.poll_write(cx, buf)
+    }
+
+    // PATCH(marzneshin): see `NonBufferedStream::poll_read_ready`. Bytes already in the
+    // receive buffer make the stream readable.
+    pub(crate) fn poll_read_ready(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        if !self.rx_buf.is_empty() || self.rx_done.get() {
+            return Poll::Ready(Ok(()));
+        }
+        self.stream.poll_read_ready(cx)
+    }
+
+    // PATCH(marzneshin): see `NonBufferedStream::poll_write_ready`.
+    pub(crate) fn poll_write_ready(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_write_ready(cx)
     }
 
     pub(crate) fn poll_flush(&self, _cx: &Context<'_>) -> Poll<io::Result<()>> {

@@ -498,6 +498,18 @@ impl TcpStream {
 }
 
 impl<B: RxBuf> TcpStream<B> {
+    /// PATCH(marzneshin): waits until the stream is (or recently was) readable, without
+    /// reading: for callers that move the bytes with their own non-blocking system calls
+    /// (`splice`). Readiness may be stale; retry the operation and come back on `EAGAIN`.
+    pub fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_read_ready(cx)
+    }
+
+    /// PATCH(marzneshin): the write side of [`TcpStream::poll_readable`].
+    pub fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_write_ready(cx)
+    }
+
     /// Sets the read timeout to the timeout specified.
     ///
     /// If the value specified is [`None`], then read calls will block
