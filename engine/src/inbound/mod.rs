@@ -220,6 +220,8 @@ pub(crate) struct WorkerCtx {
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
     pub(crate) buffers: Rc<BufferPool>,
+    /// Pipes for relaying between plain TCP sockets with `splice`.
+    pub(crate) pipes: crate::runtime::splice::PipePool,
     /// Live connections and UDP sessions on this worker.
     pub(crate) live: Cell<usize>,
     /// Unix seconds, refreshed by a ticker (cheap to read per chunk).
@@ -419,6 +421,7 @@ pub(crate) async fn run_worker(
         index,
         shared: Arc::clone(&shared),
         buffers: BufferPool::new(RELAY_BUFFER, 1024),
+        pipes: Default::default(),
         live: Cell::new(0),
         now: Cell::new(shared.now()),
         hints: RefCell::new(HashMap::new()),

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use proto::{Progress, TargetAddr};
 
-use super::relay::{drain, pipe, udp_destination, until_idle, Meter, Tally};
+use super::relay::{drain, pipe, tcp_pipe, udp_destination, until_idle, Meter, Tally};
 use super::{until_closed, InboundKind, InboundShared, Registration, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::WsConfig;
@@ -289,8 +289,7 @@ impl Conn<'_> {
             return;
         }
         tracing::debug!(inbound = %self.ib.tag, peer = %self.peer, "fallback");
-        let down = self.ctx.buffers.get();
-        plain_relay(client, target, buf, down, &[], t.idle, None).await;
+        plain_relay(self.ctx, client, target, buf, &[], None).await;
     }
 
     /// Admits `user` (limits) and registers the connection (so that a kick closes it).
@@ -406,7 +405,6 @@ impl Conn<'_> {
         let user = &admitted.user;
         let _open = user.traffic.open_guard(self.ctx.index);
         let relay = async {
-            let t = &self.ctx.shared.timeouts;
             let Some(mut dest) = self.connect(user, target).await else {
                 return;
             };
@@ -417,8 +415,7 @@ impl Conn<'_> {
                 }
                 meter.up(payload.len()).await;
             }
-            let down = self.ctx.buffers.get();
-            plain_relay(client, dest, up, down, response, t.idle, Some(&meter)).await;
+            plain_relay(self.ctx, client, dest, up, response, Some(&meter)).await;
         };
         until_closed(self.ctx, self.ib, Some(&admitted.registration.kill), relay).await;
     }
@@ -430,23 +427,39 @@ pub(crate) struct UdpOut {
     resolved: RefCell<Option<(TargetAddr, SocketAddr)>>,
 }
 
-/// Copies both ways between a client and a destination until both directions end.
+/// Copies both ways between a client and a destination until both directions end, through
+/// `up` and a second buffer; between plain TCP sockets a bulk transfer moves on to `splice`
+/// (see [`tcp_pipe`]).
 async fn plain_relay(
+    ctx: &WorkerCtx,
     client: ClientStream,
     dest: TcpStream,
     mut up: RelayBuffer,
-    mut down: RelayBuffer,
     response: &[u8],
-    idle: std::time::Duration,
     meter: Option<&Meter<'_>>,
 ) {
+    let idle = ctx.shared.timeouts.idle;
     let activity = Cell::new(Instant::now());
-    let (client_r, client_w) = futures_lite::io::split(client);
-    let (dest_r, dest_w) = futures_lite::io::split(dest);
     let (tally_up, tally_down) = match meter {
         Some(m) => (Tally::Up(m), Tally::Down(m)),
         None => (Tally::Nothing, Tally::Nothing),
     };
+    let down = ctx.buffers.get();
+    let client = match client {
+        ClientStream::Tcp(c) => {
+            let (client, dest) = (RefCell::new(c), RefCell::new(dest));
+            let pipes = &ctx.pipes;
+            let both = futures_lite::future::zip(
+                tcp_pipe(&client, &dest, up, pipes, &[], &activity, tally_up),
+                tcp_pipe(&dest, &client, down, pipes, response, &activity, tally_down),
+            );
+            return until_idle(both, &activity, idle).await;
+        }
+        other => other,
+    };
+    let mut down = down;
+    let (client_r, client_w) = futures_lite::io::split(client);
+    let (dest_r, dest_w) = futures_lite::io::split(dest);
     let both = futures_lite::future::zip(
         pipe(client_r, dest_w, &mut up, &[], &activity, tally_up),
         pipe(dest_r, client_w, &mut down, response, &activity, tally_down),

@@ -1,5 +1,6 @@
 //! The runtime glue: the only module that names glommio, and (in [`mapped`]) the memory-mapped
-//! counter storage. Together with these, nothing else in the engine holds `unsafe` code.
+//! counter storage and (in [`splice`]) the pipes and `splice(2)` of the plain-TCP relay.
+//! Together with these, nothing else in the engine holds `unsafe` code.
 //!
 //! The engine runs one glommio executor per worker, each pinned to its own CPU
 //! (`PoolPlacement::MaxSpread`), each driving its own io_uring rings. Nothing on the data path
@@ -23,6 +24,7 @@ use std::time::Duration;
 pub use glommio::net::{TcpListener, TcpStream, UdpSocket};
 
 pub mod mapped;
+pub mod splice;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Locked memory each executor registers with io_uring. The engine does no DMA file I/O, so a
