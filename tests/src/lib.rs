@@ -705,6 +705,30 @@ pub fn start_engine_with(
     engine::Engine::start_with(config, options).expect("engine starts")
 }
 
+/// The request header of a plain TCP connection to `target` through a VLESS (`credential` is
+/// the user's id) or Trojan (`credential` is the password) inbound, written by our codecs.
+pub fn stream_request_header(protocol: &str, credential: &str, target: SocketAddr) -> Vec<u8> {
+    let target = proto::TargetAddr::Ip(target);
+    let mut wire = vec![0u8; 512];
+    let n = match protocol {
+        "vless" => proto::vless::ClientRequest {
+            uuid: proto::vless::parse_user_id(credential).expect("a VLESS user id"),
+            flow: "",
+            command: &proto::vless::Command::Tcp(target),
+        }
+        .encode(&mut wire),
+        "trojan" => proto::trojan::encode_request(
+            &proto::trojan::password_hash(credential),
+            proto::trojan::Command::Connect,
+            &target,
+            &mut wire,
+        ),
+        other => panic!("no request header for {other}"),
+    };
+    wire.truncate(n);
+    wire
+}
+
 /// Writes `contents` to a fresh file under the system temporary directory; returns its path.
 pub fn temp_file(name: &str, contents: &str) -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,8 +11,6 @@ use std::thread;
 use std::time::Duration;
 
 use e2e::*;
-use proto::vless::Command as VlessCommand;
-use proto::TargetAddr;
 use serde_json::json;
 
 const UUID: &str = "b831381d-6324-4d53-ad4f-8cda48b30811";
@@ -20,25 +18,8 @@ const PASSWORD: &str = "spliced relay password";
 
 /// The request header for `target` on `protocol`'s inbound.
 fn header(protocol: &str, target: SocketAddr) -> Vec<u8> {
-    let mut wire = vec![0u8; 512];
-    let n = if protocol == "vless" {
-        let command = VlessCommand::Tcp(TargetAddr::Ip(target));
-        proto::vless::ClientRequest {
-            uuid: proto::vless::parse_user_id(UUID).unwrap(),
-            flow: "",
-            command: &command,
-        }
-        .encode(&mut wire)
-    } else {
-        proto::trojan::encode_request(
-            &proto::trojan::password_hash(PASSWORD),
-            proto::trojan::Command::Connect,
-            &TargetAddr::Ip(target),
-            &mut wire,
-        )
-    };
-    wire.truncate(n);
-    wire
+    let credential = if protocol == "vless" { UUID } else { PASSWORD };
+    stream_request_header(protocol, credential, target)
 }
 
 fn engine(protocol: &str) -> (engine::Handle, SocketAddr) {

@@ -45,24 +45,7 @@ fn spec(credentials: &[(&str, &str)]) -> UserSpec {
 
 /// A VLESS (`id`) or Trojan (`password`) request for the echo, with "ping" after it.
 fn request(tag: &str, credential: &str, echo: SocketAddr) -> Vec<u8> {
-    let mut wire = vec![0u8; 512];
-    let n = if tag == "vless" {
-        let command = VlessCommand::Tcp(TargetAddr::Ip(echo));
-        proto::vless::ClientRequest {
-            uuid: proto::vless::parse_user_id(credential).unwrap(),
-            flow: "",
-            command: &command,
-        }
-        .encode(&mut wire)
-    } else {
-        proto::trojan::encode_request(
-            &proto::trojan::password_hash(credential),
-            proto::trojan::Command::Connect,
-            &TargetAddr::Ip(echo),
-            &mut wire,
-        )
-    };
-    wire.truncate(n);
+    let mut wire = stream_request_header(tag, credential, echo);
     wire.extend_from_slice(b"ping");
     wire
 }
