@@ -46,7 +46,7 @@ async fn handle(ctx: &Rc<WorkerCtx>, ib: &Arc<InboundShared>, stream: TcpStream)
     let deadline = Instant::now() + handshake;
     let client = match &ib.tls {
         None => ClientStream::Tcp(stream),
-        Some(tls) => match runtime::timeout(handshake, tls.accept(stream)).await {
+        Some(tls) => match runtime::timeout(handshake, tls.accept(stream, &ctx.buffers)).await {
             Some(Ok(s)) => s,
             Some(Err(e)) => {
                 tracing::debug!(inbound = %ib.tag, %peer, "TLS handshake failed: {e}");

@@ -3,11 +3,12 @@
 //!
 //! The protocols above (VLESS, Trojan, VMess) see one [`ClientStream`] whatever the transport,
 //! so each is written once. TLS goes through `futures-rustls` (buffered: rustls copies records
-//! into its own buffers); the unbuffered, copy-free rustls API is a known gap
-//! (docs/ARCHITECTURE.md).
+//! into its own buffers) over a [`TlsSocket`] that saves it system calls; the unbuffered,
+//! copy-free rustls API is a known gap (docs/ARCHITECTURE.md).
 
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use crate::buffer::{BufferPool, RelayBuffer};
 use crate::config::{ConfigError, TlsConfig};
 use crate::runtime::TcpStream;
 
@@ -46,9 +48,21 @@ impl TlsServer {
         })
     }
 
-    /// Runs the server side of a TLS handshake on `stream`.
-    pub(crate) async fn accept(&self, stream: TcpStream) -> io::Result<ClientStream> {
-        let tls = self.acceptor.accept(stream).await?;
+    /// Runs the server side of a TLS handshake on `stream`; reads ahead with buffers from
+    /// `pool` (see [`TlsSocket`]).
+    pub(crate) async fn accept(
+        &self,
+        stream: TcpStream,
+        pool: &Rc<BufferPool>,
+    ) -> io::Result<ClientStream> {
+        let socket = TlsSocket {
+            stream,
+            pool: Rc::clone(pool),
+            ahead: None,
+            start: 0,
+            end: 0,
+        };
+        let tls = self.acceptor.accept(socket).await?;
         Ok(ClientStream::Tls(Box::new(tls)))
     }
 }
@@ -142,12 +156,95 @@ impl ResolvesServerCert for ServerNameCheck {
     }
 }
 
+/// The socket under a TLS session. rustls reads records in steps of at most 4 KiB (the free
+/// room it keeps in its deframer buffer), which straight on the socket would cost four or five
+/// `recv` calls per 16 KiB record. Here a read for less than a pool buffer takes one instead:
+/// whatever the socket has queued goes into a buffer from the worker's pool and is handed out
+/// from there, and the buffer goes back to the pool as soon as it is empty, so an idle
+/// connection holds none. Writes are vectored (rustls hands over several records at once):
+/// one `sendmsg` for all of them.
+pub(crate) struct TlsSocket {
+    stream: TcpStream,
+    pool: Rc<BufferPool>,
+    /// Bytes read ahead: `ahead[start..end]`.
+    ahead: Option<RelayBuffer>,
+    start: usize,
+    end: usize,
+}
+
+impl AsyncRead for TlsSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(ahead) = &this.ahead {
+            let n = (this.end - this.start).min(buf.len());
+            buf[..n].copy_from_slice(&ahead[this.start..this.start + n]);
+            this.start += n;
+            if this.start == this.end {
+                this.ahead = None;
+            }
+            return Poll::Ready(Ok(n));
+        }
+        if buf.len() >= this.pool.buffer_size() {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        let mut ahead = this.pool.get();
+        match Pin::new(&mut this.stream).poll_read(cx, &mut ahead) {
+            Poll::Ready(Ok(got)) => {
+                let n = got.min(buf.len());
+                buf[..n].copy_from_slice(&ahead[..n]);
+                if n < got {
+                    (this.start, this.end) = (n, got);
+                    this.ahead = Some(ahead);
+                }
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for TlsSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let stream = &mut self.get_mut().stream;
+        match crate::runtime::try_send_vectored(stream, bufs) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Pin::new(stream).poll_write_vectored(cx, bufs)
+            }
+            done => Poll::Ready(done),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_close(cx)
+    }
+}
+
 /// A client connection after its transport: what a protocol reads and writes.
 pub(crate) enum ClientStream {
     /// Plain TCP.
     Tcp(TcpStream),
     /// TLS over TCP.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<TlsSocket>>),
     /// WebSocket over plain TCP or TLS.
     Ws(Box<ws::WsStream>),
 }
@@ -156,7 +253,7 @@ impl ClientStream {
     fn tcp(&self) -> &TcpStream {
         match self {
             ClientStream::Tcp(s) => s,
-            ClientStream::Tls(s) => s.get_ref().0,
+            ClientStream::Tls(s) => &s.get_ref().0.stream,
             ClientStream::Ws(s) => s.inner().tcp(),
         }
     }
