@@ -221,13 +221,7 @@ impl AsyncWrite for TlsSocket {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let stream = &mut self.get_mut().stream;
-        match crate::runtime::try_send_vectored(stream, bufs) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                Pin::new(stream).poll_write_vectored(cx, bufs)
-            }
-            done => Poll::Ready(done),
-        }
+        poll_send_vectored(&mut self.get_mut().stream, cx, bufs)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -236,6 +230,21 @@ impl AsyncWrite for TlsSocket {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_close(cx)
+    }
+}
+
+/// A vectored write on a socket: one `sendmsg` for every buffer (glommio's socket would send
+/// only the first), waiting through glommio when the send buffer is full.
+fn poll_send_vectored(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    match crate::runtime::try_send_vectored(stream, bufs) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Pin::new(stream).poll_write_vectored(cx, bufs)
+        }
+        done => Poll::Ready(done),
     }
 }
 
@@ -297,12 +306,7 @@ impl AsyncWrite for ClientStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ClientStream::Tcp(s) => match crate::runtime::try_send_vectored(s, bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    Pin::new(s).poll_write_vectored(cx, bufs)
-                }
-                done => Poll::Ready(done),
-            },
+            ClientStream::Tcp(s) => poll_send_vectored(s, cx, bufs),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             ClientStream::Ws(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
