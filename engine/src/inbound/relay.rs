@@ -9,6 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -197,13 +198,13 @@ pub(crate) async fn tcp_pipe(
                 if head > 0 {
                     write_all(to, &buf[..head]).await;
                 }
-                let _ = splice::shutdown_write(&to.borrow());
+                let _ = runtime::shutdown_write(&to.borrow());
                 return;
             }
         };
         activity.set(Instant::now());
         if !write_all(to, &buf[..head + n]).await {
-            let _ = splice::shutdown_write(&to.borrow());
+            let _ = runtime::shutdown_write(&to.borrow());
             return;
         }
         head = 0;
@@ -217,7 +218,7 @@ pub(crate) async fn tcp_pipe(
     }
     drop(buf);
     splice_pipe(from, to, pipes, activity, tally).await;
-    let _ = splice::shutdown_write(&to.borrow());
+    let _ = runtime::shutdown_write(&to.borrow());
 }
 
 /// Writes all of `buf` to `to`; `false` on an error.
@@ -295,6 +296,100 @@ async fn splice_pipe(
         }
         pipe = Some(held);
         tally.count(n).await;
+    }
+}
+
+/// Reads through a destination socket that a relay's two directions share: the uplink
+/// writes with [`Batch::flush`], the downlink reads through this. Borrows last one call.
+pub(crate) struct SharedRead<'a>(pub(crate) &'a RefCell<TcpStream>);
+
+impl AsyncRead for SharedRead<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, buf)
+    }
+}
+
+/// Most payloads one [`Batch`] holds.
+const MAX_BATCH: usize = 16;
+
+/// Payloads opened in place in a relay buffer (an AEAD stream's chunks), to go out to the
+/// destination together: one `sendmsg` for all the chunks one read brought, where a write per
+/// chunk would be a system call (and a wake-up of the receiver) each.
+pub(crate) struct Batch {
+    ranges: [Range<usize>; MAX_BATCH],
+    len: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Batch {
+        Batch {
+            ranges: Default::default(),
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Adds the payload at `range` of the buffer; `true` when the batch is now full.
+    pub(crate) fn push(&mut self, range: Range<usize>) -> bool {
+        if !range.is_empty() {
+            self.bytes += range.len();
+            self.ranges[self.len] = range;
+            self.len += 1;
+        }
+        self.len == MAX_BATCH
+    }
+
+    /// Sends every payload, in order, from `buf` to `to` and counts them as `tally` says;
+    /// empties the batch. `false` on an error.
+    pub(crate) async fn flush(
+        &mut self,
+        to: &RefCell<TcpStream>,
+        buf: &[u8],
+        tally: Tally<'_>,
+    ) -> bool {
+        let (mut first, mut skip) = (0, 0);
+        while first < self.len {
+            let mut slices = [io::IoSlice::new(&[]); MAX_BATCH];
+            for (slice, (i, r)) in slices
+                .iter_mut()
+                .zip(self.ranges[first..self.len].iter().enumerate())
+            {
+                let from = if i == 0 { r.start + skip } else { r.start };
+                *slice = io::IoSlice::new(&buf[from..r.end]);
+            }
+            let sent = runtime::try_send_vectored(&to.borrow(), &slices[..self.len - first]);
+            match sent {
+                Ok(0) => return false,
+                Ok(mut n) => {
+                    while n > 0 {
+                        let left = self.ranges[first].len() - skip;
+                        if n >= left {
+                            n -= left;
+                            first += 1;
+                            skip = 0;
+                        } else {
+                            skip += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if poll_fn(|cx| to.borrow_mut().poll_writable(cx)).await.is_err() {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        let bytes = self.bytes;
+        (self.len, self.bytes) = (0, 0);
+        tally.count(bytes).await;
+        true
     }
 }
 

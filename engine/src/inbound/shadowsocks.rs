@@ -19,7 +19,7 @@ use proto::shadowsocks::{Key, Method, SaltFilter, SlidingWindow, UserKeys, TAG_L
 use proto::TargetAddr;
 use rand::RngCore;
 
-use super::relay::{drain, udp_destination, unmap, until_idle, Meter};
+use super::relay::{drain, udp_destination, unmap, until_idle, Batch, Meter, SharedRead, Tally};
 use super::{until_closed, InboundKind, InboundShared, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::ShadowsocksConfig;
@@ -182,15 +182,15 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
         let sealer = req.response_sealer(&salt);
         let activity = Cell::new(Instant::now());
         let (client_r, client_w) = futures_lite::io::split(client);
-        let (target_r, target_w) = futures_lite::io::split(target);
+        let target = RefCell::new(target);
         let uplink = Uplink {
             client: client_r,
-            target: target_w,
+            target: &target,
             opener: req.opener,
             activity: &activity,
         };
         let downlink = Downlink {
-            target: target_r,
+            target: SharedRead(&target),
             client: client_w,
             sealer,
             activity: &activity,
@@ -205,18 +205,18 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
     until_closed(ctx, ib, Some(&registration.kill), relay).await;
 }
 
-/// Client to destination: open chunks in place, write each payload from where it lies.
-struct Uplink<'a, R, W> {
+/// Client to destination: open chunks in place, write the payloads from where they lie, all
+/// those one read brought in one `sendmsg` ([`Batch`]).
+struct Uplink<'a, R> {
     client: R,
-    target: W,
+    target: &'a RefCell<TcpStream>,
     opener: StreamOpener,
     activity: &'a Cell<Instant>,
 }
 
-impl<R, W> Uplink<'_, R, W>
+impl<R> Uplink<'_, R>
 where
     R: futures_lite::AsyncRead + Unpin,
-    W: futures_lite::AsyncWrite + Unpin,
 {
     async fn run(
         mut self,
@@ -225,23 +225,25 @@ where
         mut end: usize,
         meter: &Meter<'_>,
     ) {
+        let mut batch = Batch::new();
         loop {
             match self.opener.open(&mut buf[start..end], 0) {
                 Ok(Opened::Chunk { payload, consumed }) => {
-                    if !payload.is_empty() {
-                        let p = start + payload.start..start + payload.end;
-                        if self.target.write_all(&buf[p.clone()]).await.is_err() {
-                            break;
-                        }
-                        meter.up(p.len()).await;
-                    }
+                    let full = batch.push(start + payload.start..start + payload.end);
                     start += consumed;
+                    if full && !batch.flush(self.target, &buf, Tally::Up(meter)).await {
+                        break;
+                    }
+                }
+                Ok(Opened::NeedMore) => {
+                    // The buffer is about to be reused: what was opened goes out first.
+                    if !batch.flush(self.target, &buf, Tally::Up(meter)).await {
+                        break;
+                    }
                     if start == end {
                         start = 0;
                         end = 0;
                     }
-                }
-                Ok(Opened::NeedMore) => {
                     if buf.len() - start < self.opener.wanted() || end == buf.len() {
                         buf.copy_within(start..end, 0);
                         end -= start;
@@ -257,11 +259,13 @@ where
                 }
                 Err(e) => {
                     tracing::debug!("request stream: {e}");
+                    // The chunks before the bad one were authentic.
+                    batch.flush(self.target, &buf, Tally::Up(meter)).await;
                     break;
                 }
             }
         }
-        let _ = self.target.close().await;
+        let _ = runtime::shutdown_write(&self.target.borrow());
     }
 }
 

@@ -3,7 +3,7 @@
 //! (`inbound::mux` over the body as a byte stream). A failed handshake is
 //! drained; auth ids are replay-checked across every worker of the inbound.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -19,11 +19,12 @@ use proto::vmess::{
 };
 use proto::{Progress, TargetAddr};
 
-use super::relay::{recv_reply, refill, until_idle};
+use super::relay::{recv_reply, refill, until_idle, Batch, SharedRead, Tally};
 use super::shadowsocks::SharedSalts;
 use super::stream::{Accepted, Admitted, Conn};
 use super::until_closed;
 use crate::buffer::RelayBuffer;
+use crate::runtime;
 use crate::transport::ClientStream;
 
 /// Shared (read-mostly) state of one VMess inbound.
@@ -273,21 +274,25 @@ async fn relay_tcp(
     let meter = conn.meter(user);
     let activity = Cell::new(Instant::now());
     let (mut client_r, mut client_w) = futures_lite::io::split(client);
-    let (mut dest_r, mut dest_w) = futures_lite::io::split(dest);
+    let dest = RefCell::new(dest);
+    let mut dest_r = SharedRead(&dest);
+    // Chunks are opened in place; those one read brought go out in one `sendmsg` (`Batch`).
     let uplink = async {
+        let mut batch = Batch::new();
         loop {
             match opener.open(&mut up[start..end]) {
                 Ok(Opened::Chunk { payload, consumed }) => {
-                    let p = start + payload.start..start + payload.end;
-                    if !p.is_empty() {
-                        if dest_w.write_all(&up[p.clone()]).await.is_err() {
-                            break;
-                        }
-                        meter.up(p.len()).await;
-                    }
+                    let full = batch.push(start + payload.start..start + payload.end);
                     start += consumed;
+                    if full && !batch.flush(&dest, &up, Tally::Up(&meter)).await {
+                        break;
+                    }
                 }
                 Ok(Opened::NeedMore) => {
+                    // The buffer is about to be reused: what was opened goes out first.
+                    if !batch.flush(&dest, &up, Tally::Up(&meter)).await {
+                        break;
+                    }
                     if !refill(
                         &mut client_r,
                         &mut up,
@@ -301,14 +306,19 @@ async fn relay_tcp(
                         break;
                     }
                 }
-                Ok(Opened::End { .. }) => break,
+                Ok(Opened::End { .. }) => {
+                    batch.flush(&dest, &up, Tally::Up(&meter)).await;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "request body: {e}");
+                    // The chunks before the bad one were authentic.
+                    batch.flush(&dest, &up, Tally::Up(&meter)).await;
                     break;
                 }
             }
         }
-        let _ = dest_w.close().await;
+        let _ = runtime::shutdown_write(&dest.borrow());
     };
     let downlink = async {
         let mut down = ctx.buffers.get();

@@ -204,6 +204,11 @@ pub fn try_send_vectored(stream: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Re
         .send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
 }
 
+/// Closes the sending side of `stream` at once (a half-close: the peer reads end of stream).
+pub fn shutdown_write(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(&borrow_fd(stream)).shutdown(std::net::Shutdown::Write)
+}
+
 /// Accepts a connection, its descriptor close-on-exec. glommio takes a connection that is
 /// already waiting with a plain `accept(2)`, which does not set `SOCK_CLOEXEC` (only its
 /// io_uring path does); an inherited client socket would stay open in any child process the

@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::{borrow_fd, TcpStream};
+use super::TcpStream;
 
 /// What one pipe may hold: as Go's runtime does for its splice relay, 1 MiB (the default
 /// `fs.pipe-max-size`), so one pair of calls moves whatever the socket has queued. A pipe
@@ -125,9 +125,4 @@ pub fn splice_in(from: &TcpStream, pipe: &Pipe, len: usize) -> io::Result<usize>
 /// when the socket's send buffer is full.
 pub fn splice_out(pipe: &Pipe, to: &TcpStream, len: usize) -> io::Result<usize> {
     splice(pipe.read.as_raw_fd(), to.as_raw_fd(), len)
-}
-
-/// Closes the sending side of `stream` (a half-close: the peer reads end of stream).
-pub fn shutdown_write(stream: &TcpStream) -> io::Result<()> {
-    socket2::SockRef::from(&borrow_fd(stream)).shutdown(std::net::Shutdown::Write)
 }
