@@ -131,9 +131,15 @@ pub(crate) async fn drain<R: AsyncRead + Unpin>(stream: &mut R, buf: &mut [u8], 
     }
 }
 
+/// Room a [`pipe`] that gathers leaves for each further read: a whole TLS record's plaintext.
+const GATHER_ROOM: usize = 16 * 1024;
+
 /// Copies `from` to `to` through `buf` until end of stream or an error, then closes `to`
-/// (a half-close: the other direction goes on); stamps `activity` for [`until_idle`]. `prefix` goes out in front of the first bytes
-/// (or alone, at end of stream, if none came): a protocol's response header.
+/// (a half-close: the other direction goes on); stamps `activity` for [`until_idle`].
+/// `prefix` goes out in front of the first bytes (or alone, at end of stream, if none came):
+/// a protocol's response header. With `gather`, a read is followed by more reads for as long
+/// as they complete at once, and everything goes out in one write: for a source that hands
+/// out one record at a time (TLS, WebSocket) when several have arrived.
 pub(crate) async fn pipe<R, W>(
     mut from: R,
     mut to: W,
@@ -141,6 +147,7 @@ pub(crate) async fn pipe<R, W>(
     prefix: &[u8],
     activity: &Cell<Instant>,
     tally: Tally<'_>,
+    gather: bool,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -148,7 +155,7 @@ pub(crate) async fn pipe<R, W>(
     let mut head = prefix.len();
     buf[..head].copy_from_slice(prefix);
     loop {
-        let n = match from.read(&mut buf[head..]).await {
+        let mut n = match from.read(&mut buf[head..]).await {
             Ok(n) if n > 0 => n,
             _ => {
                 if head > 0 {
@@ -157,6 +164,13 @@ pub(crate) async fn pipe<R, W>(
                 break;
             }
         };
+        while gather && head + n + GATHER_ROOM <= buf.len() {
+            match futures_lite::future::poll_once(from.read(&mut buf[head + n..])).await {
+                Some(Ok(more)) if more > 0 => n += more,
+                // Nothing more yet; an end or an error shows again on the next read.
+                _ => break,
+            }
+        }
         activity.set(Instant::now());
         if to.write_all(&buf[..head + n]).await.is_err() || to.flush().await.is_err() {
             break;
@@ -379,7 +393,10 @@ impl Batch {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if poll_fn(|cx| to.borrow_mut().poll_writable(cx)).await.is_err() {
+                    if poll_fn(|cx| to.borrow_mut().poll_writable(cx))
+                        .await
+                        .is_err()
+                    {
                         return false;
                     }
                 }

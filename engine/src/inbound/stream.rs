@@ -461,8 +461,10 @@ async fn plain_relay(
     let (client_r, client_w) = futures_lite::io::split(client);
     let (dest_r, dest_w) = futures_lite::io::split(dest);
     let both = futures_lite::future::zip(
-        pipe(client_r, dest_w, &mut up, &[], &activity, tally_up),
-        pipe(dest_r, client_w, &mut down, response, &activity, tally_down),
+        pipe(client_r, dest_w, &mut up, &[], &activity, tally_up, true),
+        pipe(
+            dest_r, client_w, &mut down, response, &activity, tally_down, false,
+        ),
     );
     until_idle(both, &activity, idle).await;
 }
