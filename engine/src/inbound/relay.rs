@@ -327,6 +327,24 @@ impl AsyncRead for SharedRead<'_> {
     }
 }
 
+/// Reads into the `slots` of `buf` in one system call (see [`runtime::try_recv_slots`]),
+/// waiting until something arrives: the count, 0 at end of stream.
+pub(crate) async fn read_slots(
+    from: &RefCell<TcpStream>,
+    buf: &mut [u8],
+    slots: &[Range<usize>],
+) -> io::Result<usize> {
+    loop {
+        let got = runtime::try_recv_slots(&from.borrow(), buf, slots);
+        match got {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                poll_fn(|cx| from.borrow_mut().poll_readable(cx)).await?;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Most payloads one [`Batch`] holds.
 const MAX_BATCH: usize = 16;
 

@@ -12,14 +12,14 @@ use arc_swap::ArcSwap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use proto::shadowsocks::replay::SaltCheck;
 use proto::shadowsocks::tcp::{
-    Handshake, Opened, ServerHandshake, StreamOpener, StreamSealer, HEADROOM,
+    Handshake, Opened, ServerHandshake, StreamOpener, StreamSealer, HEADROOM, LEN_CHUNK,
 };
 use proto::shadowsocks::udp::{decode_client_packet, ClientPacket, UdpResponder, UDP_HEADROOM};
 use proto::shadowsocks::{Key, Method, SaltFilter, SlidingWindow, UserKeys, TAG_LEN};
 use proto::TargetAddr;
 use rand::RngCore;
 
-use super::relay::{drain, udp_destination, unmap, until_idle, Batch, Meter, SharedRead, Tally};
+use super::relay::{drain, read_slots, udp_destination, unmap, until_idle, Batch, Meter, Tally};
 use super::{until_closed, InboundKind, InboundShared, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::ShadowsocksConfig;
@@ -190,7 +190,7 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
             activity: &activity,
         };
         let downlink = Downlink {
-            target: SharedRead(&target),
+            target: &target,
             client: client_w,
             sealer,
             activity: &activity,
@@ -269,17 +269,18 @@ where
     }
 }
 
-/// Destination to client: read behind the headroom, seal in place, write once.
-struct Downlink<'a, R, W> {
-    target: R,
+/// Destination to client: one read fills several chunk payloads laid out with room for their
+/// headers and tags between them (as many as the buffer holds); each is sealed in place, and
+/// the frames, now back to back, go out in one write.
+struct Downlink<'a, W> {
+    target: &'a RefCell<TcpStream>,
     client: W,
     sealer: StreamSealer,
     activity: &'a Cell<Instant>,
 }
 
-impl<R, W> Downlink<'_, R, W>
+impl<W> Downlink<'_, W>
 where
-    R: futures_lite::AsyncRead + Unpin,
     W: futures_lite::AsyncWrite + Unpin,
 {
     async fn run(mut self, mut buf: RelayBuffer, meter: &Meter<'_>) {
@@ -287,16 +288,38 @@ where
             .sealer
             .max_payload()
             .min(buf.len() - HEADROOM - TAG_LEN);
+        // The first payload behind the headroom (the first frame's prefix is the longest);
+        // each next one where the previous full frame ends, plus a length chunk.
+        let mut slots: [std::ops::Range<usize>; runtime::MAX_SLOTS] = Default::default();
+        let mut count = 0;
+        let mut at = HEADROOM;
+        while count < slots.len() && at + max + TAG_LEN <= buf.len() {
+            slots[count] = at..at + max;
+            count += 1;
+            at += max + TAG_LEN + LEN_CHUNK;
+        }
+        let slots = &slots[..count];
         loop {
-            let n = match self.target.read(&mut buf[HEADROOM..HEADROOM + max]).await {
+            let n = match read_slots(self.target, &mut buf, slots).await {
                 Ok(n) if n > 0 => n,
                 _ => break,
             };
             self.activity.set(Instant::now());
-            let frame = self
-                .sealer
-                .seal(&mut buf, HEADROOM..HEADROOM + n, meter.ctx.now.get());
-            if self.client.write_all(&buf[frame]).await.is_err() {
+            let now = meter.ctx.now.get();
+            // Only the first frame's start matters: the others follow it back to back.
+            let mut frames: Option<std::ops::Range<usize>> = None;
+            let mut left = n;
+            for slot in slots {
+                if left == 0 {
+                    break;
+                }
+                let m = left.min(slot.len());
+                let frame = self.sealer.seal(&mut buf, slot.start..slot.start + m, now);
+                frames = Some(frames.map_or(frame.start, |f| f.start)..frame.end);
+                left -= m;
+            }
+            let Some(frames) = frames else { break };
+            if self.client.write_all(&buf[frames]).await.is_err() {
                 break;
             }
             meter.down(n).await;

@@ -204,6 +204,54 @@ pub fn try_send_vectored(stream: &TcpStream, bufs: &[io::IoSlice<'_>]) -> io::Re
         .send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
 }
 
+/// Most slots one [`try_recv_slots`] fills.
+pub const MAX_SLOTS: usize = 16;
+
+/// Receives into the `slots` of `buf` (ordered, disjoint ranges; each is filled before the
+/// next) in one `recvmsg`, without waiting: the count (0 at end of stream), or `WouldBlock`
+/// when nothing is queued (then wait with `TcpStream::poll_readable`). For a codec that needs
+/// room between payloads (an AEAD stream's chunk headers and tags): one system call for many
+/// chunks. glommio's socket has no vectored read.
+///
+/// # Panics
+/// With more than [`MAX_SLOTS`] slots, or slots out of order, overlapping or outside `buf`.
+pub fn try_recv_slots(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    slots: &[std::ops::Range<usize>],
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    assert!(slots.len() <= MAX_SLOTS, "{} slots", slots.len());
+    let base = buf.as_mut_ptr();
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_SLOTS];
+    let mut free_from = 0;
+    for (v, r) in iov.iter_mut().zip(slots) {
+        assert!(
+            free_from <= r.start && r.start <= r.end && r.end <= buf.len(),
+            "slot {r:?} out of order or outside the buffer"
+        );
+        free_from = r.end;
+        // SAFETY: `r.start <= buf.len()` (checked), so the offset stays inside the buffer.
+        v.iov_base = unsafe { base.add(r.start) }.cast();
+        v.iov_len = r.len();
+    }
+    // SAFETY: a zeroed `msghdr` is valid (no address, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = slots.len() as _;
+    // SAFETY: every iovec describes a disjoint range inside `buf` (checked above), which is
+    // borrowed mutably for the call; the descriptor is `stream`'s, open while it is borrowed.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Closes the sending side of `stream` at once (a half-close: the peer reads end of stream).
 pub fn shutdown_write(stream: &TcpStream) -> io::Result<()> {
     socket2::SockRef::from(&borrow_fd(stream)).shutdown(std::net::Shutdown::Write)

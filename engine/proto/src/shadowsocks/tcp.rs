@@ -26,7 +26,8 @@ pub const MAX_TIME_DIFF: u64 = 30;
 /// Largest padding a 2022 request may carry.
 pub const MAX_PADDING: usize = 900;
 
-const LEN_CHUNK: usize = 2 + TAG_LEN;
+/// Bytes in front of the payload of every chunk after the first: the sealed length.
+pub const LEN_CHUNK: usize = 2 + TAG_LEN;
 const REQ_FIXED: usize = 1 + 8 + 2;
 
 /// Progress of [`ServerHandshake::advance`].
