@@ -651,21 +651,35 @@ pub fn threshold_case_sql(thresholds: &[u8]) -> String {
 /// Users whose webhook announcements are behind at `now`: their status, or the highest of
 /// `thresholds` their usage reached, differs from what was last announced. Each comes with
 /// the announced status and threshold.
+///
+/// With `since`, only the users who can have changed since that pass are considered
+/// ([`CHANGED_IDS`]); `None` considers everyone.
 pub async fn users_to_announce(
     db: &Db,
     now: i64,
     thresholds: &[u8],
+    since: Option<Since>,
 ) -> Result<Vec<(UserRow, Option<String>, i64)>, sqlx::Error> {
+    let only = match since {
+        None => String::new(),
+        Some(_) => format!("u.id IN ({CHANGED_IDS}) AND "),
+    };
     let q = format!(
         "SELECT {USER_COLS}, u.webhook_status, u.webhook_threshold FROM users u \
          LEFT JOIN admins a ON a.id = u.admin_id \
-         WHERE u.webhook_status IS NULL OR u.webhook_status <> {} OR u.webhook_threshold <> {} \
+         WHERE {only}(u.webhook_status IS NULL OR u.webhook_status <> {} OR u.webhook_threshold <> {}) \
          ORDER BY u.id",
         status_case_sql("$1"),
         threshold_case_sql(thresholds)
     );
-    sqlx::query(&q)
-        .bind(now)
+    let mut query = sqlx::query(&q).bind(now);
+    if let Some(s) = since {
+        query = query
+            .bind(s.revision)
+            .bind(s.at.min(now))
+            .bind(s.at.max(now));
+    }
+    query
         .fetch_all(&db.pool)
         .await?
         .iter()
@@ -727,8 +741,14 @@ pub async fn user_services(
     if user_ids.is_empty() {
         return Ok(out);
     }
+    // The range repeats what the list says: it lets PostgreSQL see that few rows match and
+    // read them through the primary key instead of scanning the table.
+    let (min, max) = user_ids.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &id| {
+        (lo.min(id), hi.max(id))
+    });
     let q = format!(
-        "SELECT user_id, service_id FROM users_services WHERE user_id IN ({}) ORDER BY service_id",
+        "SELECT user_id, service_id FROM users_services WHERE user_id >= {min} AND user_id <= {max} \
+         AND user_id IN ({}) ORDER BY service_id",
         id_list(user_ids)
     );
     // Sent as plain text (the ids are integers): a statement whose text changes with every
@@ -784,6 +804,94 @@ pub async fn connectable_users(db: &Db, now: i64) -> Result<HashMap<i64, String>
         .iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("username")?)))
         .collect()
+}
+
+/// Where a periodic pass's next scan for changed users starts: the mark the last pass took
+/// ([`change_mark`], before its own scan) and the time it decided statuses at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Since {
+    /// The change mark.
+    pub revision: i64,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl Since {
+    /// Seconds a mark is trusted for; an older one (passes failed for that long, or the clock
+    /// jumped) means a full scan instead. Well under the day deletions are kept for.
+    pub const MAX_AGE: i64 = 600;
+    /// Deletions are kept this long (seconds) for [`users_deleted_since`].
+    pub const DELETIONS_KEPT: i64 = 86_400;
+
+    /// The mark, if it is recent enough at `now` to scan from.
+    pub fn fresh(mark: Option<Since>, now: i64) -> Option<Since> {
+        mark.filter(|m| (0..=Since::MAX_AGE).contains(&(now - m.at)))
+    }
+}
+
+/// Where the next scan for changed users starts (see migration 0004): a change committed
+/// after this call has `revision >= ` the value returned. Take it before the scan it follows.
+pub async fn change_mark(db: &Db) -> Result<i64, sqlx::Error> {
+    let q = match db.backend {
+        // One writer at a time: the next revision handed out.
+        Backend::Sqlite => "SELECT value + 1 FROM revision_counter",
+        // Every transaction below the snapshot's xmin has ended.
+        Backend::Postgres => "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+    };
+    sqlx::query_scalar(q).fetch_one(&db.pool).await
+}
+
+/// The ids of the users whose status, announced threshold or engine access can have changed
+/// since a pass that took mark `$2` (with [`change_mark`]) at time `$3`, by time `$4`: those
+/// whose deciding columns changed (`revision >= $2`) and those whose expiry time came in
+/// between. Both through indexes; the other ways time changes a status (activation
+/// deadlines, periodic resets) write the row, so they show up as changes.
+pub const CHANGED_IDS: &str = "SELECT id FROM users WHERE revision >= $2 \
+     UNION SELECT id FROM users WHERE expires_at > $3 AND expires_at <= $4";
+
+/// Each user who can have changed since `since` (see [`CHANGED_IDS`]) by `now`: id, name and
+/// whether they may connect at `now` (as [`UserRow::may_connect`] decides, in SQL).
+pub async fn users_changed(
+    db: &Db,
+    since: Since,
+    now: i64,
+) -> Result<Vec<(i64, String, bool)>, sqlx::Error> {
+    let q = format!(
+        "SELECT u.id, u.username, CAST(CASE WHEN {} OR {} THEN 1 ELSE 0 END AS BIGINT) AS ok FROM users u \
+         WHERE u.id IN ({CHANGED_IDS})",
+        status_sql(UserStatus::Active, "$1"),
+        status_sql(UserStatus::OnHold, "$1")
+    );
+    sqlx::query(&q)
+        .bind(now)
+        .bind(since.revision)
+        .bind(since.at.min(now))
+        .bind(since.at.max(now))
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("username")?, flag(r, "ok")?)))
+        .collect()
+}
+
+/// Users deleted since mark `since`: (id, name).
+pub async fn users_deleted_since(db: &Db, since: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query("SELECT user_id, username FROM users_deleted WHERE revision >= $1")
+        .bind(since)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("user_id")?, r.try_get("username")?)))
+        .collect()
+}
+
+/// Forgets deletions older than `before` (Unix seconds).
+pub async fn prune_deleted(db: &Db, before: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM users_deleted WHERE deleted_at < $1")
+        .bind(before)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
 }
 
 /// Every user.

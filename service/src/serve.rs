@@ -185,7 +185,8 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
     usage_task.abort();
     webhook_task.abort();
     // Record what moved until now, then stop the engine.
-    if let Err(e) = usage::record(&state).await {
+    // A fresh mark: every user with traffic, whatever the loop had recorded.
+    if let Err(e) = usage::record(&state, &mut Default::default()).await {
         tracing::warn!("final usage record failed: {e:#}");
     }
     tokio::task::spawn_blocking(move || engine.stop(Duration::from_secs(5))).await?;

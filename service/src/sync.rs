@@ -120,11 +120,54 @@ pub async fn full(state: &AppState) -> anyhow::Result<()> {
 }
 
 /// Brings the engine in step with the users' status as time passes and usage grows (expiry,
-/// data limits, activation, resets): finds in SQL who may connect now, and reads and pushes
-/// only the users whose access differs from what the engine was last given. Each of those is
-/// decided again from their row as read here, so a change an admin made meanwhile wins.
-pub async fn changed_users(state: &AppState) -> anyhow::Result<()> {
-    let allowed = db::connectable_users(&state.db, crate::serve::now()).await?;
+/// data limits, activation, resets) and as other panel instances change users. With `since`
+/// from the previous pass, only the users who can have changed since are read
+/// ([`db::users_changed`], [`db::users_deleted_since`]); without, SQL finds who may connect
+/// now and the result is compared with what the engine was given. Either way only the users
+/// whose access differs from what the engine was last given are pushed, each decided again
+/// from their row as read here, so a change an admin made meanwhile wins. `since` moves on
+/// when the pass succeeds.
+pub async fn changed_users(state: &AppState, since: &mut Option<db::Since>) -> anyhow::Result<()> {
+    let now = crate::serve::now();
+    // Before the scan: what changes after this is found by the next pass.
+    let mark = db::change_mark(&state.db).await?;
+    match db::Since::fresh(since.take(), now) {
+        Some(s) => changed_since(state, s, now).await?,
+        None => changed_all(state, now).await?,
+    }
+    *since = Some(db::Since {
+        revision: mark,
+        at: now,
+    });
+    Ok(())
+}
+
+/// [`changed_users`] from a mark: deletions first (a name deleted and created again is then
+/// pushed as the new user), then the changed users whose access differs from what was pushed.
+async fn changed_since(state: &AppState, since: db::Since, now: i64) -> anyhow::Result<()> {
+    let deleted = db::users_deleted_since(&state.db, since.revision).await?;
+    remove_deleted(state, deleted).await?;
+    let changed = db::users_changed(&state.db, since, now).await?;
+    let differ: Vec<i64> = {
+        let pushed = state.pushed.lock();
+        changed
+            .into_iter()
+            .filter(|(id, name, ok)| *ok != (pushed.get(id) == Some(name)))
+            .map(|(id, _, _)| id)
+            .collect()
+    };
+    // Those are read and decided again from their rows, in slices.
+    for chunk in differ.chunks(500) {
+        let rows = db::users_by_ids(&state.db, chunk).await?;
+        let tags = db::inbound_tags_of_users(&state.db, chunk).await?;
+        apply_users(state, &rows, &tags).await?;
+    }
+    Ok(())
+}
+
+/// [`changed_users`] without a mark: who may connect now, against what was pushed.
+async fn changed_all(state: &AppState, now: i64) -> anyhow::Result<()> {
+    let allowed = db::connectable_users(&state.db, now).await?;
     let (ids, gone): (Vec<i64>, Vec<(i64, String)>) = {
         let pushed = state.pushed.lock();
         let added = allowed.keys().filter(|id| !pushed.contains_key(id));
@@ -142,6 +185,11 @@ pub async fn changed_users(state: &AppState) -> anyhow::Result<()> {
         apply_users(state, &rows, &tags).await?;
     }
     // Pushed users whose row is gone (deleted by another panel instance).
+    remove_deleted(state, gone).await
+}
+
+/// Takes deleted users off the engine: those of `gone` (id, name) still pushed under that name.
+async fn remove_deleted(state: &AppState, gone: Vec<(i64, String)>) -> anyhow::Result<()> {
     let deleted: Vec<(i64, String)> = {
         let pushed = state.pushed.lock();
         gone.into_iter()

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use engine::TrafficMark;
 use sqlx::Row;
 
 use crate::db;
@@ -24,16 +25,29 @@ use crate::serve::{now, AppState};
 use crate::sync;
 use crate::webhooks::{self, Event, WebhookConfig};
 
-/// Applies the engine's counters to the database once. Returns how many users had new
-/// traffic.
-pub async fn record(state: &AppState) -> anyhow::Result<usize> {
+/// Applies the engine's counters to the database once: only the users whose counters moved
+/// since `mark` last saw them (an idle user costs a few atomic loads, no query). On failure
+/// `mark` starts over, so that the next pass reports every user with traffic again and
+/// nothing is lost. Returns how many users had new traffic.
+pub async fn record(state: &AppState, mark: &mut TrafficMark) -> anyhow::Result<usize> {
     let engine = state.engine.clone();
-    let stats = tokio::task::spawn_blocking(move || engine.user_stats()).await?;
-    let counters: Vec<(String, u64, u64)> = stats
+    let mut taken = std::mem::take(mark);
+    let (moved, taken) = tokio::task::spawn_blocking(move || {
+        let moved = engine.user_traffic_since(&mut taken);
+        (moved, taken)
+    })
+    .await?;
+    if moved.is_empty() {
+        *mark = taken;
+        return Ok(0);
+    }
+    let counters: Vec<(String, u64, u64)> = moved
         .into_iter()
-        .map(|s| (s.name, s.traffic.uplink, s.traffic.downlink))
+        .map(|(name, t)| (name, t.uplink, t.downlink))
         .collect();
-    apply(&state.db, &state.engine_run, &counters).await
+    let n = apply(&state.db, &state.engine_run, &counters).await?;
+    *mark = taken;
+    Ok(n)
 }
 
 /// Adds the traffic in `counters` (monotonic values of engine run `run`) beyond what
@@ -45,18 +59,29 @@ pub async fn apply(
 ) -> anyhow::Result<usize> {
     let now = now();
     let hour = now - now.rem_euclid(3600);
+    if counters.is_empty() {
+        return Ok(0);
+    }
     let mut tx = db.pool.begin().await?;
-    let rows =
-        sqlx::query("SELECT user_name, uplink, downlink FROM usage_cursor WHERE engine_run = $1")
-            .bind(run)
-            .fetch_all(&mut *tx)
-            .await?;
+    // The cursor of these users only, a slice of names at a time.
     let mut cursor: HashMap<String, (i64, i64)> = HashMap::new();
-    for r in rows {
-        cursor.insert(
-            r.try_get("user_name")?,
-            (r.try_get("uplink")?, r.try_get("downlink")?),
+    for chunk in counters.chunks(500) {
+        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let q = format!(
+            "SELECT user_name, uplink, downlink FROM usage_cursor WHERE engine_run = $1 \
+             AND user_name IN ({})",
+            marks.join(",")
         );
+        let mut query = sqlx::query(&q).persistent(false).bind(run);
+        for (name, _, _) in chunk {
+            query = query.bind(name);
+        }
+        for r in query.fetch_all(&mut *tx).await? {
+            cursor.insert(
+                r.try_get("user_name")?,
+                (r.try_get("uplink")?, r.try_get("downlink")?),
+            );
+        }
     }
     let mut touched = 0;
     for (name, up, down) in counters {
@@ -141,21 +166,39 @@ fn reset_period(strategy: ResetStrategy) -> Option<i64> {
     }
 }
 
+/// Where each part of the periodic pass resumes: what the last pass saw.
+#[derive(Default)]
+pub struct Marks {
+    /// The engine counters last recorded.
+    traffic: TrafficMark,
+    /// Announcements: the change mark and the thresholds they were decided with.
+    announced: Option<(db::Since, Vec<u8>)>,
+    /// This instance's engine access (`sync::changed_users`).
+    pushed: Option<db::Since>,
+}
+
 /// Activation deadlines, periodic resets and webhook announcements (by one panel instance at a
 /// time: see [`db::Job::Enforcement`]); then the engine is brought in step with every user's
-/// status (by every instance: each drives its own engine).
-pub async fn enforce(state: &AppState) -> anyhow::Result<()> {
+/// status (by every instance: each drives its own engine). Each reads only the users who can
+/// have changed since the pass that left `marks` (everyone on the first pass).
+pub async fn enforce(state: &AppState, marks: &mut Marks) -> anyhow::Result<()> {
     if let Some(lock) = db::JobLock::try_acquire(&state.db, db::Job::Enforcement).await? {
-        let result = update_users(&state.db).await;
+        let result = update_users(&state.db, &mut marks.announced).await;
         lock.release().await;
         result?;
     }
-    sync::changed_users(state).await
+    sync::changed_users(state, &mut marks.pushed).await
 }
 
 /// The database side of enforcement.
-async fn update_users(db: &db::Db) -> anyhow::Result<()> {
+async fn update_users(
+    db: &db::Db,
+    announced: &mut Option<(db::Since, Vec<u8>)>,
+) -> anyhow::Result<()> {
     let now = now();
+    // Before any scan: what changes after this is found by the next pass.
+    let mark = db::change_mark(db).await?;
+    // Activation deadlines and due resets are found through indexes (migration 0004).
     sqlx::query(
         "UPDATE users SET activated_at = activation_deadline WHERE expire_strategy = $1 \
          AND activated_at IS NULL AND activation_deadline IS NOT NULL AND activation_deadline <= $2",
@@ -184,10 +227,25 @@ async fn update_users(db: &db::Db) -> anyhow::Result<()> {
         }
         tx.commit().await?;
     }
+    db::prune_deleted(db, now - db::Since::DELETIONS_KEPT).await?;
     let config = WebhookConfig::load(&db.pool).await?;
-    for (u, status, threshold) in db::users_to_announce(db, now, &config.thresholds).await? {
+    // Announcements can only be behind for users whose row changed (this pass's activations
+    // and resets included) or whose expiry came since the last pass; other thresholds mean
+    // everyone again.
+    let since = announced
+        .take()
+        .filter(|(_, thresholds)| *thresholds == config.thresholds)
+        .and_then(|(since, _)| db::Since::fresh(Some(since), now));
+    for (u, status, threshold) in db::users_to_announce(db, now, &config.thresholds, since).await? {
         webhooks::announce_status(db, &config, &u, status.as_deref(), threshold, now).await?;
     }
+    *announced = Some((
+        db::Since {
+            revision: mark,
+            at: now,
+        },
+        config.thresholds,
+    ));
     Ok(())
 }
 
@@ -195,14 +253,18 @@ async fn update_users(db: &db::Db) -> anyhow::Result<()> {
 pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(state.config.usage_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut marks = Marks::default();
     loop {
         tick.tick().await;
-        if let Err(e) = record(&state).await {
+        let t0 = std::time::Instant::now();
+        if let Err(e) = record(&state, &mut marks.traffic).await {
             tracing::warn!("recording usage failed (will retry): {e:#}");
             continue;
         }
-        if let Err(e) = enforce(&state).await {
+        let t1 = t0.elapsed();
+        if let Err(e) = enforce(&state, &mut marks).await {
             tracing::warn!("enforcement failed (will retry): {e:#}");
         }
+        tracing::debug!(record = ?t1, total = ?t0.elapsed(), "usage pass");
     }
 }

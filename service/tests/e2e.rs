@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use e2e::{echo_transfer, peer, socks5_connect, tcp_echo, wait_for_port, ChildGuard, Ending};
 use panel::{Backend, Options, TestPanel};
 use serde_json::{json, Value};
+use service::serve::now;
 
 on_both_databases!(
     traffic_is_counted_and_limits_cut,
-    going_over_the_limit_cuts_the_connection
+    going_over_the_limit_cuts_the_connection,
+    idle_users_are_counted_exactly_and_expire_on_time
 );
 
 const METHOD: &str = "aes-256-gcm";
@@ -255,5 +257,73 @@ fn going_over_the_limit_cuts_the_connection(backend: Backend) {
     assert!(
         refused(socks, echo),
         "a limited user got a new connection through"
+    );
+}
+
+/// The usage pass reads only what moved or changed (`usage.rs`): a user idle for several
+/// passes who then moves traffic is counted exactly, and an expiry that nothing but time
+/// brings (no row changes) still takes the user off the engine within seconds.
+fn idle_users_are_counted_exactly_and_expire_on_time(backend: Backend) {
+    let p = start(backend);
+    let (token, user, inbound) = arrange(&p, "sleeper", None);
+    let (_client, socks) = client(&user, &inbound);
+    let echo = tcp_echo();
+
+    const FIRST: usize = 64 << 10;
+    const SECOND: usize = 32 << 10;
+    let stream = socks5_connect(socks, echo).unwrap();
+    echo_transfer(stream, FIRST, 1, Ending::HalfClose).unwrap();
+    wait_for_user(&p, &token, "sleeper", |u| u["used_traffic"] == 2 * FIRST);
+    // Idle for several passes: nothing is recorded, nothing changes.
+    std::thread::sleep(Duration::from_millis(3500));
+    let u = p.get(&token, "/api/users/sleeper").ok();
+    assert_eq!(u["used_traffic"], 2 * FIRST, "{u}");
+    let stream = socks5_connect(socks, echo).unwrap();
+    echo_transfer(stream, SECOND, 1, Ending::HalfClose).unwrap();
+    wait_for_user(&p, &token, "sleeper", |u| u["used_traffic"] != 2 * FIRST);
+    std::thread::sleep(Duration::from_millis(2500));
+    let u = p.get(&token, "/api/users/sleeper").ok();
+    assert_eq!(u["used_traffic"], 2 * (FIRST + SECOND), "counted once: {u}");
+    assert_eq!(u["lifetime_used_traffic"], 2 * (FIRST + SECOND));
+    let usage = p.get(&token, "/api/users/sleeper/usage").ok();
+    let (up, down) = usage.as_array().unwrap().iter().fold((0, 0), |(u, d), h| {
+        (
+            u + h["uplink"].as_u64().unwrap(),
+            d + h["downlink"].as_u64().unwrap(),
+        )
+    });
+    assert_eq!(
+        (up, down),
+        ((FIRST + SECOND) as u64, (FIRST + SECOND) as u64)
+    );
+
+    // An expiry a few seconds ahead: the change is seen at once (still active), then only
+    // time passes until the live connection is cut.
+    let mut live = socks5_connect(socks, echo).unwrap();
+    live.write_all(b"ping").unwrap();
+    let mut four = [0u8; 4];
+    live.read_exact(&mut four).unwrap();
+    let expires = now() + 4;
+    let u = p
+        .put(
+            &token,
+            "/api/users/sleeper",
+            json!({"expire_strategy": "fixed_date", "expire_date": expires}),
+        )
+        .ok();
+    assert_eq!(u["status"], "active", "{u}");
+    std::thread::sleep(Duration::from_millis(1500));
+    live.write_all(b"pong").unwrap();
+    live.read_exact(&mut four).unwrap();
+    assert_eq!(&four, b"pong", "cut before the expiry");
+    assert!(
+        is_cut(&mut live, Duration::from_secs(10)),
+        "live connection not cut after the expiry"
+    );
+    assert!(now() >= expires, "cut before the expiry");
+    assert!(refused(socks, echo), "an expired user got a new connection");
+    assert_eq!(
+        p.get(&token, "/api/users/sleeper").ok()["status"],
+        "expired"
     );
 }

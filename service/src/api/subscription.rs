@@ -246,15 +246,22 @@ async fn subscription(
         .filter(|u| same_key(key, &u.key))
         .ok_or_else(|| ApiError::NotFound("subscription".into()))?;
     let user_agent = user_agent.unwrap_or("");
-    record_fetch(state, &user, user_agent).await?;
-    let entries = inbound_entries(state, user.id).await?;
+    // Independent of each other: at once (on PostgreSQL, on three connections: one round
+    // trip of waiting instead of three; SQLite's one connection takes them in turn).
+    let options = async {
+        settings::load_subscription_options(&state.db)
+            .await
+            .map_err(ApiError::from)
+    };
+    let (_, entries, options) = tokio::try_join!(
+        record_fetch(state, &user, user_agent),
+        inbound_entries(state, user.id),
+        options
+    )?;
     let now = now();
     let view = SubscriptionUser::from_row(&user, now);
     let proxies = subscription::proxies(&view, &entries, now);
     let format = format.unwrap_or_else(|| subscription::detect(user_agent, accept.unwrap_or("")));
-    let options = settings::load_subscription_options(&state.db)
-        .await
-        .map_err(ApiError::from)?;
     let mut headers = vec![
         ("subscription-userinfo", view.userinfo()),
         (

@@ -249,8 +249,8 @@ impl UserApi {
         let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
         let id: i64 = sqlx::query(
             "INSERT INTO users (username, key, enabled, data_limit, data_limit_reset_strategy, expire_strategy, \
-             expire_date, usage_duration, activation_deadline, note, admin_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+             expire_date, usage_duration, activation_deadline, note, admin_id, created_at, webhook_status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .bind(&body.username)
         .bind(new_key())
@@ -264,6 +264,7 @@ impl UserApi {
         .bind(body.note.clone())
         .bind(auth.0.admin.id)
         .bind(now)
+        .bind(initial_webhook_status(&body, now))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| db::conflict(e, "username", &body.username))?
@@ -526,4 +527,38 @@ async fn pushed_view(
         .await
         .map_err(ApiError::Internal)?;
     Ok(Json(api_view(state, row).await?))
+}
+
+/// What enforcement's announcements would record for a user created from `body` at `now`
+/// (`webhooks::announce_status`): a status with no event of its own (active, on hold,
+/// disabled) is stored with the new row, so the next pass has nothing to do for them; limited
+/// or expired stays unset, for that pass to announce. The threshold stays 0: nothing is used.
+fn initial_webhook_status(body: &UserCreate, now: i64) -> Option<&'static str> {
+    let row = UserRow {
+        id: 0,
+        username: String::new(),
+        key: String::new(),
+        enabled: body.enabled,
+        data_limit: body.data_limit.filter(|&l| l > 0),
+        used_traffic: 0,
+        lifetime_used_traffic: 0,
+        reset_strategy: body.data_limit_reset_strategy,
+        traffic_reset_at: None,
+        expire_strategy: body.expire_strategy,
+        expire_date: body.expire_date,
+        usage_duration: body.usage_duration,
+        activation_deadline: body.activation_deadline,
+        activated_at: None,
+        note: None,
+        admin_id: None,
+        owner_username: None,
+        sub_updated_at: None,
+        sub_last_user_agent: None,
+        online_at: None,
+        created_at: now,
+    };
+    match row.status(now) {
+        s @ (UserStatus::Active | UserStatus::OnHold | UserStatus::Disabled) => Some(s.as_str()),
+        UserStatus::Limited | UserStatus::Expired => None,
+    }
 }
