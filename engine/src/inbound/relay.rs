@@ -205,8 +205,7 @@ pub(crate) async fn tcp_pipe(
     let mut head = prefix.len();
     buf[..head].copy_from_slice(prefix);
     loop {
-        let read = poll_fn(|cx| Pin::new(&mut *from.borrow_mut()).poll_read(cx, &mut buf[head..]));
-        let n = match read.await {
+        let n = match SharedRead(from).read(&mut buf[head..]).await {
             Ok(n) if n > 0 => n,
             _ => {
                 if head > 0 {
@@ -233,6 +232,17 @@ pub(crate) async fn tcp_pipe(
     drop(buf);
     splice_pipe(from, to, pipes, activity, tally).await;
     let _ = runtime::shutdown_write(&to.borrow());
+}
+
+/// Waits until `socket` is (or recently was) readable: a non-blocking call may still find
+/// nothing and must come back. The borrow lasts one poll.
+async fn readable(socket: &RefCell<TcpStream>) -> io::Result<()> {
+    poll_fn(|cx| socket.borrow_mut().poll_readable(cx)).await
+}
+
+/// The write side of [`readable`].
+async fn writable(socket: &RefCell<TcpStream>) -> io::Result<()> {
+    poll_fn(|cx| socket.borrow_mut().poll_writable(cx)).await
 }
 
 /// Writes all of `buf` to `to`; `false` on an error.
@@ -278,10 +288,7 @@ async fn splice_pipe(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Nothing queued: the pipe is empty, give it back while waiting.
                 pipes.give(held);
-                if poll_fn(|cx| from.borrow_mut().poll_readable(cx))
-                    .await
-                    .is_err()
-                {
+                if readable(from).await.is_err() {
                     return;
                 }
                 continue;
@@ -298,10 +305,7 @@ async fn splice_pipe(
             match spliced {
                 Ok(m) => left -= m,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if poll_fn(|cx| to.borrow_mut().poll_writable(cx))
-                        .await
-                        .is_err()
-                    {
+                    if writable(to).await.is_err() {
                         return;
                     }
                 }
@@ -338,7 +342,7 @@ pub(crate) async fn read_slots(
         let got = runtime::try_recv_slots(&from.borrow(), buf, slots);
         match got {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                poll_fn(|cx| from.borrow_mut().poll_readable(cx)).await?;
+                readable(from).await?;
             }
             other => return other,
         }
@@ -411,10 +415,7 @@ impl Batch {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if poll_fn(|cx| to.borrow_mut().poll_writable(cx))
-                        .await
-                        .is_err()
-                    {
+                    if writable(to).await.is_err() {
                         return false;
                     }
                 }
