@@ -23,8 +23,12 @@ pub enum Backend {
 /// The database.
 #[derive(Clone)]
 pub struct Db {
-    /// The pool.
+    /// The pool: every write, and reads that must be in a transaction with one.
     pub pool: AnyPool,
+    /// For reads on their own: on SQLite, separate connections that read while the one
+    /// writing connection is busy (WAL lets readers and a writer run at once); on PostgreSQL,
+    /// the same pool.
+    pub reader: AnyPool,
     /// Which database it is.
     pub backend: Backend,
 }
@@ -78,6 +82,9 @@ impl JobLock {
         }
     }
 }
+
+/// SQLite connections that only read (each has a thread of its own in sqlx).
+const SQLITE_READERS: u32 = 2;
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -134,7 +141,27 @@ impl Db {
             Backend::Postgres => &POSTGRES,
         };
         migrator.run(&pool).await.context("apply migrations")?;
-        Ok(Db { pool, backend })
+        let reader = match backend {
+            Backend::Postgres => pool.clone(),
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(SQLITE_READERS)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA query_only = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await
+                .context("connect to the database for reading")?,
+        };
+        Ok(Db {
+            pool,
+            reader,
+            backend,
+        })
     }
 }
 
@@ -235,7 +262,7 @@ pub async fn admin_with_services(
          LEFT JOIN admins_services s ON s.admin_id = admins.id \
          WHERE username = $1 ORDER BY s.service_id"
     );
-    let rows = sqlx::query(&q).bind(username).fetch_all(&db.pool).await?;
+    let rows = sqlx::query(&q).bind(username).fetch_all(&db.reader).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -352,15 +379,26 @@ async fn set_links(
     owner: i64,
     others: &[i64],
 ) -> Result<(), ApiError> {
+    sqlx::query(&format!("DELETE FROM {table} WHERE {owner_col} = $1"))
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?;
+    insert_links(tx, table, owner_col, owner, others).await
+}
+
+/// Links `owner` to each of `others` (once each) in a link table.
+async fn insert_links(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &str,
+    owner_col: &str,
+    owner: i64,
+    others: &[i64],
+) -> Result<(), ApiError> {
     let other_col = match table {
         "admins_services" | "users_services" => "service_id",
         "services_inbounds" => "inbound_id",
         _ => unreachable!("known link tables only"),
     };
-    sqlx::query(&format!("DELETE FROM {table} WHERE {owner_col} = $1"))
-        .bind(owner)
-        .execute(&mut **tx)
-        .await?;
     let mut seen = std::collections::HashSet::new();
     for &o in others {
         if !seen.insert(o) {
@@ -753,7 +791,7 @@ pub async fn user_services(
     );
     // Sent as plain text (the ids are integers): a statement whose text changes with every
     // page is not worth preparing, nor keeping in each connection's statement cache.
-    for r in sqlx::Executor::fetch_all(&db.pool, q.as_str()).await? {
+    for r in sqlx::Executor::fetch_all(&db.reader, q.as_str()).await? {
         out.entry(r.try_get("user_id")?)
             .or_default()
             .push(r.try_get("service_id")?);
@@ -766,10 +804,60 @@ pub async fn user_by_name(db: &Db, username: &str) -> Result<Option<UserRow>, sq
     let q = format!("SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id WHERE u.username = $1");
     sqlx::query(&q)
         .bind(username)
-        .fetch_optional(&db.pool)
+        .fetch_optional(&db.reader)
         .await?
         .map(|r| UserRow::from_row(&r))
         .transpose()
+}
+
+/// A user as their subscription needs them: the row, their services, and the configuration
+/// revision subscriptions are built at ([`crate::catalog`]), all from one query.
+#[derive(Debug)]
+pub struct SubscriptionUserRow {
+    /// The user.
+    pub user: UserRow,
+    /// Ids of the user's services.
+    pub services: Vec<i64>,
+    /// `config_revision` when the row was read.
+    pub config_revision: i64,
+}
+
+/// One user by name, with what their subscription needs.
+pub async fn user_for_subscription(
+    db: &Db,
+    username: &str,
+) -> Result<Option<SubscriptionUserRow>, sqlx::Error> {
+    let services = match db.backend {
+        Backend::Sqlite => "group_concat(service_id)",
+        Backend::Postgres => "string_agg(service_id::text, ',')",
+    };
+    let q = format!(
+        "SELECT {USER_COLS}, (SELECT value FROM config_revision) AS config_revision, \
+         (SELECT {services} FROM users_services s WHERE s.user_id = u.id) AS service_ids \
+         FROM users u LEFT JOIN admins a ON a.id = u.admin_id WHERE u.username = $1"
+    );
+    let Some(r) = sqlx::query(&q)
+        .bind(username)
+        .fetch_optional(&db.reader)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let ids: Option<String> = r.try_get("service_ids")?;
+    let services = ids
+        .iter()
+        .flat_map(|ids| ids.split(','))
+        .map(|id| {
+            id.trim()
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(format!("service id {id:?}: {e}").into()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(SubscriptionUserRow {
+        user: UserRow::from_row(&r)?,
+        services,
+        config_revision: r.try_get("config_revision")?,
+    }))
 }
 
 /// Users by id (those that exist), plain text like [`user_services`].
@@ -916,6 +1004,15 @@ pub async fn set_user_services(
     set_links(tx, "users_services", "user_id", user_id, services).await
 }
 
+/// Links a user created in this transaction to `services` (nothing to replace yet).
+pub async fn add_new_user_services(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: i64,
+    services: &[i64],
+) -> Result<(), ApiError> {
+    insert_links(tx, "users_services", "user_id", user_id, services).await
+}
+
 /// Replaces a service's inbounds.
 pub async fn set_service_inbounds(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -960,9 +1057,9 @@ async fn inbound_tags_where(
     );
     // Plain text when it names ids: not worth preparing and caching per id list.
     let rows = if where_sql.is_empty() {
-        sqlx::query(&q).fetch_all(&db.pool).await?
+        sqlx::query(&q).fetch_all(&db.reader).await?
     } else {
-        sqlx::Executor::fetch_all(&db.pool, q.as_str()).await?
+        sqlx::Executor::fetch_all(&db.reader, q.as_str()).await?
     };
     let mut out: HashMap<i64, Vec<(String, String)>> = HashMap::new();
     for r in rows {

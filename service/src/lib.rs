@@ -13,10 +13,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod dashboard;
 pub mod db;
 pub mod error;
+pub mod fetches;
 pub mod model;
 pub mod serve;
 pub mod subscription;

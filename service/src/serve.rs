@@ -31,6 +31,10 @@ pub struct AppState {
     pub engine_started_at: i64,
     /// The users the engine was last given as allowed to connect.
     pub pushed: Arc<crate::sync::Pushed>,
+    /// Inbounds, hosts and settings as subscriptions read them.
+    pub catalog: Arc<crate::catalog::CatalogCache>,
+    /// Subscription fetches not yet written.
+    pub fetches: Arc<crate::fetches::Fetches>,
 }
 
 /// Unix seconds now.
@@ -170,10 +174,16 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         engine_run: engine.run_id().into(),
         engine_started_at: now(),
         pushed: Default::default(),
+        catalog: Default::default(),
+        fetches: Default::default(),
     };
     sync::full(&state).await?;
     let usage_task = tokio::spawn(usage::run(state.clone()));
     let webhook_task = tokio::spawn(webhooks::run(state.clone()));
+    let fetches_task = {
+        let (fetches, db) = (state.fetches.clone(), state.db.clone());
+        tokio::spawn(async move { fetches.run(db).await })
+    };
     let listener = TcpListener::bind(config.listen);
     tracing::info!(listen = %config.listen, "panel listening; API docs at /docs");
     let server = poem::Server::new(listener).run_with_graceful_shutdown(
@@ -184,6 +194,12 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
     server.await?;
     usage_task.abort();
     webhook_task.abort();
+    // Flushed before the task is stopped: the flush waits for a batch the task is writing,
+    // which stopping the task would roll back.
+    if let Err(e) = state.fetches.flush(&state.db).await {
+        tracing::warn!("recording the last subscription fetches failed: {e}");
+    }
+    fetches_task.abort();
     // Record what moved until now, then stop the engine.
     // A fresh mark: every user with traffic, whatever the loop had recorded.
     if let Err(e) = usage::record(&state, &mut Default::default()).await {

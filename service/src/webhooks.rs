@@ -208,6 +208,10 @@ pub async fn enqueue_for(
     event: Event,
     user_id: i64,
 ) -> anyhow::Result<()> {
+    // The user is read only when there is somewhere to send them.
+    if !WebhookConfig::load(&mut **tx).await?.enabled() {
+        return Ok(());
+    }
     let q = format!(
         "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id WHERE u.id = $1"
     );

@@ -2,7 +2,8 @@
 //! PostgreSQL (see `panel/mod.rs`): the hosts API, `/sub/{username}/{key}[/{format}]` in every
 //! format, detection by User-Agent, the headers, the browser page, the same 404 for a wrong
 //! key and an unknown user, the fetch recorded on the user, and users who may not connect
-//! getting no configuration.
+//! getting no configuration, and that a change to inbounds, hosts, services or settings made
+//! through either of two panels on one database shows in the next fetch from the other.
 
 mod panel;
 
@@ -19,6 +20,7 @@ on_both_databases!(
     users_who_may_not_connect_get_no_configuration,
     browser_page,
     vless_vmess_and_trojan_in_every_format,
+    every_configuration_change_shows_in_the_next_fetch,
 );
 
 const PSK: &str = "AAAAAAAAAAAAAAAAAAAAAA==";
@@ -331,10 +333,20 @@ fn formats_detection_and_headers(backend: Backend) {
         }
     }
 
-    // The fetch is recorded on the user.
+    // The fetch is recorded on the user (in the background, within moments).
     t.fetch(&sub, &[("user-agent", "v2rayNG/1.9.16")]);
-    let user = p.get(root, "/api/users/alice").ok();
-    assert_eq!(user["sub_last_user_agent"], "v2rayNG/1.9.16");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let user = loop {
+        let user = p.get(root, "/api/users/alice").ok();
+        if user["sub_last_user_agent"] == "v2rayNG/1.9.16" {
+            break user;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fetch not recorded: {user}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert!(user["sub_updated_at"].as_i64().unwrap() >= now() - 60);
 
     // The spec's address, under /api, serves the same.
@@ -567,6 +579,90 @@ fn vless_vmess_and_trojan_in_every_format(backend: Backend) {
 
     let (_, _, page) = t.fetch(&sub, &[("accept", "text/html")]);
     assert!(page.contains("vless://") && page.contains("trojan://") && page.contains("vmess://"));
+}
+
+/// Subscriptions come from a catalog each panel keeps in memory (service/src/catalog.rs):
+/// every change, made through this panel or another on the same database, shows in the next
+/// fetch, with no wait.
+fn every_configuration_change_shows_in_the_next_fetch(backend: Backend) {
+    let t = setup(backend);
+    let a = &t.panel;
+    let b = a.another_instance(&Default::default());
+    let (root_a, root_b) = (t.root.as_str(), b.admin_token());
+    let alice = t.user("alice", json!({}));
+    let sub = format!("{}/links", sub_path(&alice));
+    let from = |panel: &TestPanel| {
+        let resp = reqwest::blocking::get(format!("{}{sub}", panel.base)).unwrap();
+        assert_eq!(resp.status(), 200);
+        let title = resp.headers()["profile-title"].to_str().unwrap().to_owned();
+        let links: Vec<String> = resp.text().unwrap().lines().map(str::to_owned).collect();
+        (links, title)
+    };
+    let (links, title) = from(a);
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert_eq!(from(&b), (links.clone(), title.clone()));
+
+    // A host added through B is in A's next fetch; its change through A in B's.
+    let host = b
+        .post(
+            &root_b,
+            &format!("/api/inbounds/{}/hosts", t.plain),
+            json!({"remark": "via-b", "address": "b.example.com"}),
+        )
+        .ok();
+    let (links, _) = from(a);
+    assert!(links.iter().any(|l| l.ends_with("#via-b")), "{links:?}");
+    a.put(
+        root_a,
+        &format!("/api/inbounds/hosts/{}", host["id"]),
+        json!({"remark": "via-a", "address": "a.example.com"}),
+    )
+    .ok();
+    let (links, _) = from(&b);
+    assert!(links.iter().any(|l| l.ends_with("#via-a")), "{links:?}");
+    assert!(!links.iter().any(|l| l.contains("via-b")), "{links:?}");
+
+    // The service loses an inbound through A: B's next fetch has one link.
+    a.put(
+        root_a,
+        &format!("/api/services/{}", t.service),
+        json!({"name": "all", "inbound_ids": [t.multi]}),
+    )
+    .ok();
+    let (links, _) = from(&b);
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert!(links[0].starts_with("ss://2022-blake3"), "{links:?}");
+
+    // The settings change through B: A's next fetch has the new title.
+    b.put(
+        &root_b,
+        "/api/settings/subscription",
+        json!({"profile_title": "Changed {USERNAME}", "update_interval": 6}),
+    )
+    .ok();
+    let (_, changed) = from(a);
+    assert_ne!(changed, title);
+    let expected = base64::engine::general_purpose::STANDARD.encode("Changed alice");
+    assert_eq!(changed, format!("base64:{expected}"));
+
+    // The inbound changes through B (a new port), then goes: A follows both.
+    let port = panel::free_port();
+    b.put(
+        &root_b,
+        &format!("/api/inbounds/{}", t.multi),
+        json!({"config": {
+            "tag": "multi",
+            "listen": format!("127.0.0.1:{port}"),
+            "protocol": "shadowsocks",
+            "settings": {"method": "2022-blake3-aes-128-gcm", "psk": PSK},
+        }}),
+    )
+    .ok();
+    let (links, _) = from(a);
+    assert!(links[0].contains(&format!(":{port}#")), "{links:?}");
+    b.delete(&root_b, &format!("/api/inbounds/{}", t.multi))
+        .ok();
+    assert_eq!(from(a).0, Vec::<String>::new());
 }
 
 #[test]

@@ -184,9 +184,8 @@ pub async fn of_inbounds(
     db: &Db,
     inbound_ids: &[i64],
 ) -> Result<HashMap<i64, Vec<Host>>, sqlx::Error> {
-    let mut out: HashMap<i64, Vec<Host>> = HashMap::new();
     if inbound_ids.is_empty() {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
     let list = inbound_ids
         .iter()
@@ -194,7 +193,18 @@ pub async fn of_inbounds(
         .collect::<Vec<_>>()
         .join(",");
     let q = format!("SELECT {HOST_COLS} FROM hosts WHERE inbound_id IN ({list}) ORDER BY id");
-    for r in sqlx::query(&q).fetch_all(&db.pool).await? {
+    by_inbound(db, &q).await
+}
+
+/// Every host, by inbound id, each list in id order.
+pub async fn all(db: &Db) -> Result<HashMap<i64, Vec<Host>>, sqlx::Error> {
+    by_inbound(db, &format!("SELECT {HOST_COLS} FROM hosts ORDER BY id")).await
+}
+
+/// The hosts `query` selects (with [`HOST_COLS`]), by inbound id.
+async fn by_inbound(db: &Db, query: &str) -> Result<HashMap<i64, Vec<Host>>, sqlx::Error> {
+    let mut out: HashMap<i64, Vec<Host>> = HashMap::new();
+    for r in sqlx::query(query).fetch_all(&db.reader).await? {
         let h = host_from_row(&r)?;
         out.entry(h.inbound_id).or_default().push(h);
     }

@@ -2,9 +2,10 @@
 //! subscription, served at the root (the address users are given, as in Marzneshin) and, as
 //! the spec describes it, under `/api` too.
 //!
-//! Loads the user and their inbounds with hosts, records the fetch, and hands plain data to
-//! [`crate::subscription`], which does the rest. An unknown user and a wrong key get the same
-//! 404.
+//! Reads the user (one query, which also says whether the in-memory [`crate::catalog`] of
+//! inbounds, hosts and settings is current), queues the fetch for [`crate::fetches`] to record,
+//! and hands plain data to [`crate::subscription`], which does the rest. An unknown user and a
+//! wrong key get the same 404.
 
 use poem::http::header;
 use poem::{IntoResponse, Request, Response};
@@ -15,16 +16,12 @@ use poem_openapi::registry::{
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Enum, OpenApi, OpenApiService};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
-use super::{hosts, settings, ApiTags};
+use super::ApiTags;
 use crate::db::{self, UserRow};
 use crate::error::{ApiError, ApiResult};
 use crate::serve::{now, AppState};
-use crate::subscription::{self, Format, InboundEntry, SubscriptionUser};
-
-/// User agents longer than this are cut before they are stored.
-const MAX_USER_AGENT: usize = 512;
+use crate::subscription::{self, Format, SubscriptionUser};
 
 /// A format asked for by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
@@ -158,51 +155,6 @@ fn same_key(presented: &str, stored: &str) -> bool {
     Sha256::digest(presented.as_bytes()) == Sha256::digest(stored.as_bytes())
 }
 
-/// The inbounds of the user's services, each with its hosts.
-async fn inbound_entries(state: &AppState, user_id: i64) -> Result<Vec<InboundEntry>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT i.id, i.config FROM inbounds i \
-         JOIN services_inbounds si ON si.inbound_id = i.id \
-         JOIN users_services us ON us.service_id = si.service_id \
-         WHERE us.user_id = $1 ORDER BY i.id",
-    )
-    .bind(user_id)
-    .fetch_all(&state.db.pool)
-    .await?;
-    let ids = rows
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<Vec<i64>, _>>()?;
-    let mut hosts = hosts::of_inbounds(&state.db, &ids).await?;
-    let mut inbounds = Vec::with_capacity(rows.len());
-    for (r, id) in rows.iter().zip(ids) {
-        let config: String = r.try_get("config")?;
-        let hosts = hosts
-            .remove(&id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(Into::into)
-            .collect();
-        match InboundEntry::from_json(&config, hosts) {
-            Ok(entry) => inbounds.push(entry),
-            Err(e) => tracing::warn!(inbound = id, "stored inbound does not parse: {e:#}"),
-        }
-    }
-    Ok(inbounds)
-}
-
-/// Records the fetch on the user.
-async fn record_fetch(state: &AppState, user: &UserRow, user_agent: &str) -> Result<(), ApiError> {
-    let agent: String = user_agent.chars().take(MAX_USER_AGENT).collect();
-    sqlx::query("UPDATE users SET sub_updated_at = $1, sub_last_user_agent = $2 WHERE id = $3")
-        .bind(now())
-        .bind(agent)
-        .bind(user.id)
-        .execute(&state.db.pool)
-        .await?;
-    Ok(())
-}
-
 /// The address of `user`'s subscription page as their client reached the panel
 /// (`profile-web-page-url`): the `Host` it asked for, `https` when a proxy in front says so in
 /// `X-Forwarded-Proto`, else `http` (what the panel itself serves). None without a `Host` that
@@ -240,27 +192,23 @@ async fn subscription(
     user_agent: Option<&str>,
     accept: Option<&str>,
 ) -> ApiResult<SubscriptionResponse> {
-    let user = db::user_by_name(&state.db, username)
+    let found = db::user_for_subscription(&state.db, username)
         .await
         .map_err(ApiError::from)?
-        .filter(|u| same_key(key, &u.key))
+        .filter(|u| same_key(key, &u.user.key))
         .ok_or_else(|| ApiError::NotFound("subscription".into()))?;
+    let catalog = state
+        .catalog
+        .at_least(&state.db, found.config_revision)
+        .await
+        .map_err(ApiError::from)?;
+    let user = found.user;
     let user_agent = user_agent.unwrap_or("");
-    // Independent of each other: at once (on PostgreSQL, on three connections: one round
-    // trip of waiting instead of three; SQLite's one connection takes them in turn).
-    let options = async {
-        settings::load_subscription_options(&state.db)
-            .await
-            .map_err(ApiError::from)
-    };
-    let (_, entries, options) = tokio::try_join!(
-        record_fetch(state, &user, user_agent),
-        inbound_entries(state, user.id),
-        options
-    )?;
     let now = now();
+    state.fetches.record(user.id, now, user_agent);
+    let options = &catalog.options;
     let view = SubscriptionUser::from_row(&user, now);
-    let proxies = subscription::proxies(&view, &entries, now);
+    let proxies = subscription::proxies(&view, catalog.inbounds_of(&found.services), now);
     let format = format.unwrap_or_else(|| subscription::detect(user_agent, accept.unwrap_or("")));
     let mut headers = vec![
         ("subscription-userinfo", view.userinfo()),
@@ -287,7 +235,7 @@ async fn subscription(
     }
     Ok(SubscriptionResponse {
         format,
-        body: subscription::render(format, &view, &proxies, &options, now),
+        body: subscription::render(format, &view, &proxies, options, now),
         headers,
     })
 }

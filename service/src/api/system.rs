@@ -53,7 +53,7 @@ impl SystemApi {
             query = query.bind(auth.0.admin.id);
         }
         let r = query
-            .fetch_one(&state.db.pool)
+            .fetch_one(&state.db.reader)
             .await
             .map_err(ApiError::from)?;
         let get = |col: &str| r.try_get::<i64, _>(col).map_err(ApiError::from);
@@ -72,11 +72,11 @@ impl SystemApi {
                        CAST(COALESCE(SUM(h.downlink), 0) AS BIGINT) AS down \
                        FROM usage_hourly h JOIN users u ON u.id = h.user_id";
         let r = if auth.0.admin.is_sudo {
-            sqlx::query(traffic).fetch_one(&state.db.pool).await
+            sqlx::query(traffic).fetch_one(&state.db.reader).await
         } else {
             sqlx::query(&format!("{traffic} WHERE u.admin_id = $1"))
                 .bind(auth.0.admin.id)
-                .fetch_one(&state.db.pool)
+                .fetch_one(&state.db.reader)
                 .await
         }
         .map_err(ApiError::from)?;
@@ -107,7 +107,7 @@ impl SystemApi {
         let rows = if auth.0.admin.is_sudo {
             sqlx::query(&format!("{sum} GROUP BY h.hour ORDER BY h.hour"))
                 .bind(start)
-                .fetch_all(&state.db.pool)
+                .fetch_all(&state.db.reader)
                 .await
         } else {
             sqlx::query(&format!(
@@ -115,7 +115,7 @@ impl SystemApi {
             ))
             .bind(start)
             .bind(auth.0.admin.id)
-            .fetch_all(&state.db.pool)
+            .fetch_all(&state.db.reader)
             .await
         }
         .map_err(ApiError::from)?;

@@ -194,18 +194,18 @@ impl UserApi {
              ORDER BY {order_sql}",
             limit_at + 1
         );
-        // The count and the page go out at once (two connections on PostgreSQL: one round
-        // trip of waiting instead of two; SQLite's one connection takes them in turn).
+        // The count and the page go out at once, on two connections: one round trip of
+        // waiting instead of two.
         let count = async {
             bind_all(&count_q)
-                .fetch_one(&state.db.pool)
+                .fetch_one(&state.db.reader)
                 .await
                 .and_then(|r| r.try_get::<i64, _>("n"))
         };
         let rows = bind_all(&page_q)
             .bind(size)
             .bind((page - 1).saturating_mul(size))
-            .fetch_all(&state.db.pool);
+            .fetch_all(&state.db.reader);
         let (total, rows) = tokio::try_join!(count, rows).map_err(ApiError::from)?;
         let items: Vec<UserRow> = rows
             .iter()
@@ -270,7 +270,7 @@ impl UserApi {
         .map_err(|e| db::conflict(e, "username", &body.username))?
         .try_get("id")
         .map_err(ApiError::from)?;
-        db::set_user_services(&mut tx, id, &body.service_ids).await?;
+        db::add_new_user_services(&mut tx, id, &body.service_ids).await?;
         webhooks::enqueue_for(&mut tx, Event::Created, id)
             .await
             .map_err(ApiError::from)?;

@@ -335,7 +335,11 @@ pub const PRIVATE_RANGES: &[&str] = &[
 /// The proxies `user` is given: one per host of each inbound (the inbound's listen address
 /// when it has none), ordered by weight (lower first, as Marzneshin orders them), remarks made
 /// unique. Empty when the user may not connect.
-pub fn proxies(user: &SubscriptionUser, inbounds: &[InboundEntry], now: i64) -> Vec<Proxy> {
+pub fn proxies<'a>(
+    user: &SubscriptionUser,
+    inbounds: impl IntoIterator<Item = &'a InboundEntry>,
+    now: i64,
+) -> Vec<Proxy> {
     if !user.may_connect() {
         return Vec::new();
     }
