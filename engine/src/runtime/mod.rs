@@ -304,6 +304,95 @@ pub fn try_recv_from(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, S
     Ok((n, from))
 }
 
+/// Asks the kernel to coalesce datagrams queued on `socket` from one sender into one buffer
+/// (Linux UDP generic receive offload, `UDP_GRO`); [`try_recv_gro`] splits them again. An error
+/// means the kernel cannot, and receives stay one datagram each.
+pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is a live `c_int` of the length given; the descriptor is
+    // `socket`'s, open while it is borrowed.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What one [`try_recv_gro`] brought: `len` bytes from `from`, datagrams of `stride` bytes each
+/// (the last may be shorter; `stride == len` for a single datagram).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coalesced {
+    pub len: usize,
+    pub from: SocketAddr,
+    pub stride: usize,
+}
+
+/// Receives what is queued on `socket` (several datagrams when the kernel coalesced them, see
+/// [`enable_gro`]) into the spare capacity of `buf`, without waiting: `WouldBlock` when nothing
+/// is queued. The bytes are appended to `buf`; keep at least 64 KiB spare so that no datagram is
+/// cut.
+pub fn try_recv_gro(socket: &UdpSocket, buf: &mut bytes::BytesMut) -> io::Result<Coalesced> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    let mut iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    // SAFETY: an all-zero `sockaddr_storage` is a valid (unspecified) address.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // Room for a `cmsghdr` and an int (the GRO segment size), aligned as a `cmsghdr`.
+    let mut control = [0u64; 4];
+    // SAFETY: a zeroed `msghdr` is valid (no address, no buffers, no control data yet).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `msg` points at a local or at `buf`'s spare capacity, all alive
+    // and exclusively borrowed for the call, with the lengths given; the descriptor is
+    // `socket`'s, open while it is borrowed.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = n as usize;
+    // SAFETY: the kernel wrote `len` bytes (at most the spare capacity it was given) at the
+    // start of the spare capacity.
+    unsafe { buf.set_len(buf.len() + len) };
+    let mut stride = len;
+    // SAFETY: `msg` is the header the kernel filled in; the CMSG macros walk its control
+    // buffer within `msg_controllen`, and each header they return lies inside it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                let size = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
+                if size > 0 {
+                    stride = size as usize;
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    // SAFETY: the kernel wrote a socket address of `msg_namelen` bytes into `addr`.
+    let from = unsafe { socket2::SockAddr::new(addr, msg.msg_namelen) }
+        .as_socket()
+        .ok_or_else(|| io::Error::other("a datagram from a non-IP address"))?;
+    Ok(Coalesced { len, from, stride })
+}
+
 /// Sends `buf` as datagrams of `segment` bytes each (the last may be shorter) to `to` in one
 /// `sendmsg`, segmented by the kernel (Linux UDP generic segmentation offload, `UDP_SEGMENT`),
 /// without waiting: `WouldBlock` when the socket buffer is full. An error other than
@@ -406,5 +495,60 @@ impl Signal {
             }
             listener.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Datagrams sent in one segmented `sendmsg` come out of [`try_recv_gro`] as the same
+    /// datagrams, with the same boundaries, whether or not the kernel coalesced them.
+    #[test]
+    fn segmented_datagrams_come_back_with_their_boundaries() {
+        glommio::LocalExecutor::default().run(async {
+            let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            enable_gro(&rx).unwrap();
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = rx.local_addr().unwrap();
+            // Ten full datagrams of 1200 bytes and a short last one, each byte naming its
+            // datagram and position.
+            let sent: Vec<Vec<u8>> = (0..11u8)
+                .map(|i| {
+                    let len = if i == 10 { 300 } else { 1200 };
+                    (0..len)
+                        .map(|j| i.wrapping_mul(31).wrapping_add(j as u8))
+                        .collect()
+                })
+                .collect();
+            try_send_segments(&tx, &sent.concat(), 1200, to).unwrap();
+            let mut got = Vec::new();
+            let mut receives = 0;
+            let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+            while got.len() < sent.len() {
+                let c = match try_recv_gro(&rx, &mut buf) {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        rx.readable().await.unwrap();
+                        continue;
+                    }
+                    Err(e) => panic!("receive: {e}"),
+                };
+                receives += 1;
+                assert_eq!(c.from, tx.local_addr().unwrap());
+                let mut data = buf.split_to(c.len);
+                while !data.is_empty() {
+                    got.push(data.split_to(c.stride.min(data.len())).to_vec());
+                }
+                buf.reserve(64 * 1024);
+            }
+            assert_eq!(got, sent);
+            // On loopback, Linux hands a segmented send to a GRO socket in one piece.
+            assert!(
+                receives < sent.len(),
+                "{receives} receives for {} datagrams",
+                sent.len()
+            );
+        });
     }
 }

@@ -51,10 +51,13 @@ use crate::quic::AssumedDatagramLimit;
 use crate::runtime::{self, UdpSocket};
 use conn::Conn;
 
-/// Largest UDP datagram received (a QUIC packet is far smaller; anything longer is cut and
-/// then fails decryption, as it would in any QUIC stack).
+/// Room kept for one receive: the largest UDP payload, or as many datagrams as the kernel
+/// coalesces into one (64 KiB at most).
 const RECV_BUFFER: usize = 64 * 1024;
-/// Datagrams taken from the socket in one go, the first awaited and the rest as queued.
+/// Receive area allocated when less than [`RECV_BUFFER`] is left: datagrams are received into
+/// it one after the other and handed to quinn as parts of it.
+const RECV_AREA: usize = 128 * 1024;
+/// Datagrams handled before the connections' drivers get to run.
 const RECV_BATCH: usize = 64;
 /// How long a QUIC connection may stay silent (the reference server's default).
 const MAX_IDLE: Duration = Duration::from_secs(30);
@@ -353,51 +356,84 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
         obfs: h.obfs.clone(),
         gso: Cell::new(true),
     });
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let gro = match runtime::enable_gro(&ep.socket) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(inbound = %ib.tag, "UDP receive offload unavailable ({e}): one datagram per receive");
+            false
+        }
+    };
+    tracing::trace!(inbound = %ib.tag, gro, "QUIC endpoint receiving");
+    let mut rx = BytesMut::new();
     let mut out = Vec::with_capacity(1500);
     let mut scratch = Vec::new();
-    // Made once: polled again with every packet, not rebuilt (and its listeners re-registered)
-    // per packet.
+    // Made once: polled again with every wait, not rebuilt (and its listeners re-registered).
     let stop = async {
         futures_lite::future::or(ctx.shared.close.wait(), ib.closed.wait()).await;
-        None
     };
     let mut stop = std::pin::pin!(stop);
+    // Datagrams handled since the connections' drivers last ran.
+    let mut taken = 0;
     loop {
-        let received = futures_lite::future::or(
-            async { Some(ep.socket.recv_from(&mut buf).await) },
-            stop.as_mut(),
-        )
-        .await;
-        let (mut n, mut from) = match received {
-            None => break,
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
-                tracing::debug!(inbound = %ib.tag, "UDP receive failed: {e}");
-                continue;
+        if rx.capacity() - rx.len() < RECV_BUFFER {
+            rx.reserve(RECV_AREA);
+        }
+        match runtime::try_recv_gro(&ep.socket, &mut rx) {
+            Ok(c) => {
+                // Each datagram goes to quinn as its own part of the area it was received
+                // into: no copy, and one allocation per area, not per datagram.
+                let mut data = rx.split_to(c.len);
+                // One clock read for what one receive brought.
+                let now = Instant::now();
+                while !data.is_empty() {
+                    let datagram = data.split_to(c.stride.min(data.len()));
+                    let from = c.from;
+                    on_datagram(
+                        &ep,
+                        &ctx,
+                        &ib,
+                        h,
+                        datagram,
+                        from,
+                        now,
+                        &mut out,
+                        &mut scratch,
+                    )
+                    .await;
+                    taken += 1;
+                }
+                // The drivers run after a batch: they see many packets at once (one
+                // acknowledgement, one wake-up), and a busy socket cannot starve them.
+                if taken >= RECV_BATCH {
+                    taken = 0;
+                    futures_lite::future::yield_now().await;
+                    if futures_lite::future::poll_once(stop.as_mut())
+                        .await
+                        .is_some()
+                    {
+                        break;
+                    }
+                }
             }
-        };
-        // Then whatever else is queued, up to a bound, before the connections' drivers run:
-        // they see a batch (one acknowledgement for many packets, one wake-up).
-        for taken in 1.. {
-            on_datagram(
-                &ep,
-                &ctx,
-                &ib,
-                h,
-                &mut buf[..n],
-                from,
-                &mut out,
-                &mut scratch,
-            )
-            .await;
-            if taken == RECV_BATCH {
-                break;
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                taken = 0;
+                let ready =
+                    futures_lite::future::or(async { Some(ep.socket.readable().await) }, async {
+                        stop.as_mut().await;
+                        None
+                    })
+                    .await;
+                match ready {
+                    None => break,
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!(inbound = %ib.tag, "UDP readiness failed: {e}");
+                    }
+                }
             }
-            match runtime::try_recv_from(&ep.socket, &mut buf) {
-                Ok((m, f)) => (n, from) = (m, f),
-                Err(_) => break,
-            }
+            // A reported error (an ICMP unreachable, say) is consumed by the receive that
+            // returns it.
+            Err(e) => tracing::debug!(inbound = %ib.tag, "UDP receive failed: {e}"),
         }
     }
 }
@@ -410,21 +446,22 @@ async fn on_datagram(
     ctx: &Rc<WorkerCtx>,
     ib: &Arc<InboundShared>,
     h: &Inbound,
-    datagram: &mut [u8],
+    mut data: BytesMut,
     from: SocketAddr,
+    now: Instant,
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) {
-    let packet = match &ep.obfs {
-        None => &datagram[..],
-        Some(obfs) => match obfs.deobfuscate(datagram) {
-            Ok(range) => &datagram[range],
+    if let Some(obfs) = &ep.obfs {
+        match obfs.deobfuscate(&mut data) {
+            Ok(range) => {
+                data.truncate(range.end);
+                let _ = data.split_to(range.start);
+            }
             Err(_) => return,
-        },
-    };
-    let data = BytesMut::from(packet);
+        }
+    }
     out.clear();
-    let now = Instant::now();
     let event = ep
         .quic
         .borrow_mut()

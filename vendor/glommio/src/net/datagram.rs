@@ -85,6 +85,18 @@ impl<S: AsRawFd + FromRawFd + From<socket2::Socket>> GlommioDatagram<S> {
         Ok(sz)
     }
 
+    // PATCH(marzneshin): readiness without I/O, for callers that receive with their own
+    // non-blocking system calls (the engine's QUIC endpoint, which needs `recvmsg` control
+    // messages). Readiness may be stale: retry the receive and come back on `EAGAIN`.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        let source = self
+            .reactor
+            .upgrade()
+            .unwrap()
+            .poll_read_ready(self.socket.as_raw_fd());
+        source.collect_rw().await.map(drop)
+    }
+
     pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let source = self.reactor.upgrade().unwrap().recv(
             self.socket.as_raw_fd(),

@@ -500,6 +500,13 @@ impl UdpSocket {
         self.socket.peek(buf).await.map_err(Into::into)
     }
 
+    /// PATCH(marzneshin): waits until a datagram is (or recently was) queued, without
+    /// receiving it: for callers that receive with their own non-blocking system calls.
+    /// Readiness may be stale; retry the receive and come back on `EAGAIN`.
+    pub async fn readable(&self) -> Result<()> {
+        Ok(self.socket.readable().await?)
+    }
+
     ///Receives a single datagram message on the socket, without removing it
     /// from the queue. On success, returns the number of bytes read and the
     /// origin.
