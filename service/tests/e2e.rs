@@ -327,3 +327,65 @@ fn idle_users_are_counted_exactly_and_expire_on_time(backend: Backend) {
         "expired"
     );
 }
+
+/// Two panels on one PostgreSQL database, each with its engine on the same inbound port (the
+/// kernel spreads connections over both, `SO_REUSEPORT`): traffic through either is recorded
+/// once, exactly; a user deleted through one panel is cut on both engines within seconds
+/// (the other learns it from `users_deleted` on its next pass) and refused after.
+#[test]
+fn postgres_two_panels_count_once_and_cut_a_user_deleted_on_either() {
+    let options = Options::default()
+        .env("MARZNESHIN_ALLOW_LOOPBACK", "true")
+        .env("MARZNESHIN_USAGE_INTERVAL_SECS", "1");
+    let a = TestPanel::start_with(Backend::Postgres, options.clone());
+    let (token, user, inbound) = arrange(&a, "roamer", None);
+    let b = a.another_instance(&options);
+    let root_b = b.admin_token();
+    let (_client, socks) = client(&user, &inbound);
+    let echo = tcp_echo();
+
+    // Eight connections of 256 KiB each way, spread over the two engines.
+    const EACH: usize = 256 << 10;
+    const CONNECTIONS: usize = 8;
+    for seed in 0..CONNECTIONS as u64 {
+        let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT");
+        echo_transfer(stream, EACH, seed, Ending::HalfClose).expect("echo through either panel");
+    }
+    let total = 2 * EACH * CONNECTIONS;
+    wait_for_user(&b, &root_b, "roamer", |u| u["used_traffic"] == total);
+    // Several passes of both panels later, still counted once.
+    std::thread::sleep(Duration::from_millis(2500));
+    for (panel, token) in [(&a, token.as_str()), (&b, root_b.as_str())] {
+        let u = panel.get(token, "/api/users/roamer").ok();
+        assert_eq!(u["used_traffic"], total, "{u}");
+        assert_eq!(u["lifetime_used_traffic"], total, "{u}");
+    }
+
+    // Live connections on both engines; the user is deleted through the second panel.
+    let mut live: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut s = socks5_connect(socks, echo).unwrap();
+            s.write_all(b"ping").unwrap();
+            let mut four = [0u8; 4];
+            s.read_exact(&mut four).unwrap();
+            assert_eq!(&four, b"ping");
+            s
+        })
+        .collect();
+    assert_eq!(b.delete(&root_b, "/api/users/roamer").ok(), json!(true));
+    for (i, s) in live.iter_mut().enumerate() {
+        assert!(
+            is_cut(s, Duration::from_secs(5)),
+            "connection {i} of the deleted user not cut"
+        );
+    }
+    // Several at once (each waits out a silent server), so that both engines get some.
+    std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..CONNECTIONS)
+            .map(|_| scope.spawn(|| refused(socks, echo)))
+            .collect();
+        for t in tries {
+            assert!(t.join().unwrap(), "a deleted user got a new connection");
+        }
+    });
+}
