@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::db::Db;
+use crate::db::{Backend, Db};
 
 /// Fetches written in one transaction at most (so that a burst does not hold SQLite's one
 /// connection for long).
@@ -90,6 +90,13 @@ impl Fetches {
 
 async fn write(db: &Db, batch: &[(i64, Fetch)]) -> Result<(), sqlx::Error> {
     let mut tx = db.pool.begin().await?;
+    if db.backend == Backend::Postgres {
+        // A record of when a client last fetched: a crash may lose the last moment's, as it
+        // loses the ones still in memory; not worth waiting for the WAL flush.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+    }
     for (id, fetch) in batch {
         sqlx::query("UPDATE users SET sub_updated_at = $1, sub_last_user_agent = $2 WHERE id = $3")
             .bind(fetch.at)
