@@ -241,7 +241,7 @@ async fn readable(socket: &RefCell<TcpStream>) -> io::Result<()> {
 }
 
 /// The write side of [`readable`].
-async fn writable(socket: &RefCell<TcpStream>) -> io::Result<()> {
+pub(crate) async fn writable(socket: &RefCell<TcpStream>) -> io::Result<()> {
     poll_fn(|cx| socket.borrow_mut().poll_writable(cx)).await
 }
 
@@ -388,45 +388,64 @@ impl Batch {
         buf: &[u8],
         tally: Tally<'_>,
     ) -> bool {
-        let (mut first, mut skip) = (0, 0);
-        while first < self.len {
-            let mut slices = [io::IoSlice::new(&[]); MAX_BATCH];
-            for (slice, (i, r)) in slices
-                .iter_mut()
-                .zip(self.ranges[first..self.len].iter().enumerate())
-            {
-                let from = if i == 0 { r.start + skip } else { r.start };
-                *slice = io::IoSlice::new(&buf[from..r.end]);
-            }
-            let sent = runtime::try_send_vectored(&to.borrow(), &slices[..self.len - first]);
-            match sent {
-                Ok(0) => return false,
-                Ok(mut n) => {
-                    while n > 0 {
-                        let left = self.ranges[first].len() - skip;
-                        if n >= left {
-                            n -= left;
-                            first += 1;
-                            skip = 0;
-                        } else {
-                            skip += n;
-                            n = 0;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if writable(to).await.is_err() {
-                        return false;
-                    }
-                }
-                Err(_) => return false,
-            }
+        let mut parts: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+        for (part, r) in parts.iter_mut().zip(&self.ranges[..self.len]) {
+            *part = &buf[r.clone()];
+        }
+        if !send_parts(to, &parts[..self.len]).await {
+            return false;
         }
         let bytes = self.bytes;
         (self.len, self.bytes) = (0, 0);
         tally.count(bytes).await;
         true
     }
+}
+
+/// Sends every one of `parts`, in order, to `to` with vectored sends (as many parts per
+/// `sendmsg` as the kernel takes), waiting for room when the socket is full. `false` on an
+/// error.
+pub(crate) async fn send_parts<P: AsRef<[u8]>>(to: &RefCell<TcpStream>, parts: &[P]) -> bool {
+    const PER_SEND: usize = 64;
+    let (mut first, mut skip) = (0, 0);
+    while first < parts.len() {
+        let mut slices = [io::IoSlice::new(&[]); PER_SEND];
+        let mut count = 0;
+        for (i, part) in parts[first..].iter().take(PER_SEND).enumerate() {
+            let from = if i == 0 { skip } else { 0 };
+            slices[i] = io::IoSlice::new(&part.as_ref()[from..]);
+            count += 1;
+        }
+        let sent = runtime::try_send_vectored(&to.borrow(), &slices[..count]);
+        match sent {
+            Ok(0) => return false,
+            Ok(mut n) => {
+                while n > 0 {
+                    let left = parts[first].as_ref().len() - skip;
+                    if n >= left {
+                        n -= left;
+                        first += 1;
+                        skip = 0;
+                    } else {
+                        skip += n;
+                        n = 0;
+                    }
+                }
+                // Parts that were empty to begin with.
+                while first < parts.len() && parts[first].as_ref().len() == skip {
+                    first += 1;
+                    skip = 0;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if writable(to).await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// Reads more of a stream behind `buf[start..end]`, first moving the unread bytes to the front

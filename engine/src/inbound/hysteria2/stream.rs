@@ -2,7 +2,7 @@
 //! the masquerade) and, once the client has authenticated, TCP proxy requests (0x401) and
 //! their relays. Also the reads and writes every task does on a QUIC stream.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
@@ -21,10 +21,15 @@ use rand::Rng;
 
 use super::conn::{Conn, H3_GENERAL_PROTOCOL_ERROR, H3_REQUEST_CANCELLED};
 use super::{push_http3_response, Masquerade};
-use crate::inbound::relay::{until_idle, Meter};
+use crate::inbound::relay::{self, until_idle, Meter};
 use crate::inbound::{until_closed, InboundKind, InboundShared, WorkerCtx};
 use crate::outbound;
 use crate::runtime;
+
+/// Most chunks (QUIC frames' data) a stream's uplink writes to the target at once.
+const UPLINK_CHUNKS: usize = 64;
+/// Most bytes a stream's uplink writes to the target at once.
+const UPLINK_BYTES: usize = 128 * 1024;
 
 /// Longest TCP request: frame type, address and padding with their lengths.
 const MAX_TCP_REQUEST: usize = 8 + MAX_ADDRESS_LEN + 8 + MAX_PADDING_LEN;
@@ -43,22 +48,27 @@ impl Conn {
         Ok(got)
     }
 
-    /// Reads into `buf` as many of stream `id`'s chunks as fit (waiting while none has
-    /// arrived): the relay then writes a batch of packets' data to the target at once, not
-    /// each QUIC frame's. `None` at the stream's end. A reset that follows data ends the
-    /// stream on the next call without an error (the data before it is delivered).
-    pub(super) async fn read_into(
+    /// Takes stream `id`'s chunks into `chunks` (up to [`UPLINK_CHUNKS`] of them and `room`
+    /// bytes), waiting while none has arrived: the relay then writes them to the target with
+    /// one vectored send, without copying them. The byte count; `None` at the stream's end.
+    /// A reset that follows data ends the stream on the next call without an error (the data
+    /// before it is delivered).
+    pub(super) async fn read_chunks(
         &self,
         id: StreamId,
-        buf: &mut [u8],
+        chunks: &mut Vec<Bytes>,
+        room: usize,
     ) -> io::Result<Option<usize>> {
         let mut n = 0;
-        let room = buf.len();
         let more = poll_fn(|cx| {
             self.poll_chunks(cx, id, room, &mut |chunk| {
-                buf[n..n + chunk.len()].copy_from_slice(&chunk);
                 n += chunk.len();
-                room - n
+                chunks.push(chunk);
+                if chunks.len() == UPLINK_CHUNKS {
+                    0
+                } else {
+                    room - n
+                }
             })
         })
         .await?;
@@ -375,20 +385,24 @@ async fn tcp_request(
             meter.up(early.len()).await;
         }
         let activity = Cell::new(Instant::now());
-        let (mut dest_r, mut dest_w) = futures_lite::io::split(dest);
+        let dest = RefCell::new(dest);
         let up = async {
-            let mut buf = ctx.buffers.get();
-            while let Ok(Some(n)) = conn.read_into(id, &mut buf).await {
+            // quinn's chunks go to the target as they are: no copy into a buffer of ours.
+            let mut chunks = Vec::with_capacity(UPLINK_CHUNKS);
+            while let Ok(Some(n)) = conn.read_chunks(id, &mut chunks, UPLINK_BYTES).await {
                 activity.set(Instant::now());
-                if dest_w.write_all(&buf[..n]).await.is_err() || dest_w.flush().await.is_err() {
+                let sent = relay::send_parts(&dest, &chunks).await;
+                chunks.clear();
+                if !sent {
                     break;
                 }
                 meter.up(n).await;
             }
-            let _ = dest_w.close().await;
+            let _ = runtime::shutdown_write(&dest.borrow());
         };
         let down = async {
             let mut buf = ctx.buffers.get();
+            let mut dest_r = relay::SharedRead(&dest);
             loop {
                 let n = match dest_r.read(&mut buf).await {
                     Ok(n) if n > 0 => n,
