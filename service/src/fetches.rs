@@ -2,10 +2,10 @@
 //! batches off the request path.
 //!
 //! A fetch is recorded in memory, one entry per user (a newer fetch replaces an older one not
-//! yet written), and a background task writes what is pending in one transaction per batch.
-//! While a batch is being written, new fetches gather for the next one, so under load many
-//! fetches share a transaction, and an idle panel writes a fetch right away. The panel flushes
-//! what is pending before it exits.
+//! yet written), and a background task writes what is pending in one transaction per batch:
+//! woken by a fetch, it lets others gather for [`GATHER`] first, so a steady stream of fetches
+//! costs a few write transactions a second, not one each. The panel flushes what is pending
+//! before it exits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +18,9 @@ use crate::db::{Backend, Db};
 /// Fetches written in one transaction at most (so that a burst does not hold SQLite's one
 /// connection for long).
 const BATCH: usize = 256;
+
+/// How long the writer lets fetches gather after the first one wakes it.
+const GATHER: Duration = Duration::from_millis(250);
 
 /// User agents longer than this are cut before they are stored.
 pub const MAX_USER_AGENT: usize = 512;
@@ -79,6 +82,7 @@ impl Fetches {
     pub async fn run(&self, db: Db) {
         loop {
             self.wake.notified().await;
+            tokio::time::sleep(GATHER).await;
             if let Err(e) = self.flush(&db).await {
                 tracing::warn!("recording subscription fetches failed, will retry: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
