@@ -3,9 +3,9 @@
 //!
 //! A fetch is recorded in memory, one entry per user (a newer fetch replaces an older one not
 //! yet written), and a background task writes what is pending in one transaction per batch:
-//! woken by a fetch, it lets others gather for [`GATHER`] first, so a steady stream of fetches
-//! costs a few write transactions a second, not one each. The panel flushes what is pending
-//! before it exits.
+//! woken by a fetch, it lets others gather for a quarter of a second first, so a steady
+//! stream of fetches costs a few write transactions a second, not one each. The panel flushes
+//! what is pending before it exits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
