@@ -175,7 +175,12 @@ pub struct Marks {
     announced: Option<(db::Since, Vec<u8>)>,
     /// This instance's engine access (`sync::changed_users`).
     pushed: Option<db::Since>,
+    /// When this instance last pruned old deletions (Unix seconds).
+    pruned_at: Option<i64>,
 }
+
+/// How often old deletions are pruned: they are kept a day, so an hour late is no matter.
+const PRUNE_EVERY: i64 = 3600;
 
 /// Activation deadlines, periodic resets and webhook announcements (by one panel instance at a
 /// time: see [`db::Job::Enforcement`]); then the engine is brought in step with every user's
@@ -183,7 +188,7 @@ pub struct Marks {
 /// have changed since the pass that left `marks` (everyone on the first pass).
 pub async fn enforce(state: &AppState, marks: &mut Marks) -> anyhow::Result<()> {
     if let Some(lock) = db::JobLock::try_acquire(&state.db, db::Job::Enforcement).await? {
-        let result = update_users(&state.db, &mut marks.announced).await;
+        let result = update_users(&state.db, &mut marks.announced, &mut marks.pruned_at).await;
         lock.release().await;
         result?;
     }
@@ -194,6 +199,7 @@ pub async fn enforce(state: &AppState, marks: &mut Marks) -> anyhow::Result<()> 
 async fn update_users(
     db: &db::Db,
     announced: &mut Option<(db::Since, Vec<u8>)>,
+    pruned_at: &mut Option<i64>,
 ) -> anyhow::Result<()> {
     let now = now();
     // Before any scan: what changes after this is found by the next pass.
@@ -227,7 +233,10 @@ async fn update_users(
         }
         tx.commit().await?;
     }
-    db::prune_deleted(db, now - db::Since::DELETIONS_KEPT).await?;
+    if pruned_at.is_none_or(|at| now - at >= PRUNE_EVERY) {
+        db::prune_deleted(db, now - db::Since::DELETIONS_KEPT).await?;
+        *pruned_at = Some(now);
+    }
     let config = WebhookConfig::load(&db.pool).await?;
     // Announcements can only be behind for users whose row changed (this pass's activations
     // and resets included) or whose expiry came since the last pass; other thresholds mean
