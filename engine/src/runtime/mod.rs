@@ -289,21 +289,6 @@ pub fn try_send_to(socket: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result
     )
 }
 
-/// Receives one datagram on `socket` without waiting: `WouldBlock` when none is queued. For
-/// draining what arrived behind an awaited receive: one system call per datagram, not a trip
-/// through the ring and the executor for each.
-pub fn try_recv_from(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-    let fd = borrow_fd(socket);
-    // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and the receive only writes
-    // initialised bytes into the slice, so it stays a valid `[u8]` afterwards.
-    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
-    let (n, from) = socket2::SockRef::from(&fd).recv_from_with_flags(uninit, libc::MSG_DONTWAIT)?;
-    let from = from
-        .as_socket()
-        .ok_or_else(|| io::Error::other("a datagram from a non-IP address"))?;
-    Ok((n, from))
-}
-
 /// Asks the kernel to coalesce datagrams queued on `socket` from one sender into one buffer
 /// (Linux UDP generic receive offload, `UDP_GRO`); [`try_recv_gro`] splits them again. An error
 /// means the kernel cannot, and receives stay one datagram each.

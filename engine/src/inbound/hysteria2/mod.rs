@@ -356,14 +356,9 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
         obfs: h.obfs.clone(),
         gso: Cell::new(true),
     });
-    let gro = match runtime::enable_gro(&ep.socket) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!(inbound = %ib.tag, "UDP receive offload unavailable ({e}): one datagram per receive");
-            false
-        }
-    };
-    tracing::trace!(inbound = %ib.tag, gro, "QUIC endpoint receiving");
+    if let Err(e) = runtime::enable_gro(&ep.socket) {
+        tracing::debug!(inbound = %ib.tag, "UDP receive offload unavailable ({e}): one datagram per receive");
+    }
     let mut rx = BytesMut::new();
     let mut out = Vec::with_capacity(1500);
     let mut scratch = Vec::new();
@@ -387,14 +382,13 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
                 let now = Instant::now();
                 while !data.is_empty() {
                     let datagram = data.split_to(c.stride.min(data.len()));
-                    let from = c.from;
                     on_datagram(
                         &ep,
                         &ctx,
                         &ib,
                         h,
                         datagram,
-                        from,
+                        c.from,
                         now,
                         &mut out,
                         &mut scratch,
