@@ -650,6 +650,16 @@ pub fn status_sql(status: UserStatus, now: &str) -> String {
     }
 }
 
+/// An SQL condition on `users u` that holds exactly when [`UserRow::may_connect`] at `now` (a
+/// parameter such as `$1`) does: active or on hold.
+pub fn may_connect_sql(now: &str) -> String {
+    format!(
+        "({} OR {})",
+        status_sql(UserStatus::Active, now),
+        status_sql(UserStatus::OnHold, now)
+    )
+}
+
 /// The status a user has at `now` (a parameter such as `$1`), as one SQL expression giving
 /// [`UserStatus::as_str`]: the [`status_sql`] conditions are exclusive and cover every user.
 pub fn status_case_sql(now: &str) -> String {
@@ -881,9 +891,8 @@ pub async fn users_by_ids(db: &Db, ids: &[i64]) -> Result<Vec<UserRow>, sqlx::Er
 /// [`UserRow::may_connect`] decides, in SQL.
 pub async fn connectable_users(db: &Db, now: i64) -> Result<HashMap<i64, String>, sqlx::Error> {
     let q = format!(
-        "SELECT u.id, u.username FROM users u WHERE {} OR {}",
-        status_sql(UserStatus::Active, "$1"),
-        status_sql(UserStatus::OnHold, "$1")
+        "SELECT u.id, u.username FROM users u WHERE {}",
+        may_connect_sql("$1")
     );
     sqlx::query(&q)
         .bind(now)
@@ -945,10 +954,9 @@ pub async fn users_changed(
     now: i64,
 ) -> Result<Vec<(i64, String, bool)>, sqlx::Error> {
     let q = format!(
-        "SELECT u.id, u.username, CAST(CASE WHEN {} OR {} THEN 1 ELSE 0 END AS BIGINT) AS ok FROM users u \
+        "SELECT u.id, u.username, CAST(CASE WHEN {} THEN 1 ELSE 0 END AS BIGINT) AS ok FROM users u \
          WHERE u.id IN ({CHANGED_IDS})",
-        status_sql(UserStatus::Active, "$1"),
-        status_sql(UserStatus::OnHold, "$1")
+        may_connect_sql("$1")
     );
     sqlx::query(&q)
         .bind(now)

@@ -23,7 +23,7 @@ const BATCH: usize = 256;
 const GATHER: Duration = Duration::from_millis(250);
 
 /// User agents longer than this are cut before they are stored.
-pub const MAX_USER_AGENT: usize = 512;
+const MAX_USER_AGENT: usize = 512;
 
 /// One user's last fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]

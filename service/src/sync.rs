@@ -156,8 +156,13 @@ async fn changed_since(state: &AppState, since: db::Since, now: i64) -> anyhow::
             .map(|(id, _, _)| id)
             .collect()
     };
-    // Those are read and decided again from their rows, in slices.
-    for chunk in differ.chunks(500) {
+    push_by_id(state, &differ).await
+}
+
+/// Reads the users `ids` and pushes each as decided again from their row, in slices, so that
+/// a mass change does not read every row at once.
+async fn push_by_id(state: &AppState, ids: &[i64]) -> anyhow::Result<()> {
+    for chunk in ids.chunks(500) {
         let rows = db::users_by_ids(&state.db, chunk).await?;
         let tags = db::inbound_tags_of_users(&state.db, chunk).await?;
         apply_users(state, &rows, &tags).await?;
@@ -178,12 +183,7 @@ async fn changed_all(state: &AppState, now: i64) -> anyhow::Result<()> {
             .collect();
         (ids, taken.map(|(&id, name)| (id, name.clone())).collect())
     };
-    // In slices, so that a mass expiry does not read every row at once.
-    for chunk in ids.chunks(500) {
-        let rows = db::users_by_ids(&state.db, chunk).await?;
-        let tags = db::inbound_tags_of_users(&state.db, chunk).await?;
-        apply_users(state, &rows, &tags).await?;
-    }
+    push_by_id(state, &ids).await?;
     // Pushed users whose row is gone (deleted by another panel instance).
     remove_deleted(state, gone).await
 }
