@@ -29,6 +29,7 @@ pub mod directory;
 pub mod hysteria2;
 pub mod mux;
 pub mod shadowsocks;
+pub mod tls;
 pub mod trojan;
 pub mod vless;
 pub mod vmess;

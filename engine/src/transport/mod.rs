@@ -2,9 +2,8 @@
 //! over it, with ALPN and a server-name (SNI) allow-list; and WebSocket ([`ws`]) over either.
 //!
 //! The protocols above (VLESS, Trojan, VMess) see one [`ClientStream`] whatever the transport,
-//! so each is written once. TLS goes through `futures-rustls` (buffered: rustls copies records
-//! into its own buffers) over a [`TlsSocket`] that saves it system calls; the unbuffered,
-//! copy-free rustls API is a known gap (docs/ARCHITECTURE.md).
+//! so each is written once. TLS ([`tls`]) is a rustls handshake followed by our own record
+//! layer, in place in pooled buffers.
 
 use std::io;
 use std::pin::Pin;
@@ -14,21 +13,21 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use futures_rustls::server::TlsStream;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::buffer::{BufferPool, RelayBuffer};
+use crate::buffer::BufferPool;
 use crate::config::{ConfigError, TlsConfig};
 use crate::runtime::TcpStream;
 
+pub(crate) mod tls;
 pub(crate) mod ws;
 
 /// A TLS server: certificate, ALPN and accepted server names, ready to accept connections.
 pub(crate) struct TlsServer {
-    acceptor: futures_rustls::TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
 }
 
 fn invalid(field: String, message: impl std::fmt::Display) -> ConfigError {
@@ -42,27 +41,21 @@ impl TlsServer {
     /// Reads (or generates) the certificate and builds the server; errors name the field of
     /// `at` (the `tls` object's path) at fault.
     pub(crate) fn new(c: &TlsConfig, at: &str) -> Result<TlsServer, ConfigError> {
-        let config = server_config(c, at)?;
+        let mut config = server_config(c, at)?;
+        // The record layer after the handshake is ours (see [`tls`]).
+        config.enable_secret_extraction = true;
         Ok(TlsServer {
-            acceptor: futures_rustls::TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
         })
     }
 
-    /// Runs the server side of a TLS handshake on `stream`; reads ahead with buffers from
-    /// `pool` (see [`TlsSocket`]).
+    /// Runs the server side of a TLS handshake on `stream`, with buffers from `pool`.
     pub(crate) async fn accept(
         &self,
         stream: TcpStream,
         pool: &Rc<BufferPool>,
     ) -> io::Result<ClientStream> {
-        let socket = TlsSocket {
-            stream,
-            pool: Rc::clone(pool),
-            ahead: None,
-            start: 0,
-            end: 0,
-        };
-        let tls = self.acceptor.accept(socket).await?;
+        let tls = tls::accept(&self.config, stream, pool).await?;
         Ok(ClientStream::Tls(Box::new(tls)))
     }
 }
@@ -156,83 +149,6 @@ impl ResolvesServerCert for ServerNameCheck {
     }
 }
 
-/// The socket under a TLS session. rustls reads records in steps of at most 4 KiB (the free
-/// room it keeps in its deframer buffer), which straight on the socket would cost four or five
-/// `recv` calls per 16 KiB record. Here a read for less than a pool buffer takes one instead:
-/// whatever the socket has queued goes into a buffer from the worker's pool and is handed out
-/// from there, and the buffer goes back to the pool as soon as it is empty, so an idle
-/// connection holds none. Writes are vectored (rustls hands over several records at once):
-/// one `sendmsg` for all of them.
-pub(crate) struct TlsSocket {
-    stream: TcpStream,
-    pool: Rc<BufferPool>,
-    /// Bytes read ahead: `ahead[start..end]`.
-    ahead: Option<RelayBuffer>,
-    start: usize,
-    end: usize,
-}
-
-impl AsyncRead for TlsSocket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(ahead) = &this.ahead {
-            let n = (this.end - this.start).min(buf.len());
-            buf[..n].copy_from_slice(&ahead[this.start..this.start + n]);
-            this.start += n;
-            if this.start == this.end {
-                this.ahead = None;
-            }
-            return Poll::Ready(Ok(n));
-        }
-        if buf.len() >= this.pool.buffer_size() {
-            return Pin::new(&mut this.stream).poll_read(cx, buf);
-        }
-        let mut ahead = this.pool.get();
-        match Pin::new(&mut this.stream).poll_read(cx, &mut ahead) {
-            Poll::Ready(Ok(got)) => {
-                let n = got.min(buf.len());
-                buf[..n].copy_from_slice(&ahead[..n]);
-                if n < got {
-                    (this.start, this.end) = (n, got);
-                    this.ahead = Some(ahead);
-                }
-                Poll::Ready(Ok(n))
-            }
-            other => other,
-        }
-    }
-}
-
-impl AsyncWrite for TlsSocket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        poll_send_vectored(&mut self.get_mut().stream, cx, bufs)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_close(cx)
-    }
-}
-
 /// A vectored write on a socket: one `sendmsg` for every buffer (glommio's socket would send
 /// only the first), waiting through glommio when the send buffer is full.
 fn poll_send_vectored(
@@ -253,7 +169,7 @@ pub(crate) enum ClientStream {
     /// Plain TCP.
     Tcp(TcpStream),
     /// TLS over TCP.
-    Tls(Box<TlsStream<TlsSocket>>),
+    Tls(Box<tls::TlsStream>),
     /// WebSocket over plain TCP or TLS.
     Ws(Box<ws::WsStream>),
 }
@@ -262,7 +178,7 @@ impl ClientStream {
     fn tcp(&self) -> &TcpStream {
         match self {
             ClientStream::Tcp(s) => s,
-            ClientStream::Tls(s) => &s.get_ref().0.stream,
+            ClientStream::Tls(s) => s.tcp(),
             ClientStream::Ws(s) => s.inner().tcp(),
         }
     }

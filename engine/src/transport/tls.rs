@@ -1,0 +1,470 @@
+//! A TLS server connection: rustls runs the handshake (its unbuffered API, over buffers from the
+//! worker's pool), then hands over the traffic keys (its kernel-connection API, the one kTLS
+//! uses) and our record layer ([`proto::tls`]) seals and opens records in place.
+//!
+//! rustls 0.23 copies each record into a fresh `Vec` on both of its own paths. Here a record is
+//! read into a pooled buffer, opened where it lies and read from there; a write is sealed in a
+//! pooled buffer and sent from it. Nothing is allocated per record, and an idle connection holds
+//! no buffer (see [`TlsStream`]).
+//!
+//! rustls keeps the key schedule: a TLS 1.3 `KeyUpdate` from the client gets new receive keys
+//! from it (and, when the client asks, we send our own and take new send keys), and our send
+//! keys are updated before the suite's confidentiality limit. TLS 1.2 has no key update: a
+//! connection that reaches the limit is closed, as rustls would close it.
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use proto::tls::{self as record, Protection, Suite, Version};
+use rustls::kernel::KernelConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, InsufficientSizeError};
+use rustls::{ConnectionTrafficSecrets, ProtocolVersion, SupportedCipherSuite};
+
+use crate::buffer::{BufferPool, RelayBuffer};
+use crate::runtime::TcpStream;
+
+/// Handshake message type of a TLS 1.3 `KeyUpdate`.
+const KEY_UPDATE: u8 = 24;
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Runs the server side of a handshake on `stream` with `config` (which must allow secret
+/// extraction), reading with buffers from `pool`.
+pub(crate) async fn accept(
+    config: &Arc<rustls::ServerConfig>,
+    mut stream: TcpStream,
+    pool: &Rc<BufferPool>,
+) -> io::Result<TlsStream> {
+    let mut conn = UnbufferedServerConnection::new(Arc::clone(config)).map_err(invalid)?;
+    let mut incoming = pool.get();
+    let (mut start, mut end) = (0, 0);
+    // Handshake records to send; plaintext that arrived with the client's last flight.
+    let mut outgoing = Vec::new();
+    let mut early = Vec::new();
+    loop {
+        let status = conn.process_tls_records(&mut incoming[start..end]);
+        let discard = status.discard;
+        let mut read_more = false;
+        match status.state {
+            Err(e) => {
+                send_alerts(&mut conn, &mut stream).await;
+                return Err(invalid(e));
+            }
+            Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                while let Some(r) = traffic.next_record() {
+                    early.extend_from_slice(r.map_err(invalid)?.payload);
+                }
+            }
+            Ok(ConnectionState::EncodeTlsData(mut data)) => encode(&mut data, &mut outgoing)?,
+            Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                stream.write_all(&outgoing).await?;
+                outgoing.clear();
+                transmit.done();
+            }
+            Ok(ConnectionState::BlockedHandshake) => read_more = true,
+            // rustls may send (0.5-RTT) before the client's Finished: keep reading until the
+            // handshake is over, so that the keys are final.
+            Ok(ConnectionState::WriteTraffic(_)) => read_more = true,
+            Ok(other) => return Err(invalid(format!("TLS handshake ended in {other:?}"))),
+        }
+        start += discard;
+        if start == end {
+            (start, end) = (0, 0);
+        }
+        if !conn.is_handshaking() && outgoing.is_empty() && read_more {
+            break;
+        }
+        if read_more {
+            if end == incoming.len() {
+                incoming.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
+                if end == incoming.len() {
+                    return Err(invalid("TLS handshake message larger than a buffer"));
+                }
+            }
+            match stream.read(&mut incoming[end..]).await? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => end += n,
+            }
+        }
+    }
+    let (secrets, keys) = conn.dangerous_into_kernel_connection().map_err(invalid)?;
+    let version = match keys.protocol_version() {
+        ProtocolVersion::TLSv1_3 => Version::Tls13,
+        _ => Version::Tls12,
+    };
+    let (tx_seq, tx) = secrets.tx;
+    let (rx_seq, rx) = secrets.rx;
+    let send_limit = match keys.negotiated_cipher_suite() {
+        SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
+        SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
+    };
+    let incoming = (start < end).then_some(incoming);
+    Ok(TlsStream {
+        stream,
+        pool: Rc::clone(pool),
+        rx: protection(version, rx, rx_seq)?,
+        tx: protection(version, tx, tx_seq)?,
+        keys,
+        // Re-key (or close) well before the limit, as rustls does.
+        send_limit: send_limit.saturating_sub(send_limit / 16),
+        incoming,
+        start,
+        end,
+        plain: 0..0,
+        early,
+        early_read: 0,
+        outgoing: None,
+        out_start: 0,
+        out_end: 0,
+        key_update_owed: false,
+        read_done: false,
+        close_notify_sent: false,
+    })
+}
+
+/// Encodes rustls' next handshake record behind `out`.
+fn encode(
+    data: &mut rustls::unbuffered::EncodeTlsData<'_, ServerConnectionData>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let at = out.len();
+    loop {
+        match data.encode(&mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                out.resize(at + required_size, 0);
+            }
+            Err(e) => return Err(invalid(e)),
+        }
+    }
+}
+
+/// After a failed handshake: sends the alert rustls queued (a client sees why), best effort.
+async fn send_alerts(conn: &mut UnbufferedServerConnection, stream: &mut TcpStream) {
+    let mut out = Vec::new();
+    for _ in 0..4 {
+        match conn.process_tls_records(&mut []).state {
+            Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                if encode(&mut data, &mut out).is_err() {
+                    return;
+                }
+            }
+            Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                let _ = stream.write_all(&out).await;
+                transmit.done();
+                return;
+            }
+            _ => return,
+        }
+    }
+}
+
+fn protection(
+    version: Version,
+    secrets: ConnectionTrafficSecrets,
+    seq: u64,
+) -> io::Result<Protection> {
+    let (suite, key, iv) = match secrets {
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (Suite::Aes128Gcm, key, iv),
+        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (Suite::Aes256Gcm, key, iv),
+        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+            (Suite::Chacha20Poly1305, key, iv)
+        }
+        _ => return Err(invalid("a cipher suite the record layer does not know")),
+    };
+    let iv: [u8; 12] = iv
+        .as_ref()
+        .try_into()
+        .map_err(|_| invalid("a TLS IV that is not 12 bytes"))?;
+    Protection::new(version, suite, key.as_ref(), iv, seq).map_err(invalid)
+}
+
+/// A TLS connection after its handshake, read and written like the socket under it.
+///
+/// Reading: records arrive in `incoming[start..end]`, a buffer from the pool; each is opened
+/// in place and its plaintext (`incoming[plain]`) handed out from there. Writing: plaintext is
+/// copied once into record slots of `outgoing` (another pool buffer), sealed there and sent
+/// from there. Either buffer goes back to the pool as soon as it holds nothing, so a
+/// connection that waits holds none.
+pub(crate) struct TlsStream {
+    stream: TcpStream,
+    pool: Rc<BufferPool>,
+    rx: Protection,
+    tx: Protection,
+    /// rustls' key schedule, for TLS 1.3 key updates.
+    keys: KernelConnection<ServerConnectionData>,
+    /// Records sent with one key before it must change.
+    send_limit: u64,
+    incoming: Option<RelayBuffer>,
+    start: usize,
+    end: usize,
+    plain: Range<usize>,
+    /// Plaintext that came with the handshake (usually none), read first.
+    early: Vec<u8>,
+    early_read: usize,
+    outgoing: Option<RelayBuffer>,
+    out_start: usize,
+    out_end: usize,
+    /// The client asked for a key update: ours goes out before our next record.
+    key_update_owed: bool,
+    /// close_notify arrived: reads return end of stream.
+    read_done: bool,
+    close_notify_sent: bool,
+}
+
+impl TlsStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Opens the next whole record in `incoming`, if there is one: `Ok(true)` when it was
+    /// opened (its plaintext, if any, is now `plain`).
+    fn open_next(&mut self) -> io::Result<bool> {
+        let Some(incoming) = self.incoming.as_mut() else {
+            return Ok(false);
+        };
+        let buffered = &mut incoming[self.start..self.end];
+        let len = match record::record_len(buffered, self.rx.version()).map_err(invalid)? {
+            Some(len) if len <= buffered.len() => len,
+            _ => return Ok(false),
+        };
+        let opened = self
+            .rx
+            .open_in_place(&mut buffered[..len])
+            .map_err(invalid)?;
+        let at = self.start;
+        self.start += len;
+        let payload = at + opened.payload.start..at + opened.payload.end;
+        match opened.content_type {
+            record::APPLICATION_DATA => self.plain = payload,
+            record::ALERT => match incoming[payload] {
+                // close_notify: the client sends no more.
+                [_, 0] => self.read_done = true,
+                [_, description] => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        format!("TLS alert {description} from the client"),
+                    ))
+                }
+                _ => return Err(invalid("malformed TLS alert")),
+            },
+            record::HANDSHAKE if self.rx.version() == Version::Tls13 => {
+                self.key_update(payload)?;
+            }
+            other => return Err(invalid(format!("unexpected TLS record of type {other}"))),
+        }
+        Ok(true)
+    }
+
+    /// Handles post-handshake messages from a TLS 1.3 client: only `KeyUpdate` is valid, and
+    /// it must end the record (RFC 8446 section 5.1).
+    fn key_update(&mut self, payload: Range<usize>) -> io::Result<()> {
+        let incoming = self.incoming.as_ref().expect("holds the record");
+        match incoming[payload] {
+            [KEY_UPDATE, 0, 0, 1, request @ (0 | 1)] => {
+                let (seq, secrets) = self.keys.update_rx_secret().map_err(invalid)?;
+                self.rx = protection(Version::Tls13, secrets, seq)?;
+                self.key_update_owed |= request == 1;
+                Ok(())
+            }
+            _ => Err(invalid("unexpected TLS 1.3 post-handshake message")),
+        }
+    }
+
+    /// Sends what `outgoing` holds; the buffer goes back to the pool once it is all out.
+    fn poll_send_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_start < self.out_end {
+            let out = self.outgoing.as_ref().expect("holds the pending bytes");
+            let slice = [io::IoSlice::new(&out[self.out_start..self.out_end])];
+            match ready!(super::poll_send_vectored(&mut self.stream, cx, &slice)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.out_start += n,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.outgoing = None;
+        (self.out_start, self.out_end) = (0, 0);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Seals a record of `content_type` from `data` behind the pending bytes in `outgoing`.
+    fn seal_message(&mut self, content_type: u8, data: &[u8]) {
+        let out = self.outgoing.get_or_insert_with(|| self.pool.get());
+        let at = self.out_end + self.tx.prefix_len();
+        out[at..at + data.len()].copy_from_slice(data);
+        self.out_end += self
+            .tx
+            .seal_in_place(&mut out[self.out_end..], data.len(), content_type);
+    }
+
+    /// Before the next record: our key update, if owed or due. `Err` when TLS 1.2 keys are
+    /// worn out (the connection must close).
+    fn rekey_if_due(&mut self) -> io::Result<()> {
+        if !self.key_update_owed && self.tx.seq() < self.send_limit {
+            return Ok(());
+        }
+        if self.tx.version() != Version::Tls13 {
+            return Err(invalid("TLS 1.2 keys reached their confidentiality limit"));
+        }
+        // KeyUpdate(update_not_requested) under the old keys, then the new ones.
+        self.seal_message(record::HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0]);
+        let (seq, secrets) = self.keys.update_tx_secret().map_err(invalid)?;
+        self.tx = protection(Version::Tls13, secrets, seq)?;
+        self.key_update_owed = false;
+        Ok(())
+    }
+}
+
+impl AsyncRead for TlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.early_read < this.early.len() {
+            let n = buf.len().min(this.early.len() - this.early_read);
+            buf[..n].copy_from_slice(&this.early[this.early_read..this.early_read + n]);
+            this.early_read += n;
+            if this.early_read == this.early.len() {
+                this.early = Vec::new();
+                this.early_read = 0;
+            }
+            return Poll::Ready(Ok(n));
+        }
+        loop {
+            if !this.plain.is_empty() {
+                let incoming = this.incoming.as_ref().expect("holds the plaintext");
+                let n = buf.len().min(this.plain.len());
+                buf[..n].copy_from_slice(&incoming[this.plain.start..this.plain.start + n]);
+                this.plain.start += n;
+                return Poll::Ready(Ok(n));
+            }
+            if this.read_done {
+                return Poll::Ready(Ok(0));
+            }
+            if this.open_next()? {
+                continue;
+            }
+            // No whole record: read more, behind what is buffered.
+            let incoming = this.incoming.get_or_insert_with(|| this.pool.get());
+            if this.start == this.end {
+                (this.start, this.end) = (0, 0);
+            } else if incoming.len() - this.start
+                < record::HEADER_LEN + record::MAX_PLAINTEXT + 2048
+            {
+                incoming.copy_within(this.start..this.end, 0);
+                (this.start, this.end) = (0, this.end - this.start);
+            }
+            match Pin::new(&mut this.stream).poll_read(cx, &mut incoming[this.end..]) {
+                Poll::Pending => {
+                    if this.start == this.end {
+                        this.incoming = None;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) => {
+                    if this.start != this.end {
+                        return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    this.incoming = None;
+                    this.read_done = true;
+                }
+                Poll::Ready(Ok(n)) => this.end += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    /// Seals as much of `bufs` as one pool buffer holds, in records of up to 16 KiB (several
+    /// small buffers share a record), and sends it; bytes the socket did not take yet go out
+    /// before the next write (or on flush).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_send_pending(cx))?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        if this.close_notify_sent {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let (prefix, suffix) = (this.tx.prefix_len(), this.tx.suffix_len());
+        let (mut part, mut offset, mut taken) = (0, 0, 0);
+        while taken < total {
+            this.rekey_if_due()?;
+            let out = this.outgoing.get_or_insert_with(|| this.pool.get());
+            let room = out.len() - this.out_end;
+            if room <= prefix + suffix {
+                break;
+            }
+            let capacity = record::MAX_PLAINTEXT.min(room - prefix - suffix);
+            let data = this.out_end + prefix;
+            let mut len = 0;
+            while len < capacity && part < bufs.len() {
+                let src = &bufs[part][offset..];
+                let n = src.len().min(capacity - len);
+                out[data + len..data + len + n].copy_from_slice(&src[..n]);
+                len += n;
+                offset += n;
+                if offset == bufs[part].len() {
+                    (part, offset) = (part + 1, 0);
+                }
+            }
+            this.out_end +=
+                this.tx
+                    .seal_in_place(&mut out[this.out_end..], len, record::APPLICATION_DATA);
+            taken += len;
+        }
+        // Start sending now; what the socket does not take goes on the next call.
+        if let Poll::Ready(Err(e)) = this.poll_send_pending(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(taken))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send_pending(cx))?;
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    /// Sends close_notify, then closes the socket's sending side.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send_pending(cx))?;
+        if !this.close_notify_sent {
+            this.close_notify_sent = true;
+            // Warning level (1), close_notify (0).
+            this.seal_message(record::ALERT, &[1, 0]);
+            ready!(this.poll_send_pending(cx))?;
+        }
+        Pin::new(&mut this.stream).poll_close(cx)
+    }
+}
