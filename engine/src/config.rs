@@ -377,6 +377,13 @@ pub enum MasqueradeConfig {
         #[serde(default)]
         headers: std::collections::BTreeMap<String, String>,
     },
+    /// A static site: the files under a directory, read when the inbound starts (at most
+    /// 64 MiB, 10 000 files; symbolic links are not followed) and served by path, `index.html`
+    /// for a directory, `404 page not found` for anything else.
+    File {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
     /// A reverse proxy: every request goes to the operator's own HTTP site and its answer
     /// comes back (the destination rules do not apply: the operator names it, not a client).
     Proxy {
@@ -724,6 +731,15 @@ impl Hysteria2Config {
                 ));
             }
         }
+        if let Some(MasqueradeConfig::File { dir }) = &self.masquerade {
+            // Read in full when the inbound starts; here only whether it can be.
+            std::fs::read_dir(dir).map_err(|e| {
+                invalid(
+                    format!("{at}.masquerade.dir"),
+                    format!("{}: {e}", dir.display()),
+                )
+            })?;
+        }
         if let Some(MasqueradeConfig::String {
             status_code,
             headers,
@@ -906,6 +922,12 @@ mod tests {
             tls
         ))
         .starts_with("inbounds[0].settings.masquerade.headers"));
+        assert!(err(&inbound(
+            "hysteria2",
+            r#"{"masquerade":{"type":"file","dir":"/nonexistent/site"}}"#,
+            tls
+        ))
+        .starts_with("inbounds[0].settings.masquerade.dir: /nonexistent/site: "));
         Config::from_json(&inbound(
             "hysteria2",
             r#"{"users":[{"name":"u","password":"p"}],"obfs":{"type":"salamander","password":"abcd"},"masquerade":{"type":"string","content":"hi","headers":{"server":"nginx"}}}"#,

@@ -289,6 +289,64 @@ fn a_configured_masquerade_answers_every_request() {
     handle.stop(Duration::from_secs(1));
 }
 
+/// A request for `path` with `method`, as a browser would send it.
+fn request(method: &str, path: &str) -> Vec<u8> {
+    let mut r = Vec::new();
+    http3::push_headers_frame(
+        &[
+            (b":method", method.as_bytes()),
+            (b":scheme", b"https"),
+            (b":authority", b"www.example.com"),
+            (b":path", path.as_bytes()),
+        ],
+        &mut r,
+    );
+    r
+}
+
+#[test]
+fn a_static_site_masquerade_serves_its_files() {
+    let dir = std::env::temp_dir().join(format!("marzneshin-e2e-site-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("blog")).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>Welcome</h1>").unwrap();
+    std::fs::write(dir.join("blog/index.html"), "posts").unwrap();
+    std::fs::write(dir.join("app.js"), "let a = 1;").unwrap();
+    let (handle, server, cert) = engine(json!({
+        "masquerade": {"type": "file", "dir": dir},
+    }));
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        // A wrong password gets what the site has at /auth: nothing.
+        let page = auth(&conn, "guess").await;
+        assert_eq!(page.status, 404);
+        assert_eq!(page.body, b"404 page not found\n");
+        let home = exchange(&conn, &request("GET", "/")).await;
+        assert_eq!(
+            (home.status, &home.body[..]),
+            (200, &b"<h1>Welcome</h1>"[..])
+        );
+        assert_eq!(field(&home, "content-type"), Some("text/html"));
+        let script = exchange(&conn, &request("GET", "/app.js?v=2")).await;
+        assert_eq!(script.body, b"let a = 1;");
+        assert_eq!(field(&script, "content-type"), Some("text/javascript"));
+        let head = exchange(&conn, &request("HEAD", "/index.html")).await;
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        assert_eq!(field(&head, "content-length"), Some("16"));
+        let dir_page = exchange(&conn, &request("GET", "/blog")).await;
+        assert_eq!(dir_page.status, 301);
+        assert_eq!(field(&dir_page, "location"), Some("/blog/"));
+        let posts = exchange(&conn, &request("GET", "/blog/")).await;
+        assert_eq!(posts.body, b"posts");
+        let escape = exchange(&conn, &request("GET", "/../../etc/passwd")).await;
+        assert_eq!(escape.status, 404);
+        // The client still authenticates as usual.
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+    });
+    handle.stop(Duration::from_secs(1));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn malformed_requests_and_garbage_packets_leave_the_server_serving() {
     let (handle, server, cert) = engine(json!({}));

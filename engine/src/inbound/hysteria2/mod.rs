@@ -27,6 +27,7 @@
 
 mod brutal;
 mod conn;
+mod site;
 mod stream;
 mod udp;
 
@@ -147,6 +148,11 @@ impl Inbound {
                     address: *address,
                     host: host.clone(),
                 },
+                Some(MasqueradeConfig::File { dir }) => Masquerade::Site {
+                    site: site::StaticSite::load(dir)
+                        .map_err(|e| invalid(format!("{at}.settings.masquerade.dir"), e))?,
+                    not_found: masquerade_response(None),
+                },
                 other => Masquerade::Fixed(masquerade_response(other.as_ref())),
             },
             max_send: if c.ignore_client_bandwidth {
@@ -187,6 +193,11 @@ enum Masquerade {
         address: SocketAddr,
         host: Option<String>,
     },
+    /// A directory's files; `not_found` for any other path.
+    Site {
+        site: site::StaticSite,
+        not_found: Vec<u8>,
+    },
 }
 
 /// The fixed HTTP/3 answer: the configured one, or the reference server's default, Go's
@@ -200,7 +211,7 @@ fn masquerade_response(c: Option<&MasqueradeConfig>) -> Vec<u8> {
         ("x-content-type-options".to_owned(), "nosniff".to_owned()),
     ];
     let (status, content, headers): (u16, &str, Vec<(String, String)>) = match c {
-        None | Some(MasqueradeConfig::Proxy { .. }) => {
+        None | Some(MasqueradeConfig::Proxy { .. } | MasqueradeConfig::File { .. }) => {
             (404, "404 page not found\n", default_headers.to_vec())
         }
         Some(MasqueradeConfig::String {
@@ -228,8 +239,18 @@ fn masquerade_response(c: Option<&MasqueradeConfig>) -> Vec<u8> {
 /// Appends an HTTP/3 response: HEADERS (`status`, `fields` but any `content-length`, then
 /// the body's length) and the body in one DATA frame.
 fn push_http3_response(status: u16, fields: &[(&[u8], &[u8])], body: &[u8], out: &mut Vec<u8>) {
+    push_http3_head(status, fields, body.len(), out);
+    if !body.is_empty() {
+        http3::push_frame_header(http3::DATA, body.len(), out);
+        out.extend_from_slice(body);
+    }
+}
+
+/// Appends an HTTP/3 response's HEADERS frame (`status`, `fields` but any `content-length`,
+/// then `length`): alone, the answer to a `HEAD` request.
+fn push_http3_head(status: u16, fields: &[(&[u8], &[u8])], length: usize, out: &mut Vec<u8>) {
     let status = status.to_string();
-    let length = body.len().to_string();
+    let length = length.to_string();
     let mut all: Vec<(&[u8], &[u8])> = vec![(b":status", status.as_bytes())];
     all.extend(
         fields
@@ -239,10 +260,6 @@ fn push_http3_response(status: u16, fields: &[(&[u8], &[u8])], body: &[u8], out:
     );
     all.push((b"content-length", length.as_bytes()));
     http3::push_headers_frame(&all, out);
-    if !body.is_empty() {
-        http3::push_frame_header(http3::DATA, body.len(), out);
-        out.extend_from_slice(body);
-    }
 }
 
 /// One worker's QUIC endpoint for one inbound: the socket, quinn's endpoint state and the

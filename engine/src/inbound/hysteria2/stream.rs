@@ -20,7 +20,8 @@ use quinn_proto::{ReadError, ReadableError, StreamId, VarInt, WriteError};
 use rand::Rng;
 
 use super::conn::{Conn, H3_GENERAL_PROTOCOL_ERROR, H3_REQUEST_CANCELLED};
-use super::{push_http3_response, Masquerade};
+use super::site::Lookup;
+use super::{push_http3_head, push_http3_response, Masquerade};
 use crate::inbound::relay::{self, until_idle, Meter};
 use crate::inbound::{until_closed, InboundKind, InboundShared, WorkerCtx};
 use crate::outbound;
@@ -282,6 +283,29 @@ async fn http_request(
                     };
                     let body = request_body(conn, id, &request, head, deadline).await;
                     site.answer(ctx, &request, &body, &mut answer).await;
+                }
+                Masquerade::Site { site, not_found } => {
+                    let path = request.path.as_deref().unwrap_or("/");
+                    match site.lookup(path) {
+                        Lookup::File(file) => {
+                            let fields: [(&[u8], &[u8]); 1] =
+                                [(b"content-type", file.content_type.as_bytes())];
+                            if request.method == "HEAD" {
+                                push_http3_head(200, &fields, file.body.len(), &mut answer);
+                            } else {
+                                push_http3_response(200, &fields, &file.body, &mut answer);
+                            }
+                        }
+                        Lookup::Redirect(to) => {
+                            push_http3_response(
+                                301,
+                                &[(b"location", to.as_bytes())],
+                                b"",
+                                &mut answer,
+                            );
+                        }
+                        Lookup::NotFound => answer.extend_from_slice(not_found),
+                    }
                 }
             }
         }
