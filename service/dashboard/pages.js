@@ -157,7 +157,7 @@ export async function servicesPage(root, session) {
 
 const SS_METHODS = ["aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305", "2022-blake3-aes-128-gcm", "2022-blake3-aes-256-gcm", "2022-blake3-chacha20-poly1305"];
 const PROTOCOLS = ["shadowsocks", "vless", "trojan", "vmess", "hysteria2"];
-const MASQUERADES = ["masq_none", "masq_string", "masq_proxy"];
+const MASQUERADES = ["masq_none", "masq_string", "masq_file", "masq_proxy"];
 
 /** The inbound form: protocol-specific fields, or the raw JSON config. */
 function inboundDialog(session, inbound, done) {
@@ -242,10 +242,10 @@ function inboundDialog(session, inbound, done) {
     } });
     inputs.obfs = obfs;
     const masq = settings.masquerade;
-    const masqMode = !masq ? "masq_none" : masq.type === "proxy" ? "masq_proxy" : "masq_string";
+    const masqMode = !masq ? "masq_none" : masq.type === "proxy" ? "masq_proxy" : masq.type === "file" ? "masq_file" : "masq_string";
     const masqSelect = select(MASQUERADES, masqMode, { name: "masquerade", onchange: (e) => {
       const v = e.target.value;
-      setOr("masquerade", v === "masq_string" ? { type: "string", status_code: 200, content: "" } : v === "masq_proxy" ? { type: "proxy", address: "" } : undefined);
+      setOr("masquerade", v === "masq_string" ? { type: "string", status_code: 200, content: "" } : v === "masq_proxy" ? { type: "proxy", address: "" } : v === "masq_file" ? { type: "file", dir: "" } : undefined);
       drawForm();
     } });
     inputs.masquerade = masqSelect;
@@ -258,6 +258,10 @@ function inboundDialog(session, inbound, done) {
       const content = h("input", { name: "masquerade_content", value: masq.content ?? "", oninput: (e) => { config.settings.masquerade.content = e.target.value; } });
       Object.assign(inputs, { masquerade_status: status, masquerade_content: content });
       parts.push(h("div", { class: "row2" }, field(t("masq_status"), status), field(t("masq_content"), content)));
+    } else if (masqMode === "masq_file") {
+      const dir = h("input", { name: "masquerade_dir", value: masq.dir ?? "", placeholder: "/var/www/site", oninput: (e) => { config.settings.masquerade.dir = e.target.value; } });
+      inputs.masquerade_dir = dir;
+      parts.push(field(t("masq_dir"), dir));
     } else if (masqMode === "masq_proxy") {
       const address = h("input", { name: "masquerade_address", value: masq.address ?? "", placeholder: "127.0.0.1:8080", oninput: (e) => { config.settings.masquerade.address = e.target.value; } });
       const host = h("input", { name: "masquerade_host", value: masq.host ?? "", oninput: (e) => {

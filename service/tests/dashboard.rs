@@ -970,6 +970,8 @@ fn sudo_admin_creates_a_hysteria2_inbound_through_its_form() {
             )
             .await?;
             fill(&c, "dialog input[name=masquerade_host]", "www.example.com").await?;
+            choose(&c, "dialog select[name=masquerade]", "masq_file").await?;
+            fill(&c, "dialog input[name=masquerade_dir]", "/var/www/site").await?;
             choose(&c, "dialog select[name=masquerade]", "masq_string").await?;
             fill(&c, "dialog input[name=masquerade_status]", "200").await?;
             fill(&c, "dialog input[name=masquerade_content]", "hello").await?;
