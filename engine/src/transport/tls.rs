@@ -31,6 +31,10 @@ use crate::runtime::TcpStream;
 
 /// Handshake message type of a TLS 1.3 `KeyUpdate`.
 const KEY_UPDATE: u8 = 24;
+/// Alert level: warning.
+const WARNING: u8 = 1;
+/// Alert description: user_canceled.
+const USER_CANCELED: u8 = 90;
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
@@ -252,6 +256,10 @@ impl TlsStream {
             record::ALERT => match incoming[payload] {
                 // close_notify: the client sends no more.
                 [_, 0] => self.read_done = true,
+                // user_canceled (a close_notify follows), and TLS 1.2's warnings, as rustls
+                // reads them: nothing to act on.
+                [_, USER_CANCELED] => {}
+                [WARNING, _] if self.rx.version() == Version::Tls12 => {}
                 [_, description] => {
                     return Err(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
@@ -461,8 +469,8 @@ impl AsyncWrite for TlsStream {
         ready!(this.poll_send_pending(cx))?;
         if !this.close_notify_sent {
             this.close_notify_sent = true;
-            // Warning level (1), close_notify (0).
-            this.seal_message(record::ALERT, &[1, 0]);
+            // close_notify (0).
+            this.seal_message(record::ALERT, &[WARNING, 0]);
             ready!(this.poll_send_pending(cx))?;
         }
         Pin::new(&mut this.stream).poll_close(cx)
