@@ -495,8 +495,9 @@ pub fn check_targets(
     out
 }
 
-/// Derives the Hysteria2 target from measured figures: CPU-s/GiB at most 0.8 x the best peer's,
-/// per throughput scenario. There is no floor here: the client, not a relay, sets the wire format.
+/// Derives the Hysteria2 targets from measured figures: CPU-s/GiB at most 0.8 x the best
+/// peer's, per throughput scenario, and the same for the round trip's p99. There is no floor
+/// here: the client, not a relay, sets the wire format.
 pub fn check_peer_targets(
     ours: &ServerReport,
     peers: &[ServerReport],
@@ -515,6 +516,17 @@ pub fn check_peer_targets(
             bound,
             rule: format!("0.8 x {peer} ({p:.3})"),
             met: o.cpu_s_per_gib <= bound,
+        });
+    }
+    let best = best_peer(peers, |r| r.round_trip.get().map(|t| t.p99_us));
+    if let (Some(o), Some((peer, p))) = (ours.round_trip.get(), best) {
+        let bound = 0.8 * p;
+        out.push(TargetCheck {
+            what: "round trip p99, us".into(),
+            ours: o.p99_us,
+            bound,
+            rule: format!("0.8 x {peer} ({p:.1} us)"),
+            met: o.p99_us <= bound,
         });
     }
     out
@@ -967,5 +979,32 @@ mod tests {
         assert!(targets[0].rule.contains("shoes"));
         // No peer figure, no target (rather than a bound of zero).
         assert!(check_peer_targets(&ours, &peers[2..], 8).is_empty());
+    }
+
+    #[test]
+    fn hysteria2_round_trip_p99_is_a_target_too() {
+        let with_rtt = |name: &str, p99_us: f64| {
+            let mut r = upload(name, 1.0);
+            r.round_trip = Outcome::Measured(RoundTrip {
+                messages: 100,
+                size: 64,
+                p50_us: p99_us / 2.0,
+                p99_us,
+            });
+            r
+        };
+        let ours = with_rtt("marzneshin hysteria2", 300.0);
+        let peers = [
+            with_rtt("sing-box hysteria2", 320.0),
+            with_rtt("shoes hysteria2", 250.0),
+        ];
+        let targets = check_peer_targets(&ours, &peers, 8);
+        let rtt = targets
+            .iter()
+            .find(|t| t.what == "round trip p99, us")
+            .unwrap();
+        assert!((rtt.bound - 200.0).abs() < 1e-9);
+        assert!(!rtt.met);
+        assert!(rtt.rule.contains("shoes"));
     }
 }
