@@ -36,14 +36,8 @@ fn engine() -> (engine::Handle, SocketAddr, CertificateDer<'static>) {
     (handle, addr, generated.cert.der().clone())
 }
 
-/// A rustls client that offers only `suite`, connected, with the VLESS request for `echo`
-/// sent.
-fn connect(
-    server: SocketAddr,
-    cert: &CertificateDer<'static>,
-    suite: SupportedCipherSuite,
-    echo: SocketAddr,
-) -> Client {
+/// A rustls client connection that offers only `suite` and trusts `cert` for `localhost`.
+fn client(cert: &CertificateDer<'static>, suite: SupportedCipherSuite) -> ClientConnection {
     let version = match suite {
         SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
         SupportedCipherSuite::Tls13(_) => &rustls::version::TLS13,
@@ -60,14 +54,28 @@ fn connect(
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = ServerName::try_from("localhost").unwrap();
-    let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    ClientConnection::new(Arc::new(config), name).unwrap()
+}
+
+/// A rustls client that offers only `suite`, connected, with the VLESS request for `echo`
+/// sent.
+fn connect(
+    server: SocketAddr,
+    cert: &CertificateDer<'static>,
+    suite: SupportedCipherSuite,
+    echo: SocketAddr,
+) -> Client {
     let sock = TcpStream::connect(server).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut tls = StreamOwned::new(conn, sock);
+    let mut tls = StreamOwned::new(client(cert, suite), sock);
     tls.write_all(&stream_request_header("vless", UUID, echo))
         .unwrap();
-    // The VLESS response header comes in front of the first echoed bytes.
+    first_echo(tls)
+}
+
+/// Sends one byte and reads it back behind the VLESS response header.
+fn first_echo(mut tls: Client) -> Client {
     tls.write_all(b"x").unwrap();
     let mut first = [0u8; 3];
     tls.read_exact(&mut first).unwrap();
@@ -125,6 +133,43 @@ fn tls13_key_updates_keep_both_directions_going() {
         }
         exchange(&mut tls, 2, 9);
     }
+    handle.stop(Duration::from_secs(1));
+}
+
+/// A KeyUpdate that arrives with the client's Finished (and data behind it) is the record
+/// layer's to act on: were rustls to take it during the handshake, it would switch its send
+/// keys and queue its answer where the handover does not look, and every record we sent
+/// after would fail at the client.
+#[test]
+fn a_key_update_that_comes_with_the_finished_is_answered() {
+    let (handle, server, cert) = engine();
+    let echo = tcp_echo();
+    let mut conn = client(&cert, cipher_suite::TLS13_AES_128_GCM_SHA256);
+    let mut sock = TcpStream::connect(server).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // ClientHello out, the server's flight in: the client's Finished is then queued, unsent.
+    while conn.is_handshaking() {
+        while conn.wants_write() {
+            conn.write_tls(&mut sock).unwrap();
+        }
+        if conn.is_handshaking() {
+            conn.read_tls(&mut sock).unwrap();
+            conn.process_new_packets().unwrap();
+        }
+    }
+    // Finished, KeyUpdate(update_requested) and the request, in one write.
+    conn.refresh_traffic_keys().unwrap();
+    conn.writer()
+        .write_all(&stream_request_header("vless", UUID, echo))
+        .unwrap();
+    let mut flight = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut flight).unwrap();
+    }
+    sock.write_all(&flight).unwrap();
+    let mut tls = first_echo(StreamOwned::new(conn, sock));
+    exchange(&mut tls, 4, 7);
     handle.stop(Duration::from_secs(1));
 }
 

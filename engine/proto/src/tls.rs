@@ -256,7 +256,7 @@ impl Protection {
             }
             Version::Tls12 => {
                 header[0] = content_type;
-                let aad = tls12_aad(seq, content_type, data_len);
+                let aad = tls12_aad(seq, content_type, [3, 3], data_len);
                 let explicit = prefix - HEADER_LEN;
                 rest[..explicit].copy_from_slice(&nonce[4..4 + explicit]);
                 let sealed = &mut rest[explicit..explicit + data_len];
@@ -298,12 +298,14 @@ impl Protection {
                     )
                     .map_err(|_| RecordError::Decrypt)?;
                 self.seq = self.seq.saturating_add(1);
+                // RFC 8446 section 5.4: the inner plaintext, padding included, is at most
+                // 2^14 + 1 bytes.
+                if plain.len() > MAX_PLAINTEXT + 1 {
+                    return Err(RecordError::PlaintextOversize(plain.len()));
+                }
                 let Some(end) = plain.iter().rposition(|&b| b != 0) else {
                     return Err(RecordError::NoContentType);
                 };
-                if end > MAX_PLAINTEXT {
-                    return Err(RecordError::PlaintextOversize(end));
-                }
                 Ok(Opened {
                     content_type: plain[end],
                     payload: HEADER_LEN..HEADER_LEN + end,
@@ -317,7 +319,8 @@ impl Protection {
                 if data_len > MAX_PLAINTEXT {
                     return Err(RecordError::PlaintextOversize(data_len));
                 }
-                let aad = tls12_aad(self.seq, content_type, data_len);
+                // The version as the record states it (RFC 5246 section 6.2.3.3).
+                let aad = tls12_aad(self.seq, content_type, [header[1], header[2]], data_len);
                 self.key
                     .open_in_place(
                         Nonce::assume_unique_for_key(nonce),
@@ -335,11 +338,11 @@ impl Protection {
     }
 }
 
-fn tls12_aad(seq: u64, content_type: u8, data_len: usize) -> [u8; 13] {
+fn tls12_aad(seq: u64, content_type: u8, version: [u8; 2], data_len: usize) -> [u8; 13] {
     let mut aad = [0u8; 13];
     aad[..8].copy_from_slice(&seq.to_be_bytes());
     aad[8] = content_type;
-    aad[9..11].copy_from_slice(&[3, 3]);
+    aad[9..11].copy_from_slice(&version);
     aad[11..].copy_from_slice(&(data_len as u16).to_be_bytes());
     aad
 }

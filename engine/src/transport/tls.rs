@@ -31,6 +31,8 @@ use crate::runtime::TcpStream;
 
 /// Handshake message type of a TLS 1.3 `KeyUpdate`.
 const KEY_UPDATE: u8 = 24;
+/// Bytes of a sealed TLS 1.3 `KeyUpdate` record: header, the 5-byte message, type, tag.
+const KEY_UPDATE_RECORD: usize = record::HEADER_LEN + 5 + 1 + record::TAG_LEN;
 /// Alert level: warning.
 const WARNING: u8 = 1;
 /// Alert description: user_canceled.
@@ -49,12 +51,18 @@ pub(crate) async fn accept(
 ) -> io::Result<TlsStream> {
     let mut conn = UnbufferedServerConnection::new(Arc::clone(config)).map_err(invalid)?;
     let mut incoming = pool.get();
-    let (mut start, mut end) = (0, 0);
-    // Handshake records to send; plaintext that arrived with the client's last flight.
+    // rustls sees `incoming[start..fed]`, whole records given one at a time and none once the
+    // handshake is over: what follows the client's Finished (data, a KeyUpdate, an alert) is
+    // the record layer's. rustls would act on a KeyUpdate itself and queue its answer where
+    // the handover does not look, and the keys handed over would not match the client's.
+    let (mut start, mut fed, mut end) = (0, 0, 0);
+    // Handshake records to send; plaintext rustls read during the handshake (none is expected:
+    // early data is off and nothing after the Finished reaches it).
     let mut outgoing = Vec::new();
     let mut early = Vec::new();
     loop {
-        let status = conn.process_tls_records(&mut incoming[start..end]);
+        let until = if conn.is_handshaking() { fed } else { start };
+        let status = conn.process_tls_records(&mut incoming[start..until]);
         let discard = status.discard;
         let mut read_more = false;
         match status.state {
@@ -81,15 +89,29 @@ pub(crate) async fn accept(
         }
         start += discard;
         if start == end {
-            (start, end) = (0, 0);
+            (start, fed, end) = (0, 0, 0);
         }
         if !conn.is_handshaking() && outgoing.is_empty() && read_more {
             break;
         }
         if read_more {
+            // The next whole record, if one is here; otherwise more bytes.
+            match record::record_len(&incoming[fed..end], Version::Tls12) {
+                Ok(Some(len)) if fed + len <= end => {
+                    fed += len;
+                    continue;
+                }
+                // Not a record: rustls says why.
+                Err(_) => {
+                    fed = end;
+                    continue;
+                }
+                _ => {}
+            }
             if end == incoming.len() {
                 incoming.copy_within(start..end, 0);
-                (start, end) = (0, end - start);
+                (fed, end) = (fed - start, end - start);
+                start = 0;
                 if end == incoming.len() {
                     return Err(invalid("TLS handshake message larger than a buffer"));
                 }
@@ -254,8 +276,11 @@ impl TlsStream {
         match opened.content_type {
             record::APPLICATION_DATA => self.plain = payload,
             record::ALERT => match incoming[payload] {
-                // close_notify: the client sends no more.
-                [_, 0] => self.read_done = true,
+                // close_notify: the client sends no more (anything behind it is ignored).
+                [_, 0] => {
+                    self.read_done = true;
+                    self.start = self.end;
+                }
                 // user_canceled (a close_notify follows), and TLS 1.2's warnings, as rustls
                 // reads them: nothing to act on.
                 [_, USER_CANCELED] => {}
@@ -317,12 +342,10 @@ impl TlsStream {
             .seal_in_place(&mut out[self.out_end..], data.len(), content_type);
     }
 
-    /// Before the next record: our key update, if owed or due. `Err` when TLS 1.2 keys are
-    /// worn out (the connection must close).
-    fn rekey_if_due(&mut self) -> io::Result<()> {
-        if !self.key_update_owed && self.tx.seq() < self.send_limit {
-            return Ok(());
-        }
+    /// Our key update, owed or due, in front of the next record (room for
+    /// [`KEY_UPDATE_RECORD`] bytes is the caller's to check). `Err` when TLS 1.2 keys are worn
+    /// out (the connection must close).
+    fn rekey(&mut self) -> io::Result<()> {
         if self.tx.version() != Version::Tls13 {
             return Err(invalid("TLS 1.2 keys reached their confidentiality limit"));
         }
@@ -426,12 +449,20 @@ impl AsyncWrite for TlsStream {
         let (prefix, suffix) = (this.tx.prefix_len(), this.tx.suffix_len());
         let (mut part, mut offset, mut taken) = (0, 0, 0);
         while taken < total {
-            this.rekey_if_due()?;
-            let out = this.outgoing.get_or_insert_with(|| this.pool.get());
-            let room = out.len() - this.out_end;
-            if room <= prefix + suffix {
+            let room = this
+                .outgoing
+                .as_ref()
+                .map_or(usize::MAX, |o| o.len() - this.out_end);
+            let due = this.key_update_owed || this.tx.seq() >= this.send_limit;
+            let key_update = if due { KEY_UPDATE_RECORD } else { 0 };
+            if room <= key_update + prefix + suffix {
                 break;
             }
+            if due {
+                this.rekey()?;
+            }
+            let out = this.outgoing.get_or_insert_with(|| this.pool.get());
+            let room = out.len() - this.out_end;
             let capacity = record::MAX_PLAINTEXT.min(room - prefix - suffix);
             let data = this.out_end + prefix;
             let mut len = 0;
@@ -450,10 +481,9 @@ impl AsyncWrite for TlsStream {
                     .seal_in_place(&mut out[this.out_end..], len, record::APPLICATION_DATA);
             taken += len;
         }
-        // Start sending now; what the socket does not take goes on the next call.
-        if let Poll::Ready(Err(e)) = this.poll_send_pending(cx) {
-            return Poll::Ready(Err(e));
-        }
+        // Start sending now; what the socket does not take goes on the next call, and so does
+        // an error (these bytes are taken: sealed, their sequence numbers spent).
+        let _ = this.poll_send_pending(cx);
         Poll::Ready(Ok(taken))
     }
 

@@ -220,3 +220,29 @@ fn the_fuzz_entry_point_holds_on_forged_and_raw_records() {
     }
     crate::fuzzing::tls_records(&[0, 23, 3, 3, 0, 17, 1, 2]);
 }
+
+#[test]
+fn tls13_inner_plaintext_over_16_kib_plus_one_is_refused_even_as_padding() {
+    let (mut tx, mut rx) = pair(Version::Tls13, Suite::Aes128Gcm, 0);
+    // Data of 16 KiB, its type, one byte of padding: 2^14 + 2 inner bytes, sealed by hand.
+    let inner = MAX_PLAINTEXT + 2;
+    let mut record = vec![0u8; HEADER_LEN + inner + TAG_LEN];
+    record[..3].copy_from_slice(&[23, 3, 3]);
+    record[3..5].copy_from_slice(&((inner + TAG_LEN) as u16).to_be_bytes());
+    record[HEADER_LEN + MAX_PLAINTEXT] = APPLICATION_DATA;
+    let nonce = tx.nonce(0);
+    let (header, body) = record.split_at_mut(HEADER_LEN);
+    let tag = tx
+        .key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&*header),
+            &mut body[..inner],
+        )
+        .unwrap();
+    body[inner..].copy_from_slice(tag.as_ref());
+    assert_eq!(
+        rx.open_in_place(&mut record),
+        Err(RecordError::PlaintextOversize(inner))
+    );
+}
