@@ -223,7 +223,7 @@ fn the_fuzz_entry_point_holds_on_forged_and_raw_records() {
 
 #[test]
 fn tls13_inner_plaintext_over_16_kib_plus_one_is_refused_even_as_padding() {
-    let (mut tx, mut rx) = pair(Version::Tls13, Suite::Aes128Gcm, 0);
+    let (tx, mut rx) = pair(Version::Tls13, Suite::Aes128Gcm, 0);
     // Data of 16 KiB, its type, one byte of padding: 2^14 + 2 inner bytes, sealed by hand.
     let inner = MAX_PLAINTEXT + 2;
     let mut record = vec![0u8; HEADER_LEN + inner + TAG_LEN];
