@@ -138,8 +138,10 @@ impl StaticSite {
 mod tests {
     use super::*;
 
-    fn site() -> (StaticSite, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("marzneshin-site-{}", std::process::id()));
+    /// A site under a directory of its own (`name`: tests run in parallel in one process).
+    fn site(name: &str) -> (StaticSite, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("marzneshin-site-{name}-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("docs/a b")).unwrap();
         std::fs::write(dir.join("index.html"), "<h1>home</h1>").unwrap();
         std::fs::write(dir.join("style.css"), "body{}").unwrap();
@@ -147,7 +149,7 @@ mod tests {
         std::fs::write(dir.join("docs/a b/x.json"), "{}").unwrap();
         std::fs::write(dir.join("blob"), [0u8, 1, 2]).unwrap();
         let outside =
-            std::env::temp_dir().join(format!("marzneshin-secret-{}", std::process::id()));
+            std::env::temp_dir().join(format!("marzneshin-secret-{name}-{}", std::process::id()));
         std::fs::write(&outside, "secret").unwrap();
         let _ = std::os::unix::fs::symlink(&outside, dir.join("link"));
         (StaticSite::load(&dir).unwrap(), dir)
@@ -162,7 +164,7 @@ mod tests {
 
     #[test]
     fn paths_resolve_like_a_file_server() {
-        let (s, dir) = site();
+        let (s, dir) = site("paths");
         let home = Some(("text/html".to_owned(), b"<h1>home</h1>".to_vec()));
         assert_eq!(body(s.lookup("/")), home);
         assert_eq!(body(s.lookup("/index.html?x=1#top")), home);
@@ -186,7 +188,7 @@ mod tests {
 
     #[test]
     fn nothing_outside_the_directory_is_served() {
-        let (s, dir) = site();
+        let (s, dir) = site("outside");
         // `..` stops at the site's root; symbolic links are not followed.
         assert_eq!(body(s.lookup("/../../../../etc/passwd")), None);
         assert_eq!(body(s.lookup("/%2e%2e/%2e%2e/etc/passwd")), None);
