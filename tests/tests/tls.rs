@@ -9,10 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::{start_engine, stream_request_header, tcp_echo, temp_file};
+use proto::tls::{self as record, Protection, Suite, Version};
 use rustls::crypto::ring::{cipher_suite, default_provider};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, StreamOwned, SupportedCipherSuite};
+use rustls::{
+    ClientConfig, ClientConnection, ConnectionTrafficSecrets, StreamOwned, SupportedCipherSuite,
+};
 use serde_json::json;
 
 const UUID: &str = "b831381d-6324-4d53-ad4f-8cda48b30811";
@@ -38,6 +41,12 @@ fn engine() -> (engine::Handle, SocketAddr, CertificateDer<'static>) {
 
 /// A rustls client connection that offers only `suite` and trusts `cert` for `localhost`.
 fn client(cert: &CertificateDer<'static>, suite: SupportedCipherSuite) -> ClientConnection {
+    let name = ServerName::try_from("localhost").unwrap();
+    ClientConnection::new(Arc::new(client_config(cert, suite)), name).unwrap()
+}
+
+/// The configuration of [`client`].
+fn client_config(cert: &CertificateDer<'static>, suite: SupportedCipherSuite) -> ClientConfig {
     let version = match suite {
         SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
         SupportedCipherSuite::Tls13(_) => &rustls::version::TLS13,
@@ -48,13 +57,11 @@ fn client(cert: &CertificateDer<'static>, suite: SupportedCipherSuite) -> Client
     };
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.clone()).unwrap();
-    let config = ClientConfig::builder_with_provider(Arc::new(provider))
+    ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[version])
         .unwrap()
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::try_from("localhost").unwrap();
-    ClientConnection::new(Arc::new(config), name).unwrap()
+        .with_no_client_auth()
 }
 
 /// A rustls client that offers only `suite`, connected, with the VLESS request for `echo`
@@ -173,6 +180,85 @@ fn a_key_update_that_comes_with_the_finished_is_answered() {
     handle.stop(Duration::from_secs(1));
 }
 
+/// Records that carry nothing are allowed, but a long run of them ends the connection with
+/// `unexpected_message`. The client here seals its own records (rustls never sends empty
+/// ones) with the keys rustls hands over after its handshake.
+#[test]
+fn a_run_of_empty_records_is_cut_off() {
+    let (handle, server, cert) = engine();
+    let echo = tcp_echo();
+    let mut config = client_config(&cert, cipher_suite::TLS13_AES_128_GCM_SHA256);
+    config.enable_secret_extraction = true;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut sock = TcpStream::connect(server).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    let secrets = conn.dangerous_extract_secrets().unwrap();
+    let keys = |(seq, s): (u64, ConnectionTrafficSecrets)| {
+        let ConnectionTrafficSecrets::Aes128Gcm { key, iv } = s else {
+            panic!("AES-128-GCM was the only suite offered");
+        };
+        let iv: [u8; 12] = iv.as_ref().try_into().unwrap();
+        Protection::new(Version::Tls13, Suite::Aes128Gcm, key.as_ref(), iv, seq).unwrap()
+    };
+    let (mut tx, mut rx) = (keys(secrets.tx), keys(secrets.rx));
+    let mut reader = sock.try_clone().unwrap();
+    let mut send = |data: &[u8]| {
+        let mut rec = vec![0u8; tx.prefix_len() + data.len() + tx.suffix_len()];
+        rec[tx.prefix_len()..tx.prefix_len() + data.len()].copy_from_slice(data);
+        let n = tx.seal_in_place(&mut rec, data.len(), record::APPLICATION_DATA);
+        sock.write_all(&rec[..n]).unwrap();
+    };
+    // What comes back, opened in order (session tickets skipped): data and alerts.
+    let mut wire = Vec::new();
+    let mut receive = |seen: &mut Vec<u8>| -> Option<Vec<u8>> {
+        let mut chunk = [0u8; 4096];
+        let n = reader.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the alert; data seen: {seen:?}");
+        wire.extend_from_slice(&chunk[..n]);
+        let mut alert = None;
+        while let Ok(Some(len)) = record::record_len(&wire, Version::Tls13) {
+            if len > wire.len() {
+                break;
+            }
+            let mut rec: Vec<u8> = wire.drain(..len).collect();
+            let opened = rx.open_in_place(&mut rec).unwrap();
+            match opened.content_type {
+                record::APPLICATION_DATA => seen.extend_from_slice(&rec[opened.payload]),
+                record::ALERT => alert = Some(rec[opened.payload].to_vec()),
+                _ => {}
+            }
+        }
+        alert
+    };
+    // A few empty records between data are fine...
+    send(&stream_request_header("vless", UUID, echo));
+    for _ in 0..8 {
+        send(&[]);
+    }
+    send(b"x");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        assert_eq!(receive(&mut seen), None, "an alert for a few empty records");
+    }
+    assert_eq!(seen, [0, 0, b'x']);
+    // ...a run of them is not.
+    for _ in 0..40 {
+        send(&[]);
+    }
+    let alert = loop {
+        if let Some(alert) = receive(&mut seen) {
+            break alert;
+        }
+    };
+    assert_eq!(alert, [2, 10], "a fatal unexpected_message alert");
+    handle.stop(Duration::from_secs(1));
+}
+
 #[test]
 fn close_notify_is_passed_on_and_answered() {
     let (handle, server, cert) = engine();
@@ -196,14 +282,17 @@ fn a_tampered_record_closes_the_connection_and_nothing_else() {
     let echo = tcp_echo();
     let mut tls = connect(server, &cert, cipher_suite::TLS13_AES_128_GCM_SHA256, echo);
     let mut other = connect(server, &cert, cipher_suite::TLS13_AES_128_GCM_SHA256, echo);
-    // A well-formed header over bytes that fail authentication, then an oversize header.
+    // A well-formed header over bytes that fail authentication, then an oversize header:
+    // each gets the fatal alert rustls would send (which the client reads), then the close.
     let mut bad = vec![23u8, 3, 3, 0, 40];
     bad.extend([0x5a; 40]);
     tls.sock.write_all(&bad).unwrap();
+    assert_alert(&mut tls, "BadRecordMac");
     assert_closes(tls.sock);
 
     let mut oversize = connect(server, &cert, cipher_suite::TLS13_AES_128_GCM_SHA256, echo);
     oversize.sock.write_all(&[23, 3, 3, 0xFF, 0xFF]).unwrap();
+    assert_alert(&mut oversize, "RecordOverflow");
     assert_closes(oversize.sock);
 
     // The other connection goes on.
@@ -225,4 +314,13 @@ fn assert_closes(mut sock: TcpStream) {
         }
     }
     assert!(got < 100, "{got} bytes came back after a bad record");
+}
+
+/// The next thing the client reads is the server's fatal alert `name`.
+fn assert_alert(tls: &mut Client, name: &str) {
+    let mut buf = [0u8; 64];
+    match tls.read(&mut buf) {
+        Err(e) => assert!(e.to_string().contains(name), "expected {name}, got: {e}"),
+        Ok(n) => panic!("expected the {name} alert, read {n} bytes"),
+    }
 }

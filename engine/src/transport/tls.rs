@@ -35,8 +35,29 @@ const KEY_UPDATE: u8 = 24;
 const KEY_UPDATE_RECORD: usize = record::HEADER_LEN + 5 + 1 + record::TAG_LEN;
 /// Alert level: warning.
 const WARNING: u8 = 1;
+/// Records without data a client may send in a row.
+const MAX_USELESS_RECORDS: u8 = 32;
+/// Alert level: fatal.
+const FATAL: u8 = 2;
 /// Alert description: user_canceled.
 const USER_CANCELED: u8 = 90;
+/// Alert descriptions sent on errors (RFC 8446 section 6.2).
+const UNEXPECTED_MESSAGE: u8 = 10;
+const BAD_RECORD_MAC: u8 = 20;
+const RECORD_OVERFLOW: u8 = 22;
+const DECODE_ERROR: u8 = 50;
+const INTERNAL_ERROR: u8 = 80;
+
+/// The alert that answers a record error.
+fn alert_for(e: &record::RecordError) -> u8 {
+    use record::RecordError as E;
+    match e {
+        E::Decrypt => BAD_RECORD_MAC,
+        E::Oversize(..) | E::PlaintextOversize(..) => RECORD_OVERFLOW,
+        E::Short(..) => DECODE_ERROR,
+        E::BadHeader(..) | E::NoContentType | E::Unprotected(..) => UNEXPECTED_MESSAGE,
+    }
+}
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
@@ -146,6 +167,7 @@ pub(crate) async fn accept(
         start,
         end,
         plain: 0..0,
+        useless: 0,
         early,
         early_read: 0,
         outgoing: None,
@@ -237,6 +259,8 @@ pub(crate) struct TlsStream {
     start: usize,
     end: usize,
     plain: Range<usize>,
+    /// Records in a row that carried no data (empty, a key update, an ignored alert).
+    useless: u8,
     /// Plaintext that came with the handshake (usually none), read first.
     early: Vec<u8>,
     early_read: usize,
@@ -262,19 +286,25 @@ impl TlsStream {
             return Ok(false);
         };
         let buffered = &mut incoming[self.start..self.end];
-        let len = match record::record_len(buffered, self.rx.version()).map_err(invalid)? {
-            Some(len) if len <= buffered.len() => len,
-            _ => return Ok(false),
+        let len = match record::record_len(buffered, self.rx.version()) {
+            Ok(Some(len)) if len <= buffered.len() => len,
+            Ok(_) => return Ok(false),
+            Err(e) => return Err(self.fatal(alert_for(&e), e)),
         };
-        let opened = self
-            .rx
-            .open_in_place(&mut buffered[..len])
-            .map_err(invalid)?;
+        let opened = match self.rx.open_in_place(&mut buffered[..len]) {
+            Ok(opened) => opened,
+            Err(e) => return Err(self.fatal(alert_for(&e), e)),
+        };
         let at = self.start;
         self.start += len;
         let payload = at + opened.payload.start..at + opened.payload.end;
         match opened.content_type {
-            record::APPLICATION_DATA => self.plain = payload,
+            record::APPLICATION_DATA if !payload.is_empty() => {
+                self.useless = 0;
+                self.plain = payload;
+            }
+            // Empty data: allowed, but a run of them is a peer wasting our time.
+            record::APPLICATION_DATA => self.useless()?,
             record::ALERT => match incoming[payload] {
                 // close_notify: the client sends no more (anything behind it is ignored).
                 [_, 0] => {
@@ -283,22 +313,55 @@ impl TlsStream {
                 }
                 // user_canceled (a close_notify follows), and TLS 1.2's warnings, as rustls
                 // reads them: nothing to act on.
-                [_, USER_CANCELED] => {}
-                [WARNING, _] if self.rx.version() == Version::Tls12 => {}
+                [_, USER_CANCELED] => self.useless()?,
+                [WARNING, _] if self.rx.version() == Version::Tls12 => self.useless()?,
                 [_, description] => {
                     return Err(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
                         format!("TLS alert {description} from the client"),
                     ))
                 }
-                _ => return Err(invalid("malformed TLS alert")),
+                _ => return Err(self.fatal(DECODE_ERROR, "malformed TLS alert")),
             },
             record::HANDSHAKE if self.rx.version() == Version::Tls13 => {
                 self.key_update(payload)?;
+                self.useless()?;
             }
-            other => return Err(invalid(format!("unexpected TLS record of type {other}"))),
+            other => {
+                let e = format!("unexpected TLS record of type {other}");
+                return Err(self.fatal(UNEXPECTED_MESSAGE, e));
+            }
         }
         Ok(true)
+    }
+
+    /// Counts a record that carried no data; too many in a row end the connection (rustls
+    /// and Go's TLS stop such peers too).
+    fn useless(&mut self) -> io::Result<()> {
+        self.useless += 1;
+        if self.useless > MAX_USELESS_RECORDS {
+            return Err(self.fatal(UNEXPECTED_MESSAGE, "too many TLS records without data"));
+        }
+        Ok(())
+    }
+
+    /// Ends the connection for a protocol error: a fatal alert with `description` goes out
+    /// (RFC 8446 section 6.2; no close_notify after it, and no more data), as rustls would
+    /// send; the error to return.
+    fn fatal(&mut self, description: u8, e: impl std::fmt::Display) -> io::Error {
+        if !self.close_notify_sent {
+            self.close_notify_sent = true;
+            // Behind what is pending, if there is room (a close without it otherwise).
+            if self.seal_message(record::ALERT, &[FATAL, description]) {
+                // Best effort now; whatever the socket does not take goes out on close.
+                let out = self.outgoing.as_ref().expect("holds the alert");
+                let slice = [io::IoSlice::new(&out[self.out_start..self.out_end])];
+                if let Ok(n) = crate::runtime::try_send_vectored(&self.stream, &slice) {
+                    self.out_start += n;
+                }
+            }
+        }
+        invalid(e)
     }
 
     /// Handles post-handshake messages from a TLS 1.3 client: only `KeyUpdate` is valid, and
@@ -307,12 +370,18 @@ impl TlsStream {
         let incoming = self.incoming.as_ref().expect("holds the record");
         match incoming[payload] {
             [KEY_UPDATE, 0, 0, 1, request @ (0 | 1)] => {
-                let (seq, secrets) = self.keys.update_rx_secret().map_err(invalid)?;
+                let (seq, secrets) = self
+                    .keys
+                    .update_rx_secret()
+                    .map_err(|e| self.fatal(INTERNAL_ERROR, e))?;
                 self.rx = protection(Version::Tls13, secrets, seq)?;
                 self.key_update_owed |= request == 1;
                 Ok(())
             }
-            _ => Err(invalid("unexpected TLS 1.3 post-handshake message")),
+            _ => Err(self.fatal(
+                UNEXPECTED_MESSAGE,
+                "unexpected TLS 1.3 post-handshake message",
+            )),
         }
     }
 
@@ -333,13 +402,18 @@ impl TlsStream {
     }
 
     /// Seals a record of `content_type` from `data` behind the pending bytes in `outgoing`.
-    fn seal_message(&mut self, content_type: u8, data: &[u8]) {
+    /// `false`, sealing nothing, when `outgoing` has no room for it behind what is pending.
+    fn seal_message(&mut self, content_type: u8, data: &[u8]) -> bool {
         let out = self.outgoing.get_or_insert_with(|| self.pool.get());
         let at = self.out_end + self.tx.prefix_len();
+        if at + data.len() + self.tx.suffix_len() > out.len() {
+            return false;
+        }
         out[at..at + data.len()].copy_from_slice(data);
         self.out_end += self
             .tx
             .seal_in_place(&mut out[self.out_end..], data.len(), content_type);
+        true
     }
 
     /// Our key update, owed or due, in front of the next record (room for
@@ -350,7 +424,9 @@ impl TlsStream {
             return Err(invalid("TLS 1.2 keys reached their confidentiality limit"));
         }
         // KeyUpdate(update_not_requested) under the old keys, then the new ones.
-        self.seal_message(record::HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0]);
+        if !self.seal_message(record::HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0]) {
+            return Err(invalid("no room for a key update"));
+        }
         let (seq, secrets) = self.keys.update_tx_secret().map_err(invalid)?;
         self.tx = protection(Version::Tls13, secrets, seq)?;
         self.key_update_owed = false;
@@ -500,7 +576,8 @@ impl AsyncWrite for TlsStream {
         if !this.close_notify_sent {
             this.close_notify_sent = true;
             // close_notify (0).
-            this.seal_message(record::ALERT, &[WARNING, 0]);
+            // Nothing is pending here: the record fits.
+            let _ = this.seal_message(record::ALERT, &[WARNING, 0]);
             ready!(this.poll_send_pending(cx))?;
         }
         Pin::new(&mut this.stream).poll_close(cx)
