@@ -503,32 +503,35 @@ pub fn check_peer_targets(
     peers: &[ServerReport],
     streams: usize,
 ) -> Vec<TargetCheck> {
-    let mut out = Vec::new();
-    for s in Scenario::ALL {
-        let best = best_peer(peers, |r| r.throughput(s).get().map(|t| t.cpu_s_per_gib));
-        let (Some(o), Some((peer, p))) = (ours.throughput(s).get(), best) else {
-            continue;
-        };
+    // At most 0.8 x the best peer's `figure`, when ours and a peer's were measured.
+    let within = |what: String,
+                  figure: &dyn Fn(&ServerReport) -> Option<f64>,
+                  (digits, unit): (usize, &str)| {
+        let (o, (peer, p)) = (figure(ours)?, best_peer(peers, figure)?);
         let bound = 0.8 * p;
-        out.push(TargetCheck {
-            what: format!("CPU-s/GiB, {}", s.label(streams)),
-            ours: o.cpu_s_per_gib,
+        Some(TargetCheck {
+            what,
+            ours: o,
             bound,
-            rule: format!("0.8 x {peer} ({p:.3})"),
-            met: o.cpu_s_per_gib <= bound,
-        });
-    }
-    let best = best_peer(peers, |r| r.round_trip.get().map(|t| t.p99_us));
-    if let (Some(o), Some((peer, p))) = (ours.round_trip.get(), best) {
-        let bound = 0.8 * p;
-        out.push(TargetCheck {
-            what: "round trip p99, us".into(),
-            ours: o.p99_us,
-            bound,
-            rule: format!("0.8 x {peer} ({p:.1} us)"),
-            met: o.p99_us <= bound,
-        });
-    }
+            rule: format!("0.8 x {peer} ({p:.digits$}{unit})"),
+            met: o <= bound,
+        })
+    };
+    let mut out: Vec<TargetCheck> = Scenario::ALL
+        .into_iter()
+        .filter_map(|s| {
+            within(
+                format!("CPU-s/GiB, {}", s.label(streams)),
+                &|r| r.throughput(s).get().map(|t| t.cpu_s_per_gib),
+                (3, ""),
+            )
+        })
+        .collect();
+    out.extend(within(
+        "round trip p99, us".into(),
+        &|r| r.round_trip.get().map(|t| t.p99_us),
+        (1, " us"),
+    ));
     out
 }
 

@@ -729,6 +729,18 @@ pub fn stream_request_header(protocol: &str, credential: &str, target: SocketAdd
     wire
 }
 
+/// A fresh self-signed certificate for `localhost`: its PEM certificate and key files for a
+/// server (under names that start with `name`), and its DER for a client to trust.
+pub fn localhost_certificate(name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = temp_file(&format!("{name}-cert.pem"), &generated.cert.pem());
+    let key = temp_file(
+        &format!("{name}-key.pem"),
+        &generated.key_pair.serialize_pem(),
+    );
+    (cert, key, generated.cert.der().to_vec())
+}
+
 /// Writes `contents` to a fresh file under the system temporary directory; returns its path.
 pub fn temp_file(name: &str, contents: &str) -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};

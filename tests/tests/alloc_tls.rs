@@ -15,8 +15,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use e2e::{
-    assert_far_fewer_allocations_than_chunks, read_more, start_engine, stream_request_header,
-    tcp_echo, temp_file,
+    assert_far_fewer_allocations_than_chunks, localhost_certificate, read_more, start_engine,
+    stream_request_header, tcp_echo,
 };
 use proto::tls::{self as record, Protection, Suite, Version};
 use rustls::crypto::ring::{cipher_suite, default_provider};
@@ -44,9 +44,7 @@ fn protection((seq, secrets): (u64, ConnectionTrafficSecrets)) -> Protection {
 #[test]
 fn tls_relay_allocates_far_less_than_once_per_chunk_and_the_record_layer_never() {
     let _profiler = dhat::Profiler::builder().testing().build();
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert = temp_file("alloc-tls-cert.pem", &generated.cert.pem());
-    let key = temp_file("alloc-tls-key.pem", &generated.key_pair.serialize_pem());
+    let (cert, key, der) = localhost_certificate("alloc-tls");
     let handle = start_engine(json!({
         "workers": 1,
         "outbound": {"allow_loopback": true},
@@ -58,7 +56,7 @@ fn tls_relay_allocates_far_less_than_once_per_chunk_and_the_record_layer_never()
 
     // rustls' handshake, then its keys.
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(generated.cert.der().clone()).unwrap();
+    roots.add(der.into()).unwrap();
     let provider = CryptoProvider {
         cipher_suites: vec![cipher_suite::TLS13_AES_128_GCM_SHA256],
         ..default_provider()

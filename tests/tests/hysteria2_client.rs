@@ -21,10 +21,8 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// A certificate for `localhost`, as PEM files, and the certificate for the client to trust.
 fn certificate() -> (std::path::PathBuf, std::path::PathBuf, Trusted) {
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert = temp_file("hy2-cert.pem", &generated.cert.pem());
-    let key = temp_file("hy2-key.pem", &generated.key_pair.serialize_pem());
-    (cert, key, generated.cert.der().clone())
+    let (cert, key, der) = localhost_certificate("hy2");
+    (cert, key, Trusted::from(der))
 }
 
 /// A certificate the client trusts.

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{start_engine, stream_request_header, tcp_echo, temp_file};
+use e2e::{localhost_certificate, start_engine, stream_request_header, tcp_echo};
 use proto::tls::{self as record, Protection, Suite, Version};
 use rustls::crypto::ring::{cipher_suite, default_provider};
 use rustls::crypto::CryptoProvider;
@@ -25,9 +25,7 @@ type Client = StreamOwned<ClientConnection, TcpStream>;
 /// An engine with a VLESS inbound over TLS (a certificate for `localhost`), and that
 /// certificate.
 fn engine() -> (engine::Handle, SocketAddr, CertificateDer<'static>) {
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert = temp_file("tls-cert.pem", &generated.cert.pem());
-    let key = temp_file("tls-key.pem", &generated.key_pair.serialize_pem());
+    let (cert, key, der) = localhost_certificate("tls");
     let handle = start_engine(json!({
         "workers": 1,
         "outbound": {"allow_loopback": true},
@@ -36,7 +34,7 @@ fn engine() -> (engine::Handle, SocketAddr, CertificateDer<'static>) {
             "tls": {"certificate": cert, "key": key}}],
     }));
     let addr = handle.local_addr("in").unwrap();
-    (handle, addr, generated.cert.der().clone())
+    (handle, addr, CertificateDer::from(der))
 }
 
 /// A rustls client connection that offers only `suite` and trusts `cert` for `localhost`.

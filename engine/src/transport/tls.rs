@@ -77,10 +77,8 @@ pub(crate) async fn accept(
     // the record layer's. rustls would act on a KeyUpdate itself and queue its answer where
     // the handover does not look, and the keys handed over would not match the client's.
     let (mut start, mut fed, mut end) = (0, 0, 0);
-    // Handshake records to send; plaintext rustls read during the handshake (none is expected:
-    // early data is off and nothing after the Finished reaches it).
+    // Handshake records to send.
     let mut outgoing = Vec::new();
-    let mut early = Vec::new();
     loop {
         let until = if conn.is_handshaking() { fed } else { start };
         let status = conn.process_tls_records(&mut incoming[start..until]);
@@ -90,11 +88,6 @@ pub(crate) async fn accept(
             Err(e) => {
                 send_alerts(&mut conn, &mut stream).await;
                 return Err(invalid(e));
-            }
-            Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                while let Some(r) = traffic.next_record() {
-                    early.extend_from_slice(r.map_err(invalid)?.payload);
-                }
             }
             Ok(ConnectionState::EncodeTlsData(mut data)) => encode(&mut data, &mut outgoing)?,
             Ok(ConnectionState::TransmitTlsData(transmit)) => {
@@ -106,6 +99,8 @@ pub(crate) async fn accept(
             // rustls may send (0.5-RTT) before the client's Finished: keep reading until the
             // handshake is over, so that the keys are final.
             Ok(ConnectionState::WriteTraffic(_)) => read_more = true,
+            // Data (`ReadTraffic`) cannot come here: early data is off, and nothing after the
+            // client's Finished reaches rustls.
             Ok(other) => return Err(invalid(format!("TLS handshake ended in {other:?}"))),
         }
         start += discard;
@@ -168,8 +163,6 @@ pub(crate) async fn accept(
         end,
         plain: 0..0,
         useless: 0,
-        early,
-        early_read: 0,
         outgoing: None,
         out_start: 0,
         out_end: 0,
@@ -261,9 +254,6 @@ pub(crate) struct TlsStream {
     plain: Range<usize>,
     /// Records in a row that carried no data (empty, a key update, an ignored alert).
     useless: u8,
-    /// Plaintext that came with the handshake (usually none), read first.
-    early: Vec<u8>,
-    early_read: usize,
     outgoing: Option<RelayBuffer>,
     out_start: usize,
     out_end: usize,
@@ -441,16 +431,6 @@ impl AsyncRead for TlsStream {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.early_read < this.early.len() {
-            let n = buf.len().min(this.early.len() - this.early_read);
-            buf[..n].copy_from_slice(&this.early[this.early_read..this.early_read + n]);
-            this.early_read += n;
-            if this.early_read == this.early.len() {
-                this.early = Vec::new();
-                this.early_read = 0;
-            }
-            return Poll::Ready(Ok(n));
-        }
         loop {
             if !this.plain.is_empty() {
                 let incoming = this.incoming.as_ref().expect("holds the plaintext");
