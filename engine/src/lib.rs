@@ -209,6 +209,7 @@ impl Engine {
             close: Signal::new(),
             clock: options.clock.unwrap_or_else(|| Arc::new(system_now)),
             next_id: AtomicU64::new(1),
+            xudp: Default::default(),
         });
         control::apply_inbounds(&shared, config.inbounds.clone())?;
         let receivers = Arc::new(Mutex::new(
@@ -403,6 +404,8 @@ pub(crate) struct Shared {
     close: Signal,
     clock: Clock,
     next_id: AtomicU64,
+    /// XUDP sessions by GlobalID (held, or parked with their sockets).
+    xudp: inbound::xudp::Registry,
 }
 
 impl Shared {

@@ -142,3 +142,155 @@ fn mux_unknown_sessions_and_bad_frames() {
     assert_connections_freed(&handle);
     handle.stop(std::time::Duration::from_secs(1));
 }
+
+/// A VLESS Mux.Cool connection written by hand, for XUDP sessions.
+struct MuxClient {
+    stream: std::net::TcpStream,
+    got: Vec<u8>,
+    /// Where the next unparsed frame starts in `got` (after the VLESS response header).
+    at: usize,
+}
+
+impl MuxClient {
+    fn connect(server: std::net::SocketAddr, uuid: &str) -> MuxClient {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(server).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut wire = vec![0u8; 512];
+        let n = proto::vless::ClientRequest {
+            uuid: proto::vless::parse_user_id(uuid).unwrap(),
+            flow: "",
+            command: &proto::vless::Command::Mux,
+        }
+        .encode(&mut wire);
+        stream.write_all(&wire[..n]).unwrap();
+        MuxClient {
+            stream,
+            got: Vec::new(),
+            at: 2,
+        }
+    }
+
+    /// Opens UDP session `session` to `to` with `data` as its first packet.
+    fn open_udp(
+        &mut self,
+        session: u16,
+        to: std::net::SocketAddr,
+        global_id: Option<[u8; 8]>,
+        data: &[u8],
+    ) {
+        use proto::mux::{Frame, Network, Status, MAX_HEADER_LEN};
+        use std::io::Write;
+        let frame = Frame {
+            session,
+            status: Status::New,
+            options: 0,
+            target: Some((Network::Udp, proto::TargetAddr::Ip(to))),
+            global_id,
+        };
+        let mut out = vec![0u8; MAX_HEADER_LEN];
+        let n = frame.write(&mut out, Some(data.len() as u16));
+        out.truncate(n);
+        out.extend_from_slice(data);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next frame for `session` (others are skipped): its status and data.
+    fn next(&mut self, session: u16) -> (proto::mux::Status, Vec<u8>) {
+        use proto::mux::{parse_frame, MuxRead};
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(Ok(MuxRead::Frame {
+                frame,
+                data,
+                consumed,
+            })) = self.got.get(self.at..).map(parse_frame)
+            {
+                let bytes = self.got[self.at + data.start..self.at + data.end].to_vec();
+                self.at += consumed;
+                if frame.session == session {
+                    return (frame.status, bytes);
+                }
+            }
+            let n = self.stream.read(&mut buf).expect("a frame");
+            assert!(n > 0, "closed early");
+            self.got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// The source port the port-telling echo saw for `session`'s next packet.
+    fn port_seen(&mut self, session: u16) -> u16 {
+        let (status, data) = self.next(session);
+        assert_eq!(status, proto::mux::Status::Keep);
+        u16::from_be_bytes(data[..2].try_into().expect("a port"))
+    }
+}
+
+/// A loopback UDP server that answers each datagram with the port it came from (2 bytes);
+/// a datagram `later` is answered again, with `late`, 300 ms after.
+fn udp_port_echo() -> std::net::SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(&from.port().to_be_bytes(), from);
+            if &buf[..n] == b"later" {
+                let s = socket.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    let _ = s.send_to(b"late", from);
+                });
+            }
+        }
+    });
+    addr
+}
+
+/// XUDP GlobalIDs (what Xray clients send for UDP from their SOCKS and TUN inbounds): a UDP
+/// session keeps its outbound socket, and so its public port, across connections. A New frame
+/// with the GlobalID takes the socket from the live session that holds it (which gets an End)
+/// and from a parked one, with the replies that arrived meanwhile; another user's session, or
+/// one without a GlobalID, gets a socket of its own. The engine runs two workers, so the
+/// connections land on either.
+#[test]
+fn xudp_sessions_keep_their_socket_by_global_id() {
+    const OTHER: &str = "0d5c2a1e-5f4a-4a49-9e7b-2d2f0a6b1c11";
+    let (handle, server) = engine_with_inbound(
+        "vless",
+        json!({"users": [{"name": "u", "id": UUID}, {"name": "v", "id": OTHER}]}),
+        false,
+    );
+    let echo = udp_port_echo();
+    let g = Some(*b"globalid");
+
+    let mut a = MuxClient::connect(server, UUID);
+    a.open_udp(1, echo, g, b"hello");
+    let port = a.port_seen(1);
+
+    // Taken over while the first connection still holds it.
+    let mut b = MuxClient::connect(server, UUID);
+    b.open_udp(5, echo, g, b"later");
+    assert_eq!(b.port_seen(5), port, "taken from the live session");
+    assert_eq!(a.next(1).0, proto::mux::Status::End, "the old session ends");
+    drop(b);
+
+    // Parked: the "late" reply arrived while no session held the socket.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let mut c = MuxClient::connect(server, UUID);
+    c.open_udp(2, echo, g, b"again");
+    assert_eq!(c.next(2), (proto::mux::Status::Keep, b"late".to_vec()));
+    assert_eq!(c.port_seen(2), port, "re-attached from the parked socket");
+
+    let mut d = MuxClient::connect(server, OTHER);
+    d.open_udp(2, echo, g, b"x");
+    assert_ne!(d.port_seen(2), port, "another user's GlobalID is another");
+    c.open_udp(3, echo, None, b"x");
+    assert_ne!(c.port_seen(3), port, "no GlobalID, a socket of its own");
+    drop((a, c, d));
+    assert_connections_freed(&handle);
+    handle.stop(std::time::Duration::from_secs(1));
+}

@@ -8,6 +8,7 @@ mod stream;
 pub(crate) mod trojan;
 pub(crate) mod vless;
 pub(crate) mod vmess;
+pub(crate) mod xudp;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::buffer::BufferPool;
 use crate::config::{InboundConfig, ProtocolConfig};
@@ -432,6 +433,9 @@ pub(crate) async fn run_worker(
     runtime::spawn(async move {
         while !ticker.shared.stop.is_fired() {
             ticker.now.set(ticker.shared.now());
+            if ticker.index == 0 {
+                ticker.shared.xudp.sweep(Instant::now());
+            }
             runtime::sleep(Duration::from_millis(250)).await;
         }
     });

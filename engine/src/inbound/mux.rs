@@ -19,8 +19,8 @@
 //! header in front of the data in place and writes header and data in one call under the
 //! writer lock. Uplink data for a TCP session goes straight to its destination once
 //! connected; before that it is queued (copied, at most [`MAX_QUEUED`] bytes, beyond which
-//! the reader waits). Not done: re-attaching an XUDP session to a new connection by its
-//! GlobalID (full-cone NAT across reconnects).
+//! the reader waits). A UDP session opened with an XUDP GlobalID keeps its socket across
+//! sessions and connections (full-cone NAT across reconnects; see [`super::xudp`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -276,7 +276,7 @@ async fn on_frame<W: AsyncWrite + Unpin + 'static>(
             }
             match network {
                 Network::Tcp => open_tcp(shared, id, target),
-                Network::Udp => open_udp(shared, id, target),
+                Network::Udp => open_udp(shared, id, target, frame.global_id).await,
             }
             if !data.is_empty() {
                 // The first packet of a UDP session goes to the session's target.
@@ -485,14 +485,38 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
     shared.end(id, false).await;
 }
 
-fn open_udp<W: AsyncWrite + Unpin + 'static>(shared: &Rc<Shared<W>>, id: u16, target: TargetAddr) {
-    let socket = match runtime::outbound_udp_socket() {
+/// Opens UDP session `id`. With a GlobalID, the session takes the socket the GlobalID had
+/// (see [`super::xudp`]) and leaves it parked when it ends.
+async fn open_udp<W: AsyncWrite + Unpin + 'static>(
+    shared: &Rc<Shared<W>>,
+    id: u16,
+    target: TargetAddr,
+    global_id: Option<[u8; 8]>,
+) {
+    let registry = &shared.ctx.shared.xudp;
+    let (hold, kept) = match global_id {
+        Some(g) => match registry.claim(&shared.user.name, g).await {
+            Some((hold, kept)) => (Some(hold), kept),
+            None => (None, None),
+        },
+        None => (None, None),
+    };
+    let reattached = kept.is_some();
+    let socket = match kept.map_or_else(runtime::outbound_udp_socket, |fd| {
+        Ok(runtime::adopt_udp(fd))
+    }) {
         Ok(s) => Rc::new(s),
         Err(e) => {
             tracing::warn!(inbound = %shared.ib.tag, "cannot open an outbound UDP socket: {e}");
+            if let Some(hold) = hold {
+                registry.release(hold, None, Instant::now());
+            }
             return;
         }
     };
+    if reattached {
+        tracing::debug!(inbound = %shared.ib.tag, peer = %shared.peer, user = %shared.user.name, "XUDP session re-attached by its GlobalID");
+    }
     let stop = Signal::new();
     let session = Rc::new(Session {
         kind: Kind::Udp(UdpSession {
@@ -506,8 +530,36 @@ fn open_udp<W: AsyncWrite + Unpin + 'static>(shared: &Rc<Shared<W>>, id: u16, ta
     let shared = Rc::clone(shared);
     runtime::spawn(async move {
         let ends = futures_lite::future::or(shared.closed.wait(), stop.wait());
-        futures_lite::future::or(udp_replies(&shared, id, &socket), ends).await;
+        let taken = async {
+            match &hold {
+                Some(hold) => hold.wanted().await,
+                None => std::future::pending().await,
+            }
+        };
+        let relay = futures_lite::future::or(udp_replies(&shared, id, &socket), ends);
+        let taken = futures_lite::future::or(
+            async {
+                relay.await;
+                false
+            },
+            async {
+                taken.await;
+                true
+            },
+        )
+        .await;
         shared.forget(id, &session);
+        if let Some(hold) = hold {
+            // The socket outlives this session: parked, or handed to the session that took
+            // its GlobalID.
+            let kept = runtime::duplicate_udp(&socket).ok();
+            shared.ctx.shared.xudp.release(hold, kept, Instant::now());
+        }
+        if taken {
+            // The client moved the session elsewhere: end it here (unless this connection
+            // is over too).
+            futures_lite::future::or(shared.end(id, false), shared.closed.wait()).await;
+        }
     });
 }
 
@@ -521,12 +573,19 @@ async fn udp_replies<W: AsyncWrite + Unpin + 'static>(
     let max = (buf.len() - MAX_HEADER_LEN).min(u16::MAX as usize);
     let meter = shared.meter();
     loop {
-        let Ok((n, from)) = socket
-            .recv_from(&mut buf[MAX_HEADER_LEN..MAX_HEADER_LEN + max])
-            .await
-        else {
-            break;
-        };
+        // Readiness, then a receive of our own: cancelled while it waits (the session ends,
+        // its socket parks or moves), it has taken no datagram.
+        let (n, from) =
+            match runtime::try_recv_from(socket, &mut buf[MAX_HEADER_LEN..MAX_HEADER_LEN + max]) {
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if socket.readable().await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(_) => break,
+            };
         let frame = Frame::keep(id, Some(TargetAddr::Ip(unmap(from))));
         if !shared.send_framed(frame, &mut buf, n).await {
             return;

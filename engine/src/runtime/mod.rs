@@ -195,6 +195,12 @@ pub fn adopt_udp(fd: OwnedFd) -> UdpSocket {
     unsafe { UdpSocket::from_raw_fd(fd.into_raw_fd()) }
 }
 
+/// A second descriptor for `socket`'s UDP socket: the socket stays open, wherever the
+/// duplicate goes, until both are closed (an XUDP session's socket parked beyond it).
+pub fn duplicate_udp(socket: &UdpSocket) -> io::Result<OwnedFd> {
+    borrow_fd(socket).try_clone_to_owned()
+}
+
 /// Sends `bufs` on `stream` at once, in one `sendmsg`, without waiting: `WouldBlock` when the
 /// socket buffer is full (then wait through the stream's own `poll_write`). glommio's socket
 /// has no vectored write; the WebSocket transport sends a frame header and its payload this
@@ -320,6 +326,23 @@ pub struct Coalesced {
     pub len: usize,
     pub from: SocketAddr,
     pub stride: usize,
+}
+
+/// Receives one datagram queued on `socket` into `buf`, without waiting: `WouldBlock` when
+/// none is queued (then wait with `socket.readable()`). Unlike glommio's `recv_from`, which
+/// leaves a receive in the ring, a reader dropped while it waits has taken nothing: a socket
+/// that moves to another reader (an XUDP session's) loses no datagram on the way.
+pub fn try_recv_from(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    let fd = borrow_fd(socket);
+    let sock = socket2::SockRef::from(&fd);
+    // SAFETY: initialised bytes are valid `MaybeUninit<u8>`, and the receive only writes
+    // initialised bytes into them, so `buf` stays initialised.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    let (n, from) = sock.recv_from_with_flags(uninit, libc::MSG_DONTWAIT)?;
+    let from = from
+        .as_socket()
+        .ok_or_else(|| io::Error::other("a datagram from a non-IP address"))?;
+    Ok((n, from))
 }
 
 /// Receives what is queued on `socket` (several datagrams when the kernel coalesced them, see

@@ -1,0 +1,298 @@
+//! XUDP GlobalIDs: full-cone UDP across reconnects, as Xray's Mux.Cool server keeps it.
+//!
+//! An XUDP client names each of its local UDP sockets with an 8-byte GlobalID in the New frame
+//! that opens the session for it. A session opened with one keeps its outbound socket (and so
+//! its public port) beyond its own end: the socket is parked for [`PARKED_FOR`], while the
+//! kernel queues what arrives for it, and the next New frame from the same user with the same
+//! GlobalID, on any connection and any worker, takes it over together with those replies. A
+//! New frame naming a GlobalID that a live session holds takes the socket from that session:
+//! the client has moved to a new connection, and the old one may not know it yet.
+//!
+//! ```text
+//!  New(G) ─► claim(user, G) ─┬─ nothing held ─────► a fresh socket ────────┐
+//!                            ├─ Parked(socket) ───► that socket ───────────┼─► session: Active(G)
+//!                            └─ Active(holder) ───► the holder's socket ───┘      │ ends
+//!                                                   (a fresh one if it does       ▼
+//!                                                    not come within 2 s)    release ─► Parked(socket)
+//!                                                                            (or to the claimer
+//!                                                                             that took G meanwhile)
+//! ```
+//!
+//! Sessions are keyed by user and GlobalID, so one user cannot reach another's socket. The
+//! registry is the engine's, behind a mutex: it is touched when a session with a GlobalID
+//! opens or ends, never per packet. Parked sockets are closed by [`Registry::sweep`] once they
+//! expire (worker 0's clock task calls it) and when the engine goes.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::runtime;
+
+/// How long a session's socket outlives the session (Xray keeps it a minute).
+pub(crate) const PARKED_FOR: Duration = Duration::from_secs(60);
+/// How long a claim waits for a live holder to hand its socket over.
+const HANDOVER_WAIT: Duration = Duration::from_secs(2);
+/// Most GlobalIDs tracked at once (held or parked); sessions beyond get untracked sockets.
+const MAX_ENTRIES: usize = 16 * 1024;
+/// Least time between two sweeps.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+type Key = (String, [u8; 8]);
+
+enum Entry {
+    /// A live session holds the GlobalID.
+    Active(Arc<Handover>),
+    /// No session: the socket waits (with whatever arrived for it) until `until`.
+    Parked { socket: OwnedFd, until: Instant },
+}
+
+/// Between a session holding a GlobalID and a claim that takes it over.
+#[derive(Default)]
+pub(crate) struct Handover {
+    /// Set by the claim: the holder is to give its socket up.
+    wanted: AtomicBool,
+    /// Wakes the holder once `wanted` is set.
+    want: event_listener::Event,
+    /// What the holder gave: its socket, or `None` when it had none to give.
+    given: Mutex<Option<Option<OwnedFd>>>,
+    /// Wakes the claim once `given` is set.
+    gave: event_listener::Event,
+}
+
+impl Handover {
+    /// Resolves when a claim wants the socket.
+    pub(crate) async fn wanted(&self) {
+        loop {
+            if self.wanted.load(Ordering::Acquire) {
+                return;
+            }
+            let listener = self.want.listen();
+            if self.wanted.load(Ordering::Acquire) {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    fn want(&self) {
+        self.wanted.store(true, Ordering::Release);
+        self.want.notify(usize::MAX);
+    }
+
+    fn give(&self, socket: Option<OwnedFd>) {
+        *self.given.lock().expect("not poisoned") = Some(socket);
+        self.gave.notify(usize::MAX);
+    }
+
+    async fn taken(&self) -> Option<OwnedFd> {
+        loop {
+            if let Some(socket) = self.given.lock().expect("not poisoned").take() {
+                return socket;
+            }
+            let listener = self.gave.listen();
+            if let Some(socket) = self.given.lock().expect("not poisoned").take() {
+                return socket;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// A session's hold on its user's GlobalID; [`Registry::release`] it when the session ends.
+pub(crate) struct Hold {
+    key: Key,
+    handover: Arc<Handover>,
+}
+
+impl Hold {
+    /// Resolves when another session claims the GlobalID.
+    pub(crate) async fn wanted(&self) {
+        self.handover.wanted().await
+    }
+}
+
+/// The engine's GlobalIDs.
+#[derive(Default)]
+pub(crate) struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<Key, Entry>,
+    swept: Option<Instant>,
+}
+
+impl Inner {
+    fn sweep(&mut self, now: Instant) {
+        self.swept = Some(now);
+        self.entries.retain(|_, e| match e {
+            Entry::Parked { until, .. } => *until > now,
+            Entry::Active(_) => true,
+        });
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("not poisoned")
+    }
+
+    /// Claims GlobalID `id` for a new session of `user`: the hold, and the socket the
+    /// GlobalID had (parked, or handed over by the session that held it) if any. `None` when
+    /// the registry is full: the session goes untracked.
+    pub(crate) async fn claim(&self, user: &str, id: [u8; 8]) -> Option<(Hold, Option<OwnedFd>)> {
+        let key = (user.to_owned(), id);
+        let handover = Arc::new(Handover::default());
+        let previous = {
+            let mut inner = self.lock();
+            if inner.entries.len() >= MAX_ENTRIES && !inner.entries.contains_key(&key) {
+                inner.sweep(Instant::now());
+                if inner.entries.len() >= MAX_ENTRIES {
+                    return None;
+                }
+            }
+            inner
+                .entries
+                .insert(key.clone(), Entry::Active(Arc::clone(&handover)))
+        };
+        let socket = match previous {
+            None => None,
+            Some(Entry::Parked { socket, .. }) => Some(socket),
+            Some(Entry::Active(holder)) => {
+                holder.want();
+                runtime::timeout(HANDOVER_WAIT, holder.taken())
+                    .await
+                    .flatten()
+            }
+        };
+        Some((Hold { key, handover }, socket))
+    }
+
+    /// Ends `hold`: `socket` (the session's socket, duplicated) is parked until
+    /// [`PARKED_FOR`] from `now`, or goes to the claim that took the GlobalID meanwhile.
+    pub(crate) fn release(&self, hold: Hold, socket: Option<OwnedFd>, now: Instant) {
+        let mut inner = self.lock();
+        match inner.entries.get(&hold.key) {
+            Some(Entry::Active(h)) if Arc::ptr_eq(h, &hold.handover) => match socket {
+                Some(socket) => {
+                    let until = now + PARKED_FOR;
+                    inner
+                        .entries
+                        .insert(hold.key, Entry::Parked { socket, until });
+                }
+                None => {
+                    inner.entries.remove(&hold.key);
+                }
+            },
+            // Claimed since: the claim waits for the socket (or has given up waiting, and
+            // the socket closes with the handover).
+            _ => {
+                drop(inner);
+                hold.handover.give(socket);
+            }
+        }
+    }
+
+    /// Closes the parked sockets that expired by `now` (at most every few seconds).
+    pub(crate) fn sweep(&self, now: Instant) {
+        let mut inner = self.lock();
+        if inner
+            .swept
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
+        {
+            return;
+        }
+        inner.sweep(now);
+    }
+
+    /// GlobalIDs held or parked.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket() -> OwnedFd {
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().into()
+    }
+
+    fn port(fd: &OwnedFd) -> u16 {
+        let s = std::net::UdpSocket::from(fd.try_clone().unwrap());
+        s.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn a_released_socket_is_parked_for_the_same_user_and_id_only() {
+        glommio::LocalExecutor::default().run(async {
+            let r = Registry::default();
+            let (hold, none) = r.claim("alice", [1; 8]).await.unwrap();
+            assert!(none.is_none());
+            let s = socket();
+            let p = port(&s);
+            let now = Instant::now();
+            r.release(hold, Some(s), now);
+            // Another user, another id: nothing.
+            let (other, got) = r.claim("bob", [1; 8]).await.unwrap();
+            assert!(got.is_none());
+            r.release(other, None, now);
+            let (other, got) = r.claim("alice", [2; 8]).await.unwrap();
+            assert!(got.is_none());
+            r.release(other, None, now);
+            assert_eq!(r.len(), 1);
+            let (hold, got) = r.claim("alice", [1; 8]).await.unwrap();
+            assert_eq!(port(&got.unwrap()), p);
+            r.release(hold, None, now);
+            assert_eq!(r.len(), 0);
+        });
+    }
+
+    #[test]
+    fn parked_sockets_expire() {
+        glommio::LocalExecutor::default().run(async {
+            let r = Registry::default();
+            let (hold, _) = r.claim("alice", [1; 8]).await.unwrap();
+            let now = Instant::now();
+            r.release(hold, Some(socket()), now);
+            r.sweep(now + PARKED_FOR - Duration::from_secs(1));
+            assert_eq!(r.len(), 1);
+            // Within SWEEP_EVERY of the last sweep: not yet looked at.
+            r.sweep(now + PARKED_FOR + Duration::from_secs(1));
+            assert_eq!(r.len(), 1);
+            r.sweep(now + PARKED_FOR + SWEEP_EVERY);
+            assert_eq!(r.len(), 0);
+            let (_, got) = r.claim("alice", [1; 8]).await.unwrap();
+            assert!(got.is_none());
+        });
+    }
+
+    #[test]
+    fn a_claim_takes_the_socket_from_its_live_holder() {
+        glommio::LocalExecutor::default().run(async {
+            let r = Registry::default();
+            let (holder, _) = r.claim("alice", [7; 8]).await.unwrap();
+            let s = socket();
+            let p = port(&s);
+            let claim = r.claim("alice", [7; 8]);
+            let hand_over = async {
+                holder.wanted().await;
+                r.release(holder, Some(s), Instant::now());
+            };
+            let (claimed, ()) = futures_lite::future::zip(claim, hand_over).await;
+            let (hold, got) = claimed.unwrap();
+            let got = got.expect("handed over");
+            assert_eq!(port(&got), p);
+            // The new hold parks it in turn.
+            r.release(hold, Some(got), Instant::now());
+            let (_, again) = r.claim("alice", [7; 8]).await.unwrap();
+            assert_eq!(port(&again.unwrap()), p);
+        });
+    }
+}
