@@ -1493,6 +1493,16 @@ impl LocalExecutor {
                         // test again here. We can't test *just* here because the main
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
+                    } else if spin_before_park.is_zero() {
+                        // PATCH(marzneshin): no spinning, so straight to `park`, which
+                        // collects completions, processes timers and channels and submits
+                        // as a poll would, and sleeps only when none of that woke a task.
+                        // Polling first cost an `io_uring_enter` (the submission) before
+                        // every sleep.
+                        this.parker
+                            .park()
+                            .expect("Failed to park! This is actually pretty bad!");
+                        pre_time = Instant::now();
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {

@@ -1027,11 +1027,9 @@ impl SleepableRing {
     }
 
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
+        // PATCH(marzneshin): SQEs staged by `Reactor::wait` go to the kernel with the one
+        // that links the rings, in the same `io_uring_enter`.
+        let staged = self.waiting_kernel_submission();
         if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
             let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
             let op = UringDescriptor {
@@ -1053,14 +1051,20 @@ impl SleepableRing {
 
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
+            //
+            // PATCH(marzneshin): submitted and waited for in one `io_uring_enter`, not two
+            // (a submit, then a wait). The kernel waits only once the SQE is submitted; when
+            // it cannot be, the call fails without waiting, as the separate submit did. A
+            // wait cut short by a signal still reports the submission.
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
+                .map(|n| n as usize)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+                .or_else(Reactor::intr_ok)?;
+            self.in_kernel += submitted;
+            if submitted != staged + 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1068,14 +1072,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings were linked, and we slept. Good morning!
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1086,6 +1084,22 @@ impl SleepableRing {
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)
         }
+    }
+}
+
+impl SleepableRing {
+    /// PATCH(marzneshin): moves queued submissions into SQEs without entering the kernel
+    /// (unless the submission ring is full): `sleep` submits them with its own SQE, or the
+    /// next `flush_rings!` does.
+    fn stage_submissions(&mut self) -> io::Result<usize> {
+        let q = self.submission_queue();
+        let mut queue = q.borrow_mut();
+        self.consume_sqe_queue(&mut queue.submissions, false)
+    }
+
+    /// PATCH(marzneshin): `can_sleep`, with staged SQEs allowed (`sleep` submits them).
+    fn can_sleep_staged(&self) -> bool {
+        self.submission_queue.borrow().is_empty() && self.waiting_kernel_collection() == 0
     }
 }
 
@@ -1817,15 +1831,29 @@ impl Reactor {
         flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
         // ... which happens right here. If you ever reorder this code just
         // be careful about this dependency.
-        flush_rings!(lat_ring, poll_ring, main_ring)?;
+        //
+        // PATCH(marzneshin): when this turn may end in a sleep, the main ring's new SQEs are
+        // only staged: the sleep submits them with the SQE that links the rings, one
+        // `io_uring_enter` instead of two. Every path that does not sleep submits them below.
+        let may_sleep = preempt_timer().is_none() && woke == 0;
+        if may_sleep {
+            flush_rings!(lat_ring, poll_ring)?;
+            main_ring
+                .stage_submissions()
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok)?;
+        } else {
+            flush_rings!(lat_ring, poll_ring, main_ring)?;
+        }
         // pick up the results of any cancellations
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
-        let should_sleep = preempt_timer().is_none()
+        let should_sleep = may_sleep
             && (woke == 0)
             && poll_ring.can_sleep()
-            && main_ring.can_sleep()
+            && main_ring.can_sleep_staged()
             && lat_ring.can_sleep();
 
         if should_sleep {
@@ -1862,6 +1890,14 @@ impl Reactor {
                 // Woke up, so no need to notify us anymore.
                 self.notifier.wake_up();
             }
+        }
+        // PATCH(marzneshin): whatever is still staged (no sleep after all) goes now.
+        if main_ring.waiting_kernel_submission() > 0 {
+            main_ring
+                .submit_sqes()
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok)?;
         }
 
         if let Some(preempt) = preempt_timer() {
