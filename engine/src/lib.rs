@@ -359,6 +359,8 @@ impl Handle {
         workers.join();
         drop(done_tx);
         let _ = timer.join();
+        // Every session is over: the sockets parked for XUDP GlobalIDs close now.
+        self.shared.xudp.clear();
         tracing::info!("engine stopped");
     }
 

@@ -292,5 +292,9 @@ fn xudp_sessions_keep_their_socket_by_global_id() {
     assert_ne!(c.port_seen(3), port, "no GlobalID, a socket of its own");
     drop((a, c, d));
     assert_connections_freed(&handle);
+    // The socket is parked (its port taken) until the engine stops.
+    let port_free = || std::net::UdpSocket::bind(("::", port)).is_ok();
+    assert!(!port_free(), "parked");
     handle.stop(std::time::Duration::from_secs(1));
+    assert!(port_free(), "closed when the engine stops");
 }

@@ -21,7 +21,7 @@
 //! Sessions are keyed by user and GlobalID, so one user cannot reach another's socket. The
 //! registry is the engine's, behind a mutex: it is touched when a session with a GlobalID
 //! opens or ends, never per packet. Parked sockets are closed by [`Registry::sweep`] once they
-//! expire (worker 0's clock task calls it) and when the engine goes.
+//! expire (worker 0's clock task calls it) and by [`Registry::clear`] when the engine stops.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -207,6 +207,12 @@ impl Registry {
             return;
         }
         inner.sweep(now);
+    }
+
+    /// Closes every parked socket and forgets every GlobalID: the engine has stopped.
+    pub(crate) fn clear(&self) {
+        let entries = std::mem::take(&mut self.lock().entries);
+        drop(entries);
     }
 
     /// GlobalIDs held or parked.
