@@ -62,6 +62,19 @@ fn v2ray_vless_mux_tls() {
     handle.stop(std::time::Duration::from_secs(1));
 }
 
+/// A VLESS request header for Mux.Cool (command 3) as user `uuid`.
+fn mux_request(uuid: &str) -> Vec<u8> {
+    let mut wire = vec![0u8; 512];
+    let n = proto::vless::ClientRequest {
+        uuid: proto::vless::parse_user_id(uuid).unwrap(),
+        flow: "",
+        command: &proto::vless::Command::Mux,
+    }
+    .encode(&mut wire);
+    wire.truncate(n);
+    wire
+}
+
 /// Mux.Cool edge cases, with frames written by hand: data for a session that was never opened
 /// gets an End; a New session relays; a frame with oversize metadata closes the connection.
 #[test]
@@ -79,14 +92,7 @@ fn mux_unknown_sessions_and_bad_frames() {
     let mut c = std::net::TcpStream::connect(server).unwrap();
     c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
-    let mut wire = vec![0u8; 512];
-    let n = proto::vless::ClientRequest {
-        uuid: proto::vless::parse_user_id(UUID).unwrap(),
-        flow: "",
-        command: &proto::vless::Command::Mux,
-    }
-    .encode(&mut wire);
-    wire.truncate(n);
+    let mut wire = mux_request(UUID);
     let frame = |session: u16, status: Status, target: Option<TargetAddr>, data: &[u8]| {
         let f = Frame {
             session,
@@ -158,14 +164,7 @@ impl MuxClient {
         stream
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
-        let mut wire = vec![0u8; 512];
-        let n = proto::vless::ClientRequest {
-            uuid: proto::vless::parse_user_id(uuid).unwrap(),
-            flow: "",
-            command: &proto::vless::Command::Mux,
-        }
-        .encode(&mut wire);
-        stream.write_all(&wire[..n]).unwrap();
+        stream.write_all(&mux_request(uuid)).unwrap();
         MuxClient {
             stream,
             got: Vec::new(),

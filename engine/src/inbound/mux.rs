@@ -530,20 +530,18 @@ async fn open_udp<W: AsyncWrite + Unpin + 'static>(
     let shared = Rc::clone(shared);
     runtime::spawn(async move {
         let ends = futures_lite::future::or(shared.closed.wait(), stop.wait());
-        let taken = async {
-            match &hold {
-                Some(hold) => hold.wanted().await,
-                None => std::future::pending().await,
-            }
-        };
         let relay = futures_lite::future::or(udp_replies(&shared, id, &socket), ends);
+        // `true` when another session took the GlobalID (and so this socket).
         let taken = futures_lite::future::or(
             async {
                 relay.await;
                 false
             },
             async {
-                taken.await;
+                match &hold {
+                    Some(hold) => hold.wanted().await,
+                    None => std::future::pending().await,
+                }
                 true
             },
         )

@@ -211,6 +211,7 @@ impl Registry {
 
     /// Closes every parked socket and forgets every GlobalID: the engine has stopped.
     pub(crate) fn clear(&self) {
+        // Taken under the lock, closed after it.
         let entries = std::mem::take(&mut self.lock().entries);
         drop(entries);
     }
