@@ -302,10 +302,23 @@ pub struct VlessConfig {
     /// Users, each with a UUID.
     #[serde(default)]
     pub users: Vec<IdUserConfig>,
+    /// `"xtls-rprx-vision"`: every user of the inbound uses XTLS Vision (padding, then
+    /// direct copy of TLS 1.3 traffic), as an Xray client with `flow` set does. Needs `tls`
+    /// and no `ws`. Without it, requests that ask for a flow are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<VlessFlow>,
     /// Where a connection that is not VLESS or names no user goes, with every byte read so
     /// far (`"127.0.0.1:8080"`, a web site); without it such a connection is drained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<SocketAddr>,
+}
+
+/// A VLESS flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum VlessFlow {
+    /// XTLS Vision.
+    #[serde(rename = "xtls-rprx-vision")]
+    Vision,
 }
 
 /// Trojan inbound settings.
@@ -610,6 +623,21 @@ impl Config {
                 }
                 (Some(ws), _) => ws.validate(&format!("{at}.ws"))?,
                 (None, _) => {}
+            }
+            if let ProtocolConfig::Vless(VlessConfig { flow: Some(_), .. }) = &inbound.protocol {
+                let field = format!("{at}.settings.flow");
+                if inbound.tls.is_none() {
+                    return Err(invalid(
+                        field,
+                        "xtls-rprx-vision needs `tls` on the inbound",
+                    ));
+                }
+                if inbound.ws.is_some() {
+                    return Err(invalid(
+                        field,
+                        "xtls-rprx-vision runs on TLS directly, not over WebSocket",
+                    ));
+                }
             }
         }
         Ok(())
@@ -948,6 +976,18 @@ mod tests {
         .starts_with("inbounds[0].tls.certificate: /nonexistent.pem"));
         assert!(err(&inbound("vless", "{}", r#","tls":{"self_signed":[]}"#))
             .starts_with("inbounds[0].tls.self_signed"));
+        let vision = r#"{"flow":"xtls-rprx-vision"}"#;
+        assert!(err(&inbound("vless", vision, ""))
+            .starts_with("inbounds[0].settings.flow: xtls-rprx-vision needs `tls`"));
+        assert!(
+            err(&inbound("vless", vision, &format!("{tls},\"ws\":{{}}")))
+                .starts_with("inbounds[0].settings.flow: xtls-rprx-vision runs on TLS directly")
+        );
+        Config::from_json(&inbound("vless", vision, tls)).expect("Vision over TLS");
+        assert!(
+            err(&inbound("vless", r#"{"flow":"xtls-rprx-direct"}"#, tls))
+                .contains("unknown variant")
+        );
         assert!(err(&inbound(
             "shadowsocks",
             r#"{"method":"aes-128-gcm","users":[]}"#,

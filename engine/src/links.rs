@@ -20,6 +20,9 @@ pub struct ShareLink {
     pub url: String,
 }
 
+/// The `flow` value of a VLESS link (and client configuration) for XTLS Vision.
+pub const VISION_FLOW: &str = proto::vless::FLOW_VISION;
+
 /// Links for every user on every inbound, pointing at `address` (or each inbound's listen IP).
 pub fn share_links(config: &Config, address: Option<&str>) -> Vec<ShareLink> {
     let mut out = Vec::new();
@@ -59,8 +62,10 @@ pub fn share_links(config: &Config, address: Option<&str>) -> Vec<ShareLink> {
                 }
             }
             ProtocolConfig::Vless(c) => {
+                let flow = c.flow.map(|_| ("flow", VISION_FLOW));
+                let extra: Vec<_> = [("encryption", "none")].into_iter().chain(flow).collect();
                 for u in &c.users {
-                    let query = transport_query(ib, &[("encryption", "none")]);
+                    let query = transport_query(ib, &extra);
                     out.push(ShareLink {
                         inbound: ib.tag.clone(),
                         user: u.name.clone(),
@@ -293,6 +298,22 @@ mod tests {
         assert_eq!(json["net"], "tcp");
         assert_eq!(json["tls"], "");
         assert_eq!(json["ps"], "vm carol");
+    }
+
+    #[test]
+    fn vless_vision_link() {
+        let config = Config::from_json(
+            r#"{"inbounds":[{"tag":"vl","listen":"0.0.0.0:443","network":["tcp"],"protocol":"vless",
+                "settings":{"users":[{"name":"u","id":"b831381d-6324-4d53-ad4f-8cda48b30811"}],
+                            "flow":"xtls-rprx-vision"},
+                "tls":{"self_signed":["example.com"]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            share_links(&config, None)[0].url,
+            "vless://b831381d-6324-4d53-ad4f-8cda48b30811@0.0.0.0:443?encryption=none\
+             &flow=xtls-rprx-vision&security=tls&sni=example.com&allowInsecure=1&type=tcp#vl%20u"
+        );
     }
 
     #[test]

@@ -200,6 +200,11 @@ function inboundDialog(session, inbound, done) {
         inputs.fallback = fallback;
         parts.push(field(t("fallback"), fallback));
       }
+      if (config.protocol === "vless") {
+        // XTLS Vision needs TLS directly (the engine refuses it without TLS or over WebSocket).
+        const flow = select(["", "xtls-rprx-vision"], settings.flow ?? "", { name: "flow", onchange: (e) => { if (e.target.value) config.settings.flow = e.target.value; else delete config.settings.flow; } }, (v) => v || t("flow_none"));
+        parts.push(field(t("flow"), flow));
+      }
       const mode = !tls ? "tls_none" : tls.self_signed ? "tls_self_signed" : "tls_files";
       const modes = config.protocol === "hysteria2" ? ["tls_files", "tls_self_signed"] : ["tls_none", "tls_files", "tls_self_signed"];
       const tlsMode = select(modes, mode, { name: "tls", onchange: (e) => {

@@ -460,6 +460,69 @@ pub fn trojan_request(data: &[u8]) {
     }
 }
 
+/// XTLS Vision: the input (after a first byte choosing the read size) through the unpadder in
+/// reads of that size, once as it is and once behind a valid first block, with the filter and
+/// the write plan looking at the same reads; then the input as the payload of padded blocks
+/// must unpad back to itself.
+pub fn vless_vision(data: &[u8]) {
+    use crate::vless::vision::{
+        block_len, padding_len, plan_write, write_block, Command, TlsFilter, Unpadder, MAX_CONTENT,
+    };
+    let Some((&step, rest)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(step).max(1);
+    let opened = [&VLESS_UUID[..], &[0, 0, 0, 0, 0], rest].concat();
+    for wire in [rest, &opened[..]] {
+        let mut unpadder = Unpadder::new(VLESS_UUID);
+        let mut filter = TlsFilter::default();
+        for chunk in wire.chunks(step) {
+            filter.observe(chunk);
+            let _ = plan_write(&filter, chunk);
+            let mut b = chunk.to_vec();
+            match unpadder.unpad(&mut b) {
+                Ok(u) => assert!(u.len <= chunk.len()),
+                Err(_) => break,
+            }
+        }
+    }
+    let pieces: Vec<&[u8]> = rest.chunks(step.min(MAX_CONTENT)).collect();
+    let mut wire = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let command = if i + 1 == pieces.len() {
+            Command::End
+        } else {
+            Command::Continue
+        };
+        let padding = padding_len(piece.len(), i % 2 == 0, (step * 31 + i) as u32);
+        let mut block = vec![0xa5; block_len(i == 0, piece.len(), padding)];
+        write_block(
+            &mut block,
+            (i == 0).then_some(&VLESS_UUID),
+            command,
+            piece,
+            padding,
+        );
+        wire.extend_from_slice(&block);
+    }
+    if wire.is_empty() {
+        return;
+    }
+    wire.extend_from_slice(b"after");
+    let mut unpadder = Unpadder::new(VLESS_UUID);
+    let (mut out, mut ended) = (Vec::new(), None);
+    // The first read holds the UUID and a header, as the server's first payload does.
+    let first = step.max(21).min(wire.len());
+    for chunk in std::iter::once(&wire[..first]).chain(wire[first..].chunks(step)) {
+        let mut b = chunk.to_vec();
+        let u = unpadder.unpad(&mut b).expect("blocks we wrote");
+        out.extend_from_slice(&b[..u.len]);
+        ended = ended.or(u.ended);
+    }
+    assert_eq!(out, [rest, b"after"].concat());
+    assert_eq!(ended, Some(Command::End));
+}
+
 #[cfg(test)]
 mod tests {
     /// Xorshift64 bytes: reproducible garbage.
@@ -478,8 +541,9 @@ mod tests {
     /// short length, in both modes, and take their own seeds.
     #[test]
     fn v2ray_family_entry_points_survive_garbage() {
-        let entry_points: [fn(&[u8]); 9] = [
+        let entry_points: [fn(&[u8]); 10] = [
             super::vless_request,
+            super::vless_vision,
             super::mux_frames,
             super::trojan_request,
             super::vmess_handshake,

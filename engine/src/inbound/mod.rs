@@ -6,6 +6,7 @@ mod relay;
 pub(crate) mod shadowsocks;
 mod stream;
 pub(crate) mod trojan;
+pub(crate) mod vision;
 pub(crate) mod vless;
 pub(crate) mod vmess;
 pub(crate) mod xudp;
@@ -106,7 +107,9 @@ impl InboundShared {
             ProtocolConfig::Shadowsocks(ss) => {
                 InboundKind::Shadowsocks(shadowsocks::Inbound::new(ss))
             }
-            ProtocolConfig::Vless(v) => InboundKind::Vless(vless::Inbound::new(v.fallback)),
+            ProtocolConfig::Vless(v) => {
+                InboundKind::Vless(vless::Inbound::new(v.fallback, v.flow.is_some()))
+            }
             ProtocolConfig::Trojan(t) => InboundKind::Trojan(trojan::Inbound::new(t.fallback)),
             ProtocolConfig::Vmess(_) => InboundKind::Vmess(vmess::Inbound::new()),
             ProtocolConfig::Hysteria2(h) => {

@@ -390,6 +390,22 @@ impl Conn<'_> {
         }
     }
 
+    /// [`Conn::connect`], then sends `payload` (what came with the request header), counted
+    /// by `meter`. `None` when either fails.
+    pub(crate) async fn connect_with(
+        &self,
+        meter: &Meter<'_>,
+        target: &TargetAddr,
+        payload: &[u8],
+    ) -> Option<TcpStream> {
+        let mut dest = self.connect(meter.user, target).await?;
+        if !payload.is_empty() {
+            dest.write_all(payload).await.ok()?;
+            meter.up(payload.len()).await;
+        }
+        Some(dest)
+    }
+
     /// Relays a TCP stream for an admitted user: connects to `target`, sends the payload
     /// already read (`up[payload]`), then copies both ways, `response` going out in front of
     /// the first bytes back. Returns when both directions are done or the user is kicked.
@@ -405,16 +421,13 @@ impl Conn<'_> {
         let user = &admitted.user;
         let _open = user.traffic.open_guard(self.ctx.index);
         let relay = async {
-            let Some(mut dest) = self.connect(user, target).await else {
+            let meter = self.meter(user);
+            let Some(dest) = self
+                .connect_with(&meter, target, &up[payload.clone()])
+                .await
+            else {
                 return;
             };
-            let meter = self.meter(user);
-            if !payload.is_empty() {
-                if dest.write_all(&up[payload.clone()]).await.is_err() {
-                    return;
-                }
-                meter.up(payload.len()).await;
-            }
             plain_relay(self.ctx, client, dest, up, response, Some(&meter)).await;
         };
         until_closed(self.ctx, self.ib, Some(&admitted.registration.kill), relay).await;

@@ -9,14 +9,60 @@ use futures_lite::AsyncWriteExt;
 use proto::vless::{self, Command, Flow, UdpFrame, VlessUsers};
 use proto::TargetAddr;
 
-use super::relay::{recv_reply, refill};
+use super::relay::{pipe, recv_reply, refill, until_idle, Tally};
 use super::stream::{Accepted, Admitted, Conn, KeyedInbound};
 use super::until_closed;
+use super::vision::{VisionRead, VisionWrite};
 use crate::buffer::RelayBuffer;
 use crate::transport::ClientStream;
 
-/// Shared (read-mostly) state of one VLESS inbound: users by UUID, fallback.
-pub(crate) type Inbound = KeyedInbound<VlessUsers>;
+/// Shared (read-mostly) state of one VLESS inbound: users by UUID, fallback, flow.
+pub(crate) struct Inbound {
+    keyed: KeyedInbound<VlessUsers>,
+    /// Every user uses XTLS Vision (`flow: xtls-rprx-vision`).
+    vision: bool,
+}
+
+impl Inbound {
+    pub(crate) fn new(fallback: Option<std::net::SocketAddr>, vision: bool) -> Inbound {
+        Inbound {
+            keyed: KeyedInbound::new(fallback),
+            vision,
+        }
+    }
+}
+
+impl std::ops::Deref for Inbound {
+    type Target = KeyedInbound<VlessUsers>;
+
+    fn deref(&self) -> &KeyedInbound<VlessUsers> {
+        &self.keyed
+    }
+}
+
+/// How a request's flow fits the inbound's (Xray's rules for an account with or without
+/// `flow`): `Ok(true)` for Vision, `Ok(false)` for none, `Err` with the reason to refuse.
+fn flow_allowed(
+    inbound_vision: bool,
+    req: &vless::Request,
+    payload: &[u8],
+) -> Result<bool, &'static str> {
+    match (&req.flow, inbound_vision) {
+        (Flow::None, false) => Ok(false),
+        (Flow::Vision, true) if matches!(req.command, Command::Udp(_)) => {
+            Err("xtls-rprx-vision does not carry UDP (use XUDP)")
+        }
+        (Flow::Vision, true) => Ok(true),
+        // A Vision user without the flow: only UDP, plainly or as XUDP (not TLS in TLS).
+        (Flow::None, true) => match req.command {
+            Command::Udp(_) => Ok(false),
+            Command::Mux if super::vision::opens_xudp(payload) => Ok(false),
+            _ => Err("the inbound requires flow xtls-rprx-vision"),
+        },
+        (Flow::Vision, false) => Err("flow xtls-rprx-vision is not enabled on this inbound"),
+        (Flow::Other(_), _) => Err("unknown flow"),
+    }
+}
 
 pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, client: ClientStream) {
     let Some(Accepted {
@@ -32,9 +78,37 @@ pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, client: ClientStream) {
     else {
         return;
     };
-    if req.flow != Flow::None {
-        tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "flow not supported");
-        return conn.reject(client, buf, len, None).await;
+    let vision = match flow_allowed(v.vision, &req, &buf[req.consumed..len]) {
+        Ok(vision) => vision,
+        Err(why) => {
+            tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "request refused: {why}");
+            return conn.reject(client, buf, len, None).await;
+        }
+    };
+    if vision {
+        let client = match client {
+            ClientStream::Tls(tls) if tls.is_tls13() => tls,
+            client => {
+                tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer,
+                    "request refused: xtls-rprx-vision needs TLS 1.3");
+                return conn.reject(client, buf, len, None).await;
+            }
+        };
+        let Some(admitted) = conn.admit(req.user) else {
+            return;
+        };
+        let uuid: [u8; 16] = buf[1..17].try_into().expect("the header holds the UUID");
+        let (reader, writer) = super::vision::split(client, uuid);
+        let relay = relay_vision(
+            conn,
+            &admitted,
+            req.command,
+            reader,
+            writer,
+            buf,
+            req.consumed..len,
+        );
+        return until_closed(conn.ctx, conn.ib, Some(&admitted.registration.kill), relay).await;
     }
     let Some(admitted) = conn.admit(req.user) else {
         return;
@@ -137,4 +211,79 @@ async fn relay_udp(
         }
     };
     futures_lite::future::or(uplink, downlink).await;
+}
+
+/// A Vision connection (TCP or Mux.Cool): the payload read with the header is unpadded
+/// first, then both ways go through the Vision reader and writer.
+async fn relay_vision(
+    conn: &Conn<'_>,
+    admitted: &Admitted,
+    command: Command,
+    mut reader: VisionRead,
+    writer: VisionWrite,
+    mut up: RelayBuffer,
+    payload: std::ops::Range<usize>,
+) {
+    let ctx = conn.ctx;
+    let user = &admitted.user;
+    let n = match reader.unpad(&mut up[payload.clone()]) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, "vision: {e}");
+            return;
+        }
+    };
+    let payload = payload.start..payload.start + n;
+    match command {
+        Command::Tcp(target) => {
+            let _open = user.traffic.open_guard(ctx.index);
+            let meter = conn.meter(user);
+            let Some(dest) = conn
+                .connect_with(&meter, &target, &up[payload.clone()])
+                .await
+            else {
+                return;
+            };
+            let activity = Cell::new(Instant::now());
+            let mut down = ctx.buffers.get();
+            let (dest_r, dest_w) = futures_lite::io::split(dest);
+            let both = futures_lite::future::zip(
+                pipe(
+                    reader,
+                    dest_w,
+                    &mut up,
+                    &[],
+                    &activity,
+                    Tally::Up(&meter),
+                    true,
+                ),
+                pipe(
+                    dest_r,
+                    writer,
+                    &mut down,
+                    &[],
+                    &activity,
+                    Tally::Down(&meter),
+                    false,
+                ),
+            );
+            until_idle(both, &activity, ctx.shared.timeouts.idle).await;
+        }
+        Command::Mux => {
+            // The response header goes with the writer's first block.
+            super::mux::relay(
+                ctx,
+                conn.ib,
+                user,
+                conn.peer,
+                reader,
+                writer,
+                up,
+                (payload.start, payload.end),
+                &[],
+            )
+            .await
+        }
+        Command::Udp(_) => unreachable!("refused in flow_allowed"),
+    }
 }

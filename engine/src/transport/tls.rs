@@ -269,6 +269,98 @@ impl TlsStream {
         &self.stream
     }
 
+    /// True when the session runs TLS 1.3.
+    pub(crate) fn is_tls13(&self) -> bool {
+        self.rx.version() == Version::Tls13
+    }
+
+    /// For a peer that stops using TLS for what it sends next (XTLS Vision's direct copy):
+    /// moves to `out` what was received but not read, first the rest of the record being
+    /// read (plaintext), then the bytes behind it exactly as they arrived (not opened).
+    /// Returns how many; 0 once nothing is left. Reading with [`AsyncRead`] after this is
+    /// an error of the caller's.
+    pub(crate) fn take_unread(&mut self, out: &mut [u8]) -> usize {
+        let Some(incoming) = self.incoming.as_ref() else {
+            return 0;
+        };
+        let from = if self.plain.is_empty() {
+            let raw = self.start..self.end;
+            let n = raw.len().min(out.len());
+            self.start += n;
+            raw.start..raw.start + n
+        } else {
+            let n = self.plain.len().min(out.len());
+            self.plain.start += n;
+            self.plain.start - n..self.plain.start
+        };
+        out[..from.len()].copy_from_slice(&incoming[from.clone()]);
+        if self.plain.is_empty() && self.start == self.end {
+            self.incoming = None;
+            (self.start, self.end) = (0, 0);
+        }
+        from.len()
+    }
+
+    /// Reads from the TCP connection itself, outside TLS (after [`TlsStream::take_unread`]
+    /// returned 0).
+    pub(crate) fn poll_read_raw(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+
+    /// Writes to the TCP connection itself, outside TLS, once every sealed record is out.
+    pub(crate) fn poll_write_raw(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_send_pending(cx))?;
+        super::poll_send_vectored(&mut self.stream, cx, &[io::IoSlice::new(buf)])
+    }
+
+    /// Closes the TCP connection's sending side without a close_notify (the peer reads raw
+    /// bytes there), once every sealed record is out.
+    pub(crate) fn poll_close_raw(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send_pending(cx))?;
+        self.close_notify_sent = true;
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+
+    /// Seals one application data record of `len` plaintext bytes, which `fill` writes in
+    /// place, behind what is pending. `Ok(false)`, sealing nothing, when there is no room
+    /// for it; sending is the caller's ([`TlsStream::poll_send_pending`]).
+    pub(crate) fn seal_record_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> io::Result<bool> {
+        if self.close_notify_sent {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let (prefix, suffix) = (self.tx.prefix_len(), self.tx.suffix_len());
+        let due = self.key_update_owed || self.tx.seq() >= self.send_limit;
+        let key_update = if due { KEY_UPDATE_RECORD } else { 0 };
+        let out = self.outgoing.get_or_insert_with(|| self.pool.get());
+        if len > record::MAX_PLAINTEXT
+            || out.len() - self.out_end < key_update + prefix + len + suffix
+        {
+            return Ok(false);
+        }
+        if due {
+            self.rekey()?;
+        }
+        let out = self.outgoing.as_mut().expect("taken above");
+        let data = self.out_end + prefix;
+        fill(&mut out[data..data + len]);
+        self.out_end +=
+            self.tx
+                .seal_in_place(&mut out[self.out_end..], len, record::APPLICATION_DATA);
+        Ok(true)
+    }
+
     /// Opens the next whole record in `incoming`, if there is one: `Ok(true)` when it was
     /// opened (its plaintext, if any, is now `plain`).
     fn open_next(&mut self) -> io::Result<bool> {
@@ -376,7 +468,7 @@ impl TlsStream {
     }
 
     /// Sends what `outgoing` holds; the buffer goes back to the pool once it is all out.
-    fn poll_send_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_send_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.out_start < self.out_end {
             let out = self.outgoing.as_ref().expect("holds the pending bytes");
             let slice = [io::IoSlice::new(&out[self.out_start..self.out_end])];

@@ -35,6 +35,8 @@ struct ClashProxy<'a> {
     password: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     uuid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<&'static str>,
     #[serde(rename = "alterId", skip_serializing_if = "Option::is_none")]
     alter_id: Option<u8>,
     udp: bool,
@@ -132,9 +134,10 @@ fn proxy(p: &Proxy) -> ClashProxy<'_> {
             password: Some(ss.password()),
             ..base()
         },
-        ProxyProtocol::Vless { id } => ClashProxy {
+        ProxyProtocol::Vless { id, vision } => ClashProxy {
             kind: "vless",
             uuid: Some(id),
+            flow: vision.then_some(super::links::proto_flow()),
             servername: server_name,
             ..stream
         },

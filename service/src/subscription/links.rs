@@ -46,7 +46,11 @@ pub fn link(proxy: &Proxy) -> String {
             let without_remark = url.split_once('#').map_or(url.as_str(), |(u, _)| u);
             format!("{without_remark}#{}", percent_encode(&proxy.remark))
         }
-        ProxyProtocol::Vless { id } => uri("vless", id, proxy, &[("encryption", "none")]),
+        ProxyProtocol::Vless { id, vision } => {
+            let flow = vision.then_some(("flow", proto_flow()));
+            let first: Vec<_> = [("encryption", "none")].into_iter().chain(flow).collect();
+            uri("vless", id, proxy, &first)
+        }
         ProxyProtocol::Trojan { password } => uri("trojan", password, proxy, &[]),
         ProxyProtocol::Hysteria2 { password, obfs } => {
             let mut params: Vec<(&str, &str)> = Vec::new();
@@ -135,6 +139,11 @@ fn uri(scheme: &str, credential: &str, proxy: &Proxy, first: &[(&str, &str)]) ->
     )
 }
 
+/// The flow name of XTLS Vision, as clients spell it.
+pub(super) fn proto_flow() -> &'static str {
+    engine::links::VISION_FLOW
+}
+
 /// A host for a URI: IPv6 literals in brackets.
 fn bracketed(server: &str) -> String {
     if server.contains(':') {
@@ -204,14 +213,25 @@ mod tests {
             host: Some("cdn.example".into()),
         });
         assert_eq!(
-            link(&stream(ProxyProtocol::Vless { id: ID.into() }, Some(tls.clone()), Transport::Tcp)),
+            link(&stream(ProxyProtocol::Vless { id: ID.into(), vision: false }, Some(tls.clone()), Transport::Tcp)),
             format!("vless://{ID}@example.com:443?encryption=none&security=tls&sni=sni.example&alpn=h2%2Chttp%2F1.1&allowInsecure=1&type=tcp#de%201")
         );
         assert_eq!(
             link(&stream(ProxyProtocol::Trojan { password: "p@ss".into() }, None, ws.clone())),
             "trojan://p%40ss@example.com:443?security=none&type=ws&path=%2Fws%3Fed%3D2048&host=cdn.example#de%201"
         );
-        let mut v6 = stream(ProxyProtocol::Vless { id: ID.into() }, None, Transport::Tcp);
+        assert_eq!(
+            link(&stream(ProxyProtocol::Vless { id: ID.into(), vision: true }, Some(tls.clone()), Transport::Tcp)),
+            format!("vless://{ID}@example.com:443?encryption=none&flow=xtls-rprx-vision&security=tls&sni=sni.example&alpn=h2%2Chttp%2F1.1&allowInsecure=1&type=tcp#de%201")
+        );
+        let mut v6 = stream(
+            ProxyProtocol::Vless {
+                id: ID.into(),
+                vision: false,
+            },
+            None,
+            Transport::Tcp,
+        );
         v6.server = "2001:db8::1".into();
         assert!(link(&v6).contains("@[2001:db8::1]:443?"));
         let vmess = link(&stream(

@@ -230,6 +230,8 @@ pub enum ProxyProtocol {
     Vless {
         /// The user's UUID on this inbound.
         id: String,
+        /// The inbound runs XTLS Vision (`flow: xtls-rprx-vision`).
+        vision: bool,
     },
     /// VMess AEAD (alterId 0), with the user's UUID.
     Vmess {
@@ -373,7 +375,13 @@ pub fn proxies<'a>(
                 c.network.contains(&Network::Udp),
             ),
             // UDP travels inside the stream: always offered.
-            ProtocolConfig::Vless(_) => (ProxyProtocol::Vless { id: credential }, true),
+            ProtocolConfig::Vless(c) => (
+                ProxyProtocol::Vless {
+                    id: credential,
+                    vision: c.flow.is_some(),
+                },
+                true,
+            ),
             ProtocolConfig::Vmess(_) => (ProxyProtocol::Vmess { id: credential }, true),
             ProtocolConfig::Trojan(_) => (
                 ProxyProtocol::Trojan {
@@ -751,7 +759,13 @@ pub(crate) mod tests {
         let remarks: Vec<&str> = p.iter().map(|p| p.remark.as_str()).collect();
         assert_eq!(remarks, ["vl", "tj trojan tcp", "vm ws", "vm cdn"]);
         let uuid = crate::sync::credential(&stream_entries()[0].config, &u.key);
-        assert_eq!(p[0].protocol, ProxyProtocol::Vless { id: uuid.clone() });
+        assert_eq!(
+            p[0].protocol,
+            ProxyProtocol::Vless {
+                id: uuid.clone(),
+                vision: false
+            }
+        );
         assert_eq!(p[0].transport, Transport::Tcp);
         assert_eq!(
             p[0].tls,

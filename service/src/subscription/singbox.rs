@@ -47,7 +47,13 @@ pub fn outbound(proxy: &Proxy) -> Value {
         o
     };
     match &proxy.protocol {
-        ProxyProtocol::Vless { id } => stream("vless", ("uuid", id)),
+        ProxyProtocol::Vless { id, vision } => {
+            let mut o = stream("vless", ("uuid", id));
+            if *vision {
+                o["flow"] = super::links::proto_flow().into();
+            }
+            o
+        }
         ProxyProtocol::Trojan { password } => stream("trojan", ("password", password)),
         ProxyProtocol::Hysteria2 { password, obfs } => {
             let mut o = stream("hysteria2", ("password", password));

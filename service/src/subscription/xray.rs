@@ -49,7 +49,13 @@ pub fn outbound(proxy: &Proxy) -> Option<Value> {
     };
     Some(match &proxy.protocol {
         ProxyProtocol::Hysteria2 { .. } => return None,
-        ProxyProtocol::Vless { id } => vnext("vless", json!({"id": id, "encryption": "none"})),
+        ProxyProtocol::Vless { id, vision } => {
+            let mut user = json!({"id": id, "encryption": "none"});
+            if *vision {
+                user["flow"] = super::links::proto_flow().into();
+            }
+            vnext("vless", user)
+        }
         ProxyProtocol::Vmess { id } => {
             vnext("vmess", json!({"id": id, "alterId": 0, "security": "auto"}))
         }

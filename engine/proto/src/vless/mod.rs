@@ -30,9 +30,9 @@
 //! Sources: [the VLESS proposal] and Xray-core's `proxy/vless/encoding` (the addons protobuf,
 //! the length-prefixed UDP framing, no address after the Mux command).
 //!
-//! Supported: version 0, flow empty (`none`), commands TCP, UDP and Mux. A request naming the
-//! `xtls-rprx-vision` flow (or any other) is parsed and reported in [`Request::flow`]; the engine
-//! rejects flows it does not implement. Not supported: the reverse-proxy command (4), VLESS
+//! Supported: version 0, flow empty (`none`) or `xtls-rprx-vision` (padding and direct copy,
+//! see [`vision`]), commands TCP, UDP and Mux. The flow is parsed and reported in
+//! [`Request::flow`]; any other flow is reported as [`Flow::Other`] for the engine to reject. Not supported: the reverse-proxy command (4), VLESS
 //! "encryption" (post-quantum layer of recent Xray).
 //!
 //! Fallbacks: a failed [`parse_request`] consumes nothing, so the engine can hand every byte it
@@ -42,6 +42,7 @@
 //! [the VLESS proposal]: https://github.com/XTLS/Xray-core/discussions/716
 
 pub mod address;
+pub mod vision;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,264 @@
+//! XTLS Vision (`xtls-rprx-vision`) for VLESS directly over TLS 1.3: the client stream as a
+//! reader and a writer that pad the first packets and switch to direct copy, over the codec
+//! in `proto::vless::vision` (wire diagram there).
+//!
+//! ```text
+//!  client ─TLS records: padded blocks──► VisionRead ─payload─► target     (uplink)
+//!         ─raw inner TLS (after Direct)─►
+//!  client ◄─TLS records: header + padded blocks── VisionWrite ◄─ target   (downlink)
+//!         ◄─raw inner TLS (after our Direct)───
+//! ```
+//!
+//! Both halves share the TLS session (each borrows it only inside a poll) and the filter
+//! that decides whether the proxied traffic is TLS 1.3. Each direction switches on its own:
+//! the uplink when the client's `Direct` block ends (what the TLS layer has buffered behind it
+//! is raw already), the downlink when the target's first TLS 1.3 application data goes out in
+//! our `Direct` block; every later byte goes to the TCP socket as is.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use proto::vless::vision::{
+    block_len, padding_len, plan_write, write_block, Command, TlsFilter, Unpadder, WritePlan,
+    MAX_CONTENT, UUID_LEN,
+};
+use proto::vless::RESPONSE_HEADER;
+use rand::Rng;
+
+use crate::transport::tls::TlsStream;
+
+/// Blocks one write seals at most (well within a relay buffer of records).
+const MAX_BLOCKS_PER_WRITE: usize = 8;
+
+struct Shared {
+    tls: RefCell<Box<TlsStream>>,
+    filter: RefCell<TlsFilter>,
+}
+
+/// Splits a TLS client stream into Vision's reader and writer for the user `uuid` (the id
+/// the client sent).
+pub(crate) fn split(tls: Box<TlsStream>, uuid: [u8; UUID_LEN]) -> (VisionRead, VisionWrite) {
+    let shared = Rc::new(Shared {
+        tls: RefCell::new(tls),
+        filter: RefCell::new(TlsFilter::default()),
+    });
+    let read = VisionRead {
+        shared: Rc::clone(&shared),
+        unpadder: Unpadder::new(uuid),
+        mode: ReadMode::Padded,
+    };
+    let write = VisionWrite {
+        shared,
+        uuid,
+        mode: WriteMode::Padded,
+        header_owed: true,
+        uuid_owed: true,
+    };
+    (read, write)
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadMode {
+    /// Blocks, through TLS.
+    Padded,
+    /// The plain stream, through TLS.
+    Plain,
+    /// Direct: what the TLS layer holds, then the socket.
+    Unread,
+    /// Direct: the socket.
+    Raw,
+}
+
+/// The uplink: the client's payload, padding removed.
+pub(crate) struct VisionRead {
+    shared: Rc<Shared>,
+    unpadder: Unpadder,
+    mode: ReadMode,
+}
+
+impl VisionRead {
+    /// Removes the padding from `buf`, payload read from TLS, moving the rest to its front;
+    /// returns its length. For the payload that came with the request header, then every
+    /// read until the padding ends.
+    pub(crate) fn unpad(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let unpadded = self.unpadder.unpad(buf).map_err(invalid)?;
+        let payload = &buf[..unpadded.len];
+        let mut filter = self.shared.filter.borrow_mut();
+        if filter.is_active() && !payload.is_empty() {
+            filter.observe(payload);
+        }
+        match unpadded.ended {
+            Some(Command::Direct) => {
+                tracing::trace!("vision: uplink direct");
+                self.mode = ReadMode::Unread;
+            }
+            Some(_) => self.mode = ReadMode::Plain,
+            None => {}
+        }
+        Ok(unpadded.len)
+    }
+}
+
+impl AsyncRead for VisionRead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            let shared = Rc::clone(&this.shared);
+            let mut tls = shared.tls.borrow_mut();
+            match this.mode {
+                ReadMode::Raw => return tls.poll_read_raw(cx, buf),
+                ReadMode::Unread => match tls.take_unread(buf) {
+                    0 => this.mode = ReadMode::Raw,
+                    n => return Poll::Ready(Ok(n)),
+                },
+                ReadMode::Plain => {
+                    let n = ready!(Pin::new(&mut **tls).poll_read(cx, buf))?;
+                    let mut filter = shared.filter.borrow_mut();
+                    if filter.is_active() && n > 0 {
+                        filter.observe(&buf[..n]);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                ReadMode::Padded => {
+                    let n = ready!(Pin::new(&mut **tls).poll_read(cx, buf))?;
+                    if n == 0 {
+                        return Poll::Ready(Ok(0));
+                    }
+                    drop(tls);
+                    let len = this.unpad(&mut buf[..n])?;
+                    if len > 0 {
+                        return Poll::Ready(Ok(len));
+                    }
+                    // Only padding: read on (or take what follows a Direct block).
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteMode {
+    Padded,
+    Plain,
+    Raw,
+}
+
+/// The downlink: the response header, then the target's bytes, padded at first.
+pub(crate) struct VisionWrite {
+    shared: Rc<Shared>,
+    uuid: [u8; UUID_LEN],
+    mode: WriteMode,
+    header_owed: bool,
+    uuid_owed: bool,
+}
+
+impl VisionWrite {
+    /// Seals `buf` (one read of the target) as padded blocks, one record each, the response
+    /// header in front of the first. Returns how much of `buf` went.
+    fn poll_write_padded(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let shared = Rc::clone(&self.shared);
+        let mut tls = shared.tls.borrow_mut();
+        ready!(tls.poll_send_pending(cx))?;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let plan = {
+            let mut filter = shared.filter.borrow_mut();
+            filter.observe(buf);
+            plan_write(&filter, buf)
+        };
+        let batch = buf.len().min(MAX_BLOCKS_PER_WRITE * MAX_CONTENT);
+        let mut rng = rand::thread_rng();
+        let mut taken = 0;
+        while taken < batch {
+            let content = &buf[taken..batch.min(taken + MAX_CONTENT)];
+            let last = taken + content.len() == batch;
+            let (command, long) = match plan {
+                WritePlan::Continue { long } => (Command::Continue, long),
+                WritePlan::Finish { last: command } if last => (command, true),
+                WritePlan::Finish { .. } => (Command::Continue, true),
+                WritePlan::EndNow { long } => (Command::End, long),
+            };
+            let padding = padding_len(content.len(), long, rng.gen());
+            let header = if self.header_owed {
+                RESPONSE_HEADER.len()
+            } else {
+                0
+            };
+            let uuid = self.uuid_owed.then_some(&self.uuid);
+            let len = header + block_len(uuid.is_some(), content.len(), padding);
+            let sealed = tls.seal_record_with(len, |out| {
+                out[..header].copy_from_slice(&RESPONSE_HEADER[..header]);
+                write_block(&mut out[header..], uuid, command, content, padding);
+            })?;
+            if !sealed {
+                break;
+            }
+            (self.header_owed, self.uuid_owed) = (false, false);
+            taken += content.len();
+            match command {
+                Command::Continue => {}
+                Command::End => {
+                    self.mode = WriteMode::Plain;
+                    break;
+                }
+                Command::Direct => {
+                    tracing::trace!("vision: downlink direct");
+                    self.mode = WriteMode::Raw;
+                    break;
+                }
+            }
+        }
+        // Start sending; the rest goes on the next call (or flush).
+        let _ = tls.poll_send_pending(cx);
+        if taken == 0 {
+            return Poll::Ready(Err(invalid("no room for a Vision block")));
+        }
+        Poll::Ready(Ok(taken))
+    }
+}
+
+impl AsyncWrite for VisionWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match this.mode {
+            WriteMode::Padded => this.poll_write_padded(cx, buf),
+            WriteMode::Plain => Pin::new(&mut **this.shared.tls.borrow_mut()).poll_write(cx, buf),
+            WriteMode::Raw => this.shared.tls.borrow_mut().poll_write_raw(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut **self.shared.tls.borrow_mut()).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut tls = self.shared.tls.borrow_mut();
+        match self.mode {
+            WriteMode::Raw => tls.poll_close_raw(cx),
+            _ => Pin::new(&mut **tls).poll_close(cx),
+        }
+    }
+}
+
+/// Whether a Mux.Cool stream's first bytes open an XUDP session (session 0, network UDP),
+/// which a Vision user may send without the flow (Xray's rule).
+pub(crate) fn opens_xudp(first: &[u8]) -> bool {
+    first.len() >= 7 && first[2..4] == [0, 0] && first[6] == 2
+}
