@@ -1040,3 +1040,42 @@ pub fn multiplexed_transfers(handle: &engine::Handle, socks: SocketAddr, total: 
         .unwrap_or_else(|e| panic!("UDP over Mux.Cool: {e}"));
     assert_traffic_at_least(handle, "u", 2 * total as u64, 2 * total as u64);
 }
+
+/// Starts shoes with a SOCKS5 server on a free loopback port that sends everything through
+/// `proxy` (a shoes client protocol, YAML). Returns the process and the SOCKS5 address.
+pub fn shoes_client(
+    server: std::net::SocketAddr,
+    proxy: &str,
+) -> (ChildGuard, std::net::SocketAddr) {
+    let port = free_port();
+    let config = format!(
+        r#"- address: "127.0.0.1:{port}"
+  protocol:
+    type: socks
+  rules:
+    - masks: "0.0.0.0/0"
+      action: allow
+      client_proxy:
+        address: "{server}"
+        protocol:
+{proxy}
+"#
+    );
+    let path = temp_file("shoes.yaml", &config);
+    let mut child = ChildGuard::spawn(
+        "shoes",
+        std::process::Command::new(peer("shoes")).arg(&path),
+    );
+    let socks: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for_port(socks, &mut child);
+    (child, socks)
+}
+
+/// `inner` (YAML lines of a shoes protocol, indented for `protocol:`) wrapped in TLS that
+/// accepts our self-signed certificate.
+pub fn over_tls(inner: &str) -> String {
+    let inner: String = inner.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "          type: tls\n          verify: false\n          sni_hostname: localhost\n          protocol:\n{inner}"
+    )
+}

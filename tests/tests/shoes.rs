@@ -5,47 +5,12 @@
 //! loopback echoes, every byte checked, the user's counters exact for TCP. shoes runs a SOCKS5
 //! server whose only route is our server.
 
-use std::process::Command;
-
 use e2e::*;
 use serde_json::json;
 
 const BULK: usize = 16 << 20;
 const UUID: &str = "b831381d-6324-4d53-ad4f-8cda48b30811";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// Starts shoes with a SOCKS5 server on a free loopback port that sends everything through
-/// `proxy` (a shoes client protocol, YAML). Returns the process and the SOCKS5 address.
-fn shoes_client(server: std::net::SocketAddr, proxy: &str) -> (ChildGuard, std::net::SocketAddr) {
-    let port = free_port();
-    let config = format!(
-        r#"- address: "127.0.0.1:{port}"
-  protocol:
-    type: socks
-  rules:
-    - masks: "0.0.0.0/0"
-      action: allow
-      client_proxy:
-        address: "{server}"
-        protocol:
-{proxy}
-"#
-    );
-    let path = temp_file("shoes.yaml", &config);
-    let mut child = ChildGuard::spawn("shoes", Command::new(peer("shoes")).arg(&path));
-    let socks: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_for_port(socks, &mut child);
-    (child, socks)
-}
-
-/// `inner` (YAML lines of a shoes protocol, indented for `protocol:`) wrapped in TLS that
-/// accepts our self-signed certificate.
-fn over_tls(inner: &str) -> String {
-    let inner: String = inner.lines().map(|l| format!("    {l}\n")).collect();
-    format!(
-        "          type: tls\n          verify: false\n          sni_hostname: localhost\n          protocol:\n{inner}"
-    )
-}
 
 /// `inner` wrapped in WebSocket on path `/ws`, then TLS.
 fn over_ws_tls(inner: &str) -> String {

@@ -1,10 +1,11 @@
-//! VLESS with XTLS Vision (`flow: xtls-rprx-vision`) against sing-box as the client, over TLS
-//! with our self-signed certificate:
+//! VLESS with XTLS Vision (`flow: xtls-rprx-vision`) against sing-box and shoes as clients,
+//! over TLS with our self-signed certificate:
 //!
 //! - plain traffic through the padding, which ends after the filter gives up (16 MiB each
-//!   way over TCP, every byte checked, counters exact), and UDP as XUDP with the flow;
-//! - TLS 1.3 traffic (a TLS echo server of the test's own behind the proxy): both directions
-//!   switch to direct copy. A tap between sing-box and our server shows it: the inner TLS
+//!   way over TCP, every byte checked, counters exact), and with sing-box UDP as XUDP with
+//!   the flow;
+//! - TLS 1.3 traffic (a TLS echo server of the test's own behind the proxy, 16 MiB each way):
+//!   both directions switch to direct copy, with either client. A tap between sing-box and our server shows it: the inner TLS
 //!   records travel verbatim, outside the outer TLS, both ways;
 //! - a request without the flow on a Vision inbound, and one with the flow on an inbound
 //!   without it, are refused (as Xray refuses them).
@@ -166,9 +167,48 @@ fn contains_tail(haystack: &[u8], needle: &[u8], len: usize) -> bool {
 
 #[test]
 fn sing_box_vision_copies_inner_tls13_directly() {
+    direct_copy(|server| client(server, "xtls-rprx-vision"));
+}
+
+#[test]
+fn shoes_vision_copies_inner_tls13_directly() {
+    direct_copy(shoes_vision);
+}
+
+/// shoes (cfal/shoes) as a Vision client: VLESS in TLS with `vision: true`.
+fn shoes_vision(server: SocketAddr) -> (ChildGuard, SocketAddr) {
+    let tls = over_tls(&format!(
+        "          type: vless\n          user_id: {UUID}\n"
+    ));
+    let tls = tls.replacen(
+        "verify: false\n",
+        "verify: false\n          vision: true\n",
+        1,
+    );
+    shoes_client(server, &tls)
+}
+
+#[test]
+fn shoes_vision_plain_tcp() {
+    let (handle, server) = vision_inbound();
+    let (mut child, socks) = shoes_vision(server);
+    let stream = socks5_connect(socks, tcp_echo()).expect("SOCKS5 CONNECT through shoes");
+    echo_transfer(stream, BULK, 1, Ending::AfterEcho).expect("Vision TCP through shoes");
+    assert_eq!(
+        settled_traffic(&handle, "u", (BULK as u64, BULK as u64)),
+        (BULK as u64, BULK as u64)
+    );
+    child.assert_running();
+    handle.stop(Duration::from_secs(1));
+}
+
+/// TLS 1.3 through the Vision client `start` makes (given our server's address, it returns
+/// the client and its SOCKS5 address): 16 MiB each way, then the tap must show the inner
+/// records verbatim both ways.
+fn direct_copy(start: impl FnOnce(SocketAddr) -> (ChildGuard, SocketAddr)) {
     let (handle, server) = vision_inbound();
     let (tapped, (up_wire, down_wire)) = tap(server);
-    let (mut child, socks) = client(tapped, "xtls-rprx-vision");
+    let (mut child, socks) = start(tapped);
     let (echo, cert, echo_wire) = tls_echo();
 
     let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT");
