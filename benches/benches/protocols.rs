@@ -1,7 +1,7 @@
 //! VLESS, VMess, Trojan, Mux.Cool and Hysteria2 codecs, in process, no sockets: request parsing
 //! with the user looked up among 1, 1 000 and 10 000 users (VMess tries users' keys, so its
 //! cost grows with the count; the others are O(1)), VMess body chunks sealed and opened in
-//! place per security, Mux.Cool frames, Hysteria2's TCP request, UDP message, Salamander and
+//! place per security, Mux.Cool frames, XTLS Vision's padding, Hysteria2's TCP request, UDP message, Salamander and
 //! authentication request, and the cost of adding one user to a live table.
 //!
 //! `cargo bench -p benches --bench protocols [-- FILTER]`. Short measurements (2 s, 20
@@ -237,6 +237,34 @@ fn mux_frame(c: &mut Criterion) {
     g.finish();
 }
 
+/// XTLS Vision's padding phase: an 8 KiB block written (UUID, header, content, padding) and
+/// unpadded in place, and the filter over a packet.
+fn vless_vision(c: &mut Criterion) {
+    use vless::vision::{padding_len, write_block, Command, TlsFilter, Unpadder, MAX_CONTENT};
+    let mut g = c.benchmark_group("vless/vision");
+    let id = uuid(1);
+    let content = vec![0x17u8; MAX_CONTENT];
+    let padding = padding_len(content.len(), true, 77);
+    let mut block = vec![0u8; 21 + content.len() + padding];
+    g.throughput(Throughput::Bytes(content.len() as u64));
+    g.bench_function("block write + unpad (8 KiB)", |b| {
+        b.iter(|| {
+            let n = write_block(&mut block, Some(&id), Command::Continue, &content, padding);
+            let mut unpadder = Unpadder::new(id);
+            let out = unpadder.unpad(&mut block[..n]).unwrap();
+            assert_eq!(out.len, content.len());
+        })
+    });
+    g.bench_function("filter, one packet", |b| {
+        b.iter(|| {
+            let mut filter = TlsFilter::default();
+            filter.observe(&content);
+            filter
+        })
+    });
+    g.finish();
+}
+
 fn hysteria2(c: &mut Criterion) {
     let mut g = c.benchmark_group("hysteria2");
     let mut request = Vec::new();
@@ -290,6 +318,6 @@ criterion_group! {
     name = benches;
     config = short();
     targets = vless_request, trojan_request, vmess_handshake, user_change, vmess_body, mux_frame,
-        hysteria2
+        vless_vision, hysteria2
 }
 criterion_main!(benches);

@@ -318,15 +318,14 @@ fn flow_mismatch_is_refused() {
 
 /// A rustls client of the test's own, offering only TLS `version`, connected to a Vision
 /// inbound with a PEM certificate; sends a VLESS request with the flow to `target`, then
-/// `first` (the first block). Returns the engine, the client and the target's connection
-/// count.
+/// `first` (the first block). Returns the engine and the client.
 fn handwritten(
     version: &'static rustls::SupportedProtocolVersion,
     first: &[u8],
+    target: SocketAddr,
 ) -> (
     engine::Handle,
     rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
-    Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let (cert, key, der) = localhost_certificate("vision");
     let handle = start_engine(json!({
@@ -338,7 +337,6 @@ fn handwritten(
             "settings": {"users": [{"name": "u", "id": UUID}], "flow": "xtls-rprx-vision"},
             "tls": {"certificate": cert, "key": key}}],
     }));
-    let (target, accepted) = counting_echo();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der.into()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(provider())
@@ -363,7 +361,16 @@ fn handwritten(
     wire.truncate(n);
     wire.extend_from_slice(first);
     tls.write_all(&wire).unwrap();
-    (handle, tls, accepted)
+    (handle, tls)
+}
+
+/// A client's first block (`Continue`, no padding) carrying `content`.
+fn first_block(content: &[u8]) -> Vec<u8> {
+    let uuid = proto::vless::parse_user_id(UUID).unwrap();
+    let mut block = vec![0u8; 21 + content.len()];
+    let command = proto::vless::vision::Command::Continue;
+    proto::vless::vision::write_block(&mut block, Some(&uuid), command, content, 0);
+    block
 }
 
 /// Bad input: a first block with an unknown command, and Vision over TLS 1.2 (Xray refuses
@@ -372,20 +379,13 @@ fn handwritten(
 fn bad_blocks_and_tls12_close_without_forwarding() {
     let uuid = proto::vless::parse_user_id(UUID).unwrap();
     let unknown = [&uuid[..], &[7, 0, 4, 0, 0], b"ping"].concat();
-    let mut good = vec![0u8; 64];
-    let n = proto::vless::vision::write_block(
-        &mut good,
-        Some(&uuid),
-        proto::vless::vision::Command::Continue,
-        b"ping",
-        0,
-    );
-    good.truncate(n);
+    let good = first_block(b"ping");
     for (version, first, case) in [
         (&rustls::version::TLS13, &unknown, "unknown command"),
         (&rustls::version::TLS12, &good, "TLS 1.2"),
     ] {
-        let (handle, mut tls, accepted) = handwritten(version, first);
+        let (target, accepted) = counting_echo();
+        let (handle, mut tls) = handwritten(version, first, target);
         let mut buf = [0u8; 16];
         let got = tls.read(&mut buf);
         assert!(
@@ -400,10 +400,30 @@ fn bad_blocks_and_tls12_close_without_forwarding() {
         handle.stop(Duration::from_secs(1));
     }
     // The same first block, well-formed, over TLS 1.3 reaches the target.
-    let (handle, mut tls, accepted) = handwritten(&rustls::version::TLS13, &good);
+    let (target, accepted) = counting_echo();
+    let (handle, mut tls) = handwritten(&rustls::version::TLS13, &good, target);
     let mut buf = [0u8; 64];
     let n = tls.read(&mut buf).expect("the response");
     assert!(n > 0);
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    handle.stop(Duration::from_secs(1));
+}
+
+/// A target that closes without a byte: the client still gets the VLESS response header (in a
+/// record of its own), then the end, as with plain VLESS.
+#[test]
+fn a_silent_target_still_gets_the_response_header() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            drop(c);
+        }
+    });
+    let first = first_block(b"hello");
+    let (handle, mut tls) = handwritten(&rustls::version::TLS13, &first, target);
+    let mut got = Vec::new();
+    let _ = tls.read_to_end(&mut got);
+    assert_eq!(got, proto::vless::RESPONSE_HEADER);
     handle.stop(Duration::from_secs(1));
 }

@@ -248,9 +248,19 @@ impl AsyncWrite for VisionWrite {
         Pin::new(&mut **self.shared.tls.borrow_mut()).poll_flush(cx)
     }
 
+    /// Ends the downlink: the response header first if the target sent nothing (as plain
+    /// VLESS does), then close_notify, or after direct copy a plain TCP half-close.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut tls = self.shared.tls.borrow_mut();
-        match self.mode {
+        let this = self.get_mut();
+        let mut tls = this.shared.tls.borrow_mut();
+        if this.header_owed {
+            ready!(tls.poll_send_pending(cx))?;
+            let header = RESPONSE_HEADER;
+            if tls.seal_record_with(header.len(), |out| out.copy_from_slice(&header))? {
+                this.header_owed = false;
+            }
+        }
+        match this.mode {
             WriteMode::Raw => tls.poll_close_raw(cx),
             _ => Pin::new(&mut **tls).poll_close(cx),
         }
