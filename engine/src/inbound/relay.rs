@@ -5,7 +5,7 @@
 //! header (VLESS, Trojan, fallbacks): [`pipe`] through a buffer, or [`tcp_pipe`], which
 //! moves bulk transfers to `splice` when both ends are plain TCP sockets.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -70,7 +70,7 @@ pub(crate) enum Tally<'a> {
 }
 
 impl Tally<'_> {
-    async fn count(self, n: usize) {
+    pub(crate) async fn count(self, n: usize) {
         match self {
             Tally::Up(m) => m.up(n).await,
             Tally::Down(m) => m.down(n).await,
@@ -132,7 +132,7 @@ pub(crate) async fn drain<R: AsyncRead + Unpin>(stream: &mut R, buf: &mut [u8], 
 }
 
 /// Room a [`pipe`] that gathers leaves for each further read: a whole TLS record's plaintext.
-const GATHER_ROOM: usize = 16 * 1024;
+pub(crate) const GATHER_ROOM: usize = 16 * 1024;
 
 /// Copies `from` to `to` through `buf` until end of stream or an error, then closes `to`
 /// (a half-close: the other direction goes on); stamps `activity` for [`until_idle`].
@@ -181,10 +181,22 @@ pub(crate) async fn pipe<R, W>(
     let _ = to.close().await;
 }
 
+/// A TCP socket that a relay's two directions share, borrowed for one call at a time (never
+/// across a wait).
+pub(crate) trait SharedSocket {
+    fn socket(&self) -> RefMut<'_, TcpStream>;
+}
+
+impl SharedSocket for RefCell<TcpStream> {
+    fn socket(&self) -> RefMut<'_, TcpStream> {
+        self.borrow_mut()
+    }
+}
+
 /// A read of at least this many bytes means a bulk transfer: the direction moves from its
 /// buffer to `splice`. Interactive traffic (requests, small messages) stays on the buffer,
 /// which costs fewer system calls per exchange than the splice pair.
-const SPLICE_AFTER: usize = 32 * 1024;
+pub(crate) const SPLICE_AFTER: usize = 32 * 1024;
 
 /// Copies `from` to `to` until end of stream or an error, then half-closes `to`, like
 /// [`pipe`], for two plain TCP sockets: through `buf` at first, then, once a single read
@@ -222,10 +234,7 @@ pub(crate) async fn tcp_pipe(
         }
         head = 0;
         tally.count(n).await;
-        if n >= SPLICE_AFTER
-            && splice::set_nonblocking(&from.borrow()).is_ok()
-            && splice::set_nonblocking(&to.borrow()).is_ok()
-        {
+        if n >= SPLICE_AFTER && splice_ready(from, to) {
             break;
         }
     }
@@ -236,17 +245,17 @@ pub(crate) async fn tcp_pipe(
 
 /// Waits until `socket` is (or recently was) readable: a non-blocking call may still find
 /// nothing and must come back. The borrow lasts one poll.
-async fn readable(socket: &RefCell<TcpStream>) -> io::Result<()> {
-    poll_fn(|cx| socket.borrow_mut().poll_readable(cx)).await
+async fn readable<S: SharedSocket + ?Sized>(socket: &S) -> io::Result<()> {
+    poll_fn(|cx| socket.socket().poll_readable(cx)).await
 }
 
 /// The write side of [`readable`].
-pub(crate) async fn writable(socket: &RefCell<TcpStream>) -> io::Result<()> {
-    poll_fn(|cx| socket.borrow_mut().poll_writable(cx)).await
+pub(crate) async fn writable<S: SharedSocket + ?Sized>(socket: &S) -> io::Result<()> {
+    poll_fn(|cx| socket.socket().poll_writable(cx)).await
 }
 
 /// Writes all of `buf` to `to`; `false` on an error.
-async fn write_all(to: &RefCell<TcpStream>, mut buf: &[u8]) -> bool {
+pub(crate) async fn write_all(to: &RefCell<TcpStream>, mut buf: &[u8]) -> bool {
     while !buf.is_empty() {
         match poll_fn(|cx| Pin::new(&mut *to.borrow_mut()).poll_write(cx, buf)).await {
             Ok(n) if n > 0 => buf = &buf[n..],
@@ -256,14 +265,27 @@ async fn write_all(to: &RefCell<TcpStream>, mut buf: &[u8]) -> bool {
     true
 }
 
-/// The spliced part of [`tcp_pipe`]: until end of stream or an error.
-async fn splice_pipe(
-    from: &RefCell<TcpStream>,
-    to: &RefCell<TcpStream>,
+/// Puts both sockets in non-blocking mode for [`splice_pipe`]; `false` if either refuses.
+pub(crate) fn splice_ready<F, T>(from: &F, to: &T) -> bool
+where
+    F: SharedSocket + ?Sized,
+    T: SharedSocket + ?Sized,
+{
+    splice::set_nonblocking(&from.socket()).is_ok() && splice::set_nonblocking(&to.socket()).is_ok()
+}
+
+/// The spliced part of [`tcp_pipe`] (and of XTLS Vision's direct copy): until end of stream
+/// or an error. Both sockets must be non-blocking ([`splice_ready`]).
+pub(crate) async fn splice_pipe<F, T>(
+    from: &F,
+    to: &T,
     pipes: &PipePool,
     activity: &Cell<Instant>,
     tally: Tally<'_>,
-) {
+) where
+    F: SharedSocket + ?Sized,
+    T: SharedSocket + ?Sized,
+{
     // Held only while bytes are in flight; dropped (closed), not given back, if it may still
     // hold some.
     let mut pipe: Option<Pipe> = None;
@@ -278,7 +300,7 @@ async fn splice_pipe(
                 }
             },
         };
-        let spliced = splice::splice_in(&from.borrow(), &held, splice::MAX_SPLICE);
+        let spliced = splice::splice_in(&from.socket(), &held, splice::MAX_SPLICE);
         let n = match spliced {
             Ok(0) => {
                 pipes.give(held);
@@ -301,7 +323,7 @@ async fn splice_pipe(
         activity.set(Instant::now());
         let mut left = n;
         while left > 0 {
-            let spliced = splice::splice_out(&held, &to.borrow(), left);
+            let spliced = splice::splice_out(&held, &to.socket(), left);
             match spliced {
                 Ok(m) => left -= m,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -15,13 +15,14 @@
 //! is raw already), the downlink when the target's first TLS 1.3 application data goes out in
 //! our `Direct` block; every later byte goes to the TCP socket as is.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell, RefMut};
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
+use std::time::Instant;
 
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use proto::vless::vision::{
     block_len, padding_len, plan_write, write_block, Command, TlsFilter, Unpadder, WritePlan,
     MAX_CONTENT, UUID_LEN,
@@ -29,6 +30,13 @@ use proto::vless::vision::{
 use proto::vless::RESPONSE_HEADER;
 use rand::Rng;
 
+use super::relay::{
+    splice_pipe, splice_ready, write_all, Meter, SharedRead, SharedSocket, Tally, GATHER_ROOM,
+    SPLICE_AFTER,
+};
+use crate::buffer::RelayBuffer;
+use crate::runtime::splice::PipePool;
+use crate::runtime::{self, TcpStream};
 use crate::transport::tls::TlsStream;
 
 /// Blocks one write seals at most (well within a relay buffer of records).
@@ -37,6 +45,14 @@ const MAX_BLOCKS_PER_WRITE: usize = 8;
 struct Shared {
     tls: RefCell<Box<TlsStream>>,
     filter: RefCell<TlsFilter>,
+}
+
+/// The client's TCP socket, for the direct part: only borrowed once each direction that uses
+/// it is raw (nothing sealed pending, nothing buffered unread).
+impl SharedSocket for Shared {
+    fn socket(&self) -> RefMut<'_, TcpStream> {
+        RefMut::map(self.tls.borrow_mut(), |tls| tls.tcp_mut())
+    }
 }
 
 /// Splits a TLS client stream into Vision's reader and writer for the user `uuid` (the id
@@ -271,4 +287,75 @@ impl AsyncWrite for VisionWrite {
 /// which a Vision user may send without the flow (Xray's rule).
 pub(crate) fn opens_xudp(first: &[u8]) -> bool {
     first.len() >= 7 && first[2..4] == [0, 0] && first[6] == 2
+}
+
+/// Relays a Vision TCP connection to `dest`: both directions through the Vision reader and
+/// writer; a direction that went direct moves to `splice(2)` once a read brings
+/// [`SPLICE_AFTER`] bytes, as plain TCP relays do (TCP on both sides by then).
+pub(crate) async fn relay_tcp(
+    mut reader: VisionRead,
+    mut writer: VisionWrite,
+    dest: TcpStream,
+    (up, down): (RelayBuffer, RelayBuffer),
+    pipes: &PipePool,
+    activity: &Cell<Instant>,
+    meter: &Meter<'_>,
+) {
+    let dest = RefCell::new(dest);
+    let dest = &dest;
+    let uplink = async move {
+        let (mut up, tally) = (up, Tally::Up(meter));
+        loop {
+            let mut n = match reader.read(&mut up).await {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            // Records that arrived together go out in one write.
+            while n + GATHER_ROOM <= up.len() {
+                match futures_lite::future::poll_once(reader.read(&mut up[n..])).await {
+                    Some(Ok(more)) if more > 0 => n += more,
+                    _ => break,
+                }
+            }
+            activity.set(Instant::now());
+            if !write_all(dest, &up[..n]).await {
+                break;
+            }
+            tally.count(n).await;
+            if reader.mode == ReadMode::Raw
+                && n >= SPLICE_AFTER
+                && splice_ready(&*reader.shared, dest)
+            {
+                drop(up);
+                splice_pipe(&*reader.shared, dest, pipes, activity, tally).await;
+                break;
+            }
+        }
+        let _ = runtime::shutdown_write(&dest.borrow());
+    };
+    let downlink = async move {
+        let (mut down, tally) = (down, Tally::Down(meter));
+        loop {
+            let n = match SharedRead(dest).read(&mut down).await {
+                Ok(n) if n > 0 => n,
+                _ => break,
+            };
+            activity.set(Instant::now());
+            if writer.write_all(&down[..n]).await.is_err() || writer.flush().await.is_err() {
+                break;
+            }
+            tally.count(n).await;
+            // Raw, every sealed record is out (a raw write sends them first).
+            if writer.mode == WriteMode::Raw
+                && n >= SPLICE_AFTER
+                && splice_ready(dest, &*writer.shared)
+            {
+                drop(down);
+                splice_pipe(dest, &*writer.shared, pipes, activity, tally).await;
+                break;
+            }
+        }
+        let _ = writer.close().await;
+    };
+    futures_lite::future::zip(uplink, downlink).await;
 }

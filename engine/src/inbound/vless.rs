@@ -9,7 +9,7 @@ use futures_lite::AsyncWriteExt;
 use proto::vless::{self, Command, Flow, UdpFrame, VlessUsers};
 use proto::TargetAddr;
 
-use super::relay::{pipe, recv_reply, refill, until_idle, Tally};
+use super::relay::{recv_reply, refill, until_idle};
 use super::stream::{Accepted, Admitted, Conn, KeyedInbound};
 use super::until_closed;
 use super::vision::{VisionRead, VisionWrite};
@@ -245,29 +245,11 @@ async fn relay_vision(
                 return;
             };
             let activity = Cell::new(Instant::now());
-            let mut down = ctx.buffers.get();
-            let (dest_r, dest_w) = futures_lite::io::split(dest);
-            let both = futures_lite::future::zip(
-                pipe(
-                    reader,
-                    dest_w,
-                    &mut up,
-                    &[],
-                    &activity,
-                    Tally::Up(&meter),
-                    true,
-                ),
-                pipe(
-                    dest_r,
-                    writer,
-                    &mut down,
-                    &[],
-                    &activity,
-                    Tally::Down(&meter),
-                    false,
-                ),
+            let buffers = (up, ctx.buffers.get());
+            let relay = super::vision::relay_tcp(
+                reader, writer, dest, buffers, &ctx.pipes, &activity, &meter,
             );
-            until_idle(both, &activity, ctx.shared.timeouts.idle).await;
+            until_idle(relay, &activity, ctx.shared.timeouts.idle).await;
         }
         Command::Mux => {
             // The response header goes with the writer's first block.

@@ -269,6 +269,12 @@ impl TlsStream {
         &self.stream
     }
 
+    /// The TCP connection itself, for a caller that moves raw bytes on it (XTLS Vision's
+    /// direct copy, once nothing sealed is pending).
+    pub(crate) fn tcp_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     /// True when the session runs TLS 1.3.
     pub(crate) fn is_tls13(&self) -> bool {
         self.rx.version() == Version::Tls13
