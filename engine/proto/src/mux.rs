@@ -37,6 +37,14 @@ use std::ops::Range;
 use crate::address::{AddressError, Parsed, TargetAddr};
 use crate::vless::address::MAX_PORT_FIRST_LEN;
 
+/// Whether a Mux.Cool stream's first bytes start a frame of session 0 for network UDP: the
+/// first frame of an XUDP connection (Xray's test; it reads only these bytes, so a stream too
+/// short to tell is not XUDP).
+pub fn opens_xudp_session(first: &[u8]) -> bool {
+    // meta len (2), session id (2), status, option, network.
+    first.len() >= 7 && first[2..4] == [0, 0] && first[6] == Network::Udp as u8
+}
+
 /// Largest metadata accepted (Xray rejects longer).
 pub const MAX_METADATA_LEN: usize = 512;
 
@@ -312,6 +320,24 @@ mod tests {
 
     fn udp_target() -> TargetAddr {
         TargetAddr::Ip("8.8.8.8:53".parse().unwrap())
+    }
+
+    /// Xray's XUDP test on a stream's first bytes: a New frame of session 0 for UDP.
+    #[test]
+    fn xudp_first_frame() {
+        let new = |session, network| Frame {
+            session,
+            status: Status::New,
+            options: 0,
+            target: Some((network, udp_target())),
+            global_id: None,
+        };
+        assert!(opens_xudp_session(&encode(&new(0, Network::Udp), None)));
+        assert!(!opens_xudp_session(&encode(&new(1, Network::Udp), None)));
+        assert!(!opens_xudp_session(&encode(&new(0, Network::Tcp), None)));
+        assert!(!opens_xudp_session(
+            &encode(&new(0, Network::Udp), None)[..6]
+        ));
     }
 
     /// Frames of every status round-trip, and every prefix needs more.

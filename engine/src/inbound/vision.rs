@@ -72,7 +72,6 @@ pub(crate) fn split(tls: Box<TlsStream>, uuid: [u8; UUID_LEN]) -> (VisionRead, V
         uuid,
         mode: WriteMode::Padded,
         header_owed: true,
-        uuid_owed: true,
     };
     (read, write)
 }
@@ -107,9 +106,8 @@ impl VisionRead {
     pub(crate) fn unpad(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let unpadded = self.unpadder.unpad(buf).map_err(invalid)?;
         let payload = &buf[..unpadded.len];
-        let mut filter = self.shared.filter.borrow_mut();
-        if filter.is_active() && !payload.is_empty() {
-            filter.observe(payload);
+        if !payload.is_empty() {
+            self.shared.filter.borrow_mut().observe(payload);
         }
         match unpadded.ended {
             Some(Command::Direct) => {
@@ -141,9 +139,8 @@ impl AsyncRead for VisionRead {
                 },
                 ReadMode::Plain => {
                     let n = ready!(Pin::new(&mut **tls).poll_read(cx, buf))?;
-                    let mut filter = shared.filter.borrow_mut();
-                    if filter.is_active() && n > 0 {
-                        filter.observe(&buf[..n]);
+                    if n > 0 {
+                        shared.filter.borrow_mut().observe(&buf[..n]);
                     }
                     return Poll::Ready(Ok(n));
                 }
@@ -176,8 +173,8 @@ pub(crate) struct VisionWrite {
     shared: Rc<Shared>,
     uuid: [u8; UUID_LEN],
     mode: WriteMode,
+    /// Nothing went out yet: the first block carries the response header and the UUID.
     header_owed: bool,
-    uuid_owed: bool,
 }
 
 impl VisionWrite {
@@ -213,7 +210,7 @@ impl VisionWrite {
             } else {
                 0
             };
-            let uuid = self.uuid_owed.then_some(&self.uuid);
+            let uuid = self.header_owed.then_some(&self.uuid);
             let len = header + block_len(uuid.is_some(), content.len(), padding);
             let sealed = tls.seal_record_with(len, |out| {
                 out[..header].copy_from_slice(&RESPONSE_HEADER[..header]);
@@ -222,7 +219,7 @@ impl VisionWrite {
             if !sealed {
                 break;
             }
-            (self.header_owed, self.uuid_owed) = (false, false);
+            self.header_owed = false;
             taken += content.len();
             match command {
                 Command::Continue => {}
@@ -281,12 +278,6 @@ impl AsyncWrite for VisionWrite {
             _ => Pin::new(&mut **tls).poll_close(cx),
         }
     }
-}
-
-/// Whether a Mux.Cool stream's first bytes open an XUDP session (session 0, network UDP),
-/// which a Vision user may send without the flow (Xray's rule).
-pub(crate) fn opens_xudp(first: &[u8]) -> bool {
-    first.len() >= 7 && first[2..4] == [0, 0] && first[6] == 2
 }
 
 /// Relays a Vision TCP connection to `dest`: both directions through the Vision reader and

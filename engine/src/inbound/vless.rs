@@ -56,7 +56,7 @@ fn flow_allowed(
         // A Vision user without the flow: only UDP, plainly or as XUDP (not TLS in TLS).
         (Flow::None, true) => match req.command {
             Command::Udp(_) => Ok(false),
-            Command::Mux if super::vision::opens_xudp(payload) => Ok(false),
+            Command::Mux if proto::mux::opens_xudp_session(payload) => Ok(false),
             _ => Err("the inbound requires flow xtls-rprx-vision"),
         },
         (Flow::Vision, false) => Err("flow xtls-rprx-vision is not enabled on this inbound"),

@@ -346,25 +346,46 @@ impl TlsStream {
         if self.close_notify_sent {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
+        match self.next_record()? {
+            Some(capacity) if len <= capacity => {
+                self.seal_next(len, fill);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Makes room for one more application data record behind what is pending, a key
+    /// update that is owed or due going first: its plaintext capacity (at most 16 KiB), or
+    /// `None` when the outgoing buffer cannot hold another record.
+    fn next_record(&mut self) -> io::Result<Option<usize>> {
         let (prefix, suffix) = (self.tx.prefix_len(), self.tx.suffix_len());
+        let room = self
+            .outgoing
+            .as_ref()
+            .map_or(usize::MAX, |o| o.len() - self.out_end);
         let due = self.key_update_owed || self.tx.seq() >= self.send_limit;
         let key_update = if due { KEY_UPDATE_RECORD } else { 0 };
-        let out = self.outgoing.get_or_insert_with(|| self.pool.get());
-        if len > record::MAX_PLAINTEXT
-            || out.len() - self.out_end < key_update + prefix + len + suffix
-        {
-            return Ok(false);
+        if room <= key_update + prefix + suffix {
+            return Ok(None);
         }
         if due {
             self.rekey()?;
         }
-        let out = self.outgoing.as_mut().expect("taken above");
-        let data = self.out_end + prefix;
+        let out = self.outgoing.get_or_insert_with(|| self.pool.get());
+        let room = out.len() - self.out_end;
+        Ok(Some(record::MAX_PLAINTEXT.min(room - prefix - suffix)))
+    }
+
+    /// Seals the record [`TlsStream::next_record`] made room for: `fill` writes its `len`
+    /// plaintext bytes (at most that capacity) in place.
+    fn seal_next(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let out = self.outgoing.as_mut().expect("made by next_record");
+        let data = self.out_end + self.tx.prefix_len();
         fill(&mut out[data..data + len]);
         self.out_end +=
             self.tx
                 .seal_in_place(&mut out[self.out_end..], len, record::APPLICATION_DATA);
-        Ok(true)
     }
 
     /// Opens the next whole record in `incoming`, if there is one: `Ok(true)` when it was
@@ -600,39 +621,24 @@ impl AsyncWrite for TlsStream {
         if this.close_notify_sent {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        let (prefix, suffix) = (this.tx.prefix_len(), this.tx.suffix_len());
         let (mut part, mut offset, mut taken) = (0, 0, 0);
         while taken < total {
-            let room = this
-                .outgoing
-                .as_ref()
-                .map_or(usize::MAX, |o| o.len() - this.out_end);
-            let due = this.key_update_owed || this.tx.seq() >= this.send_limit;
-            let key_update = if due { KEY_UPDATE_RECORD } else { 0 };
-            if room <= key_update + prefix + suffix {
+            let Some(capacity) = this.next_record()? else {
                 break;
-            }
-            if due {
-                this.rekey()?;
-            }
-            let out = this.outgoing.get_or_insert_with(|| this.pool.get());
-            let room = out.len() - this.out_end;
-            let capacity = record::MAX_PLAINTEXT.min(room - prefix - suffix);
-            let data = this.out_end + prefix;
-            let mut len = 0;
-            while len < capacity && part < bufs.len() {
-                let src = &bufs[part][offset..];
-                let n = src.len().min(capacity - len);
-                out[data + len..data + len + n].copy_from_slice(&src[..n]);
-                len += n;
-                offset += n;
-                if offset == bufs[part].len() {
-                    (part, offset) = (part + 1, 0);
+            };
+            let len = capacity.min(total - taken);
+            this.seal_next(len, |data| {
+                let mut at = 0;
+                while at < len {
+                    let src = &bufs[part][offset..];
+                    let n = src.len().min(len - at);
+                    data[at..at + n].copy_from_slice(&src[..n]);
+                    (at, offset) = (at + n, offset + n);
+                    if offset == bufs[part].len() {
+                        (part, offset) = (part + 1, 0);
+                    }
                 }
-            }
-            this.out_end +=
-                this.tx
-                    .seal_in_place(&mut out[this.out_end..], len, record::APPLICATION_DATA);
+            });
             taken += len;
         }
         // Start sending now; what the socket does not take goes on the next call, and so does
