@@ -273,8 +273,10 @@ struct Endpoint {
     gso: Cell<bool>,
 }
 
-/// Most QUIC packets a connection hands over for one send (one `sendmsg` with GSO).
-pub(super) const SEND_BATCH: usize = 10;
+/// Most QUIC packets a connection hands over for one send (one `sendmsg` with GSO). Forty
+/// of quinn's largest (1452 bytes, 1460 with Salamander's salt) stay under the 64 KiB a UDP
+/// send may carry; the kernel takes up to 64 segments.
+pub(super) const SEND_BATCH: usize = 40;
 
 impl Endpoint {
     /// How many packets a connection may hand over at once.

@@ -22,10 +22,16 @@ use rand::Rng;
 use super::conn::{Conn, H3_GENERAL_PROTOCOL_ERROR, H3_REQUEST_CANCELLED};
 use super::site::Lookup;
 use super::{push_http3_head, push_http3_response, Masquerade};
+use crate::buffer::SendBuffer;
 use crate::inbound::relay::{self, until_idle, Meter};
-use crate::inbound::{until_closed, InboundKind, InboundShared, WorkerCtx};
+use crate::inbound::{until_closed, InboundKind, InboundShared, WorkerCtx, RELAY_BUFFER};
 use crate::outbound;
 use crate::runtime;
+
+/// Reads from the target at least this long go to quinn without a copy (see
+/// [`SendBuffer`]); at half the buffer, memory held for unacknowledged data is at most twice
+/// the data.
+const DOWNLINK_HAND_OVER: usize = RELAY_BUFFER / 2;
 
 /// Most chunks (QUIC frames' data) a stream's uplink writes to the target at once.
 const UPLINK_CHUNKS: usize = 64;
@@ -154,6 +160,37 @@ impl Conn {
             })
             .await?;
             data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Hands `data` to stream `id` as it is (quinn keeps it until the peer acknowledges it:
+    /// no copy), waiting for flow control as needed.
+    pub(super) async fn write_bytes(&self, id: StreamId, mut data: Bytes) -> io::Result<()> {
+        while !data.is_empty() {
+            poll_fn(|cx| {
+                if self.poll_lost() {
+                    return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+                }
+                // Takes the whole chunk, or advances it past the part written.
+                let written = self
+                    .quic
+                    .borrow_mut()
+                    .send_stream(id)
+                    .write_chunks(std::slice::from_mut(&mut data));
+                match written {
+                    Ok(_) => {
+                        self.wake.notify();
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(WriteError::Blocked) => {
+                        self.park(cx, id, false);
+                        Poll::Pending
+                    }
+                    Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+                }
+            })
+            .await?;
         }
         Ok(())
     }
@@ -425,7 +462,9 @@ async fn tcp_request(
             let _ = runtime::shutdown_write(&dest.borrow());
         };
         let down = async {
-            let mut buf = ctx.buffers.get();
+            // A large read goes to quinn as the buffer it was read into (quinn keeps it until
+            // acknowledged); a small one is copied, so that it does not hold a whole buffer.
+            let mut buf = SendBuffer::take(RELAY_BUFFER);
             let mut dest_r = relay::SharedRead(&dest);
             loop {
                 let n = match dest_r.read(&mut buf).await {
@@ -433,7 +472,13 @@ async fn tcp_request(
                     _ => break,
                 };
                 activity.set(Instant::now());
-                if conn.write_all(id, &buf[..n]).await.is_err() {
+                let written = if n >= DOWNLINK_HAND_OVER {
+                    let full = std::mem::replace(&mut buf, SendBuffer::take(RELAY_BUFFER));
+                    conn.write_bytes(id, full.freeze(n)).await
+                } else {
+                    conn.write_all(id, &buf[..n]).await
+                };
+                if written.is_err() {
                     return;
                 }
                 meter.down(n).await;
