@@ -1922,9 +1922,7 @@ impl Reactor {
     fn arm_latency_timer(&self, lat_ring: &mut SleepableRing, dur: Duration) -> bool {
         let due = Instant::now() + dur;
         match self.latency_preemption_timeout_src.take() {
-            // A timer that already fired (its completion consumed since the check at the top
-            // of `wait`) is not armed any more, however early its deadline was.
-            Some((src, at)) if at <= due && !src.has_result() => {
+            Some((src, at)) if at <= due => {
                 self.latency_preemption_timeout_src.set(Some((src, at)));
                 false
             }
