@@ -138,27 +138,11 @@ impl Conn {
         }
     }
 
-    /// Writes all of `data` to stream `id`, waiting for flow control as needed.
+    /// Writes all of `data` to stream `id` (quinn copies it), waiting for flow control as
+    /// needed.
     pub(super) async fn write_all(&self, id: StreamId, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
-            let n = poll_fn(|cx| {
-                if self.poll_lost() {
-                    return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-                }
-                let written = self.quic.borrow_mut().send_stream(id).write(data);
-                match written {
-                    Ok(n) => {
-                        self.wake.notify();
-                        Poll::Ready(Ok(n))
-                    }
-                    Err(WriteError::Blocked) => {
-                        self.park(cx, id, false);
-                        Poll::Pending
-                    }
-                    Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
-                }
-            })
-            .await?;
+            let n = self.write_with(id, |s| s.write(data)).await?;
             data = &data[n..];
         }
         Ok(())
@@ -168,31 +152,37 @@ impl Conn {
     /// no copy), waiting for flow control as needed.
     pub(super) async fn write_bytes(&self, id: StreamId, mut data: Bytes) -> io::Result<()> {
         while !data.is_empty() {
-            poll_fn(|cx| {
-                if self.poll_lost() {
-                    return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-                }
-                // Takes the whole chunk, or advances it past the part written.
-                let written = self
-                    .quic
-                    .borrow_mut()
-                    .send_stream(id)
-                    .write_chunks(std::slice::from_mut(&mut data));
-                match written {
-                    Ok(_) => {
-                        self.wake.notify();
-                        Poll::Ready(Ok(()))
-                    }
-                    Err(WriteError::Blocked) => {
-                        self.park(cx, id, false);
-                        Poll::Pending
-                    }
-                    Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
-                }
-            })
-            .await?;
+            // Takes the whole chunk, or advances it past the part written.
+            self.write_with(id, |s| s.write_chunks(std::slice::from_mut(&mut data)))
+                .await?;
         }
         Ok(())
+    }
+
+    /// One write to stream `id` by `write`, once the stream takes data (flow control).
+    async fn write_with<T>(
+        &self,
+        id: StreamId,
+        mut write: impl FnMut(&mut quinn_proto::SendStream<'_>) -> Result<T, WriteError>,
+    ) -> io::Result<T> {
+        poll_fn(|cx| {
+            if self.poll_lost() {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+            }
+            let written = write(&mut self.quic.borrow_mut().send_stream(id));
+            match written {
+                Ok(t) => {
+                    self.wake.notify();
+                    Poll::Ready(Ok(t))
+                }
+                Err(WriteError::Blocked) => {
+                    self.park(cx, id, false);
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+            }
+        })
+        .await
     }
 
     /// Ends our side of stream `id` after what was written.
