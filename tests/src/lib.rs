@@ -986,12 +986,15 @@ pub fn read_more(stream: &mut TcpStream, buf: &mut [u8], start: &mut usize, end:
     *end += n;
 }
 
-/// The allocation tests' relay check: far fewer heap allocations (all threads) than chunks
-/// relayed, so nothing allocates per chunk (the runtime's occasional ones aside).
+/// The allocation tests' relay check: fewer than one heap allocation (all threads) per 64
+/// chunks relayed, so nothing allocates per chunk or per wait for a socket. What remains is the
+/// runtime's, and it follows time, not traffic: a preemption timer re-armed when it fires
+/// (every 100 ms while tasks run), and what a firing timer renews (`vendor/glommio/PATCHES.md`,
+/// patch 9). A 100 MiB run shows 2-15.
 pub fn assert_far_fewer_allocations_than_chunks(what: &str, allocations: u64, chunks: u64) {
     eprintln!("{what}: {allocations} allocations for {chunks} chunks relayed (both ways)");
     assert!(
-        allocations * 4 < chunks,
+        allocations * 64 < chunks,
         "{what}: {allocations} heap allocations for {chunks} relayed chunks: something allocates per chunk"
     );
 }

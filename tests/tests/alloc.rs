@@ -2,10 +2,11 @@
 //! engine's executors included).
 //!
 //! - The codec path (seal, open, in place) allocates nothing at all: 100 MiB each way, zero.
-//! - The whole relay, after warm-up, allocates far less than once per chunk. What remains is
-//!   glommio 0.9's: it allocates an io_uring `Source` each time a socket read has to wait and
-//!   each time the executor parks. Our relay code allocates nothing per chunk; see
-//!   docs/ARCHITECTURE.md ("Known gaps") for the runtime patch that would remove the rest.
+//! - The whole relay, after warm-up, allocates less than once per 64 chunks, and what remains
+//!   follows time, not traffic: the runtime's preemption timer, re-armed when it fires. Neither
+//!   our relay code nor the runtime allocates per chunk, per wait for a socket or per sleep
+//!   (`vendor/glommio/PATCHES.md`, patch 9; before it, glommio allocated an io_uring `Source`
+//!   for each of those waits, and this bound could not hold).
 
 use std::io::Write;
 use std::net::TcpStream;

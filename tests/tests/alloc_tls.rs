@@ -2,8 +2,8 @@
 //! that sees every thread, as in `alloc.rs`:
 //!
 //! - The record layer alone allocates nothing: 100 MiB of records sealed and opened in place.
-//! - The whole relay, after warm-up, allocates far less than once per chunk (what remains is
-//!   glommio's, see `alloc.rs`): records are opened in the pooled read buffer and sealed in a
+//! - The whole relay, after warm-up, allocates less than once per 64 chunks (what remains is
+//!   the runtime's timers, see `alloc.rs`): records are opened in the pooled read buffer and sealed in a
 //!   pooled write buffer. With rustls' own record paths this was at least one per record.
 //!
 //! The client allocates nothing per chunk either: rustls does its handshake, then it runs the

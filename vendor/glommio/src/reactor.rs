@@ -124,11 +124,16 @@ impl Timers {
     fn process_timers(&mut self) -> (Option<Duration>, usize) {
         let now = Instant::now();
 
-        // Split timers into ready and pending timers.
-        let pending = self.timers.split_off(&(now, 0));
-        let ready = mem::replace(&mut self.timers, pending);
-        let woke = ready.len();
-        for (_, waker) in ready {
+        // PATCH(marzneshin): ready timers are taken from the front one by one. Upstream split
+        // the map at `now` (`BTreeMap::split_off`), which allocates new nodes whenever timers
+        // are registered, on every reactor turn, usually to find none ready.
+        let mut woke = 0;
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 >= now {
+                break;
+            }
+            let waker = entry.remove();
+            woke += 1;
             wake!(waker);
         }
 
@@ -433,12 +438,30 @@ impl Reactor {
         source
     }
 
-    pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
-        let source = self.new_source(fd, SourceType::PollAdd, None);
-        self.sys
-            .poll_ready(&source, common_flags() | PollFlags::POLLOUT);
+    /// PATCH(marzneshin): a readiness poll of `fd` (for reading, or with `write` for
+    /// writing), re-using the completed poll in `spare` when there is one: a socket that
+    /// waits for readiness again and again (every read that drains it) then needs no new
+    /// allocation per wait.
+    pub(crate) fn poll_ready_reusing(
+        &self,
+        spare: &mut Option<Source>,
+        fd: RawFd,
+        write: bool,
+    ) -> Source {
+        let flags = if write {
+            common_flags() | PollFlags::POLLOUT
+        } else {
+            common_flags() | read_flags()
+        };
+        let source = match spare.take() {
+            Some(src) if src.reset_completed(fd, &SourceType::PollAdd) => src,
+            _ => self.new_source(fd, SourceType::PollAdd, None),
+        };
+        self.sys.poll_ready(&source, flags);
         source
     }
+
+    // PATCH(marzneshin): `poll_write_ready` went; its one caller uses `poll_ready_reusing`.
 
     pub(crate) fn rushed_send(
         &self,

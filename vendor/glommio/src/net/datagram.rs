@@ -39,6 +39,10 @@ pub struct GlommioDatagram<S: AsRawFd + FromRawFd + From<socket2::Socket>> {
     pub(crate) rx_yolo: Cell<bool>,
 
     pub(crate) rx_buf_size: usize,
+
+    // PATCH(marzneshin): the completed readiness poll of `readable`, re-armed by the next
+    // call instead of allocating a new one.
+    pub(crate) spare_rx: std::cell::RefCell<Option<Source>>,
 }
 
 impl<S: AsRawFd + FromRawFd + From<socket2::Socket>> From<socket2::Socket> for GlommioDatagram<S> {
@@ -52,6 +56,7 @@ impl<S: AsRawFd + FromRawFd + From<socket2::Socket>> From<socket2::Socket> for G
             write_timeout: Cell::new(None),
             read_timeout: Cell::new(None),
             rx_buf_size: DEFAULT_BUFFER_SIZE,
+            spare_rx: std::cell::RefCell::new(None),
         }
     }
 }
@@ -89,12 +94,15 @@ impl<S: AsRawFd + FromRawFd + From<socket2::Socket>> GlommioDatagram<S> {
     // non-blocking system calls (the engine's QUIC endpoint, which needs `recvmsg` control
     // messages). Readiness may be stale: retry the receive and come back on `EAGAIN`.
     pub(crate) async fn readable(&self) -> io::Result<()> {
-        let source = self
-            .reactor
-            .upgrade()
-            .unwrap()
-            .poll_read_ready(self.socket.as_raw_fd());
-        source.collect_rw().await.map(drop)
+        let mut spare = self.spare_rx.borrow_mut().take();
+        let source = self.reactor.upgrade().unwrap().poll_ready_reusing(
+            &mut spare,
+            self.socket.as_raw_fd(),
+            false,
+        );
+        let ready = source.collect_rw().await.map(drop);
+        *self.spare_rx.borrow_mut() = Some(source);
+        ready
     }
 
     pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {

@@ -221,6 +221,10 @@ pub(crate) struct NonBufferedStream<S> {
     stream: S,
     source_tx: Option<Source>,
     source_rx: Option<Source>,
+    // PATCH(marzneshin): completed readiness polls, re-armed for the next wait instead of
+    // allocating new ones (`Reactor::poll_ready_reusing`).
+    spare_tx: Option<Source>,
+    spare_rx: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
 }
@@ -230,6 +234,37 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
         self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+    }
+
+    // PATCH(marzneshin): a read poll that is done with is kept for the next wait; one still
+    // pending is dropped (cancelled), as before.
+    fn retire_rx(&mut self) {
+        if let Some(src) = self.source_rx.take() {
+            if src.has_result() {
+                self.spare_rx = Some(src);
+            }
+        }
+    }
+
+    // PATCH(marzneshin): the write side of `retire_rx`.
+    fn retire_tx(&mut self) {
+        if let Some(src) = self.source_tx.take() {
+            if src.has_result() {
+                self.spare_tx = Some(src);
+            }
+        }
+    }
+
+    // PATCH(marzneshin): arms a read poll, re-using the spare one when there is one.
+    fn arm_rx(&mut self, reactor: &Reactor) {
+        let fd = self.stream.as_raw_fd();
+        self.source_rx = Some(reactor.poll_ready_reusing(&mut self.spare_rx, fd, false));
+    }
+
+    // PATCH(marzneshin): the write side of `arm_rx`.
+    fn arm_tx(&mut self, reactor: &Reactor) {
+        let fd = self.stream.as_raw_fd();
+        self.source_tx = Some(reactor.poll_ready_reusing(&mut self.spare_tx, fd, true));
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
@@ -269,14 +304,14 @@ impl<S: AsRawFd> NonBufferedStream<S> {
 
         if no_pending_poll {
             if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                self.source_rx.take();
+                self.retire_rx();
                 self.read_timeout.cancel_timer(reactor);
                 let result = poll_err!(result);
                 // Start an early poll if the buffer is not fully filled. So when
                 // the next time `poll_read` is called, it will be known immediately
                 // whether the underlying stream is ready for reading.
                 if result > 0 && result < buf.len() {
-                    self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+                    self.arm_rx(reactor);
                     // The `rush_dispatch`s here and after could be removed to
                     // improve performance if #458 is handled appropriately.
                     // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
@@ -288,7 +323,8 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         poll_err!(self.read_timeout.check(reactor));
 
         if no_pending_poll {
-            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+            self.retire_rx();
+            self.arm_rx(reactor);
             // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
         }
 
@@ -306,7 +342,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         if let Some(result) = super::yolo_send(self.stream.as_raw_fd(), buf) {
             let reactor = self.reactor.upgrade().unwrap();
             self.write_timeout.cancel_timer(reactor.as_ref());
-            self.source_tx.take();
+            self.retire_tx();
             return Poll::Ready(result);
         }
 
@@ -321,7 +357,8 @@ impl<S: AsRawFd> NonBufferedStream<S> {
             .unwrap_or(true);
 
         if no_pending_poll {
-            self.source_tx = Some(reactor.poll_write_ready(self.stream.as_raw_fd()));
+            self.retire_tx();
+            self.arm_tx(reactor);
         }
 
         let source = self.source_tx.as_ref().unwrap();
@@ -338,11 +375,11 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         if let Some(src) = self.source_rx.as_ref() {
             if src.result().is_some() {
-                self.source_rx.take();
+                self.retire_rx();
                 return Poll::Ready(Ok(()));
             }
         } else {
-            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+            self.arm_rx(&reactor);
         }
         self.source_rx.as_ref().unwrap().add_waiter_single(cx.waker());
         Poll::Pending
@@ -353,11 +390,11 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         if let Some(src) = self.source_tx.as_ref() {
             if src.result().is_some() {
-                self.source_tx.take();
+                self.retire_tx();
                 return Poll::Ready(Ok(()));
             }
         } else {
-            self.source_tx = Some(reactor.poll_write_ready(self.stream.as_raw_fd()));
+            self.arm_tx(&reactor);
         }
         self.source_tx.as_ref().unwrap().add_waiter_single(cx.waker());
         Poll::Pending
@@ -399,6 +436,8 @@ where
             stream: socket.into(),
             source_tx: None,
             source_rx: None,
+            spare_tx: None,
+            spare_rx: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
         };

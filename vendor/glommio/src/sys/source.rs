@@ -230,6 +230,29 @@ impl Source {
         self.inner.borrow().wakers.result.is_some()
     }
 
+    /// PATCH(marzneshin): whether the operation is queued or in the kernel: in the reactor's
+    /// map of sources and not completed.
+    pub(crate) fn is_in_flight(&self) -> bool {
+        let inner = self.inner.borrow();
+        inner.enqueued.is_some() && inner.wakers.result.is_none()
+    }
+
+    /// PATCH(marzneshin): makes a completed source ready to be queued again, so that a
+    /// repeated operation (a readiness poll) needs no new allocation. Returns false, changing
+    /// nothing, when it is not completed or is of another fd or type.
+    pub(crate) fn reset_completed(&self, fd: RawFd, stype: &SourceType) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        if inner.enqueued.is_some()
+            || inner.wakers.result.is_none()
+            || inner.raw != fd
+            || std::mem::discriminant(&inner.source_type) != std::mem::discriminant(stype)
+        {
+            return false;
+        }
+        inner.wakers = Wakers::new();
+        true
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

@@ -1026,10 +1026,28 @@ impl SleepableRing {
         }
     }
 
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
+    /// PATCH(marzneshin): `link` is `None` when the poll that links the rings, submitted
+    /// for an earlier sleep, is still armed; then only the staged SQEs go in, with the wait.
+    fn sleep(&mut self, link: Option<&Source>) -> io::Result<usize> {
         // PATCH(marzneshin): SQEs staged by `Reactor::wait` go to the kernel with the one
         // that links the rings, in the same `io_uring_enter`.
         let staged = self.waiting_kernel_submission();
+        let Some(link) = link else {
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
+                .map(|n| n as usize)
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok)?;
+            self.in_kernel += submitted;
+            // Not all staged SQEs went in: the kernel did not wait (see below).
+            return if submitted != staged {
+                Err(io::Error::from_raw_os_error(libc::EBUSY))
+            } else {
+                Ok(1)
+            };
+        };
         if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
             let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
             let op = UringDescriptor {
@@ -1218,6 +1236,9 @@ pub(crate) struct Reactor {
     // PATCH(marzneshin): the armed latency-ring timer and when it fires; kept across calls to
     // `wait` while it is early enough, instead of cancelled and re-armed on every call.
     latency_preemption_timeout_src: Cell<Option<(Source, Instant)>>,
+    /// PATCH(marzneshin): the poll linking the latency ring to the main ring, kept armed
+    /// across sleeps (see `link_rings_and_sleep`).
+    link_rings_src: Cell<Option<Source>>,
     // PATCH(marzneshin): `throughput_preemption_timeout_src` removed (see `Reactor::wait`).
 
     link_fd: RawFd,
@@ -1349,6 +1370,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            link_rings_src: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
@@ -1720,7 +1742,18 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
+    ///
+    /// PATCH(marzneshin): the `POLL_ADD` stays armed after the sleep, for the next ones,
+    /// until it fires (the latency ring had a completion). Upstream made a new one for every
+    /// sleep and cancelled it on waking: an allocation and two ring operations per sleep.
+    /// A poll that fires while the executor is awake only leaves a completion in the main
+    /// ring, which wakes nobody.
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
+        if let Some(armed) = self.link_rings_src.take().filter(Source::is_in_flight) {
+            let slept = ring.sleep(None);
+            self.link_rings_src.set(Some(armed));
+            return slept.or_else(Self::busy_ok).map(|_| {});
+        }
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1728,7 +1761,9 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        let slept = ring.sleep(Some(&link_rings));
+        self.link_rings_src.set(Some(link_rings));
+        slept.or_else(Self::busy_ok).map(|_| {})
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
