@@ -990,7 +990,7 @@ pub fn read_more(stream: &mut TcpStream, buf: &mut [u8], start: &mut usize, end:
 /// chunks relayed, so nothing allocates per chunk or per wait for a socket. What remains is the
 /// runtime's, and it follows time, not traffic: a preemption timer re-armed when it fires
 /// (every 100 ms while tasks run), and what a firing timer renews (`vendor/glommio/PATCHES.md`,
-/// patch 9). A 100 MiB run shows 2-15.
+/// patches 9 and 10). A 100 MiB run shows 2-30.
 pub fn assert_far_fewer_allocations_than_chunks(what: &str, allocations: u64, chunks: u64) {
     eprintln!("{what}: {allocations} allocations for {chunks} chunks relayed (both ways)");
     assert!(

@@ -560,3 +560,54 @@ mod tests {
         });
     }
 }
+
+/// Timers that fire while tasks run (`vendor/glommio/PATCHES.md`, patch 10): an executor that
+/// lost such a wake-up slept with a runnable task, until unrelated I/O came.
+#[cfg(test)]
+mod timer_wakeups {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use futures_lite::AsyncReadExt;
+
+    /// Reports progress every 1000 rounds; fails when none comes for ten seconds.
+    fn expect_progress(rx: mpsc::Receiver<u32>, last: u32) {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(i) if i == last => return,
+                Ok(_) => {}
+                Err(e) => panic!("the executor stopped making progress: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn short_sleeps_between_reads_all_wake() {
+        const ROUNDS: u32 = 100_000;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A writer that keeps the socket readable, so every read completes at once.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut s, _) = listener.accept().unwrap();
+            let chunk = vec![7u8; 16384];
+            while s.write_all(&chunk).is_ok() {}
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            glommio::LocalExecutor::default().run(async {
+                let mut s = glommio::net::TcpStream::connect(addr).await.unwrap();
+                let mut buf = vec![0u8; 128 * 1024];
+                for i in 1..=ROUNDS {
+                    assert!(s.read(&mut buf).await.unwrap() > 0);
+                    // 0-39 µs: short enough that the timer often fires while tasks run.
+                    super::sleep(Duration::from_micros(u64::from(i % 40))).await;
+                    if i % 1000 == 0 {
+                        tx.send(i).unwrap();
+                    }
+                }
+            })
+        });
+        expect_progress(rx, ROUNDS);
+    }
+}

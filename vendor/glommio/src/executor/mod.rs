@@ -1325,7 +1325,12 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // PATCH(marzneshin): a completion waits in the latency ring (a timer fired).
+                // Tasks still queued must not be taken for an idle executor: the caller would
+                // park, the reactor would consume that completion (waking nobody) and sleep
+                // with runnable tasks. With the latency timer kept armed across turns (patch
+                // 1), a user timer firing just as tasks ran did exactly that.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1333,7 +1338,6 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {

@@ -947,14 +947,18 @@ impl SleepableRing {
     /// certain duration. The timer is added at the front of the queue such
     /// that it will be the first SQE submitted the next time we enter the
     /// latency ring
-    fn prepare_latency_preemption_timer(&mut self, d: Duration) -> Source {
-        let source = Source::new(
-            IoRequirements::default(),
-            -1,
-            SourceType::Timeout(TimeSpec64::try_from(d).unwrap(), 0),
-            None,
-            None,
-        );
+    ///
+    /// PATCH(marzneshin): `spare`, a timer of this kind that already fired, is re-used when
+    /// given, instead of allocating a new `Source`.
+    fn prepare_latency_preemption_timer(&mut self, d: Duration, spare: Option<Source>) -> Source {
+        let stype = SourceType::Timeout(TimeSpec64::try_from(d).unwrap(), 0);
+        let source = match spare {
+            Some(src) if src.reset_completed(-1, &stype) => {
+                *src.source_type_mut() = stype;
+                src
+            }
+            _ => Source::new(IoRequirements::default(), -1, stype, None, None),
+        };
         let op = match &*source.source_type() {
             SourceType::Timeout(ts, events) => {
                 UringOpDescriptor::Timeout(&ts.raw as *const _, *events)
@@ -1239,6 +1243,8 @@ pub(crate) struct Reactor {
     /// PATCH(marzneshin): the poll linking the latency ring to the main ring, kept armed
     /// across sleeps (see `link_rings_and_sleep`).
     link_rings_src: Cell<Option<Source>>,
+    /// PATCH(marzneshin): a latency timer that fired, for `arm_latency_timer` to re-use.
+    spare_latency_timer: Cell<Option<Source>>,
     // PATCH(marzneshin): `throughput_preemption_timeout_src` removed (see `Reactor::wait`).
 
     link_fd: RawFd,
@@ -1371,6 +1377,7 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             link_rings_src: Cell::new(None),
+            spare_latency_timer: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
@@ -1847,11 +1854,10 @@ impl Reactor {
         // PATCH(marzneshin): a latency timer that already fired is done with; one still armed
         // stays armed (an early wake-up is harmless: the loop comes back here). Cancelling
         // and re-arming it on every call cost two ring operations per reactor turn.
-        let armed = self
-            .latency_preemption_timeout_src
-            .take()
-            .filter(|(src, _)| !src.has_result());
-        self.latency_preemption_timeout_src.set(armed);
+        match self.latency_preemption_timeout_src.take() {
+            Some((src, _)) if src.has_result() => self.spare_latency_timer.set(Some(src)),
+            armed => self.latency_preemption_timeout_src.set(armed),
+        }
 
         // PATCH(marzneshin): no throughput preemption timer. Upstream replaced it on every
         // call (an io_uring `TIMEOUT` counting `ring_depth` completions, linked to an eventfd
@@ -1957,13 +1963,19 @@ impl Reactor {
     fn arm_latency_timer(&self, lat_ring: &mut SleepableRing, dur: Duration) -> bool {
         let due = Instant::now() + dur;
         match self.latency_preemption_timeout_src.take() {
-            Some((src, at)) if at <= due => {
+            // A timer that already fired (its completion consumed since the check at the top
+            // of `wait`) is not armed any more, however early its deadline was.
+            Some((src, at)) if at <= due && !src.has_result() => {
                 self.latency_preemption_timeout_src.set(Some((src, at)));
                 false
             }
             old => {
-                drop(old);
-                let src = lat_ring.prepare_latency_preemption_timer(dur);
+                // A fired timer is re-used (patch 9); one still armed is dropped (cancelled).
+                let spare = match old {
+                    Some((src, _)) if src.has_result() => Some(src),
+                    _ => self.spare_latency_timer.take(),
+                };
+                let src = lat_ring.prepare_latency_preemption_timer(dur, spare);
                 self.latency_preemption_timeout_src.set(Some((src, due)));
                 true
             }
