@@ -6,7 +6,7 @@
 //! moves bulk transfers to `splice` when both ends are plain TCP sockets.
 
 use std::cell::{Cell, RefCell, RefMut};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -131,15 +131,93 @@ pub(crate) async fn drain<R: AsyncRead + Unpin>(stream: &mut R, buf: &mut [u8], 
     }
 }
 
+/// A read of at least this many bytes from a client means a bulk upload: [`LowWater`] raises
+/// the socket's low-water mark.
+pub(crate) const BULK_READ: usize = 8 * 1024;
+
+/// The receive low-water mark of a client socket during a bulk upload: the kernel then wakes
+/// the relay once this many bytes are queued rather than on every segment the client sends.
+pub(crate) const LOW_WATER: usize = 64 * 1024;
+
+/// How long a read waits for [`LOW_WATER`] bytes before the mark drops back to one byte and
+/// the read takes what has come: the most a bulk upload's last bytes are held.
+pub(crate) const LOW_WATER_HOLD: Duration = Duration::from_micros(500);
+
+/// Fewer wake-ups for a client's bulk upload. A client writes its protocol's chunks (a VMess
+/// or TLS client 8-16 KiB at a time), and the kernel wakes a reader for each: one reactor
+/// turn, one read and one write per chunk. After a read of [`BULK_READ`] bytes or more, the
+/// client socket's `SO_RCVLOWAT` goes up to [`LOW_WATER`], so one wake-up brings several
+/// chunks. A read that does not get them within [`LOW_WATER_HOLD`] lowers the mark back to
+/// one byte, which wakes it at once with whatever is queued (or, with nothing queued, on the
+/// next byte); the mark stays low until the next bulk read. Small exchanges (requests, key
+/// strokes) never raise it and see no delay; a bulk upload's tail waits at most the hold.
+pub(crate) struct LowWater {
+    /// The client's TCP socket, open for as long as the relay that owns this runs.
+    fd: std::os::fd::RawFd,
+    raised: bool,
+    /// One timer for the connection, moved for each wait.
+    hold: Option<runtime::Timer>,
+}
+
+impl LowWater {
+    /// For the TCP socket under `client` (its mark is the default one byte).
+    pub(crate) fn new(client: &crate::transport::ClientStream) -> LowWater {
+        use std::os::fd::AsRawFd;
+        LowWater {
+            fd: client.tcp().as_raw_fd(),
+            raised: false,
+            hold: None,
+        }
+    }
+
+    /// Awaits `read`, a read of the client socket; while the mark is raised, lowers it once
+    /// the read has waited [`LOW_WATER_HOLD`].
+    pub(crate) async fn read<T>(&mut self, read: impl Future<Output = T>) -> T {
+        if !self.raised {
+            return read.await;
+        }
+        let at = Instant::now() + LOW_WATER_HOLD;
+        let hold = match &mut self.hold {
+            Some(t) => {
+                t.reset(at);
+                t
+            }
+            None => self.hold.insert(runtime::Timer::new(at)),
+        };
+        let mut read = std::pin::pin!(read);
+        let (fd, raised) = (self.fd, &mut self.raised);
+        poll_fn(|cx| {
+            if let std::task::Poll::Ready(v) = read.as_mut().poll(cx) {
+                return std::task::Poll::Ready(v);
+            }
+            if *raised && Pin::new(&mut *hold).poll(cx).is_ready() {
+                // The kernel wakes the read's readiness poll if bytes are queued.
+                let _ = runtime::set_recv_lowat(fd, 1);
+                *raised = false;
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// After a read of `n` bytes: a bulk read raises the mark.
+    pub(crate) fn after_read(&mut self, n: usize) {
+        if n >= BULK_READ && !self.raised {
+            self.raised = runtime::set_recv_lowat(self.fd, LOW_WATER).is_ok();
+        }
+    }
+}
+
 /// Room a [`pipe`] that gathers leaves for each further read: a whole TLS record's plaintext.
 pub(crate) const GATHER_ROOM: usize = 16 * 1024;
 
 /// Copies `from` to `to` through `buf` until end of stream or an error, then closes `to`
 /// (a half-close: the other direction goes on); stamps `activity` for [`until_idle`].
 /// `prefix` goes out in front of the first bytes (or alone, at end of stream, if none came):
-/// a protocol's response header. With `gather`, a read is followed by more reads for as long
-/// as they complete at once, and everything goes out in one write: for a source that hands
-/// out one record at a time (TLS, WebSocket) when several have arrived.
+/// a protocol's response header. With `client` (`from` is the client, through TLS or
+/// WebSocket), a read is followed by more reads for as long as they complete at once, and
+/// everything goes out in one write: for a source that hands out one record at a time when
+/// several have arrived; and a bulk upload raises the client socket's [`LowWater`] mark.
 pub(crate) async fn pipe<R, W>(
     mut from: R,
     mut to: W,
@@ -147,7 +225,7 @@ pub(crate) async fn pipe<R, W>(
     prefix: &[u8],
     activity: &Cell<Instant>,
     tally: Tally<'_>,
-    gather: bool,
+    mut client: Option<&mut LowWater>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -155,7 +233,12 @@ pub(crate) async fn pipe<R, W>(
     let mut head = prefix.len();
     buf[..head].copy_from_slice(prefix);
     loop {
-        let mut n = match from.read(&mut buf[head..]).await {
+        let read = from.read(&mut buf[head..]);
+        let read = match client.as_deref_mut() {
+            Some(low) => low.read(read).await,
+            None => read.await,
+        };
+        let mut n = match read {
             Ok(n) if n > 0 => n,
             _ => {
                 if head > 0 {
@@ -164,12 +247,15 @@ pub(crate) async fn pipe<R, W>(
                 break;
             }
         };
-        while gather && head + n + GATHER_ROOM <= buf.len() {
+        while client.is_some() && head + n + GATHER_ROOM <= buf.len() {
             match futures_lite::future::poll_once(from.read(&mut buf[head + n..])).await {
                 Some(Ok(more)) if more > 0 => n += more,
                 // Nothing more yet; an end or an error shows again on the next read.
                 _ => break,
             }
+        }
+        if let Some(low) = client.as_deref_mut() {
+            low.after_read(n);
         }
         activity.set(Instant::now());
         if to.write_all(&buf[..head + n]).await.is_err() || to.flush().await.is_err() {
@@ -577,5 +663,73 @@ pub(crate) fn unmap(a: SocketAddr) -> SocketAddr {
             None => a,
         },
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::mpsc;
+
+    use futures_lite::AsyncReadExt;
+
+    use super::*;
+    use crate::transport::ClientStream;
+
+    /// A bulk read raises the client socket's mark; a read that then gets a short tail (fewer
+    /// bytes than the mark) still completes, with those bytes, and the mark is back at one.
+    #[test]
+    fn a_raised_low_water_mark_drops_for_a_short_tail() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (go, wait) = mpsc::channel::<()>();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(&[1u8; BULK_READ]).unwrap();
+            wait.recv().unwrap();
+            s.write_all(b"tail").unwrap();
+            // Held open until the other side is done: no end of stream wakes the read.
+            wait.recv().ok();
+        });
+        glommio::LocalExecutor::default().run(async move {
+            let client = ClientStream::Tcp(TcpStream::connect(addr).await.unwrap());
+            let mut low = LowWater::new(&client);
+            let ClientStream::Tcp(mut s) = client else {
+                unreachable!()
+            };
+            let mut buf = vec![0u8; LOW_WATER];
+            let mut got = 0;
+            while got < BULK_READ {
+                got += low.read(s.read(&mut buf[got..])).await.unwrap();
+            }
+            low.after_read(got);
+            assert_eq!(runtime::recv_lowat(low.fd).unwrap(), LOW_WATER);
+            go.send(()).unwrap();
+            // Without the drop the read would wait for the end of the stream: a stall, not a
+            // slow answer, so a generous deadline.
+            let tail = runtime::timeout(Duration::from_secs(10), low.read(s.read(&mut buf)));
+            let n = tail.await.expect("the tail is read").unwrap();
+            assert_eq!(&buf[..n], b"tail");
+            assert_eq!(runtime::recv_lowat(low.fd).unwrap(), 1);
+            assert!(!low.raised);
+            drop(go);
+        });
+        peer.join().unwrap();
+    }
+
+    /// Reads under this many bytes leave the mark alone.
+    #[test]
+    fn small_reads_do_not_raise_the_mark() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || listener.accept().unwrap());
+        glommio::LocalExecutor::default().run(async move {
+            let client = ClientStream::Tcp(TcpStream::connect(addr).await.unwrap());
+            let mut low = LowWater::new(&client);
+            low.after_read(BULK_READ - 1);
+            assert!(!low.raised);
+            assert_eq!(runtime::recv_lowat(low.fd).unwrap(), 1);
+        });
+        drop(peer.join().unwrap());
     }
 }

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use proto::{Progress, TargetAddr};
 
-use super::relay::{drain, pipe, tcp_pipe, udp_destination, until_idle, Meter, Tally};
+use super::relay::{drain, pipe, tcp_pipe, udp_destination, until_idle, LowWater, Meter, Tally};
 use super::{until_closed, InboundKind, InboundShared, Registration, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::WsConfig;
@@ -471,12 +471,21 @@ async fn plain_relay(
         other => other,
     };
     let mut down = down;
+    let mut low = LowWater::new(&client);
     let (client_r, client_w) = futures_lite::io::split(client);
     let (dest_r, dest_w) = futures_lite::io::split(dest);
     let both = futures_lite::future::zip(
-        pipe(client_r, dest_w, &mut up, &[], &activity, tally_up, true),
         pipe(
-            dest_r, client_w, &mut down, response, &activity, tally_down, false,
+            client_r,
+            dest_w,
+            &mut up,
+            &[],
+            &activity,
+            tally_up,
+            Some(&mut low),
+        ),
+        pipe(
+            dest_r, client_w, &mut down, response, &activity, tally_down, None,
         ),
     );
     until_idle(both, &activity, idle).await;

@@ -19,7 +19,7 @@ use proto::vmess::{
 };
 use proto::{Progress, TargetAddr};
 
-use super::relay::{recv_reply, refill, until_idle, Batch, SharedRead, Tally};
+use super::relay::{recv_reply, refill, until_idle, Batch, LowWater, SharedRead, Tally};
 use super::shadowsocks::SharedSalts;
 use super::stream::{Accepted, Admitted, Conn};
 use super::until_closed;
@@ -273,6 +273,7 @@ async fn relay_tcp(
     };
     let meter = conn.meter(user);
     let activity = Cell::new(Instant::now());
+    let mut low = LowWater::new(&client);
     let (mut client_r, mut client_w) = futures_lite::io::split(client);
     let dest = RefCell::new(dest);
     let mut dest_r = SharedRead(&dest);
@@ -293,18 +294,19 @@ async fn relay_tcp(
                     if !batch.flush(&dest, &up, Tally::Up(&meter)).await {
                         break;
                     }
-                    if !refill(
+                    let queued = end - start;
+                    let read = refill(
                         &mut client_r,
                         &mut up,
                         &mut start,
                         &mut end,
                         &activity,
                         t.idle,
-                    )
-                    .await
-                    {
+                    );
+                    if !low.read(read).await {
                         break;
                     }
+                    low.after_read(end - start - queued);
                 }
                 Ok(Opened::End { .. }) => {
                     batch.flush(&dest, &up, Tally::Up(&meter)).await;

@@ -300,20 +300,60 @@ pub fn try_send_to(socket: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result
 /// means the kernel cannot, and receives stay one datagram each.
 pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: the option value is a live `c_int` of the length given; the descriptor is
-    // `socket`'s, open while it is borrowed.
+    set_int_option(socket.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// `setsockopt` of an `int` option.
+fn set_int_option(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a live `c_int` of the length given, the only memory of ours
+    // the call reads. On a descriptor that is not (or no longer) a socket it fails.
     let r = unsafe {
         libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            (&on as *const libc::c_int).cast(),
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if r == 0 {
         Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets the receive low-water mark (`SO_RCVLOWAT`) of the TCP socket `fd`: the socket reports
+/// readable, and wakes its waiter, only once this many bytes are queued (or at end of stream
+/// or on an error); a non-blocking read still returns whatever is there. Lowering it wakes a
+/// waiter at once when enough is queued for the new mark (Linux checks on the change).
+pub fn set_recv_lowat(fd: std::os::fd::RawFd, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, v)
+}
+
+/// The receive low-water mark of the TCP socket `fd` (see [`set_recv_lowat`]).
+pub fn recv_lowat(fd: std::os::fd::RawFd) -> io::Result<usize> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live and `len` holds `v`'s size; the kernel writes at most
+    // that many bytes. On a descriptor that is not a socket the call fails.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(usize::try_from(v).unwrap_or(0))
     } else {
         Err(io::Error::last_os_error())
     }

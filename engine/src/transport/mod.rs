@@ -175,7 +175,8 @@ pub(crate) enum ClientStream {
 }
 
 impl ClientStream {
-    fn tcp(&self) -> &TcpStream {
+    /// The TCP socket under the transport.
+    pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
             ClientStream::Tcp(s) => s,
             ClientStream::Tls(s) => s.tcp(),
