@@ -337,8 +337,9 @@ pub fn set_recv_lowat(fd: std::os::fd::RawFd, bytes: usize) -> io::Result<()> {
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, v)
 }
 
-/// The receive low-water mark of the TCP socket `fd` (see [`set_recv_lowat`]).
-pub fn recv_lowat(fd: std::os::fd::RawFd) -> io::Result<usize> {
+/// The receive low-water mark of the TCP socket `fd` (see [`set_recv_lowat`]), for tests.
+#[cfg(test)]
+pub(crate) fn recv_lowat(fd: std::os::fd::RawFd) -> io::Result<usize> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `v` and `len` are live and `len` holds `v`'s size; the kernel writes at most

@@ -1030,6 +1030,21 @@ impl SleepableRing {
         }
     }
 
+    /// PATCH(marzneshin): submits the ring's SQEs and waits for a completion in one
+    /// `io_uring_enter` (the kernel waits only once all of them are in); returns how many
+    /// went in.
+    fn submit_and_wait(&mut self) -> io::Result<usize> {
+        let submitted = self
+            .ring
+            .submit_sqes_and_wait(1)
+            .map(|n| n as usize)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)?;
+        self.in_kernel += submitted;
+        Ok(submitted)
+    }
+
     /// PATCH(marzneshin): `link` is `None` when the poll that links the rings, submitted
     /// for an earlier sleep, is still armed; then only the staged SQEs go in, with the wait.
     fn sleep(&mut self, link: Option<&Source>) -> io::Result<usize> {
@@ -1037,14 +1052,7 @@ impl SleepableRing {
         // that links the rings, in the same `io_uring_enter`.
         let staged = self.waiting_kernel_submission();
         let Some(link) = link else {
-            let submitted = self
-                .ring
-                .submit_sqes_and_wait(1)
-                .map(|n| n as usize)
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?;
-            self.in_kernel += submitted;
+            let submitted = self.submit_and_wait()?;
             // Not all staged SQEs went in: the kernel did not wait (see below).
             return if submitted != staged {
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
@@ -1078,14 +1086,7 @@ impl SleepableRing {
             // (a submit, then a wait). The kernel waits only once the SQE is submitted; when
             // it cannot be, the call fails without waiting, as the separate submit did. A
             // wait cut short by a signal still reports the submission.
-            let submitted = self
-                .ring
-                .submit_sqes_and_wait(1)
-                .map(|n| n as usize)
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?;
-            self.in_kernel += submitted;
+            let submitted = self.submit_and_wait()?;
             if submitted != staged + 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
@@ -1970,7 +1971,7 @@ impl Reactor {
                 false
             }
             old => {
-                // A fired timer is re-used (patch 9); one still armed is dropped (cancelled).
+                // A fired timer is re-used (patch 10); one still armed is dropped (cancelled).
                 let spare = match old {
                     Some((src, _)) if src.has_result() => Some(src),
                     _ => self.spare_latency_timer.take(),
