@@ -160,11 +160,11 @@ pub(crate) struct LowWater {
 }
 
 impl LowWater {
-    /// For the TCP socket under `client` (its mark is the default one byte).
-    pub(crate) fn new(client: &crate::transport::ClientStream) -> LowWater {
+    /// For a client's TCP socket (its mark is the default one byte), under any transport.
+    pub(crate) fn new(client: &TcpStream) -> LowWater {
         use std::os::fd::AsRawFd;
         LowWater {
-            fd: client.tcp().as_raw_fd(),
+            fd: client.as_raw_fd(),
             raised: false,
             hold: None,
         }
@@ -674,7 +674,6 @@ mod tests {
     use futures_lite::AsyncReadExt;
 
     use super::*;
-    use crate::transport::ClientStream;
 
     /// A bulk read raises the client socket's mark; a read that then gets a short tail (fewer
     /// bytes than the mark) still completes, with those bytes, and the mark is back at one.
@@ -692,11 +691,8 @@ mod tests {
             wait.recv().ok();
         });
         glommio::LocalExecutor::default().run(async move {
-            let client = ClientStream::Tcp(TcpStream::connect(addr).await.unwrap());
-            let mut low = LowWater::new(&client);
-            let ClientStream::Tcp(mut s) = client else {
-                unreachable!()
-            };
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut low = LowWater::new(&s);
             let mut buf = vec![0u8; LOW_WATER];
             let mut got = 0;
             while got < BULK_READ {
@@ -724,7 +720,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let peer = std::thread::spawn(move || listener.accept().unwrap());
         glommio::LocalExecutor::default().run(async move {
-            let client = ClientStream::Tcp(TcpStream::connect(addr).await.unwrap());
+            let client = TcpStream::connect(addr).await.unwrap();
             let mut low = LowWater::new(&client);
             low.after_read(BULK_READ - 1);
             assert!(!low.raised);

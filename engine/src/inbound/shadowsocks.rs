@@ -19,7 +19,9 @@ use proto::shadowsocks::{Key, Method, SaltFilter, SlidingWindow, UserKeys, TAG_L
 use proto::TargetAddr;
 use rand::RngCore;
 
-use super::relay::{drain, read_slots, udp_destination, unmap, until_idle, Batch, Meter, Tally};
+use super::relay::{
+    drain, read_slots, udp_destination, unmap, until_idle, Batch, LowWater, Meter, Tally,
+};
 use super::{until_closed, InboundKind, InboundShared, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::ShadowsocksConfig;
@@ -181,10 +183,12 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
         rand::thread_rng().fill_bytes(&mut salt);
         let sealer = req.response_sealer(&salt);
         let activity = Cell::new(Instant::now());
+        let low = LowWater::new(&client);
         let (client_r, client_w) = futures_lite::io::split(client);
         let target = RefCell::new(target);
         let uplink = Uplink {
             client: client_r,
+            low,
             target: &target,
             opener: req.opener,
             activity: &activity,
@@ -206,9 +210,11 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
 }
 
 /// Client to destination: open chunks in place, write the payloads from where they lie, all
-/// those one read brought in one `sendmsg` ([`Batch`]).
+/// those one read brought in one `sendmsg` ([`Batch`]). A bulk upload raises the client
+/// socket's [`LowWater`] mark, so that one read brings several chunks.
 struct Uplink<'a, R> {
     client: R,
+    low: LowWater,
     target: &'a RefCell<TcpStream>,
     opener: StreamOpener,
     activity: &'a Cell<Instant>,
@@ -249,9 +255,10 @@ where
                         end -= start;
                         start = 0;
                     }
-                    match self.client.read(&mut buf[end..]).await {
+                    match self.low.read(self.client.read(&mut buf[end..])).await {
                         Ok(n) if n > 0 => {
                             end += n;
+                            self.low.after_read(n);
                             self.activity.set(Instant::now());
                         }
                         _ => break,

@@ -471,7 +471,7 @@ async fn plain_relay(
         other => other,
     };
     let mut down = down;
-    let mut low = LowWater::new(&client);
+    let mut low = LowWater::new(client.tcp());
     let (client_r, client_w) = futures_lite::io::split(client);
     let (dest_r, dest_w) = futures_lite::io::split(dest);
     let both = futures_lite::future::zip(

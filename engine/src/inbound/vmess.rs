@@ -273,7 +273,7 @@ async fn relay_tcp(
     };
     let meter = conn.meter(user);
     let activity = Cell::new(Instant::now());
-    let mut low = LowWater::new(&client);
+    let mut low = LowWater::new(client.tcp());
     let (mut client_r, mut client_w) = futures_lite::io::split(client);
     let dest = RefCell::new(dest);
     let mut dest_r = SharedRead(&dest);
