@@ -48,11 +48,20 @@ fn stop_refuses_new_connections_lets_live_ones_finish_then_closes_them() {
     let stopper = thread::spawn(move || h.stop(Duration::from_secs(3)));
     // Listeners close at once (waited for, not timed: a loaded machine may take a moment to
     // run the stop).
+    let mut accepted = 0;
     let closed = (0..100).any(|_| {
         thread::sleep(Duration::from_millis(20));
-        TcpStream::connect(server).is_err()
+        let refused = TcpStream::connect(server).is_err();
+        accepted += usize::from(!refused);
+        refused
     });
-    assert!(closed, "a stopping engine must not accept");
+    assert!(
+        closed,
+        "a stopping engine must not accept: {accepted} connections in {:?} after stop (stop \
+         fired: {})",
+        started.elapsed(),
+        handle.is_stopped()
+    );
     // The live connection still relays during the grace period.
     live.send(b"still here").unwrap();
     assert_eq!(live.recv_exact(10).unwrap(), b"still here");

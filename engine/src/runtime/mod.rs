@@ -651,4 +651,39 @@ mod timer_wakeups {
         });
         expect_progress(rx, ROUNDS);
     }
+
+    /// Wake-ups from other threads (a control message, the stop signal) reach an executor
+    /// whether it is asleep, about to sleep or running, while timers fire around them.
+    #[test]
+    fn wakes_from_other_threads_all_arrive() {
+        const ROUNDS: u32 = 50_000;
+        let (to_exec, from_main) = flume::bounded::<u32>(1);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            glommio::LocalExecutor::default().run(async move {
+                // Timers that fire now and then, as the engine's ticker and idle checks do.
+                let ticker = glommio::spawn_local(async {
+                    for i in 0u64.. {
+                        super::sleep(Duration::from_micros(i % 300)).await;
+                    }
+                });
+                while let Ok(i) = from_main.recv_async().await {
+                    tx.send(i).unwrap();
+                }
+                drop(ticker);
+            })
+        });
+        for i in 1..=ROUNDS {
+            to_exec.send(i).unwrap();
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(got) => assert_eq!(got, i),
+                Err(e) => panic!("round {i}: the executor missed a wake-up: {e}"),
+            }
+            // 0-63 µs between rounds: the next message finds the executor in every state.
+            let until = std::time::Instant::now() + Duration::from_micros(u64::from(i % 64));
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
 }
