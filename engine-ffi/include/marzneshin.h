@@ -184,6 +184,20 @@ mzn_result mzn_engine_apply_inbounds(const struct mzn_engine *engine,
                                      const char *inbounds_json,
                                      size_t len);
 
+// Replaces the routing rules with `routing_json`, a JSON object as in the configuration's
+// `routing`, or `null` for none (only the built-in block of special ranges). New
+// connections and every UDP packet from then on follow the new rules; relaying TCP
+// connections keep their destinations. Errors name the field (`routing.rules[0].ports`) and
+// leave the current rules in place.
+//
+// # Safety
+//
+// `engine` must be NULL or a live engine; `routing_json` must be NULL or valid for reads of
+// `len` bytes.
+mzn_result mzn_engine_set_routing(const struct mzn_engine *engine,
+                                  const char *routing_json,
+                                  size_t len);
+
 // The port the inbound tagged `tag` listens on (its real port when configured as 0).
 // `MZN_RESULT_UNKNOWN_INBOUND` if no inbound has that tag, `MZN_RESULT_ENGINE_STOPPED` after
 // a stop.

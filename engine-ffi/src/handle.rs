@@ -5,6 +5,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use engine::config::InboundConfig;
+use engine::rules::RulesConfig;
 use engine::{Config, Engine, Handle, UserSpec};
 use serde::de::DeserializeOwned;
 
@@ -255,6 +256,31 @@ pub unsafe extern "C" fn mzn_engine_apply_inbounds(
             engine_and_document(engine, inbounds_json, len, "inbounds_json", "inbounds")
         }?;
         engine.running()?.apply_inbounds(inbounds)?;
+        Ok(())
+    })
+}
+
+/// Replaces the routing rules with `routing_json`, a JSON object as in the configuration's
+/// `routing`, or `null` for none (only the built-in block of special ranges). New
+/// connections and every UDP packet from then on follow the new rules; relaying TCP
+/// connections keep their destinations. Errors name the field (`routing.rules[0].ports`) and
+/// leave the current rules in place.
+///
+/// # Safety
+///
+/// `engine` must be NULL or a live engine; `routing_json` must be NULL or valid for reads of
+/// `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mzn_engine_set_routing(
+    engine: *const mzn_engine,
+    routing_json: *const c_char,
+    len: usize,
+) -> mzn_result {
+    call(|| {
+        // SAFETY: the caller's contract for `engine`, `routing_json` and `len`.
+        let (engine, routing): (_, Option<RulesConfig>) =
+            unsafe { engine_and_document(engine, routing_json, len, "routing_json", "routing") }?;
+        engine.running()?.set_routing(routing)?;
         Ok(())
     })
 }

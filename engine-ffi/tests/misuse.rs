@@ -152,6 +152,10 @@ fn null_pointers_are_refused_everywhere() {
             mzn_result::NullParameter
         );
         assert_eq!(
+            mzn_engine_set_routing(engine, null(), 0),
+            mzn_result::NullParameter
+        );
+        assert_eq!(
             mzn_engine_local_port(engine, null(), &mut port),
             mzn_result::NullParameter
         );

@@ -646,11 +646,7 @@ impl Config {
     /// The routing rules, compiled (reads the GeoIP database, if one is named).
     pub fn compile_rules(&self) -> Result<crate::rules::RuleSet, ConfigError> {
         let policy = crate::outbound::DestinationPolicy::from(&self.outbound);
-        match &self.routing {
-            None => Ok(crate::rules::RuleSet::builtin(policy)),
-            Some(r) => crate::rules::RuleSet::compile(r, policy)
-                .map_err(|e| invalid(format!("routing.{}", e.field), e.message)),
-        }
+        compile_routing(self.routing.as_ref(), policy)
     }
 
     /// Number of workers to run.
@@ -660,6 +656,19 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+}
+
+/// The rule set of a `routing` section under `policy` (without one, only the built-in block
+/// of special ranges); an error names the field under `routing`.
+pub(crate) fn compile_routing(
+    routing: Option<&crate::rules::RulesConfig>,
+    policy: crate::outbound::DestinationPolicy,
+) -> Result<crate::rules::RuleSet, ConfigError> {
+    match routing {
+        None => Ok(crate::rules::RuleSet::builtin(policy)),
+        Some(r) => crate::rules::RuleSet::compile(r, policy)
+            .map_err(|e| invalid(format!("routing.{}", e.field), e.message)),
     }
 }
 

@@ -193,7 +193,8 @@ impl Engine {
         let shared = Arc::new(Shared {
             run_id,
             workers,
-            rules: config.compile_rules()?,
+            rules: arc_swap::ArcSwap::from_pointee(config.compile_rules()?),
+            policy: outbound::DestinationPolicy::from(&config.outbound),
             timeouts: RuntimeTimeouts {
                 handshake: Duration::from_secs(t.handshake_secs),
                 connect: Duration::from_secs(t.connect_secs),
@@ -364,6 +365,18 @@ impl Handle {
         tracing::info!("engine stopped");
     }
 
+    /// Replaces the routing rules (`None`: no rules, only the built-in block of special
+    /// ranges). New connections, and every UDP packet from now on, are decided by the new
+    /// rules; a TCP connection already relaying keeps its destination. Rules that do not
+    /// compile (the error names the field under `routing`) leave the current ones in place.
+    pub fn set_routing(&self, routing: Option<rules::RulesConfig>) -> Result<(), EngineError> {
+        self.check_running()?;
+        let compiled = config::compile_routing(routing.as_ref(), self.shared.policy)?;
+        tracing::info!(rules = compiled.len(), "routing rules replaced");
+        self.shared.rules.store(Arc::new(compiled));
+        Ok(())
+    }
+
     /// Whether [`Handle::stop`] has been called.
     pub fn is_stopped(&self) -> bool {
         self.shared.stop.is_fired()
@@ -388,8 +401,12 @@ pub(crate) struct RuntimeTimeouts {
 pub(crate) struct Shared {
     run_id: [u8; 16],
     workers: usize,
-    /// Routing rules (with the private-range block built in).
-    rules: rules::RuleSet,
+    /// Routing rules (with the private-range block built in), replaced whole by
+    /// [`Handle::set_routing`]; each worker keeps the current set at hand (`WorkerCtx::rules`).
+    rules: arc_swap::ArcSwap<rules::RuleSet>,
+    /// Which special destination ranges the outbound allows (fixed at start): every rule set
+    /// is compiled with it.
+    policy: outbound::DestinationPolicy,
     timeouts: RuntimeTimeouts,
     users: Registry,
     /// The current inbounds.

@@ -474,6 +474,37 @@ pub fn user_traffic(handle: &engine::Handle, name: &str) -> engine::TrafficStats
         .unwrap_or_default()
 }
 
+/// One Shadowsocks UDP round trip of 64 bytes from `sock` through `server` to the UDP echo at
+/// `echo`, with our own codec (`client`): whether the reply came back and opened. `sock`'s
+/// read timeout bounds the wait.
+pub fn ss_udp_roundtrip(
+    server: SocketAddr,
+    sock: &UdpSocket,
+    client: &mut proto::shadowsocks::udp::UdpClient,
+    echo: SocketAddr,
+) -> bool {
+    use proto::shadowsocks::udp::UDP_HEADROOM;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut buf = vec![0u8; UDP_HEADROOM + 64 + proto::shadowsocks::TAG_LEN];
+    buf[UDP_HEADROOM..UDP_HEADROOM + 64].fill(5);
+    let frame = client.encode(
+        &mut buf,
+        UDP_HEADROOM..UDP_HEADROOM + 64,
+        &proto::TargetAddr::Ip(echo),
+        now,
+        &rand::random(),
+    );
+    sock.send_to(&buf[frame], server).unwrap();
+    let mut r = vec![0u8; 2048];
+    match sock.recv_from(&mut r) {
+        Ok((n, _)) => client.decode(&mut r[..n], now).is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// A Shadowsocks TCP client built on our own codecs, for engine-behaviour tests (interop is
 /// proven with third-party clients elsewhere).
 pub struct SsClient {

@@ -5,13 +5,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use e2e::*;
 use engine::{Limits, UserInbound, UserSpec};
-use proto::shadowsocks::udp::{UdpClient, UDP_HEADROOM};
-use proto::shadowsocks::{Key, Method, TAG_LEN};
-use proto::TargetAddr;
+use proto::shadowsocks::udp::UdpClient;
+use proto::shadowsocks::{Key, Method};
 use serde_json::json;
 
 const PSK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -178,29 +177,7 @@ fn removing_a_user_ends_their_udp_session_within_a_second() {
         Some(Key::from_password(M, PSK).unwrap()),
         rand::random(),
     );
-    let now = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    };
-    let roundtrip = |client: &mut UdpClient| -> bool {
-        let mut buf = vec![0u8; UDP_HEADROOM + 64 + TAG_LEN];
-        buf[UDP_HEADROOM..UDP_HEADROOM + 64].fill(5);
-        let frame = client.encode(
-            &mut buf,
-            UDP_HEADROOM..UDP_HEADROOM + 64,
-            &TargetAddr::Ip(echo),
-            now(),
-            &rand::random(),
-        );
-        sock.send_to(&buf[frame], server).unwrap();
-        let mut r = vec![0u8; 2048];
-        match sock.recv_from(&mut r) {
-            Ok((n, _)) => client.decode(&mut r[..n], now()).is_ok(),
-            Err(_) => false,
-        }
-    };
+    let roundtrip = |client: &mut UdpClient| ss_udp_roundtrip(server, &sock, client, echo);
     assert!(roundtrip(&mut client));
     let open = |h: &engine::Handle| {
         h.user_stats()

@@ -1,13 +1,15 @@
 //! Routing rules in the running engine: a time window with an injected clock, address and
-//! port rules, and the built-in private-range block.
+//! port rules, the built-in private-range block, and rules replaced while traffic flows.
 
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use e2e::*;
-use proto::shadowsocks::Method;
+use proto::shadowsocks::udp::UdpClient;
+use proto::shadowsocks::{Key, Method};
 use serde_json::json;
 
 const PSK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -99,4 +101,64 @@ fn private_ranges_are_refused_by_default() {
         "loopback is blocked unless allowed"
     );
     h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn rules_replaced_while_running_apply_to_new_connections_and_every_packet() {
+    let h = start_engine(json!({
+        "workers": 2,
+        "outbound": {"allow_loopback": true},
+        "inbounds": [{"tag": "ss", "listen": "127.0.0.1:0", "protocol": "shadowsocks",
+            "settings": {"method": M.name(), "psk": PSK, "users": [{"name": "kid", "password": KID}]}}],
+    }));
+    let (echo, udp) = (tcp_echo(), udp_echo());
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut client = UdpClient::new(
+        M,
+        Key::from_password(M, KID).unwrap(),
+        Some(Key::from_password(M, PSK).unwrap()),
+        rand::random(),
+    );
+    let server = h.local_addr("ss").unwrap();
+    let udp_through = |client: &mut UdpClient| ss_udp_roundtrip(server, &sock, client, udp);
+    // No rules: everything on loopback goes through, on both workers.
+    assert!((0..8).all(|_| reaches(&h, KID, echo)));
+    assert!(udp_through(&mut client));
+    let mut live =
+        SsClient::connect(h.local_addr("ss").unwrap(), M, KID, Some(PSK), echo, b"hi").unwrap();
+    assert_eq!(live.recv_exact(2).unwrap(), b"hi");
+
+    let deny = |ports: serde_json::Value| -> engine::rules::RulesConfig {
+        serde_json::from_value(json!({"rules": [{"action": "deny", "ports": ports}]})).unwrap()
+    };
+    h.set_routing(Some(deny(json!([echo.port(), udp.port()]))))
+        .unwrap();
+    // Every new connection is decided by the new rules, whichever worker takes it.
+    assert!((0..8).all(|_| !reaches(&h, KID, echo)), "denied port");
+    assert!(reaches(&h, KID, tcp_echo()), "another port is fine");
+    // The UDP session's next packet is decided by them too.
+    assert!(!udp_through(&mut client));
+    // A connection that was relaying keeps its destination.
+    live.send(b"still").unwrap();
+    assert_eq!(live.recv_exact(5).unwrap(), b"still");
+
+    // Rules that do not compile name the field and change nothing.
+    let err = h.set_routing(Some(deny(json!(["99999"])))).unwrap_err();
+    assert!(
+        err.to_string().starts_with("routing.rules[0].ports[0]"),
+        "{err}"
+    );
+    assert!(!reaches(&h, KID, echo), "the previous rules stay");
+
+    // No rules again: back to the built-in block only (loopback allowed by the outbound).
+    h.set_routing(None).unwrap();
+    assert!((0..8).all(|_| reaches(&h, KID, echo)));
+    assert!(udp_through(&mut client));
+    h.stop(Duration::from_secs(1));
+    assert!(matches!(
+        h.set_routing(None),
+        Err(engine::EngineError::Stopped)
+    ));
 }

@@ -111,6 +111,7 @@ static void misuse_without_engine(void) {
     EXPECT(mzn_engine_upsert_users(NULL, "[]", 2), MZN_RESULT_NULL_PARAMETER);
     EXPECT(mzn_engine_remove_users(NULL, "[]", 2, &n), MZN_RESULT_NULL_PARAMETER);
     EXPECT(mzn_engine_apply_inbounds(NULL, "[]", 2), MZN_RESULT_NULL_PARAMETER);
+    EXPECT(mzn_engine_set_routing(NULL, "null", 4), MZN_RESULT_NULL_PARAMETER);
     EXPECT(mzn_engine_local_port(NULL, "ss", &port), MZN_RESULT_NULL_PARAMETER);
     EXPECT(mzn_engine_user_counters(NULL, "alice", &c), MZN_RESULT_NULL_PARAMETER);
     EXPECT(mzn_engine_stats_json(NULL, &s), MZN_RESULT_NULL_PARAMETER);
@@ -256,6 +257,14 @@ int main(void) {
     EXPECT(mzn_engine_local_port(e, "ss2", &port2), MZN_RESULT_OK);
     CHECK(port2 != 0 && port2 != port);
 
+    /* Routing: a bad rule names the field and changes nothing; a rule set and none are taken. */
+    const char *bad_rules = "{\"rules\":[{\"action\":\"deny\",\"ports\":[\"99999\"]}]}";
+    EXPECT(mzn_engine_set_routing(e, bad_rules, strlen(bad_rules)), MZN_RESULT_INVALID_CONFIG);
+    EXPECT_LAST_ERROR("routing.rules[0].ports[0]");
+    const char *rules = "{\"rules\":[{\"action\":\"deny\",\"ports\":[9]}]}";
+    EXPECT(mzn_engine_set_routing(e, rules, strlen(rules)), MZN_RESULT_OK);
+    EXPECT(mzn_engine_set_routing(e, "null", 4), MZN_RESULT_OK);
+
     /* Removal: counters stay, the user is inactive. */
     size_t removed = 0;
     const char *names = "[\"alice\",\"nobody\"]";
@@ -271,6 +280,7 @@ int main(void) {
     EXPECT(upsert(e, users), MZN_RESULT_ENGINE_STOPPED);
     EXPECT(mzn_engine_remove_users(e, names, strlen(names), NULL), MZN_RESULT_ENGINE_STOPPED);
     EXPECT(mzn_engine_apply_inbounds(e, inbounds, strlen(inbounds)), MZN_RESULT_ENGINE_STOPPED);
+    EXPECT(mzn_engine_set_routing(e, "null", 4), MZN_RESULT_ENGINE_STOPPED);
     EXPECT(mzn_engine_local_port(e, "ss", &port), MZN_RESULT_ENGINE_STOPPED);
     EXPECT(mzn_engine_user_counters(e, "alice", &c), MZN_RESULT_OK);
     CHECK(c.uplink == up);

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::buffer::BufferPool;
 use crate::config::{InboundConfig, ProtocolConfig};
 use crate::counters::Traffic;
+use crate::rules::RuleSet;
 use crate::runtime::{self, Signal};
 use crate::Shared;
 
@@ -235,11 +236,34 @@ pub(crate) struct WorkerCtx {
     /// Authenticated connections and sessions, so that a kick can close them.
     conns: RefCell<HashMap<u64, ConnEntry>>,
     next_conn: Cell<u64>,
+    /// The routing rules as this worker last saw them: handed out by [`WorkerCtx::rules`]
+    /// without touching the shared reference count.
+    #[expect(
+        clippy::redundant_allocation,
+        reason = "the Rc is this worker's count, so a connection does not touch the Arc's"
+    )]
+    rules: RefCell<Rc<Arc<RuleSet>>>,
 }
 
 const MAX_HINTS: usize = 1 << 16;
 
 impl WorkerCtx {
+    /// The current routing rules (replaced whole by `Handle::set_routing`). A new set is
+    /// picked up on the first call after it is stored; otherwise only this worker's count
+    /// changes.
+    #[expect(
+        clippy::redundant_allocation,
+        reason = "the Rc is this worker's count, so a connection does not touch the Arc's"
+    )]
+    pub(crate) fn rules(&self) -> Rc<Arc<RuleSet>> {
+        let current = self.shared.rules.load();
+        let mut cached = self.rules.borrow_mut();
+        if !Arc::ptr_eq(&cached, &current) {
+            *cached = Rc::new(arc_swap::Guard::into_inner(current));
+        }
+        Rc::clone(&cached)
+    }
+
     pub(crate) fn hint(&self, inbound: u64, ip: IpAddr) -> Option<u32> {
         self.hints.borrow().get(&(inbound, ip)).copied()
     }
@@ -431,6 +455,7 @@ pub(crate) async fn run_worker(
         hints: RefCell::new(HashMap::new()),
         conns: RefCell::new(HashMap::new()),
         next_conn: Cell::new(0),
+        rules: RefCell::new(Rc::new(shared.rules.load_full())),
     });
     let ticker = Rc::clone(&ctx);
     runtime::spawn(async move {

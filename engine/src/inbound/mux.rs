@@ -420,7 +420,7 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
         return;
     };
     let route = outbound::Route {
-        rules: &shared.ctx.shared.rules,
+        rules: &shared.ctx.rules(),
         user: &shared.user.name,
         inbound: &shared.ib.tag,
         network: crate::config::Network::Tcp,

@@ -616,7 +616,7 @@ pub(crate) async fn udp_destination(
     source: IpAddr,
 ) -> Result<SocketAddr, outbound::OutboundError> {
     let route = outbound::Route {
-        rules: &ctx.shared.rules,
+        rules: &ctx.rules(),
         user,
         inbound: &ib.tag,
         network: crate::config::Network::Udp,

@@ -153,7 +153,7 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
     let _open = user.traffic.open_guard(ctx.index);
     let relay = async {
         let route = outbound::Route {
-            rules: &ctx.shared.rules,
+            rules: &ctx.rules(),
             user: &user.name,
             inbound: &ib.tag,
             network: crate::config::Network::Tcp,

@@ -370,7 +370,7 @@ impl Conn<'_> {
         target: &TargetAddr,
     ) -> Option<TcpStream> {
         let route = outbound::Route {
-            rules: &self.ctx.shared.rules,
+            rules: &self.ctx.rules(),
             user: &user.name,
             inbound: &self.ib.tag,
             network: crate::config::Network::Tcp,

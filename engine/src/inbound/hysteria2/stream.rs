@@ -386,7 +386,7 @@ async fn tcp_request(
     let user = &authed.user;
     let _open = user.traffic.open_guard(ctx.index);
     let route = outbound::Route {
-        rules: &ctx.shared.rules,
+        rules: &ctx.rules(),
         user: &user.name,
         inbound: &ib.tag,
         network: crate::config::Network::Tcp,
