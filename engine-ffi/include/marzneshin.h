@@ -187,8 +187,8 @@ mzn_result mzn_engine_apply_inbounds(const struct mzn_engine *engine,
 // Replaces the routing rules with `routing_json`, a JSON object as in the configuration's
 // `routing`, or `null` for none (only the built-in block of special ranges). New
 // connections and every UDP packet from then on follow the new rules; relaying TCP
-// connections keep their destinations. Errors name the field (`routing.rules[0].ports`) and
-// leave the current rules in place.
+// connections keep their destinations. Errors name the field
+// (`routing.rules[0].ports[0]`) and leave the current rules in place.
 //
 // # Safety
 //

@@ -263,8 +263,8 @@ pub unsafe extern "C" fn mzn_engine_apply_inbounds(
 /// Replaces the routing rules with `routing_json`, a JSON object as in the configuration's
 /// `routing`, or `null` for none (only the built-in block of special ranges). New
 /// connections and every UDP packet from then on follow the new rules; relaying TCP
-/// connections keep their destinations. Errors name the field (`routing.rules[0].ports`) and
-/// leave the current rules in place.
+/// connections keep their destinations. Errors name the field
+/// (`routing.rules[0].ports[0]`) and leave the current rules in place.
 ///
 /// # Safety
 ///

@@ -10,6 +10,7 @@ use std::time::Duration;
 use e2e::*;
 use proto::shadowsocks::udp::UdpClient;
 use proto::shadowsocks::{Key, Method};
+use proto::TargetAddr;
 use serde_json::json;
 
 const PSK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -130,11 +131,15 @@ fn rules_replaced_while_running_apply_to_new_connections_and_every_packet() {
         SsClient::connect(h.local_addr("ss").unwrap(), M, KID, Some(PSK), echo, b"hi").unwrap();
     assert_eq!(live.recv_exact(2).unwrap(), b"hi");
 
-    let deny = |ports: serde_json::Value| -> engine::rules::RulesConfig {
-        serde_json::from_value(json!({"rules": [{"action": "deny", "ports": ports}]})).unwrap()
+    let rules = |value: serde_json::Value| -> engine::rules::RulesConfig {
+        serde_json::from_value(value).unwrap()
     };
-    h.set_routing(Some(deny(json!([echo.port(), udp.port()]))))
-        .unwrap();
+    // One rule per network: the other echo's port may well be the same number.
+    h.set_routing(Some(rules(json!({"rules": [
+        {"action": "deny", "network": ["tcp"], "ports": [echo.port()]},
+        {"action": "deny", "network": ["udp"], "ports": [udp.port()]},
+    ]}))))
+    .unwrap();
     // Every new connection is decided by the new rules, whichever worker takes it.
     assert!((0..8).all(|_| !reaches(&h, KID, echo)), "denied port");
     assert!(reaches(&h, KID, tcp_echo()), "another port is fine");
@@ -145,7 +150,8 @@ fn rules_replaced_while_running_apply_to_new_connections_and_every_packet() {
     assert_eq!(live.recv_exact(5).unwrap(), b"still");
 
     // Rules that do not compile name the field and change nothing.
-    let err = h.set_routing(Some(deny(json!(["99999"])))).unwrap_err();
+    let bad = rules(json!({"rules": [{"action": "deny", "ports": ["99999"]}]}));
+    let err = h.set_routing(Some(bad)).unwrap_err();
     assert!(
         err.to_string().starts_with("routing.rules[0].ports[0]"),
         "{err}"
@@ -161,4 +167,57 @@ fn rules_replaced_while_running_apply_to_new_connections_and_every_packet() {
         h.set_routing(None),
         Err(engine::EngineError::Stopped)
     ));
+}
+
+#[test]
+fn a_vless_udp_session_follows_replaced_rules_packet_by_packet() {
+    use std::io::{ErrorKind, Read, Write};
+    const UUID: &str = "b831381d-6324-4d53-ad4f-8cda48b30811";
+    let h = start_engine(json!({
+        "workers": 1,
+        "outbound": {"allow_loopback": true},
+        "inbounds": [{"tag": "vless", "listen": "127.0.0.1:0", "network": ["tcp"],
+            "protocol": "vless", "settings": {"users": [{"name": "u", "id": UUID}]}}],
+    }));
+    let udp = udp_echo();
+    let mut wire = vec![0u8; 512];
+    let n = proto::vless::ClientRequest {
+        uuid: proto::vless::parse_user_id(UUID).unwrap(),
+        flow: "",
+        command: &proto::vless::Command::Udp(TargetAddr::Ip(udp)),
+    }
+    .encode(&mut wire);
+    wire.truncate(n);
+    let mut s = std::net::TcpStream::connect(h.local_addr("vless").unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // One length-prefixed packet out; its echo back, or nothing within the timeout.
+    let ping = |s: &mut std::net::TcpStream, first: bool| -> bool {
+        let mut out = if first { wire.clone() } else { Vec::new() };
+        out.extend_from_slice(&[0, 4]);
+        out.extend_from_slice(b"ping");
+        s.write_all(&out).unwrap();
+        let want: &[u8] = if first {
+            b"\0\0\0\x04ping"
+        } else {
+            b"\0\x04ping"
+        };
+        let mut got = vec![0u8; want.len()];
+        match s.read_exact(&mut got) {
+            Ok(()) => {
+                assert_eq!(got, want);
+                true
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+            Err(e) => panic!("the session ended: {e}"),
+        }
+    };
+    assert!(ping(&mut s, true), "allowed at first");
+    let deny = json!({"rules": [{"action": "deny", "network": ["udp"], "ports": [udp.port()]}]});
+    h.set_routing(Some(serde_json::from_value(deny).unwrap()))
+        .unwrap();
+    assert!(!ping(&mut s, false), "the session's next packet is denied");
+    h.set_routing(None).unwrap();
+    assert!(ping(&mut s, false), "allowed again, on the same session");
+    h.stop(Duration::from_secs(1));
 }

@@ -36,7 +36,6 @@ use proto::TargetAddr;
 use super::relay::{udp_destination, unmap, until_idle, Meter};
 use super::{InboundShared, WorkerCtx};
 use crate::buffer::RelayBuffer;
-use crate::outbound;
 use crate::runtime::{self, Notify, Signal, TcpStream, UdpSocket};
 use crate::users::UserRecord;
 
@@ -419,16 +418,15 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
     let Kind::Tcp(t) = &session.kind else {
         return;
     };
-    let route = outbound::Route {
-        rules: &shared.ctx.rules(),
-        user: &shared.user.name,
-        inbound: &shared.ib.tag,
-        network: crate::config::Network::Tcp,
-        source: shared.peer.ip(),
-        now: shared.ctx.shared.rules_now(),
-    };
-    let connect = shared.ctx.shared.timeouts.connect;
-    let dest = match outbound::connect_tcp(&target, route, connect).await {
+    let connected = super::relay::connect_tcp(
+        &shared.ctx,
+        &shared.ib,
+        &shared.user.name,
+        shared.peer.ip(),
+        &target,
+    )
+    .await;
+    let dest = match connected {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(inbound = %shared.ib.tag, peer = %shared.peer, %target, "{e}");

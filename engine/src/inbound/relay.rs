@@ -603,6 +603,28 @@ pub(crate) async fn recv_reply(
     }
 }
 
+/// Connects to `user`'s TCP destination `target` (a client at `source` on inbound `ib`),
+/// checked by the routing rules as they are now; the rules are held for the connect only,
+/// not for the life of the relay that follows.
+pub(crate) async fn connect_tcp(
+    ctx: &WorkerCtx,
+    ib: &InboundShared,
+    user: &str,
+    source: IpAddr,
+    target: &TargetAddr,
+) -> Result<TcpStream, outbound::OutboundError> {
+    let rules = ctx.rules();
+    let route = outbound::Route {
+        rules: &rules,
+        user,
+        inbound: &ib.tag,
+        network: crate::config::Network::Tcp,
+        source,
+        now: ctx.shared.rules_now(),
+    };
+    outbound::connect_tcp(target, route, ctx.shared.timeouts.connect).await
+}
+
 /// Where a UDP packet for `target` goes: checked by the routing rules, resolved (a session
 /// remembers its last resolved name in `resolved`), and v4-mapped when `outbound` is an IPv6
 /// socket.

@@ -25,7 +25,6 @@ use super::relay::{
 use super::{until_closed, InboundKind, InboundShared, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::ShadowsocksConfig;
-use crate::outbound;
 use crate::runtime::{self, TcpListener, TcpStream, UdpSocket};
 use crate::users::{Admission, UserRecord};
 
@@ -152,15 +151,9 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
     };
     let _open = user.traffic.open_guard(ctx.index);
     let relay = async {
-        let route = outbound::Route {
-            rules: &ctx.rules(),
-            user: &user.name,
-            inbound: &ib.tag,
-            network: crate::config::Network::Tcp,
-            source: peer.ip(),
-            now: ctx.shared.rules_now(),
-        };
-        let mut target = match outbound::connect_tcp(&req.target, route, t.connect).await {
+        let connected =
+            super::relay::connect_tcp(ctx, ib, &user.name, peer.ip(), &req.target).await;
+        let mut target = match connected {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(inbound = %ib.tag, %peer, user = %user.name, target = %req.target, "{e}");

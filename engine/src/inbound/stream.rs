@@ -18,7 +18,6 @@ use super::relay::{drain, pipe, tcp_pipe, udp_destination, until_idle, LowWater,
 use super::{until_closed, InboundKind, InboundShared, Registration, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::config::WsConfig;
-use crate::outbound;
 use crate::runtime::{self, TcpListener, TcpStream, UdpSocket};
 use crate::transport::ws::WsStream;
 use crate::transport::ClientStream;
@@ -369,16 +368,8 @@ impl Conn<'_> {
         user: &UserRecord,
         target: &TargetAddr,
     ) -> Option<TcpStream> {
-        let route = outbound::Route {
-            rules: &self.ctx.rules(),
-            user: &user.name,
-            inbound: &self.ib.tag,
-            network: crate::config::Network::Tcp,
-            source: self.peer.ip(),
-            now: self.ctx.shared.rules_now(),
-        };
-        let connect = self.ctx.shared.timeouts.connect;
-        match outbound::connect_tcp(target, route, connect).await {
+        match super::relay::connect_tcp(self.ctx, self.ib, &user.name, self.peer.ip(), target).await
+        {
             Ok(s) => {
                 tracing::trace!(inbound = %self.ib.tag, peer = %self.peer, user = %user.name, %target, "relaying");
                 Some(s)

@@ -147,7 +147,8 @@ pub(crate) async fn handle(conn: &Conn<'_>, v: &Inbound, client: ClientStream) {
     }
 }
 
-/// UDP over the stream: every packet goes to the request's target; replies come back
+/// UDP over the stream: every packet goes to the request's target, checked by the routing
+/// rules as they are when it is sent (a packet they deny is dropped); replies come back
 /// length-prefixed. Ends when the client closes or the session is idle.
 async fn relay_udp(
     conn: &Conn<'_>,
@@ -163,9 +164,10 @@ async fn relay_udp(
     let _open = user.traffic.open_guard(ctx.index);
     let ttl = ctx.shared.timeouts.udp_session;
     let Some(out) = conn.udp_out() else { return };
-    let Some(dest) = conn.udp_dest(user, &out, &target).await else {
+    // Refused from the start: the stream ends at once.
+    if conn.udp_dest(user, &out, &target).await.is_none() {
         return;
-    };
+    }
     let socket = &out.socket;
     let meter = conn.meter(user);
     let _ = client.set_read_timeout(Some(ttl));
@@ -176,8 +178,14 @@ async fn relay_udp(
             match vless::read_udp_packet(&up[start..end]) {
                 UdpFrame::Packet { payload, consumed } => {
                     let p = start + payload.start..start + payload.end;
-                    if !p.is_empty() && socket.send_to(&up[p.clone()], dest).await.is_ok() {
-                        meter.up(p.len()).await;
+                    // Checked per packet, as every UDP path is: the rules may have been
+                    // replaced (the name's resolution is cached by the session).
+                    if !p.is_empty() {
+                        if let Some(dest) = conn.udp_dest(user, &out, &target).await {
+                            if socket.send_to(&up[p.clone()], dest).await.is_ok() {
+                                meter.up(p.len()).await;
+                            }
+                        }
                     }
                     start += consumed;
                 }

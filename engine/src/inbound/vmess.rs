@@ -366,9 +366,10 @@ async fn relay_udp(
     let _open = user.traffic.open_guard(ctx.index);
     let ttl = ctx.shared.timeouts.udp_session;
     let Some(out) = conn.udp_out() else { return };
-    let Some(dest) = conn.udp_dest(user, &out, target).await else {
+    // Refused from the start: the stream ends at once.
+    if conn.udp_dest(user, &out, target).await.is_none() {
         return;
-    };
+    }
     let socket = &out.socket;
     let meter = conn.meter(user);
     let _ = client.set_read_timeout(Some(ttl));
@@ -379,8 +380,12 @@ async fn relay_udp(
             match opener.open(&mut up[start..end]) {
                 Ok(Opened::Chunk { payload, consumed }) => {
                     let p = start + payload.start..start + payload.end;
-                    if socket.send_to(&up[p.clone()], dest).await.is_ok() {
-                        meter.up(p.len()).await;
+                    // Checked per packet, as every UDP path is: the rules may have been
+                    // replaced (the name's resolution is cached by the session).
+                    if let Some(dest) = conn.udp_dest(user, &out, target).await {
+                        if socket.send_to(&up[p.clone()], dest).await.is_ok() {
+                            meter.up(p.len()).await;
+                        }
                     }
                     start += consumed;
                 }

@@ -653,7 +653,9 @@ mod timer_wakeups {
     }
 
     /// Wake-ups from other threads (a control message, the stop signal) reach an executor
-    /// whether it is asleep, about to sleep or running, while timers fire around them.
+    /// whether it is asleep, about to sleep or running: for the first half of the rounds
+    /// while timers fire around them, for the second half with no timer at all, so that a
+    /// lost wake-up leaves the executor asleep for good (a timer would cover it up).
     #[test]
     fn wakes_from_other_threads_all_arrive() {
         const ROUNDS: u32 = 50_000;
@@ -667,17 +669,26 @@ mod timer_wakeups {
                         super::sleep(Duration::from_micros(i % 300)).await;
                     }
                 });
+                let mut ticker = Some(ticker);
                 while let Ok(i) = from_main.recv_async().await {
+                    if i > ROUNDS / 2 {
+                        // Dropping the task cancels it and its timer.
+                        ticker.take();
+                    }
                     tx.send(i).unwrap();
                 }
-                drop(ticker);
             })
         });
         for i in 1..=ROUNDS {
             to_exec.send(i).unwrap();
             match rx.recv_timeout(Duration::from_secs(10)) {
                 Ok(got) => assert_eq!(got, i),
-                Err(e) => panic!("round {i}: the executor missed a wake-up: {e}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("round {i}: the executor missed a wake-up")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("round {i}: the executor's thread ended")
+                }
             }
             // 0-63 µs between rounds: the next message finds the executor in every state.
             let until = std::time::Instant::now() + Duration::from_micros(u64::from(i % 64));

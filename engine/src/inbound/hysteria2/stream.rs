@@ -25,7 +25,6 @@ use super::{push_http3_head, push_http3_response, Masquerade};
 use crate::buffer::SendBuffer;
 use crate::inbound::relay::{self, until_idle, Meter};
 use crate::inbound::{until_closed, InboundKind, InboundShared, WorkerCtx, RELAY_BUFFER};
-use crate::outbound;
 use crate::runtime;
 
 /// Reads from the target at least this long go to quinn without a copy (see
@@ -385,21 +384,14 @@ async fn tcp_request(
     };
     let user = &authed.user;
     let _open = user.traffic.open_guard(ctx.index);
-    let route = outbound::Route {
-        rules: &ctx.rules(),
-        user: &user.name,
-        inbound: &ib.tag,
-        network: crate::config::Network::Tcp,
-        source: conn.peer.ip(),
-        now: ctx.shared.rules_now(),
-    };
     // Whether our side of the stream ended cleanly (then a reset would drop unsent data).
     let finished = Cell::new(false);
     let relay = async {
         let t = &ctx.shared.timeouts;
         let target = &request.target;
         let mut answer = Vec::new();
-        let mut dest = match outbound::connect_tcp(target, route, t.connect).await {
+        let connected = relay::connect_tcp(ctx, ib, &user.name, conn.peer.ip(), target).await;
+        let mut dest = match connected {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(inbound = %ib.tag, peer = %conn.peer, user = %user.name, %target, "{e}");
