@@ -238,24 +238,20 @@ pub(crate) struct WorkerCtx {
     next_conn: Cell<u64>,
     /// The routing rules as this worker last saw them: handed out by [`WorkerCtx::rules`]
     /// without touching the shared reference count.
-    #[expect(
-        clippy::redundant_allocation,
-        reason = "the Rc is this worker's count, so a connection does not touch the Arc's"
-    )]
-    rules: RefCell<Rc<Arc<RuleSet>>>,
+    rules: RefCell<LocalRules>,
 }
 
 const MAX_HINTS: usize = 1 << 16;
+
+/// The engine's current rule set as one worker holds it: the `Rc` is the worker's own count,
+/// so handing the rules to a connection touches no count that other cores share.
+pub(crate) type LocalRules = Rc<Arc<RuleSet>>;
 
 impl WorkerCtx {
     /// The current routing rules (replaced whole by `Handle::set_routing`). A new set is
     /// picked up on the first call after it is stored; otherwise only this worker's count
     /// changes.
-    #[expect(
-        clippy::redundant_allocation,
-        reason = "the Rc is this worker's count, so a connection does not touch the Arc's"
-    )]
-    pub(crate) fn rules(&self) -> Rc<Arc<RuleSet>> {
+    pub(crate) fn rules(&self) -> LocalRules {
         let current = self.shared.rules.load();
         let mut cached = self.rules.borrow_mut();
         if !Arc::ptr_eq(&cached, &current) {

@@ -671,7 +671,7 @@ mod timer_wakeups {
                 });
                 let mut ticker = Some(ticker);
                 while let Ok(i) = from_main.recv_async().await {
-                    if i > ROUNDS / 2 {
+                    if i == ROUNDS / 2 + 1 {
                         // Dropping the task cancels it and its timer.
                         ticker.take();
                     }
