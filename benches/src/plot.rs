@@ -93,7 +93,7 @@ pub fn svg(report: &Report) -> String {
     let mut body = String::new();
     let mut y = 40.0;
     let methods = report.methods.iter().map(|method| {
-        let servers: Vec<&ServerReport> = std::iter::once(&report.floor)
+        let servers: Vec<&ServerReport> = std::iter::once(&method.floor)
             .chain(method.peers.iter())
             .chain(std::iter::once(&method.marzneshin))
             .collect();
@@ -219,10 +219,10 @@ mod tests {
         let mut shoes = peer.clone();
         shoes.name = "shoes hysteria2".into();
         Report::test_run(
-            ServerReport::skipped("floor (plain relay)", "test"),
             vec![MethodReport {
                 method: "aes-256-gcm".into(),
                 cipher: Outcome::skipped("test"),
+                floor: ServerReport::skipped("floor (plain relay)", "test"),
                 marzneshin: ours,
                 peers: vec![peer, failed, absent],
                 targets: Vec::new(),
@@ -231,6 +231,7 @@ mod tests {
                 protocol: "hysteria2".into(),
                 setup: "test".into(),
                 client: "test".into(),
+                floor: None,
                 marzneshin: hy2_ours,
                 peers: vec![shoes],
                 cipher: None,

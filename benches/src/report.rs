@@ -309,6 +309,8 @@ pub struct MethodReport {
     pub method: String,
     /// Cipher cost, in process.
     pub cipher: Outcome<CipherCost>,
+    /// The plain relay (no crypto), measured in turn with the servers below: the floor.
+    pub floor: ServerReport,
     /// Our engine.
     pub marzneshin: ServerReport,
     /// The peer servers, in the order of `--servers`; each one that could not run says why.
@@ -329,12 +331,15 @@ pub struct ProtocolReport {
     pub setup: String,
     /// The client every server was measured through: its command line, or why it could not run.
     pub client: String,
+    /// The plain relay (no crypto, reached directly), measured in turn with the servers below:
+    /// the floor. `None` for a protocol without a floor (Hysteria2).
+    pub floor: Option<ServerReport>,
     /// Our engine.
     pub marzneshin: ServerReport,
     /// The peer servers; each one that could not run says why.
     pub peers: Vec<ServerReport>,
     /// The cipher's own cost (one pass, in process) for the floor columns: the floor is the
-    /// run's plain relay plus this. `None` for a protocol without a floor (Hysteria2: its
+    /// plain relay plus this. `None` for a protocol without a floor (Hysteria2: its
     /// client, not a relay, sets the wire format).
     pub cipher: Option<Outcome<CipherCost>>,
     /// Targets checked, where an issue states them (issue 5 for VLESS, VMess and Trojan,
@@ -434,10 +439,9 @@ pub struct Report {
     pub bytes_per_run: u64,
     /// Streams in the parallel scenario.
     pub parallel_streams: usize,
-    /// Runs of each throughput and connection scenario (the median is reported).
+    /// Runs of each throughput and connection scenario (the median is reported), taken in
+    /// turns: every server of a table runs once before any runs again.
     pub repeats: usize,
-    /// The plain relay (no crypto): the floor.
-    pub floor: ServerReport,
     /// Per Shadowsocks method.
     pub methods: Vec<MethodReport>,
     /// The protocols measured through a client process (VLESS, VMess, Trojan, Hysteria2), in
@@ -554,20 +558,22 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 impl Report {
-    /// Every server report of the run: the floor, then per method the peers and ours, then per
-    /// proxied protocol the peers and ours.
+    /// Every server report of the run: per method the floor, the peers and ours, then per
+    /// proxied protocol the floor (if any), the peers and ours.
     pub fn servers(&self) -> impl Iterator<Item = &ServerReport> {
-        std::iter::once(&self.floor)
-            .chain(
-                self.methods
+        self.methods
+            .iter()
+            .flat_map(|m| {
+                std::iter::once(&m.floor)
+                    .chain(m.peers.iter())
+                    .chain(std::iter::once(&m.marzneshin))
+            })
+            .chain(self.proxied.iter().flat_map(|p| {
+                p.floor
                     .iter()
-                    .flat_map(|m| m.peers.iter().chain(std::iter::once(&m.marzneshin))),
-            )
-            .chain(
-                self.proxied
-                    .iter()
-                    .flat_map(|p| p.peers.iter().chain(std::iter::once(&p.marzneshin))),
-            )
+                    .chain(p.peers.iter())
+                    .chain(std::iter::once(&p.marzneshin))
+            }))
     }
 
     /// The Markdown rendering: one table per Shadowsocks method and one per proxied protocol,
@@ -633,7 +639,7 @@ impl Report {
     fn method_table(&self, md: &mut String, method: &MethodReport) {
         let _ = writeln!(md, "### {}\n", method.method);
         let floor = Floor {
-            relay: &self.floor,
+            relay: &method.floor,
             cipher: method.cipher.get().map(|c| c.one_pass_cpu_s_per_gib),
         };
         let table = ServerTable {
@@ -651,10 +657,14 @@ impl Report {
         let _ = writeln!(md, "### {}\n", p.protocol);
         let _ = writeln!(md, "{}.\n", p.setup);
         let _ = writeln!(md, "Client (the same for every server): `{}`\n", p.client);
-        let floor = p.cipher.as_ref().map(|cipher| Floor {
-            relay: &self.floor,
-            cipher: cipher.get().map(|c| c.one_pass_cpu_s_per_gib),
-        });
+        let floor = p
+            .cipher
+            .as_ref()
+            .zip(p.floor.as_ref())
+            .map(|(cipher, relay)| Floor {
+                relay,
+                cipher: cipher.get().map(|c| c.one_pass_cpu_s_per_gib),
+            });
         let table = ServerTable {
             streams: self.parallel_streams,
             ours: &p.marzneshin,
@@ -858,11 +868,7 @@ fn fmt1(v: Option<f64>) -> String {
 impl Report {
     /// A quick run on a made-up machine (CPU "cpu <&>", to test escaping), 1 GiB per transfer,
     /// 8 parallel streams: the report tests' fixture.
-    pub(crate) fn test_run(
-        floor: ServerReport,
-        methods: Vec<MethodReport>,
-        proxied: Vec<ProtocolReport>,
-    ) -> Report {
+    pub(crate) fn test_run(methods: Vec<MethodReport>, proxied: Vec<ProtocolReport>) -> Report {
         Report {
             started_at: 0,
             mode: "quick".into(),
@@ -878,7 +884,6 @@ impl Report {
             bytes_per_run: 1 << 30,
             parallel_streams: 8,
             repeats: 1,
-            floor,
             methods,
             proxied,
             total_wall_s: 1.0,
@@ -912,6 +917,7 @@ mod tests {
         let method = MethodReport {
             method: "aes-256-gcm".into(),
             cipher: Outcome::skipped("test"),
+            floor: floor.clone(),
             marzneshin: upload("marzneshin aes-256-gcm", 1.0),
             peers: vec![upload("ssserver aes-256-gcm", 2.0)],
             targets: Vec::new(),
@@ -924,6 +930,7 @@ mod tests {
             protocol: "trojan".into(),
             setup: "Trojan over TLS".into(),
             client: "sing-box".into(),
+            floor: None,
             marzneshin: upload("marzneshin trojan", 1.0),
             peers: vec![upload("sing-box trojan", 2.0), trojan_gfw],
             cipher: None,
@@ -933,6 +940,7 @@ mod tests {
             protocol: "vmess".into(),
             setup: "VMess".into(),
             client: "sing-box".into(),
+            floor: Some(floor),
             marzneshin: upload("marzneshin vmess", 0.8),
             peers: vec![upload("shoes vmess", 1.0)],
             cipher: Some(Outcome::Measured(CipherCost::from_seal_open(
@@ -942,7 +950,7 @@ mod tests {
             ))),
             targets: None,
         };
-        let md = Report::test_run(floor, vec![method], vec![trojan, vmess]).markdown();
+        let md = Report::test_run(vec![method], vec![trojan, vmess]).markdown();
         // Shadowsocks: the floor columns and the ratio to the best peer.
         assert!(md.contains(
             "| CPU-s/GiB, upload, 1 stream | 0.500 | n/a | n/a | 2.000 | 1.000 | 0.50 | n/a |"
@@ -955,7 +963,7 @@ mod tests {
         // figure failed, so the row stays, with "n/a".
         assert!(md.contains("| RSS per idle connection (0 open), KiB | n/a | n/a | n/a | n/a |"));
         assert!(!md.contains("round trip"));
-        // VMess: the run's floor, the AEAD's one pass (0.2 s per GiB for seal and open), their
+        // VMess: its floor, the AEAD's one pass (0.2 s per GiB for seal and open), their
         // sum, and our ratio to it.
         assert!(md.contains(
             "| metric | floor (plain relay) | cipher (1 pass) | floor + cipher | shoes | \

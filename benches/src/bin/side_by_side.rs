@@ -13,6 +13,10 @@
 //!   (CPU 1)                  (CPU 1, the same for every server)  (CPU 0)              (CPU 1)
 //! ```
 //!
+//! A table's servers (the floor, the peers, ours) are all started first and measured one at a
+//! time, in turns: each scenario runs once on every server before it runs again on any, so a
+//! drift of the machine during the run touches them alike.
+//!
 //! Run: `cargo run --release -p benches --bin side_by_side -- [--quick] [--out DIR]`.
 //! The harness builds `marzneshin` (`cargo build --release -p service`) and the floor relay
 //! itself unless `--no-build` is given. See `docs/benchmarks.md` for how to read the results.
@@ -43,6 +47,8 @@ const SERVER_CPU: usize = 0;
 /// CPU the load generator and the target run on.
 const CLIENT_CPU: usize = 1;
 const GIB: f64 = (1u64 << 30) as f64;
+/// The plain relay's name in the tables.
+const FLOOR: &str = "floor (plain relay)";
 
 #[derive(Parser)]
 #[command(
@@ -288,8 +294,10 @@ fn run(args: Args) -> Result<bool> {
     let ours_and_floor = [("marzneshin", &marzneshin), ("plain_relay", &relay)];
     let listed: Vec<(&str, &Result<PathBuf, String>)> = ours_and_floor
         .into_iter()
-        // The floor relay serves the Shadowsocks comparison only.
-        .filter(|(name, _)| shadowsocks || *name != "plain_relay")
+        // The floor relay serves the tables with floor columns only (not Hysteria2's).
+        .filter(|(name, _)| {
+            *name != "plain_relay" || shadowsocks || proxied.iter().any(|p| p.floor().is_some())
+        })
         .chain(peers.iter().map(|(p, r)| (p.binary(), r)))
         .chain(client.iter().map(|r| ("sing-box", r)))
         .collect();
@@ -312,31 +320,27 @@ fn run(args: Args) -> Result<bool> {
         });
     }
 
-    // The floor: a plain relay in front of the target.
-    let floor = if !shadowsocks && !proxied.iter().any(|p| p.floor().is_some()) {
-        ServerReport::skipped(
-            "floor (plain relay)",
-            "no protocol in --protocols has a floor (Hysteria2 has none)",
-        )
-    } else if !wanted("floor") {
-        ServerReport::skipped("floor (plain relay)", "not in --servers")
-    } else {
-        let port = free_port()?;
-        let listen: SocketAddr = ([127, 0, 0, 1], port).into();
-        let relay_args = vec![listen.to_string(), target.addr().to_string()];
-        let endpoint = Endpoint::Plain { server: listen };
-        // Two threads per connection: thousands of idle connections would measure thread
-        // stacks, and 2 x 10 000 threads can exhaust the machine's process ids.
-        let floor_plan = plan.without_idle("the floor relay is thread-per-connection");
-        run_server(
-            "floor (plain relay)",
-            &relay,
-            &relay_args,
-            &Reach::direct(Listen::Tcp(listen)),
-            &endpoint,
-            &floor_plan,
-            &args.out.join("plain_relay.log"),
-        )
+    // The floor, a plain relay in front of the target, is measured with the servers of every
+    // table that has floor columns.
+    let floor = |tag: &str| -> Result<Entry> {
+        if !wanted("floor") {
+            return Ok(Entry::Done(ServerReport::skipped(
+                FLOOR,
+                "not in --servers",
+            )));
+        }
+        let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        Ok(Entry::Run(Contender {
+            name: FLOOR.to_owned(),
+            program: relay.clone(),
+            args: vec![listen.to_string(), target.addr().to_string()],
+            reach: Reach::direct(Listen::Tcp(listen)),
+            endpoint: Endpoint::Plain { server: listen },
+            log: args.out.join(format!("plain_relay-{tag}.log")),
+            // Two threads per connection: thousands of idle connections would measure thread
+            // stacks, and 2 x 10 000 threads can exhaust the machine's process ids.
+            idle_skipped: Some("the floor relay is thread-per-connection".to_owned()),
+        }))
     };
 
     let mut reports = Vec::new();
@@ -358,32 +362,36 @@ fn run(args: Args) -> Result<bool> {
             key: key.clone(),
             target: target.addr(),
         };
-        let mut peer_reports = Vec::new();
+        // The floor, the peers, then ours.
+        let mut entries = vec![floor(method.name())?];
         for (p, program) in peers.iter().filter(|(p, _)| p.shadowsocks()) {
             let name = format!("{} {method}", p.name());
             if let Err(why) = p.supports(method) {
                 unsupported.push(name.clone());
-                peer_reports.push(ServerReport::unavailable(&name, "(not run)".into(), why));
+                entries.push(Entry::Done(ServerReport::unavailable(
+                    &name,
+                    "(not run)".into(),
+                    why,
+                )));
                 continue;
             }
             let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
             let dir = std::fs::canonicalize(&args.out)?;
-            let peer_args = p.shadowsocks_args(listen, method, &password, &dir)?;
-            peer_reports.push(run_server(
-                &name,
-                program,
-                &peer_args,
-                &Reach::direct(Listen::Tcp(listen)),
-                &endpoint(listen),
-                &plan,
-                &args.out.join(format!("{}-{method}.log", p.name())),
-            ));
+            entries.push(Entry::Run(Contender {
+                args: p.shadowsocks_args(listen, method, &password, &dir)?,
+                name,
+                program: program.clone(),
+                reach: Reach::direct(Listen::Tcp(listen)),
+                endpoint: endpoint(listen),
+                log: args.out.join(format!("{}-{method}.log", p.name())),
+                idle_skipped: None,
+            }));
         }
-        let ours_report = if !wanted("marzneshin") {
-            ServerReport::skipped(&format!("marzneshin {method}"), "not in --servers")
+        let ours_name = format!("marzneshin {method}");
+        entries.push(if !wanted("marzneshin") {
+            Entry::Done(ServerReport::skipped(&ours_name, "not in --servers"))
         } else {
-            let port = free_port()?;
-            let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+            let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
             let config = serde_json::json!({
                 "workers": 1,
                 "outbound": { "allow_loopback": true },
@@ -399,23 +407,32 @@ fn run(args: Args) -> Result<bool> {
             });
             let config_path =
                 std::fs::canonicalize(&args.out)?.join(format!("marzneshin-{method}.json"));
-            let our_args = engine_args(&config, &config_path)?;
-            run_server(
-                &format!("marzneshin {method}"),
-                &marzneshin,
-                &our_args,
-                &Reach::direct(Listen::Tcp(listen)),
-                &endpoint(listen),
-                &plan,
-                &args.out.join(format!("marzneshin-{method}.log")),
-            )
-        };
-        let targets = check_targets(&floor, &cipher, &ours_report, &peer_reports, plan.streams);
+            Entry::Run(Contender {
+                name: ours_name,
+                program: marzneshin.clone(),
+                args: engine_args(&config, &config_path)?,
+                reach: Reach::direct(Listen::Tcp(listen)),
+                endpoint: endpoint(listen),
+                log: args.out.join(format!("marzneshin-{method}.log")),
+                idle_skipped: None,
+            })
+        });
+        let mut measured = run_group(&plan, &entries);
+        let ours_report = measured.pop().context("our report")?;
+        let floor_report = measured.remove(0);
+        let targets = check_targets(
+            &floor_report,
+            &cipher,
+            &ours_report,
+            &measured,
+            plan.streams,
+        );
         reports.push(MethodReport {
             method: method.name().to_owned(),
             cipher,
+            floor: floor_report,
             marzneshin: ours_report,
-            peers: peer_reports,
+            peers: measured,
             targets,
         });
     }
@@ -432,7 +449,6 @@ fn run(args: Args) -> Result<bool> {
         let setup = ProxiedSetup {
             dir,
             plan: &plan,
-            floor: &floor,
             idle: proxied_idle,
             target: target.addr(),
             client,
@@ -440,8 +456,13 @@ fn run(args: Args) -> Result<bool> {
         };
         for protocol in proxied {
             let peers: Vec<_> = peers.iter().filter(|(p, _)| p.serves(protocol)).collect();
+            let floor = match protocol.floor() {
+                Some(_) => Some(floor(protocol.name())?),
+                None => None,
+            };
             proxied_reports.push(setup.run(
                 protocol,
+                floor,
                 &peers,
                 wanted("marzneshin").then_some(&marzneshin),
                 &mut unsupported,
@@ -459,7 +480,6 @@ fn run(args: Args) -> Result<bool> {
         bytes_per_run: plan.bytes,
         parallel_streams: plan.streams,
         repeats: plan.repeat,
-        floor,
         methods: reports,
         proxied: proxied_reports,
         total_wall_s: started.elapsed().as_secs_f64(),
@@ -695,8 +715,6 @@ struct ProxiedSetup<'a> {
     /// The output directory (absolute): configs and logs.
     dir: PathBuf,
     plan: &'a Plan,
-    /// The run's plain relay, for the floor columns and the targets.
-    floor: &'a ServerReport,
     /// Idle connections to open (over TCP), fitted to the open-file limit.
     idle: usize,
     target: SocketAddr,
@@ -707,12 +725,14 @@ struct ProxiedSetup<'a> {
 }
 
 impl ProxiedSetup<'_> {
-    /// Runs one protocol's servers side by side: the peers, then ours, each driven through its
-    /// own instance of the same sing-box client (same binary, same configuration but for the
-    /// server's port), pinned to the load generator's CPU.
+    /// Runs one protocol's servers side by side: the floor (if the protocol has one), the
+    /// peers and ours, each peer and ours driven through its own instance of the same sing-box
+    /// client (same binary, same configuration but for the server's port), pinned to the load
+    /// generator's CPU.
     fn run(
         &self,
         protocol: Proxied,
+        floor: Option<Entry>,
         peers: &[&(Peer, Result<PathBuf, String>)],
         marzneshin: Option<&Result<PathBuf, String>>,
         excused: &mut Vec<String>,
@@ -738,7 +758,8 @@ impl ProxiedSetup<'_> {
             };
             Ok(([127, 0, 0, 1], port).into())
         };
-        let mut peer_reports = Vec::new();
+        let has_floor = floor.is_some();
+        let mut entries: Vec<Entry> = floor.into_iter().collect();
         for (peer, program) in peers {
             let name = format!("{} {p}", peer.name());
             if let (true, Err(_)) = (peer.optional(), program) {
@@ -747,18 +768,11 @@ impl ProxiedSetup<'_> {
             }
             let listen = free()?;
             let server_args = peer.proxied_args(protocol, listen, self.tls, &self.dir)?;
-            peer_reports.push(self.measure(
-                protocol,
-                &name,
-                program,
-                &server_args,
-                listen,
-                &plan,
-            )?);
+            entries.push(self.contender(protocol, name, program, server_args, listen)?);
         }
         let name = format!("marzneshin {p}");
-        let ours = match marzneshin {
-            None => ServerReport::skipped(&name, "not in --servers"),
+        entries.push(match marzneshin {
+            None => Entry::Done(ServerReport::skipped(&name, "not in --servers")),
             Some(program) => {
                 let listen = free()?;
                 let config = serde_json::json!({
@@ -768,9 +782,13 @@ impl ProxiedSetup<'_> {
                 });
                 let our_args =
                     engine_args(&config, &self.dir.join(format!("marzneshin-{p}.json")))?;
-                self.measure(protocol, &name, program, &our_args, listen, &plan)?
+                self.contender(protocol, name, program, our_args, listen)?
             }
-        };
+        });
+        let mut measured = run_group(&plan, &entries);
+        let ours = measured.pop().context("our report")?;
+        let floor = has_floor.then(|| measured.remove(0));
+        let peer_reports = measured;
         let client = match self.client {
             Ok(program) => format!(
                 "taskset -c {CLIENT_CPU} {} run -c {p}-client-SERVER.json (socks inbound, {} \
@@ -794,14 +812,15 @@ impl ProxiedSetup<'_> {
         });
         // Issue 5's targets for VLESS, VMess and Trojan are Shadowsocks' (against the best
         // peer or the floor); issue 7's for Hysteria2 are against the best peer alone.
-        let targets = Some(match &cipher {
-            Some(c) => check_targets(self.floor, c, &ours, &peer_reports, plan.streams),
-            None => check_peer_targets(&ours, &peer_reports, plan.streams),
+        let targets = Some(match (&cipher, &floor) {
+            (Some(c), Some(f)) => check_targets(f, c, &ours, &peer_reports, plan.streams),
+            _ => check_peer_targets(&ours, &peer_reports, plan.streams),
         });
         Ok(ProtocolReport {
             protocol: p.to_owned(),
             setup: protocol.setup().to_owned(),
             client,
+            floor,
             cipher,
             targets,
             marzneshin: ours,
@@ -809,26 +828,25 @@ impl ProxiedSetup<'_> {
         })
     }
 
-    /// Measures one server listening on `listen` through its own client.
-    fn measure(
+    /// A server listening on `listen`, reached through its own client.
+    fn contender(
         &self,
         protocol: Proxied,
-        name: &str,
+        name: String,
         program: &Result<PathBuf, String>,
-        server_args: &[String],
+        server_args: Vec<String>,
         listen: SocketAddr,
-        plan: &Plan,
-    ) -> Result<ServerReport> {
-        let short = short_name(name);
+    ) -> Result<Entry> {
+        let short = short_name(&name).to_owned();
         let p = protocol.name();
         let client = match self.client {
             Ok(c) => c,
             Err(why) => {
-                return Ok(ServerReport::unavailable(
-                    name,
+                return Ok(Entry::Done(ServerReport::unavailable(
+                    &name,
                     "(not run)".into(),
                     why.clone(),
-                ))
+                )))
             }
         };
         let proxy = sing_box_client(
@@ -847,18 +865,18 @@ impl ProxiedSetup<'_> {
         } else {
             Listen::Tcp(listen)
         };
-        Ok(run_server(
+        Ok(Entry::Run(Contender {
             name,
-            program,
-            server_args,
-            &Reach {
+            program: program.clone(),
+            args: server_args,
+            reach: Reach {
                 listen,
-                client: Some(&proxy),
+                client: Some(proxy),
             },
-            &endpoint,
-            plan,
-            &self.dir.join(format!("{short}-{p}.log")),
-        ))
+            endpoint,
+            log: self.dir.join(format!("{short}-{p}.log")),
+            idle_skipped: None,
+        }))
     }
 }
 
@@ -1441,12 +1459,28 @@ fn fit_idle_connections(want: usize, per_connection: u64, what: &str) -> Result<
     Ok(fit.min(want))
 }
 
+/// A free loopback TCP port, never one this run handed out before: a table's servers all get
+/// their ports before the first one starts.
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    unique_port(|| Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()))
 }
 
+/// A free loopback UDP port, never one this run handed out before.
 fn free_udp_port() -> Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    unique_port(|| Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()))
+}
+
+fn unique_port(mut bind: impl FnMut() -> Result<u16>) -> Result<u16> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..100 {
+        let port = bind()?;
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no loopback port free that this run has not handed out already")
 }
 
 /// Where a server listens.
@@ -1478,14 +1512,14 @@ impl Listen {
 
 /// How the harness reaches a server: where it listens, and the proxy client in front of it
 /// (started after the server, for the server's whole run), if any.
-struct Reach<'a> {
+struct Reach {
     listen: Listen,
-    client: Option<&'a ProxyClient>,
+    client: Option<ProxyClient>,
 }
 
-impl Reach<'_> {
+impl Reach {
     /// Directly: the load generator connects to the server itself.
-    fn direct(listen: Listen) -> Reach<'static> {
+    fn direct(listen: Listen) -> Reach {
         Reach {
             listen,
             client: None,
@@ -1657,181 +1691,339 @@ fn cross_check(name: &str, m: &Measured) {
     }
 }
 
-/// Starts one server and runs every scenario against it.
-fn run_server(
-    name: &str,
-    program: &Result<PathBuf, String>,
-    args: &[String],
-    reach: &Reach,
-    endpoint: &Endpoint,
-    plan: &Plan,
-    log: &Path,
-) -> ServerReport {
-    let program = match program {
+/// One server of a table, ready to start.
+struct Contender {
+    name: String,
+    program: Result<PathBuf, String>,
+    args: Vec<String>,
+    reach: Reach,
+    endpoint: Endpoint,
+    log: PathBuf,
+    /// Why the idle scenario is left out for this server (beyond the plan's reason), if it is.
+    idle_skipped: Option<String>,
+}
+
+/// A place in a table: a server to measure, or the report of one that will not run.
+enum Entry {
+    Run(Contender),
+    Done(ServerReport),
+}
+
+/// A started [`Contender`]: its server, and the client in front of it, if any.
+struct Live<'c> {
+    contender: &'c Contender,
+    command: String,
+    server: RunningServer,
+    _client: Option<RunningClient>,
+}
+
+/// What a contender's repeated runs of one scenario came to: every run, or the error that
+/// stopped them.
+type Runs = Result<Vec<Measured>>;
+
+/// Measures one table's servers side by side in time: every server is started first and stays
+/// up (idle, and pinned like the rest) while the others are measured; then each scenario runs
+/// in turns, every server once per round, the order rotated each round so that none is always
+/// first. A slow drift of the machine (other tenants, clock, temperature) then touches every
+/// server alike instead of whichever ran last. Reports come back in the order of `entries`.
+fn run_group(plan: &Plan, entries: &[Entry]) -> Vec<ServerReport> {
+    let mut reports: Vec<Option<ServerReport>> = Vec::with_capacity(entries.len());
+    let mut live: Vec<Live> = Vec::new();
+    // For each live server, its place in `reports`.
+    let mut place: Vec<usize> = Vec::new();
+    for entry in entries {
+        match entry {
+            Entry::Done(r) => reports.push(Some(r.clone())),
+            Entry::Run(c) => match start(c) {
+                Ok(l) => {
+                    place.push(reports.len());
+                    reports.push(None);
+                    live.push(l);
+                }
+                Err(r) => reports.push(Some(*r)),
+            },
+        }
+    }
+    let say =
+        |l: &Live, what: &str, figure: &str| eprintln!("[{}] {what}: {figure}", l.contender.name);
+
+    // Memory first, one server at a time: each holds its idle connections alone.
+    let idle: Vec<Outcome<IdleMemory>> = live
+        .iter()
+        .map(|l| {
+            let skipped = plan
+                .idle_skipped
+                .as_ref()
+                .or(l.contender.idle_skipped.as_ref());
+            let outcome = if let Some(why) = skipped {
+                Outcome::skipped(why)
+            } else if !plan.runs("idle") {
+                Outcome::skipped("not in --only")
+            } else {
+                let outcome = Outcome::from_result(idle_memory(l, plan.idle));
+                match &outcome {
+                    Outcome::Measured(i) => say(
+                        l,
+                        "idle connections",
+                        &format!("{:.1} KiB each", i.kib_per_connection),
+                    ),
+                    _ => say(l, "idle connections", "FAILED"),
+                }
+                // Let the idle connections close before measuring anything else.
+                thread::sleep(Duration::from_millis(500));
+                outcome
+            };
+            outcome
+        })
+        .collect();
+
+    // Round trips: each round a share of them, on a new connection.
+    let round_trips: Vec<Outcome<RoundTrip>> = if !plan.runs("rtt") {
+        live.iter()
+            .map(|_| Outcome::skipped("not in --only"))
+            .collect()
+    } else {
+        let share = plan.round_trips.div_ceil(plan.repeat);
+        let times = in_turns(&live, plan.repeat, |l, times: &mut Vec<Duration>| {
+            times.extend(workload::round_trips(&l.contender.endpoint, share, 64)?);
+            Ok(())
+        });
+        live.iter()
+            .zip(times)
+            .map(|(l, times)| {
+                let r = times.map(|mut times| {
+                    let p50 = workload::quantile(&mut times, 0.5);
+                    let p99 = workload::quantile(&mut times, 0.99);
+                    RoundTrip {
+                        messages: times.len(),
+                        size: 64,
+                        p50_us: p50.as_secs_f64() * 1e6,
+                        p99_us: p99.as_secs_f64() * 1e6,
+                    }
+                });
+                match &r {
+                    Ok(r) => say(
+                        l,
+                        "round trip",
+                        &format!("p50 {:.1} us, p99 {:.1} us", r.p50_us, r.p99_us),
+                    ),
+                    Err(e) => say(l, "round trip", &format!("FAILED: {e:#}")),
+                }
+                Outcome::from_result(r)
+            })
+            .collect()
+    };
+
+    // The measured scenarios: `plan.repeat` runs each, in turns; the run with the median CPU
+    // is reported.
+    let measured = |what: &str, scenario: &dyn Fn(&Endpoint) -> Result<()>| -> Vec<Option<Runs>> {
+        if !plan.runs(what) {
+            return live.iter().map(|_| None).collect();
+        }
+        in_turns(&live, plan.repeat, |l, runs: &mut Vec<Measured>| {
+            let m = workload::measure(&l.server.probe, || scenario(&l.contender.endpoint))?;
+            cross_check(&l.contender.name, &m);
+            runs.push(m);
+            Ok(())
+        })
+        .into_iter()
+        .map(Some)
+        .collect()
+    };
+    let median = |runs: &[Measured]| {
+        let mut sorted = runs.to_vec();
+        sorted.sort_by_key(|m| m.cpu);
+        sorted[(sorted.len() - 1) / 2]
+    };
+
+    let n = plan.churn;
+    let connections: Vec<Outcome<ConnectionCost>> =
+        measured("connections", &|e| workload::connection_churn(e, n))
+            .into_iter()
+            .zip(&live)
+            .map(|(runs, l)| {
+                let Some(runs) = runs else {
+                    return Outcome::skipped("not in --only");
+                };
+                let per = |m: &Measured| m.cpu.as_secs_f64() * 1e6 / n as f64;
+                let r = runs.map(|runs| {
+                    let m = median(&runs);
+                    ConnectionCost {
+                        connections: n,
+                        server_cpu_s: m.cpu.as_secs_f64(),
+                        server_cpu_ticks: m.ticks,
+                        us_per_connection: per(&m),
+                        runs_us_per_connection: runs.iter().map(per).collect(),
+                        connections_per_s: n as f64 / m.wall.as_secs_f64(),
+                    }
+                });
+                match &r {
+                    Ok(c) => say(
+                        l,
+                        "new connections",
+                        &format!(
+                            "{:.1} us CPU each {:.1?}",
+                            c.us_per_connection, c.runs_us_per_connection
+                        ),
+                    ),
+                    Err(e) => say(l, "new connections", &format!("FAILED: {e:#}")),
+                }
+                Outcome::from_result(r)
+            })
+            .collect();
+
+    let transfer = |what: &str, streams: usize, f: &dyn Fn(&Endpoint) -> Result<()>| {
+        measured(what, f)
+            .into_iter()
+            .zip(&live)
+            .map(|(runs, l)| {
+                let Some(runs) = runs else {
+                    return Outcome::skipped("not in --only");
+                };
+                let r = runs.map(|runs| throughput(median(&runs), &runs, plan.bytes, streams));
+                match &r {
+                    Ok(t) => say(
+                        l,
+                        what,
+                        &format!(
+                            "{:.3} CPU-s/GiB {:.3?}, {:.0} MB/s",
+                            t.cpu_s_per_gib, t.runs_cpu_s_per_gib, t.mb_per_s
+                        ),
+                    ),
+                    Err(e) => say(l, what, &format!("FAILED: {e:#}")),
+                }
+                Outcome::from_result(r)
+            })
+            .collect::<Vec<_>>()
+    };
+    let upload = transfer("upload", 1, &|e| workload::upload(e, plan.bytes));
+    let download = transfer("download", 1, &|e| workload::download(e, plan.bytes));
+    let parallel = transfer("parallel", plan.streams, &|e| {
+        workload::parallel(e, plan.streams, plan.bytes)
+    });
+
+    let figures = idle
+        .into_iter()
+        .zip(round_trips)
+        .zip(connections)
+        .zip(upload)
+        .zip(download)
+        .zip(parallel);
+    for ((((((idle, round_trip), connections), upload), download), parallel), (l, &at)) in
+        figures.zip(live.iter().zip(&place))
+    {
+        let peak_rss_kib = Outcome::from_result(
+            l.server
+                .probe
+                .memory()
+                .map(|m| m.peak_kib)
+                .map_err(anyhow::Error::from),
+        );
+        reports[at] = Some(ServerReport {
+            name: l.contender.name.clone(),
+            command: l.command.clone(),
+            unavailable: None,
+            idle,
+            round_trip,
+            connections,
+            upload,
+            download,
+            parallel,
+            peak_rss_kib,
+        });
+    }
+    reports.into_iter().flatten().collect()
+}
+
+/// Runs `step` on every live server, `rounds` times, in turns: round `r` starts at server
+/// `r mod n`. A server whose step fails is left out of later rounds and gets the error.
+fn in_turns<T: Default>(
+    live: &[Live],
+    rounds: usize,
+    mut step: impl FnMut(&Live, &mut T) -> Result<()>,
+) -> Vec<Result<T>> {
+    let n = live.len();
+    let mut out: Vec<Result<T>> = live.iter().map(|_| Ok(T::default())).collect();
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            if let Ok(acc) = &mut out[i] {
+                if let Err(e) = step(&live[i], acc) {
+                    out[i] = Err(e);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Starts a contender's server, then its client (for the server's whole run), if any; the
+/// report of why not otherwise.
+fn start(c: &Contender) -> Result<Live<'_>, Box<ServerReport>> {
+    let name = &c.name;
+    let program = match &c.program {
         Ok(p) => p,
         Err(why) => {
-            return ServerReport::unavailable(name, "(not run)".into(), why.clone());
+            return Err(Box::new(ServerReport::unavailable(
+                name,
+                "(not run)".into(),
+                why.clone(),
+            )))
         }
     };
     let command = format!(
         "taskset -c {SERVER_CPU} {} {}",
         program.display(),
-        args.join(" ")
+        c.args.join(" ")
     );
     eprintln!("[{name}] starting: {command}");
-    let server = match RunningServer::start(program, args, &reach.listen, log) {
+    let server = match RunningServer::start(program, &c.args, &c.reach.listen, &c.log) {
         Ok(s) => s,
-        Err(e) => return ServerReport::unavailable(name, command, format!("{e:#}")),
+        Err(e) => {
+            return Err(Box::new(ServerReport::unavailable(
+                name,
+                command,
+                format!("{e:#}"),
+            )))
+        }
     };
-    // The client in front of the server, if any: started once the server listens, for the
-    // server's whole run.
-    let _client = match reach.client {
+    let client = match &c.reach.client {
         None => None,
         Some(client) => {
             eprintln!("[{name}] client: {}", client.command());
             match client.start() {
-                Ok(c) => Some(c),
+                Ok(running) => Some(running),
                 Err(e) => {
-                    return ServerReport::unavailable(name, command, format!("client: {e:#}"))
+                    return Err(Box::new(ServerReport::unavailable(
+                        name,
+                        command,
+                        format!("client: {e:#}"),
+                    )))
                 }
             }
         }
     };
-    let probe = &server.probe;
-    let say = |what: &str, figure: &str| eprintln!("[{name}] {what}: {figure}");
-
-    let idle = if let Some(why) = &plan.idle_skipped {
-        Outcome::skipped(why)
-    } else if !plan.runs("idle") {
-        Outcome::skipped("not in --only")
-    } else {
-        let idle = Outcome::from_result((|| {
-            thread::sleep(Duration::from_millis(200));
-            let before = probe.memory()?.rss_kib;
-            let conns = workload::idle_connections(endpoint, plan.idle)?;
-            thread::sleep(Duration::from_millis(300));
-            let after = probe.memory()?.rss_kib;
-            drop(conns);
-            Ok(IdleMemory {
-                connections: plan.idle,
-                rss_before_kib: before,
-                rss_after_kib: after,
-                kib_per_connection: after.saturating_sub(before) as f64 / plan.idle as f64,
-            })
-        })());
-        match &idle {
-            Outcome::Measured(i) => say(
-                "idle connections",
-                &format!("{:.1} KiB each", i.kib_per_connection),
-            ),
-            _ => say("idle connections", "FAILED"),
-        }
-        // Let the idle connections close before measuring anything else.
-        thread::sleep(Duration::from_millis(500));
-        idle
-    };
-
-    let round_trip = if !plan.runs("rtt") {
-        Outcome::skipped("not in --only")
-    } else {
-        let r = workload::round_trips(endpoint, plan.round_trips, 64).map(|mut times| {
-            let p50 = workload::quantile(&mut times, 0.5);
-            let p99 = workload::quantile(&mut times, 0.99);
-            RoundTrip {
-                messages: times.len(),
-                size: 64,
-                p50_us: p50.as_secs_f64() * 1e6,
-                p99_us: p99.as_secs_f64() * 1e6,
-            }
-        });
-        match &r {
-            Ok(r) => say(
-                "round trip",
-                &format!("p50 {:.1} us, p99 {:.1} us", r.p50_us, r.p99_us),
-            ),
-            Err(e) => say("round trip", &format!("FAILED: {e:#}")),
-        }
-        Outcome::from_result(r)
-    };
-
-    // Runs a measured scenario `plan.repeat` times; the run with the median CPU is kept.
-    let repeated = |scenario: &dyn Fn() -> Result<()>| -> Result<(Measured, Vec<Measured>)> {
-        let mut runs = Vec::with_capacity(plan.repeat);
-        for _ in 0..plan.repeat {
-            let m = workload::measure(probe, scenario)?;
-            cross_check(name, &m);
-            runs.push(m);
-        }
-        let mut sorted = runs.clone();
-        sorted.sort_by_key(|m| m.cpu);
-        Ok((sorted[(sorted.len() - 1) / 2], runs))
-    };
-
-    let connections = if !plan.runs("connections") {
-        Outcome::skipped("not in --only")
-    } else {
-        let n = plan.churn;
-        let per = |m: &Measured| m.cpu.as_secs_f64() * 1e6 / n as f64;
-        let r =
-            repeated(&|| workload::connection_churn(endpoint, n)).map(|(m, runs)| ConnectionCost {
-                connections: n,
-                server_cpu_s: m.cpu.as_secs_f64(),
-                server_cpu_ticks: m.ticks,
-                us_per_connection: per(&m),
-                runs_us_per_connection: runs.iter().map(per).collect(),
-                connections_per_s: n as f64 / m.wall.as_secs_f64(),
-            });
-        match &r {
-            Ok(c) => say(
-                "new connections",
-                &format!(
-                    "{:.1} us CPU each {:.1?}",
-                    c.us_per_connection, c.runs_us_per_connection
-                ),
-            ),
-            Err(e) => say("new connections", &format!("FAILED: {e:#}")),
-        }
-        Outcome::from_result(r)
-    };
-
-    let transfer = |what: &str, streams: usize, f: &dyn Fn() -> Result<()>| {
-        if !plan.runs(what) {
-            return Outcome::skipped("not in --only");
-        }
-        let r = repeated(f).map(|(m, runs)| throughput(m, &runs, plan.bytes, streams));
-        match &r {
-            Ok(t) => say(
-                what,
-                &format!(
-                    "{:.3} CPU-s/GiB {:.3?}, {:.0} MB/s",
-                    t.cpu_s_per_gib, t.runs_cpu_s_per_gib, t.mb_per_s
-                ),
-            ),
-            Err(e) => say(what, &format!("FAILED: {e:#}")),
-        }
-        Outcome::from_result(r)
-    };
-    let upload = transfer("upload", 1, &|| workload::upload(endpoint, plan.bytes));
-    let download = transfer("download", 1, &|| workload::download(endpoint, plan.bytes));
-    let parallel = transfer("parallel", plan.streams, &|| {
-        workload::parallel(endpoint, plan.streams, plan.bytes)
-    });
-    let peak_rss_kib = Outcome::from_result(
-        probe
-            .memory()
-            .map(|m| m.peak_kib)
-            .map_err(anyhow::Error::from),
-    );
-    ServerReport {
-        name: name.to_owned(),
+    Ok(Live {
+        contender: c,
         command,
-        unavailable: None,
-        idle,
-        round_trip,
-        connections,
-        upload,
-        download,
-        parallel,
-        peak_rss_kib,
-    }
+        server,
+        _client: client,
+    })
+}
+
+/// Resident memory per idle connection: `n` connections opened and held.
+fn idle_memory(l: &Live, n: usize) -> Result<IdleMemory> {
+    let probe = &l.server.probe;
+    thread::sleep(Duration::from_millis(200));
+    let before = probe.memory()?.rss_kib;
+    let conns = workload::idle_connections(&l.contender.endpoint, n)?;
+    thread::sleep(Duration::from_millis(300));
+    let after = probe.memory()?.rss_kib;
+    drop(conns);
+    Ok(IdleMemory {
+        connections: n,
+        rss_before_kib: before,
+        rss_after_kib: after,
+        kib_per_connection: after.saturating_sub(before) as f64 / n as f64,
+    })
 }
