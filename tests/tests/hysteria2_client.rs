@@ -516,3 +516,77 @@ fn many_streams_one_after_another() {
     });
     handle.stop(Duration::from_secs(1));
 }
+
+/// A TCP request for a host name of multi-byte characters that cannot be resolved: the error
+/// answer quotes the name, cut to the protocol's 2048 bytes at a character boundary (a cut
+/// inside a character used to panic the worker), and the connection goes on relaying.
+#[test]
+fn an_unresolvable_non_ascii_host_gets_an_error_answer() {
+    let (handle, server, cert) = engine(json!({}));
+    let echo = tcp_echo();
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+        // "cannot resolve " is 15 bytes, so byte 2048 of the message falls inside a character.
+        let host = "é".repeat(1017);
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let mut request = Vec::new();
+        tcp::encode_request(&format!("{host}:80"), b"", &mut request);
+        send.write_all(&request).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), recv.read_to_end(1 << 16))
+            .await
+            .expect("no answer")
+            .expect("the error answer");
+        let Progress::Done(r) = tcp::parse_response(&got).unwrap() else {
+            panic!("a truncated answer: {got:02x?}")
+        };
+        assert!(!r.ok, "an unresolvable host was connected");
+        let message = std::str::from_utf8(&got[r.message.clone()]).expect("UTF-8");
+        assert!(message.len() <= 2048, "{} bytes", message.len());
+        assert!(message.contains("éé"), "{message:.80}");
+        // The worker is alive and the connection still relays.
+        tcp_echo_through(&conn, echo).await;
+    });
+    handle.stop(Duration::from_secs(1));
+}
+
+/// Streams the client gives up on before they carry a request (ended, or stuffed with frames
+/// the server skips) are reset, so they end on both sides and give their credit back: more
+/// of them than the stream limit (1024) go one after another over one connection.
+#[test]
+fn streams_abandoned_before_a_request_are_reset_and_freed() {
+    let (handle, server, cert) = engine(json!({}));
+    let echo = tcp_echo();
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+        for i in 0..1100 {
+            let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(5), conn.open_bi())
+                .await
+                .unwrap_or_else(|_| panic!("stream {i}: no stream credit"))
+                .unwrap();
+            // Half a frame type, then the end.
+            send.write_all(&[0x44]).await.unwrap();
+            send.finish().unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1 << 16))
+                .await
+                .unwrap_or_else(|_| panic!("stream {i} stays open"));
+            assert!(got.is_err(), "stream {i} was answered: {got:?}");
+        }
+        // Unknown frames (type 0x21, which HTTP/3 says to skip) where the request head
+        // should be, more than a head may take: the stream is reset, not read on.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let mut junk = Vec::new();
+        for _ in 0..8 {
+            http3::push_frame_header(0x21, 16_000, &mut junk);
+            junk.extend(std::iter::repeat_n(0u8, 16_000));
+        }
+        let _ = send.write_all(&junk).await;
+        let got = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1 << 16))
+            .await
+            .expect("the stuffed stream stays open");
+        assert!(got.is_err(), "the stuffed stream was answered: {got:?}");
+        tcp_echo_through(&conn, echo).await;
+    });
+    handle.stop(Duration::from_secs(1));
+}

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use glommio::net::{TcpListener, TcpStream, UdpSocket};
+pub use glommio::sync::Semaphore;
 
 pub mod mapped;
 pub mod splice;

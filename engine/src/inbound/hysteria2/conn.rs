@@ -3,7 +3,7 @@
 //! tasks.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use super::brutal::SendRate;
 use super::udp::Session;
 use super::Endpoint;
 use crate::inbound::{InboundShared, LiveGuard, Registration, WorkerCtx};
-use crate::runtime::{self, Notify, Signal};
+use crate::runtime::{self, Notify, Semaphore, Signal};
 use crate::users::{Admission, UserRecord};
 
 /// HTTP/3's "no error" code, which the reference server closes connections with.
@@ -32,6 +32,10 @@ pub(super) const H3_REQUEST_CANCELLED: u32 = 0x10c;
 /// The first bytes of our HTTP/3 control stream: stream type 0x00, then an empty SETTINGS
 /// frame (type 0x04, length 0): no dynamic QPACK table, nothing else.
 const CONTROL_STREAM: [u8; 3] = [0x00, 0x04, 0x00];
+
+/// Requests of one connection that the reverse-proxy masquerade forwards to the site at once
+/// (each may hold an answer of up to 8 MiB until the client has taken it).
+const SITE_TURNS: u64 = 4;
 
 /// An authenticated client: the user, admitted (limits) and registered (kicks).
 pub(super) struct Authed {
@@ -57,6 +61,11 @@ pub(super) struct Conn {
     /// Wakes the driver: an event arrived or a task read or wrote.
     pub(super) wake: Notify,
     waiters: RefCell<HashMap<StreamId, Waiters>>,
+    /// Streams whose send half we finished cleanly (the others are reset when forgotten).
+    finished: RefCell<HashSet<StreamId>>,
+    /// Turns for the reverse-proxy masquerade: requests of this connection that may be at
+    /// the operator's site at once.
+    pub(super) site_turns: Semaphore,
     pub(super) peer: SocketAddr,
     auth: RefCell<Option<Rc<Authed>>>,
     /// Fires once the client has authenticated.
@@ -86,6 +95,8 @@ impl Conn {
             inbox: RefCell::new(VecDeque::new()),
             wake: Notify::default(),
             waiters: RefCell::new(HashMap::new()),
+            finished: RefCell::new(HashSet::new()),
+            site_turns: Semaphore::new(SITE_TURNS),
             peer,
             auth: RefCell::new(None),
             authenticated: Signal::new(),
@@ -328,20 +339,32 @@ impl Conn {
         *slot = Some(cx.waker().clone());
     }
 
+    /// Records that our side of stream `id` ended cleanly ([`Conn::finish`]).
+    pub(super) fn mark_finished(&self, id: StreamId) {
+        self.finished.borrow_mut().insert(id);
+    }
+
     /// Forgets stream `id` (its task is done with it): its waiters go, and both halves are
     /// closed so that quinn frees the stream and grants the client a new one. A receive half
-    /// not read to its end is stopped; a send half the client stopped is reset (quinn frees a
-    /// stopped send half only once it is reset). A cleanly finished send half is left to
-    /// deliver what it holds.
+    /// not read to its end is stopped. A send half not finished (the task gave up: a
+    /// malformed or unfinished request, a timeout) is reset; so is one the client stopped
+    /// (quinn frees a stopped send half only once it is reset). A cleanly finished send half
+    /// is left to deliver what it holds.
     pub(super) fn forget(&self, id: StreamId) {
         self.waiters.borrow_mut().remove(&id);
+        let finished = self.finished.borrow_mut().remove(&id);
         {
             let mut q = self.quic.borrow_mut();
             // Fails harmlessly when the half is already closed.
             let _ = q.recv_stream(id).stop(VarInt::from_u32(H3_NO_ERROR));
             // The client's unidirectional streams have no send half (quinn asserts as much).
             if id.dir() == Dir::Bi {
-                if let Ok(Some(code)) = q.send_stream(id).stopped() {
+                if !finished {
+                    // Fails harmlessly when the half was reset already.
+                    let _ = q
+                        .send_stream(id)
+                        .reset(VarInt::from_u32(H3_REQUEST_CANCELLED));
+                } else if let Ok(Some(code)) = q.send_stream(id).stopped() {
                     let _ = q.send_stream(id).reset(code);
                 }
             }

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 
 /// Most bytes a site may hold.
@@ -19,10 +20,10 @@ pub(crate) const MAX_FILES: usize = 10_000;
 /// Deepest directory nesting read.
 const MAX_DEPTH: usize = 16;
 
-/// One file: its media type and contents.
+/// One file: its media type and contents (every answer shares them, no copy).
 pub(crate) struct SiteFile {
     pub(crate) content_type: String,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: Bytes,
 }
 
 /// What a path resolves to.
@@ -89,6 +90,7 @@ impl StaticSite {
                 let content_type = mime_guess::from_path(&path)
                     .first_or_octet_stream()
                     .to_string();
+                let body = Bytes::from(body);
                 self.files.insert(url, SiteFile { content_type, body });
             }
         }
@@ -157,7 +159,7 @@ mod tests {
 
     fn body(l: Lookup<'_>) -> Option<(String, Vec<u8>)> {
         match l {
-            Lookup::File(f) => Some((f.content_type.clone(), f.body.clone())),
+            Lookup::File(f) => Some((f.content_type.clone(), f.body.to_vec())),
             _ => None,
         }
     }

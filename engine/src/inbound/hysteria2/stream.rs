@@ -37,6 +37,10 @@ const UPLINK_CHUNKS: usize = 64;
 /// Most bytes a stream's uplink writes to the target at once.
 const UPLINK_BYTES: usize = 128 * 1024;
 
+/// Most bytes of a request stream read before its head is complete: the HEADERS frame (at
+/// most [`http3::DEFAULT_MAX_HEADERS`]) and whatever the client sends before it.
+const MAX_REQUEST_HEAD: usize = http3::DEFAULT_MAX_HEADERS + 64 * 1024;
+
 /// Longest TCP request: frame type, address and padding with their lengths.
 const MAX_TCP_REQUEST: usize = 8 + MAX_ADDRESS_LEN + 8 + MAX_PADDING_LEN;
 
@@ -186,7 +190,9 @@ impl Conn {
 
     /// Ends our side of stream `id` after what was written.
     pub(super) fn finish(&self, id: StreamId) {
-        let _ = self.quic.borrow_mut().send_stream(id).finish();
+        if self.quic.borrow_mut().send_stream(id).finish().is_ok() {
+            self.mark_finished(id);
+        }
         self.wake.notify();
     }
 
@@ -213,6 +219,13 @@ impl Conn {
             _ => false,
         }
     }
+}
+
+/// `message` cut to at most `max` bytes, at a character boundary (it may quote the
+/// client's host name, any UTF-8).
+fn clip(mut message: String, max: usize) -> String {
+    message.truncate(message.floor_char_boundary(max));
+    message
 }
 
 /// Random padding of `min..=max` printable bytes, as the reference sends.
@@ -276,10 +289,17 @@ async fn http_request(
     let request = loop {
         match http3::parse_request_head(&head, http3::DEFAULT_MAX_HEADERS) {
             Ok(Progress::Done(r)) => break r,
-            Ok(Progress::NeedMore) => {
+            Ok(Progress::NeedMore) if head.len() < MAX_REQUEST_HEAD => {
                 if !conn.read_more(id, &mut head, deadline).await {
                     return;
                 }
+            }
+            Ok(Progress::NeedMore) => {
+                // Frames the parser skips (unknown types before HEADERS) may not grow the
+                // buffer without end.
+                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "HTTP/3 request head too long");
+                conn.reset(id, H3_GENERAL_PROTOCOL_ERROR);
+                return;
             }
             Err(e) => {
                 tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "bad HTTP/3 request: {e}");
@@ -291,6 +311,8 @@ async fn http_request(
     let auth = request.hysteria_auth();
     let user = auth.and_then(|a| h.keys.load().get(a.auth));
     let mut answer = Vec::new();
+    // A site file's body, sent after `answer` as it is: the site's copy, not one per request.
+    let mut file_body = None;
     match (user, auth) {
         (Some(user), Some(auth)) if conn.authenticate(ctx, ib, user) => {
             let rate = h.send_rate(auth.cc_rx);
@@ -308,6 +330,11 @@ async fn http_request(
                         host: host.as_deref(),
                     };
                     let body = request_body(conn, id, &request, head, deadline).await;
+                    // A few requests of a connection at once go to the site (each may buffer
+                    // an answer of up to 8 MiB); the others wait their turn.
+                    let Ok(_turn) = conn.site_turns.acquire_permit(1).await else {
+                        return;
+                    };
                     site.answer(ctx, &request, &body, &mut answer).await;
                 }
                 Masquerade::Site { site, not_found } => {
@@ -316,10 +343,10 @@ async fn http_request(
                         Lookup::File(file) => {
                             let fields: [(&[u8], &[u8]); 1] =
                                 [(b"content-type", file.content_type.as_bytes())];
-                            if request.method == "HEAD" {
-                                push_http3_head(200, &fields, file.body.len(), &mut answer);
-                            } else {
-                                push_http3_response(200, &fields, &file.body, &mut answer);
+                            push_http3_head(200, &fields, file.body.len(), &mut answer);
+                            if request.method != "HEAD" && !file.body.is_empty() {
+                                http3::push_frame_header(http3::DATA, file.body.len(), &mut answer);
+                                file_body = Some(file.body.clone());
                             }
                         }
                         Lookup::Redirect(to) => {
@@ -336,7 +363,16 @@ async fn http_request(
             }
         }
     }
-    if conn.write_all(id, &answer).await.is_ok() {
+    let write = async {
+        conn.write_all(id, &answer).await?;
+        if let Some(body) = file_body {
+            conn.write_bytes(id, body).await?;
+        }
+        io::Result::Ok(())
+    };
+    // A client that does not take its answer may not keep it (and the stream) for long; the
+    // stream is then reset (`Conn::forget`).
+    if let Some(Ok(())) = runtime::timeout(ctx.shared.timeouts.idle, write).await {
         conn.finish(id);
     }
 }
@@ -395,8 +431,7 @@ async fn tcp_request(
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(inbound = %ib.tag, peer = %conn.peer, user = %user.name, %target, "{e}");
-                let mut message = e.to_string();
-                message.truncate(MAX_MESSAGE_LEN);
+                let message = clip(e.to_string(), MAX_MESSAGE_LEN);
                 tcp::encode_response(
                     TcpStatus::Error,
                     message.as_bytes(),
@@ -494,9 +529,9 @@ async fn request_body(
         .unwrap_or(0)
         .min(MAX_REQUEST_BODY);
     let mut body = Vec::new();
+    // Where the next frame starts: each frame is read once, however the reads split it.
+    let mut at = request.consumed;
     loop {
-        body.clear();
-        let mut at = request.consumed;
         // DATA frames are the body; anything else (trailers, unknown frames) is skipped.
         while let Progress::Done((kind, n)) = varint::decode(&head[at..]) {
             let Progress::Done((len, m)) = varint::decode(&head[at + n..]) else {
@@ -509,16 +544,16 @@ async fn request_body(
             if end > head.len() {
                 break;
             }
-            if kind == http3::DATA {
+            if kind == http3::DATA && body.len() < MAX_REQUEST_BODY {
                 body.extend_from_slice(&head[start..end]);
             }
             at = end;
         }
-        if body.len() >= declared || head.len() > MAX_REQUEST_BODY + 64 * 1024 {
+        if body.len() >= declared
+            || head.len() > MAX_REQUEST_BODY + 64 * 1024
+            || !conn.read_more(id, &mut head, deadline).await
+        {
             body.truncate(MAX_REQUEST_BODY);
-            return body;
-        }
-        if !conn.read_more(id, &mut head, deadline).await {
             return body;
         }
     }
@@ -599,5 +634,19 @@ impl Site<'_> {
                 Err(e) => return Err(io::Error::other(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_cuts_at_a_character_boundary() {
+        // Byte 5 is inside the second "é" (bytes 4 and 5).
+        assert_eq!(clip("abéé".to_owned(), 5), "abé");
+        assert_eq!(clip("abéé".to_owned(), 6), "abéé");
+        assert_eq!(clip("abc".to_owned(), 2048), "abc");
+        assert_eq!(clip("ééé".to_owned(), 0), "");
     }
 }
