@@ -171,6 +171,15 @@ async fn tcp_echo_through(conn: &quinn::Connection, target: SocketAddr) {
     assert_eq!(&got[payload_start..], b"hello through hysteria2");
 }
 
+/// Opens stream number `i` of a test that opens many one after another, failing the test
+/// when the server gives no stream credit for 5 s (it has not freed the earlier ones).
+async fn open_within(conn: &quinn::Connection, i: usize) -> (quinn::SendStream, quinn::RecvStream) {
+    tokio::time::timeout(Duration::from_secs(5), conn.open_bi())
+        .await
+        .unwrap_or_else(|_| panic!("stream {i}: no stream credit"))
+        .unwrap()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -487,10 +496,7 @@ fn many_streams_one_after_another() {
         let conn = connect(server, &cert, false).await;
         assert_eq!(auth(&conn, PASSWORD).await.status, 233);
         for i in 0..1500 {
-            let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(5), conn.open_bi())
-                .await
-                .unwrap_or_else(|_| panic!("stream {i}: no stream credit"))
-                .unwrap();
+            let (mut send, mut recv) = open_within(&conn, i).await;
             let mut request = Vec::new();
             tcp::encode_request(&echo.to_string(), b"", &mut request);
             request.extend_from_slice(b"ping");
@@ -561,10 +567,7 @@ fn streams_abandoned_before_a_request_are_reset_and_freed() {
         let conn = connect(server, &cert, false).await;
         assert_eq!(auth(&conn, PASSWORD).await.status, 233);
         for i in 0..1100 {
-            let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(5), conn.open_bi())
-                .await
-                .unwrap_or_else(|_| panic!("stream {i}: no stream credit"))
-                .unwrap();
+            let (mut send, mut recv) = open_within(&conn, i).await;
             // Half a frame type, then the end.
             send.write_all(&[0x44]).await.unwrap();
             send.finish().unwrap();
