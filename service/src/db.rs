@@ -571,7 +571,9 @@ impl UserRow {
             ExpireStrategy::Never => false,
             ExpireStrategy::FixedDate => self.expire_date.is_some_and(|d| d <= now),
             ExpireStrategy::StartOnFirstUse => match self.activated_at {
-                Some(at) => self.usage_duration.is_some_and(|d| at + d <= now),
+                Some(at) => self
+                    .usage_duration
+                    .is_some_and(|d| at.saturating_add(d) <= now),
                 None => false,
             },
         };

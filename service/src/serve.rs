@@ -158,7 +158,7 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&config.data_dir)?;
     let counters_file = config.data_dir.join("counters");
-    usage::recover(&db, &counters_file).await?;
+    let recovered = usage::recover(&db, &counters_file).await?;
     let options = engine::EngineOptions {
         counters_file: Some(counters_file),
         ..Default::default()
@@ -166,6 +166,9 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
     let engine =
         tokio::task::spawn_blocking(move || engine::Engine::start_with(engine_config, options))
             .await??;
+    if let Some(run) = recovered {
+        usage::forget_run(&db, &run).await?;
+    }
     let state = AppState {
         db,
         engine: engine.clone(),
@@ -192,7 +195,10 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         Some(Duration::from_secs(5)),
     );
     server.await?;
+    // Stopped, and waited for: a pass still writing could otherwise commit after the final
+    // record below read the cursor, and its bytes would be added twice.
     usage_task.abort();
+    let _ = usage_task.await;
     webhook_task.abort();
     // Flushed before the task is stopped: the flush waits for a batch the task is writing,
     // which stopping the task would roll back.

@@ -183,9 +183,11 @@ async fn changed_all(state: &AppState, now: i64) -> anyhow::Result<()> {
             .collect();
         (ids, taken.map(|(&id, name)| (id, name.clone())).collect())
     };
-    push_by_id(state, &ids).await?;
-    // Pushed users whose row is gone (deleted by another panel instance).
-    remove_deleted(state, gone).await
+    // Pushed users who may not connect now (their row may be gone, deleted by another panel
+    // instance) are taken off first: a name deleted and created again is then pushed as the
+    // new user, not removed after it.
+    remove_deleted(state, gone).await?;
+    push_by_id(state, &ids).await
 }
 
 /// Takes deleted users off the engine: those of `gone` (id, name) still pushed under that name.
@@ -231,18 +233,19 @@ pub async fn apply_users(
             }
         }
     }
+    // Removals first, and recorded whatever comes of the additions: a user the engine refuses
+    // (say, on an inbound it does not have) must not keep the others of the batch connected.
     let engine = state.engine.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        engine.upsert_users(upsert)?;
-        engine.remove_users(&remove)?;
-        Ok(())
-    })
-    .await??;
-    let mut pushed = state.pushed.lock();
-    pushed.extend(allowed);
-    for id in denied {
-        pushed.remove(&id);
+    if !remove.is_empty() {
+        let e = engine.clone();
+        tokio::task::spawn_blocking(move || e.remove_users(&remove)).await??;
+        let mut pushed = state.pushed.lock();
+        for id in denied {
+            pushed.remove(&id);
+        }
     }
+    tokio::task::spawn_blocking(move || engine.upsert_users(upsert)).await??;
+    state.pushed.lock().extend(allowed);
     Ok(())
 }
 

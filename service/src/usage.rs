@@ -134,23 +134,34 @@ pub async fn apply(
 }
 
 /// After a crash: adds what the previous engine run counted but the panel had not recorded
-/// yet, from the counters file it left, then forgets that run's cursor. Must run before a new
-/// engine reuses the file.
-pub async fn recover(db: &crate::db::Db, counters_file: &std::path::Path) -> anyhow::Result<()> {
+/// yet, from the counters file it left. Must run before a new engine reuses the file.
+/// Returns that run's id, whose cursor is to be forgotten ([`forget_run`]) once the new
+/// engine has taken the file over, not before: should the panel stop in between, the next
+/// start finds the same file and the cursor already at its values, and adds nothing twice.
+pub async fn recover(
+    db: &crate::db::Db,
+    counters_file: &std::path::Path,
+) -> anyhow::Result<Option<String>> {
     let Some(previous) = engine::read_counters_file(counters_file)? else {
-        return Ok(());
+        return Ok(None);
     };
     let n = apply(db, &previous.run_id, &previous.users).await?;
-    sqlx::query("DELETE FROM usage_cursor WHERE engine_run = $1")
-        .bind(&previous.run_id)
-        .execute(&db.pool)
-        .await?;
     if n > 0 {
         tracing::info!(
             users = n,
             "recorded traffic left over from the previous run"
         );
     }
+    Ok(Some(previous.run_id))
+}
+
+/// Forgets the cursor of engine run `run`, whose counters file a new engine has started
+/// afresh. (Only that run's: other panel instances on the database have runs of their own.)
+pub async fn forget_run(db: &crate::db::Db, run: &str) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM usage_cursor WHERE engine_run = $1")
+        .bind(run)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }
 

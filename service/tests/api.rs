@@ -855,6 +855,31 @@ fn validation_errors_name_the_field(backend: Backend) {
             "data_limit",
             "must not be negative",
         ),
+        // Dates and durations stay where no sum or difference of them overflows.
+        (
+            "POST",
+            "/api/users",
+            json!({"username": "far", "expire_strategy": "fixed_date",
+                   "expire_date": 253_402_300_800_i64}),
+            "expire_date",
+            "between 0 and 253402300799",
+        ),
+        (
+            "POST",
+            "/api/users",
+            json!({"username": "far", "expire_strategy": "start_on_first_use",
+                   "usage_duration": 86_400, "activation_deadline": i64::MIN}),
+            "activation_deadline",
+            "between 0 and 253402300799",
+        ),
+        (
+            "POST",
+            "/api/users",
+            json!({"username": "far", "expire_strategy": "start_on_first_use",
+                   "usage_duration": i64::MAX}),
+            "usage_duration",
+            "at most 31622400000 seconds",
+        ),
         (
             "POST",
             "/api/users",
@@ -881,6 +906,12 @@ fn validation_errors_name_the_field(backend: Backend) {
         json!({"expire_strategy": "fixed_date"}),
     )
     .expect_error(422, Some("expire_date"), "required");
+    p.put(
+        &root,
+        "/api/users/taken",
+        json!({"activation_deadline": -1}),
+    )
+    .expect_error(422, Some("activation_deadline"), "between 0 and");
     p.post(&root, "/api/users", json!({"username": "taken"}))
         .expect_error(409, Some("username"), "username \"taken\" already exists");
     p.post(

@@ -79,14 +79,13 @@ fn call(p: &Panel, tok: &str, method: &str, path: &str, body: Option<Value>) -> 
     v
 }
 
-#[test]
-fn usage_survives_sigkill_of_the_panel_exactly_once() {
-    let data = std::env::temp_dir().join(format!("mzn-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+/// A panel on `data` with user "victim" on a Shadowsocks inbound, killed with SIGKILL after
+/// traffic it never recorded (its usage interval is an hour). Returns the bytes moved and the
+/// panel's port.
+fn victim_with_unrecorded_traffic(data: &Path) -> (u64, u16) {
     let port = free_port();
     let ss_port = free_port();
-    // A long interval: the panel never records usage before it is killed.
-    let panel = start_panel(&data, port, 3600);
+    let panel = start_panel(data, port, 3600);
     let tok = token(&panel);
     let inbound = call(
         &panel,
@@ -140,9 +139,13 @@ fn usage_survives_sigkill_of_the_panel_exactly_once() {
     let mut panel = panel;
     sigkill(&mut panel.child);
     drop(c);
-    drop(panel);
+    (moved, port)
+}
 
-    let panel = start_panel(&data, port, 1);
+/// Starts the panel on `data` again and waits until it has recorded exactly `moved` bytes for
+/// the victim, then checks that later passes add nothing.
+fn restart_and_expect(data: &Path, port: u16, moved: u64) {
+    let panel = start_panel(data, port, 1);
     let tok = token(&panel);
     let used = |p: &Panel| {
         call(p, &tok, "GET", "/api/users/victim", None)["used_traffic"]
@@ -161,7 +164,36 @@ fn usage_survives_sigkill_of_the_panel_exactly_once() {
     // And no double count on later passes.
     thread::sleep(Duration::from_secs(3));
     assert_eq!(used(&panel), moved);
-    drop(panel);
+}
+
+#[test]
+fn usage_survives_sigkill_of_the_panel_exactly_once() {
+    let data = std::env::temp_dir().join(format!("mzn-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (moved, port) = victim_with_unrecorded_traffic(&data);
+    restart_and_expect(&data, port, moved);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Starts that die after recovering the killed run's traffic but before their engine has
+/// taken the counters file over (a crash loop, or a counters file the new engine cannot
+/// create) find the same file again: recovering it twice, then starting for good, still
+/// records the traffic once.
+#[test]
+fn recovery_repeated_before_the_engine_starts_counts_once() {
+    let data = std::env::temp_dir().join(format!("mzn-crash-twice-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (moved, port) = victim_with_unrecorded_traffic(&data);
+    let url = format!("sqlite://{}?mode=rwc", data.join("marzneshin.db").display());
+    let counters = data.join("counters");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let db = service::db::Db::connect(&url).await.unwrap();
+        for _ in 0..2 {
+            service::usage::recover(&db, &counters).await.unwrap();
+        }
+        db.pool.close().await;
+    });
+    restart_and_expect(&data, port, moved);
     let _ = std::fs::remove_dir_all(&data);
 }
 

@@ -66,15 +66,37 @@ fn check_services(admin: &AuthedAdmin, ids: &[i64]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Checks the fields each expire strategy needs.
+/// Latest time a user's dates may name: the end of year 9999, Unix seconds. Bounding the
+/// dates and the duration keeps every sum and difference of them far from `i64`'s range, in
+/// Rust and in SQL alike.
+const MAX_TIME: i64 = 253_402_300_799;
+
+/// Longest `usage_duration`: 1000 years, in seconds.
+const MAX_DURATION: i64 = 1000 * 366 * 86_400;
+
+/// Checks the fields each expire strategy needs, and that dates and durations are in range.
 fn check_expiry(
     strategy: ExpireStrategy,
     expire_date: Option<i64>,
     usage_duration: Option<i64>,
+    activation_deadline: Option<i64>,
     data_limit: Option<i64>,
 ) -> Result<(), ApiError> {
     if data_limit.is_some_and(|l| l < 0) {
         return Err(ApiError::invalid("data_limit", "must not be negative"));
+    }
+    let in_range = "must be a Unix time in seconds between 0 and 253402300799 (year 9999)";
+    if expire_date.is_some_and(|t| !(0..=MAX_TIME).contains(&t)) {
+        return Err(ApiError::invalid("expire_date", in_range));
+    }
+    if activation_deadline.is_some_and(|t| !(0..=MAX_TIME).contains(&t)) {
+        return Err(ApiError::invalid("activation_deadline", in_range));
+    }
+    if usage_duration.is_some_and(|d| d > MAX_DURATION) {
+        return Err(ApiError::invalid(
+            "usage_duration",
+            "must be at most 31622400000 seconds (1000 years)",
+        ));
     }
     match strategy {
         ExpireStrategy::FixedDate if expire_date.is_none() => Err(ApiError::invalid(
@@ -242,6 +264,7 @@ impl UserApi {
             body.expire_strategy,
             body.expire_date,
             body.usage_duration,
+            body.activation_deadline,
             body.data_limit,
         )?;
         check_services(&auth.0, &body.service_ids)?;
@@ -318,7 +341,14 @@ impl UserApi {
             Some(l) => Some(l),
             None => row.data_limit,
         };
-        check_expiry(strategy, expire_date, usage_duration, data_limit)?;
+        let activation_deadline = body.activation_deadline.or(row.activation_deadline);
+        check_expiry(
+            strategy,
+            expire_date,
+            usage_duration,
+            activation_deadline,
+            data_limit,
+        )?;
         if let Some(s) = &body.service_ids {
             check_services(&auth.0, s)?;
         }
@@ -332,7 +362,7 @@ impl UserApi {
         .bind(strategy.as_str())
         .bind(expire_date)
         .bind(usage_duration)
-        .bind(body.activation_deadline.or(row.activation_deadline))
+        .bind(activation_deadline)
         .bind(body.note.clone().or(row.note.clone()))
         .bind(body.enabled.unwrap_or(row.enabled) as i64)
         .bind(row.id)
