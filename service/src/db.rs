@@ -972,6 +972,15 @@ pub async fn users_changed(
         .collect()
 }
 
+/// The ids of the users whose key or services changed since mark `since` (migration 0006):
+/// their engine credentials are to be given again, whether or not their access flipped.
+pub async fn users_access_changed(db: &Db, since: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM users WHERE access_revision >= $1")
+        .bind(since)
+        .fetch_all(&db.pool)
+        .await
+}
+
 /// Users deleted since mark `since`: (id, name).
 pub async fn users_deleted_since(db: &Db, since: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
     sqlx::query("SELECT user_id, username FROM users_deleted WHERE revision >= $1")

@@ -180,8 +180,11 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         catalog: Default::default(),
         fetches: Default::default(),
     };
+    // Read before the tables: a change that lands meanwhile moves it, and the usage pass then
+    // gives the engine everything again.
+    let config_revision = crate::catalog::revision(&state.db).await?;
     sync::full(&state).await?;
-    let usage_task = tokio::spawn(usage::run(state.clone()));
+    let usage_task = tokio::spawn(usage::run(state.clone(), config_revision));
     let webhook_task = tokio::spawn(webhooks::run(state.clone()));
     let fetches_task = {
         let (fetches, db) = (state.fetches.clone(), state.db.clone());

@@ -143,12 +143,13 @@ pub async fn changed_users(state: &AppState, since: &mut Option<db::Since>) -> a
 }
 
 /// [`changed_users`] from a mark: deletions first (a name deleted and created again is then
-/// pushed as the new user), then the changed users whose access differs from what was pushed.
+/// pushed as the new user), then the changed users whose access differs from what was pushed,
+/// and those whose key or services changed (their credentials), by any panel instance.
 async fn changed_since(state: &AppState, since: db::Since, now: i64) -> anyhow::Result<()> {
     let deleted = db::users_deleted_since(&state.db, since.revision).await?;
     remove_deleted(state, deleted).await?;
     let changed = db::users_changed(&state.db, since, now).await?;
-    let differ: Vec<i64> = {
+    let mut push: Vec<i64> = {
         let pushed = state.pushed.lock();
         changed
             .into_iter()
@@ -156,7 +157,10 @@ async fn changed_since(state: &AppState, since: db::Since, now: i64) -> anyhow::
             .map(|(id, _, _)| id)
             .collect()
     };
-    push_by_id(state, &differ).await
+    push.extend(db::users_access_changed(&state.db, since.revision).await?);
+    push.sort_unstable();
+    push.dedup();
+    push_by_id(state, &push).await
 }
 
 /// Reads the users `ids` and pushes each as decided again from their row, in slices, so that

@@ -389,3 +389,93 @@ fn postgres_two_panels_count_once_and_cut_a_user_deleted_on_either() {
         }
     });
 }
+
+/// Two panels on one PostgreSQL database, each with its engine on the same inbound port: a
+/// subscription revoked through one panel gives both engines the user's new key (every
+/// connection with the new password is served, wherever the kernel puts it, and the old one
+/// is refused), and an inbound added to the user's service through one panel is bound by the
+/// other panel's engine too, with the user on it.
+#[test]
+fn postgres_two_panels_follow_each_others_keys_and_inbounds() {
+    let options = Options::default()
+        .env("MARZNESHIN_ALLOW_LOOPBACK", "true")
+        .env("MARZNESHIN_USAGE_INTERVAL_SECS", "1");
+    let a = TestPanel::start_with(Backend::Postgres, options.clone());
+    let (_reseller, user, inbound) = arrange(&a, "roamer", None);
+    let root_a = a.admin_token();
+    let b = a.another_instance(&options);
+    let root_b = b.admin_token();
+    let echo = tcp_echo();
+    // Enough that they do not all land on one engine by chance (1 in 65 536 per try).
+    const CONNECTIONS: usize = 16;
+    // Whether `CONNECTIONS` connections in a row through `socks` are served; retried until
+    // `deadline`, so that both engines have had their passes.
+    let all_served = |socks: SocketAddr, deadline: Duration| {
+        let until = Instant::now() + deadline;
+        loop {
+            let served = (0..CONNECTIONS as u64).all(|seed| {
+                socks5_connect(socks, echo).is_ok_and(|s| {
+                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    echo_transfer(s, 4096, seed, Ending::HalfClose).is_ok()
+                })
+            });
+            if served || Instant::now() > until {
+                return served;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (_old_client, old_socks) = client(&user, &inbound);
+    assert!(all_served(old_socks, Duration::from_secs(10)));
+
+    // The key changes through the second panel.
+    let user = b
+        .post(&root_b, "/api/users/roamer/revoke_sub", json!({}))
+        .ok();
+    let (_new_client, new_socks) = client(&user, &inbound);
+    assert!(
+        all_served(new_socks, Duration::from_secs(10)),
+        "the new key is not served on both engines"
+    );
+    std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..CONNECTIONS)
+            .map(|_| scope.spawn(|| refused(old_socks, echo)))
+            .collect();
+        for t in tries {
+            assert!(t.join().unwrap(), "the revoked key still connects");
+        }
+    });
+
+    // A second inbound, added to the user's service through the first panel.
+    let second = a.new_inbound(&root_a, "ss_second", METHOD, panel::free_port());
+    let service = user["service_ids"][0].as_i64().unwrap();
+    a.put(
+        &root_a,
+        &format!("/api/services/{service}"),
+        json!({"name": "ss_only", "inbound_ids": [inbound["id"], second["id"]]}),
+    )
+    .ok();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let engine = b.get(&root_b, "/api/system/engine").ok();
+        let tags: Vec<&str> = engine["inbounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["tag"].as_str())
+            .collect();
+        if tags.contains(&"ss_second") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the second panel's engine has {tags:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_second_client, second_socks) = client(&user, &second);
+    assert!(
+        all_served(second_socks, Duration::from_secs(10)),
+        "the user is not on the new inbound of both engines"
+    );
+}
