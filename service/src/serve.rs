@@ -31,6 +31,9 @@ pub struct AppState {
     pub engine_started_at: i64,
     /// The users the engine was last given as allowed to connect.
     pub pushed: Arc<crate::sync::Pushed>,
+    /// The `config_revision` the engine was last given every inbound and user at
+    /// ([`crate::sync::full`]).
+    pub synced_config: Arc<std::sync::atomic::AtomicI64>,
     /// Inbounds, hosts and settings as subscriptions read them.
     pub catalog: Arc<crate::catalog::CatalogCache>,
     /// Subscription fetches not yet written.
@@ -177,14 +180,12 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         engine_run: engine.run_id().into(),
         engine_started_at: now(),
         pushed: Default::default(),
+        synced_config: Default::default(),
         catalog: Default::default(),
         fetches: Default::default(),
     };
-    // Read before the tables: a change that lands meanwhile moves it, and the usage pass then
-    // gives the engine everything again.
-    let config_revision = crate::catalog::revision(&state.db).await?;
     sync::full(&state).await?;
-    let usage_task = tokio::spawn(usage::run(state.clone(), config_revision));
+    let usage_task = tokio::spawn(usage::run(state.clone()));
     let webhook_task = tokio::spawn(webhooks::run(state.clone()));
     let fetches_task = {
         let (fetches, db) = (state.fetches.clone(), state.db.clone());

@@ -105,8 +105,10 @@ impl Pushed {
     }
 }
 
-/// Pushes every inbound and user to the engine.
+/// Pushes every inbound and user to the engine, and records the `config_revision` they were
+/// read at (taken before the tables, so a change committed meanwhile is given again).
 pub async fn full(state: &AppState) -> anyhow::Result<()> {
+    let revision = crate::catalog::revision(&state.db).await?;
     let inbounds: Vec<InboundConfig> = db::inbounds(&state.db)
         .await?
         .iter()
@@ -116,7 +118,11 @@ pub async fn full(state: &AppState) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || engine.apply_inbounds(inbounds)).await??;
     let users = db::all_users(&state.db).await?;
     let tags = db::user_inbound_tags(&state.db).await?;
-    apply_users(state, &users, &tags).await
+    apply_users(state, &users, &tags).await?;
+    state
+        .synced_config
+        .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+    Ok(())
 }
 
 /// Brings the engine in step with the users' status as time passes and usage grows (expiry,

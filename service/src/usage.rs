@@ -15,6 +15,7 @@
 //! first traffic or at their activation deadline; periodic resets follow each user's strategy.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use engine::TrafficMark;
 use sqlx::Row;
@@ -188,8 +189,6 @@ pub struct Marks {
     pushed: Option<db::Since>,
     /// When this instance last pruned old deletions (Unix seconds).
     pruned_at: Option<i64>,
-    /// The `config_revision` this instance's engine inbounds were last given at.
-    config: Option<i64>,
 }
 
 /// How often old deletions are pruned: they are kept a day, so an hour late is no matter.
@@ -205,13 +204,13 @@ pub async fn enforce(state: &AppState, marks: &mut Marks) -> anyhow::Result<()> 
         lock.release().await;
         result?;
     }
-    // Inbounds and services changed (by any instance): every inbound and user is given
-    // again. Rare, and only then does a pass read every user.
+    // Inbounds or services changed through another instance (or by hand) since this engine
+    // was given them: every inbound and user is given again. Rare, and only then does a pass
+    // read every user.
     let config = crate::catalog::revision(&state.db).await?;
-    if marks.config.is_some_and(|seen| seen != config) {
+    if config != state.synced_config.load(Ordering::Acquire) {
         sync::full(state).await?;
     }
-    marks.config = Some(config);
     sync::changed_users(state, &mut marks.pushed).await
 }
 
@@ -278,15 +277,11 @@ async fn update_users(
     Ok(())
 }
 
-/// The background loop: record, enforce, sleep. `config_revision`: the `config_revision` the
-/// engine was last given every inbound and user at (by the startup sync).
-pub async fn run(state: AppState, config_revision: i64) {
+/// The background loop: record, enforce, sleep.
+pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(state.config.usage_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut marks = Marks {
-        config: Some(config_revision),
-        ..Marks::default()
-    };
+    let mut marks = Marks::default();
     loop {
         tick.tick().await;
         let t0 = std::time::Instant::now();
