@@ -82,7 +82,12 @@ impl SlidingWindow {
     pub const SIZE: u64 = (Self::WORDS as u64) * 64;
 
     /// Whether `id` would be accepted (not a duplicate, not too old). Does not record it.
+    /// `u64::MAX` never is: no client counts that far, and the window's next id must not wrap
+    /// (a wrapped window would accept old ids again).
     pub fn check(&self, id: u64) -> bool {
+        if id == u64::MAX {
+            return false;
+        }
         if id >= self.next {
             return true;
         }
@@ -124,6 +129,20 @@ impl SlidingWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_packet_id_is_refused_without_touching_the_window() {
+        let mut w = SlidingWindow::default();
+        assert!(!w.accept(u64::MAX));
+        assert!(w.accept(u64::MAX - 1));
+        assert!(!w.accept(u64::MAX));
+        assert!(!w.accept(u64::MAX - 1), "a replay after the largest id");
+        assert!(w.accept(u64::MAX - 2));
+        // A fresh window: the first packet may be anywhere short of the last id.
+        let mut w = SlidingWindow::default();
+        assert!(w.accept(1));
+        assert!(!w.accept(1));
+    }
 
     #[test]
     fn salt_filter_is_exact_and_expires() {
