@@ -217,8 +217,19 @@ pub(crate) const SPECIAL_NETWORKS: [(Cidr, SpecialRange); 14] = [
     (v4(255, 255, 255, 255, 32), SpecialRange::Broadcast),
 ];
 
-/// The special class of `ip` (already [`canonical`]), if it has one.
+/// The IPv6 well-known NAT64 prefix, 64:ff9b::/96 (RFC 6052), as the top 96 bits.
+const NAT64_PREFIX: u128 = 0x0064_ff9b_0000_0000_0000_0000;
+
+/// The special class of `ip` (already [`canonical`]), if it has one. An address under the
+/// well-known NAT64 prefix has the class of the IPv4 address it embeds: behind a NAT64
+/// gateway, 64:ff9b::a00:1 reaches 10.0.0.1.
 pub(crate) fn special_range(ip: IpAddr) -> Option<SpecialRange> {
+    let ip = match ip {
+        IpAddr::V6(a) if u128::from(a) >> 32 == NAT64_PREFIX => {
+            IpAddr::V4((u128::from(a) as u32).into())
+        }
+        other => other,
+    };
     let host = match ip {
         IpAddr::V4(a) => Cidr::V4(u32::from(a), 32),
         IpAddr::V6(a) => Cidr::V6(u128::from(a), 128),
@@ -359,6 +370,12 @@ mod tests {
             ("2001:db8::1", None),
             ("fec0::1", None),
             ("::2", None),
+            // NAT64 (64:ff9b::/96): the embedded IPv4 address decides.
+            ("64:ff9b::a00:1", Some(Private)),
+            ("64:ff9b::7f00:1", Some(Loopback)),
+            ("64:ff9b::a9fe:a9fe", Some(LinkLocal)),
+            ("64:ff9b::808:808", None),
+            ("64:ff9b:0:0:1::a00:1", None),
         ] {
             assert_eq!(special_range(canonical(ip.parse().unwrap())), class, "{ip}");
         }
