@@ -103,13 +103,17 @@ impl<W: AsyncWrite + Unpin> Shared<W> {
         }
     }
 
-    /// Writes `bytes` (whole frames) to the client under the lock.
+    /// Writes `bytes` (whole frames) to the client under the lock. A send cancelled while
+    /// it writes leaves part of a frame on the connection and takes the writer with it: the
+    /// connection then ends (`closed`), rather than leave every session without a downlink.
     async fn send(&self, bytes: &[u8]) -> bool {
         let _turn = self.write_turn.lock().await;
         let Some(mut w) = self.writer.borrow_mut().take() else {
             return false;
         };
+        let unfinished = CloseOnDrop(self.closed.clone());
         let ok = w.write_all(bytes).await.is_ok() && w.flush().await.is_ok();
+        std::mem::forget(unfinished);
         *self.writer.borrow_mut() = Some(w);
         if ok {
             self.activity.set(Instant::now());
@@ -252,6 +256,9 @@ pub(crate) async fn relay<R, W>(
             }
         }
     };
+    // The reader stops too when the connection is over for the sessions (a write to the
+    // client failed half way).
+    let frames = futures_lite::future::or(frames, shared.closed.wait());
     until_idle(frames, &shared.activity, idle).await;
 }
 
@@ -527,22 +534,30 @@ async fn open_udp<W: AsyncWrite + Unpin + 'static>(
     shared.sessions.borrow_mut().insert(id, Rc::clone(&session));
     let shared = Rc::clone(shared);
     runtime::spawn(async move {
-        let ends = futures_lite::future::or(shared.closed.wait(), stop.wait());
-        let relay = futures_lite::future::or(udp_replies(&shared, id, &socket), ends);
+        // The client's End, or another session taking the GlobalID (`true`): they stop the
+        // replies between frames, never in the middle of one (see `Shared::send`).
+        let interrupt = async {
+            futures_lite::future::or(
+                async {
+                    stop.wait().await;
+                    false
+                },
+                async {
+                    match &hold {
+                        Some(hold) => hold.wanted().await,
+                        None => std::future::pending().await,
+                    }
+                    true
+                },
+            )
+            .await
+        };
+        let relay = udp_replies(&shared, id, &socket, interrupt);
         // `true` when another session took the GlobalID (and so this socket).
-        let taken = futures_lite::future::or(
-            async {
-                relay.await;
-                false
-            },
-            async {
-                match &hold {
-                    Some(hold) => hold.wanted().await,
-                    None => std::future::pending().await,
-                }
-                true
-            },
-        )
+        let taken = futures_lite::future::or(relay, async {
+            shared.closed.wait().await;
+            false
+        })
         .await;
         shared.forget(id, &session);
         if let Some(hold) = hold {
@@ -559,34 +574,42 @@ async fn open_udp<W: AsyncWrite + Unpin + 'static>(
     });
 }
 
-/// A UDP session's replies: each a Keep frame naming the packet's source (XUDP).
+/// A UDP session's replies: each a Keep frame naming the packet's source (XUDP), until
+/// `interrupt` ends them, which is heeded only while no datagram is in hand; its answer is
+/// returned (`false` when the socket failed or the client stopped taking frames).
 async fn udp_replies<W: AsyncWrite + Unpin + 'static>(
     shared: &Shared<W>,
     id: u16,
     socket: &UdpSocket,
-) {
+    interrupt: impl std::future::Future<Output = bool>,
+) -> bool {
+    let mut interrupt = std::pin::pin!(interrupt);
     let mut buf = shared.ctx.buffers.get();
     let max = (buf.len() - MAX_HEADER_LEN).min(u16::MAX as usize);
     let meter = shared.meter();
     loop {
-        // Readiness, then a receive of our own: cancelled while it waits (the session ends,
-        // its socket parks or moves), it has taken no datagram.
+        // Readiness, then a receive of our own: interrupted while it waits (the session
+        // ends, its socket parks or moves), it has taken no datagram.
         let (n, from) =
             match runtime::try_recv_from(socket, &mut buf[MAX_HEADER_LEN..MAX_HEADER_LEN + max]) {
                 Ok(got) => got,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if socket.readable().await.is_err() {
-                        break;
+                    let ready = async { Ok(socket.readable().await.is_ok()) };
+                    let interrupted = async { Err(interrupt.as_mut().await) };
+                    match futures_lite::future::or(ready, interrupted).await {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(taken) => return taken,
                     }
-                    continue;
                 }
                 Err(_) => break,
             };
         let frame = Frame::keep(id, Some(TargetAddr::Ip(unmap(from))));
         if !shared.send_framed(frame, &mut buf, n).await {
-            return;
+            return false;
         }
         meter.down(n).await;
     }
     shared.end(id, true).await;
+    false
 }
