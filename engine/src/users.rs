@@ -103,6 +103,26 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `n` bytes unless the bucket is in debt: `false` (nothing taken) tells a sender
+    /// that cannot wait (a receive loop several users share) to drop what it holds, as a
+    /// policer does. Always `true` when unlimited.
+    pub fn try_take(&self, n: usize) -> bool {
+        let rate = self.rate.load(Ordering::Relaxed);
+        if rate == 0 {
+            return true;
+        }
+        let rate = rate as f64;
+        let mut s = self.state.lock().expect("not poisoned");
+        let now = Instant::now();
+        s.tokens = (s.tokens + now.duration_since(s.last).as_secs_f64() * rate).min(rate / 4.0);
+        s.last = now;
+        if s.tokens < 0.0 {
+            return false;
+        }
+        s.tokens -= n as f64;
+        true
+    }
+
     /// Whether a rate is set.
     pub fn is_limited(&self) -> bool {
         self.rate.load(Ordering::Relaxed) != 0
@@ -342,6 +362,23 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_take_polices_instead_of_waiting() {
+        let unlimited = TokenBucket::new(0);
+        assert!(unlimited.try_take(1 << 30));
+        // 4000 B/s: a quarter second of burst is 1000 bytes, and the bucket starts empty.
+        let b = TokenBucket::new(4000);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(b.try_take(1500), "the burst passes, going into debt");
+        assert!(!b.try_take(1), "in debt: dropped");
+        assert!(
+            !b.try_take(1),
+            "a refused packet takes nothing, and the debt stays"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(b.try_take(100), "the debt paid off, packets pass again");
+    }
 
     #[test]
     fn connection_and_ip_limits() {

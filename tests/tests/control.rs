@@ -457,3 +457,94 @@ fn inbounds_change_live_without_touching_others() {
     assert_eq!(live.recv_exact(5).unwrap(), b"again");
     h.stop(Duration::from_secs(1));
 }
+
+/// A Shadowsocks UDP inbound's receive loop serves every user of its worker: a user over
+/// their uplink rate has packets dropped (policed) rather than waited off in that loop, and
+/// a packet for a name is resolved off it, so another user's packets go through at once.
+#[test]
+fn a_udp_user_over_their_rate_or_resolving_a_name_does_not_hold_up_the_others() {
+    let users: Vec<_> = [("alice", 0u8), ("bob", 1)]
+        .iter()
+        .map(|(n, i)| json!({"name": n, "password": key(*i)}))
+        .collect();
+    // One worker: both users' packets go through the same receive loop.
+    let h = start_engine(json!({
+        "workers": 1,
+        "outbound": {"allow_loopback": true},
+        "inbounds": [{"tag": "ss", "listen": "127.0.0.1:0", "protocol": "shadowsocks",
+            "settings": {"method": M.name(), "psk": PSK, "users": users}}],
+    }));
+    let rate = 10_000u64;
+    h.upsert_users(vec![spec(
+        "alice",
+        0,
+        Limits {
+            uplink_bytes_per_sec: Some(rate),
+            ..Limits::default()
+        },
+    )])
+    .unwrap();
+    let server = h.local_addr("ss").unwrap();
+    let echo = udp_echo();
+    let client = |i: u8| {
+        UdpClient::new(
+            M,
+            Key::from_password(M, &key(i)).unwrap(),
+            Some(Key::from_password(M, PSK).unwrap()),
+            rand::random(),
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Alice: 30 packets of 1000 bytes at once (3 s of her rate; few enough that the server's
+    // socket buffer keeps them all, and Bob's after them), then one for a name.
+    let alice_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut alice = client(0);
+    let headroom = proto::shadowsocks::udp::UDP_HEADROOM;
+    let mut buf = vec![7u8; headroom + 1000 + proto::shadowsocks::TAG_LEN];
+    for _ in 0..30 {
+        let frame = alice.encode(
+            &mut buf,
+            headroom..headroom + 1000,
+            &proto::TargetAddr::Ip(echo),
+            now,
+            &rand::random(),
+        );
+        alice_sock.send_to(&buf[frame], server).unwrap();
+    }
+    let name = proto::TargetAddr::Domain("resolve-me.invalid".into(), 53);
+    let frame = alice.encode(
+        &mut buf,
+        headroom..headroom + 10,
+        &name,
+        now,
+        &rand::random(),
+    );
+    alice_sock.send_to(&buf[frame], server).unwrap();
+    // Bob, right behind her: served within his read timeout.
+    let bob_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    bob_sock
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut bob = client(1);
+    assert!(
+        ss_udp_roundtrip(server, &bob_sock, &mut bob, echo),
+        "bob's packet waited behind alice's"
+    );
+    // Alice got about a quarter second of burst and her rate, not her 30 000 bytes.
+    thread::sleep(Duration::from_millis(300));
+    let alice_up = h
+        .user_stats()
+        .into_iter()
+        .find(|u| u.name == "alice")
+        .unwrap()
+        .traffic
+        .uplink;
+    assert!(
+        alice_up < 15_000,
+        "alice sent {alice_up} bytes at {rate} B/s"
+    );
+    h.stop(Duration::from_secs(1));
+}

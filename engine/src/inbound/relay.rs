@@ -44,6 +44,21 @@ impl Meter<'_> {
         }
     }
 
+    /// For a receive loop that several users share (a UDP inbound's), which must not wait
+    /// off one user's rate: whether `n` more bytes may go up now. A user over their rate has
+    /// the packet dropped (policed). Count what is then sent with [`Meter::count_up`].
+    pub(crate) fn admit_up(&self, n: usize) -> bool {
+        self.user.uplink.try_take(n)
+    }
+
+    /// Counts `n` bytes sent up, without waiting (after [`Meter::admit_up`]).
+    pub(crate) fn count_up(&self, n: usize) {
+        let w = self.ctx.index;
+        self.user.traffic.add_up(w, n as u64);
+        self.inbound.traffic.add_up(w, n as u64);
+        self.user.seen(self.ctx.now.get());
+    }
+
     pub(crate) async fn down(&self, n: usize) {
         let w = self.ctx.index;
         self.user.traffic.add_down(w, n as u64);

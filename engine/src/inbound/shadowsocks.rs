@@ -346,6 +346,9 @@ struct UdpSession {
     active: Cell<Instant>,
     /// Last resolved domain target, so a session does not resolve per packet.
     resolved: RefCell<Option<(TargetAddr, SocketAddr)>>,
+    /// Whether a name of this session is being resolved (off the receive loop; packets for
+    /// another uncached name meanwhile are dropped).
+    resolving: Cell<bool>,
     _admission: Admission,
 }
 
@@ -427,32 +430,76 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
         }
         session.client.set(src);
         session.active.set(Instant::now());
-        let dest = match udp_destination(
-            &ctx,
-            &ib,
-            &session.user.name,
-            &session.outbound,
-            &session.resolved,
-            &packet.target,
-            src.ip(),
-        )
-        .await
-        {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::debug!(inbound = %ib.tag, peer = %src, target = %packet.target, "{e}");
+        let payload = &buf[packet.payload.clone()];
+        // This loop receives every user's packets: nothing in it waits on one user. A name
+        // not resolved yet is resolved by a task of its own, with a copy of the packet.
+        let cached = match &packet.target {
+            TargetAddr::Ip(_) => true,
+            name => session
+                .resolved
+                .borrow()
+                .as_ref()
+                .is_some_and(|(t, _)| t == name),
+        };
+        if !cached {
+            if session.resolving.replace(true) {
+                tracing::debug!(inbound = %ib.tag, peer = %src, target = %packet.target, "udp packet dropped: a name is being resolved");
                 continue;
             }
-        };
-        let payload = &buf[packet.payload.clone()];
-        if session.outbound.send_to(payload, dest).await.is_ok() {
-            let meter = Meter {
-                ctx: &ctx,
-                inbound: &ib,
-                user: &session.user,
-            };
-            meter.up(payload.len()).await;
+            let (c, i, s, target, payload) = (
+                Rc::clone(&ctx),
+                Arc::clone(&ib),
+                Rc::clone(&session),
+                packet.target.clone(),
+                payload.to_vec(),
+            );
+            runtime::spawn(async move {
+                send_up(&c, &i, &s, &target, &payload, src).await;
+                s.resolving.set(false);
+            });
+            continue;
         }
+        send_up(&ctx, &ib, &session, &packet.target, payload, src).await;
+    }
+}
+
+/// Sends one packet of `session` to `target` (checked by the rules; resolved unless it is the
+/// session's cached name) and counts it; a user over their uplink rate has it dropped.
+async fn send_up(
+    ctx: &WorkerCtx,
+    ib: &InboundShared,
+    session: &UdpSession,
+    target: &TargetAddr,
+    payload: &[u8],
+    src: SocketAddr,
+) {
+    let dest = match udp_destination(
+        ctx,
+        ib,
+        &session.user.name,
+        &session.outbound,
+        &session.resolved,
+        target,
+        src.ip(),
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(inbound = %ib.tag, peer = %src, %target, "{e}");
+            return;
+        }
+    };
+    let meter = Meter {
+        ctx,
+        inbound: ib,
+        user: &session.user,
+    };
+    if !meter.admit_up(payload.len()) {
+        return;
+    }
+    if session.outbound.send_to(payload, dest).await.is_ok() {
+        meter.count_up(payload.len());
     }
 }
 
@@ -496,6 +543,7 @@ fn new_session(
         client: Cell::new(src),
         active: Cell::new(Instant::now()),
         resolved: RefCell::new(None),
+        resolving: Cell::new(false),
         _admission: admission,
     });
     Some((session, registration))
