@@ -297,3 +297,27 @@ fn xudp_sessions_keep_their_socket_by_global_id() {
     handle.stop(std::time::Duration::from_secs(1));
     assert!(port_free(), "closed when the engine stops");
 }
+
+/// A Mux UDP session with no packet either way for `timeouts.udp_session_secs` ends with an
+/// End frame, as Xray's do, and gives its socket back; the connection stays, and its next
+/// session works.
+#[test]
+fn quiet_mux_udp_sessions_end() {
+    let handle = start_engine(json!({
+        "workers": 1,
+        "timeouts": {"udp_session_secs": 1},
+        "outbound": {"allow_loopback": true},
+        "inbounds": [{"tag": "in", "listen": "127.0.0.1:0", "network": ["tcp"],
+            "protocol": "vless", "settings": {"users": [{"name": "u", "id": UUID}]}}],
+    }));
+    let server = handle.local_addr("in").unwrap();
+    let echo = udp_port_echo();
+    let mut client = MuxClient::connect(server, UUID);
+    client.open_udp(1, echo, None, b"hello");
+    client.port_seen(1);
+    // Nothing more either way: End within the client's 5 s read timeout.
+    assert_eq!(client.next(1).0, proto::mux::Status::End);
+    client.open_udp(2, echo, None, b"again");
+    client.port_seen(2);
+    handle.stop(std::time::Duration::from_secs(1));
+}

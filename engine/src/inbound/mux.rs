@@ -18,8 +18,9 @@
 //! and end with it. A session's downlink reads into its own pooled buffer, writes the frame
 //! header in front of the data in place and writes header and data in one call under the
 //! writer lock. Uplink data for a TCP session goes straight to its destination once
-//! connected; before that it is queued (copied, at most [`MAX_QUEUED`] bytes, beyond which
-//! the reader waits). A UDP session opened with an XUDP GlobalID keeps its socket across
+//! connected; before that it is queued (copied, at most [`MAX_QUEUED`] bytes per session and
+//! [`MAX_CONNECTION_QUEUED`] for all of a connection's sessions, beyond which the reader
+//! waits). A UDP session opened with an XUDP GlobalID keeps its socket across
 //! sessions and connections (full-cone NAT across reconnects; see [`super::xudp`]).
 
 use std::cell::{Cell, RefCell};
@@ -43,6 +44,10 @@ use crate::users::UserRecord;
 const MAX_SESSIONS: usize = 1024;
 /// Uplink bytes queued for a TCP session that is still connecting.
 const MAX_QUEUED: usize = 512 * 1024;
+/// Uplink bytes queued for all of one connection's connecting sessions together: a client
+/// opening many sessions to destinations that never answer holds this much, not
+/// `MAX_SESSIONS` x `MAX_QUEUED`.
+const MAX_CONNECTION_QUEUED: usize = 2 * 1024 * 1024;
 
 /// An async lock for one executor: one holder at a time, the others wait their turn.
 #[derive(Default)]
@@ -92,6 +97,10 @@ struct Shared<W> {
     closed: Signal,
     activity: Cell<Instant>,
     sessions: RefCell<HashMap<u16, Rc<Session>>>,
+    /// Uplink bytes queued in all sessions ([`MAX_CONNECTION_QUEUED`]).
+    queued: Cell<usize>,
+    /// Wakes the reader: some session's queue drained, or a session with a queue ended.
+    drained: Notify,
 }
 
 impl<W: AsyncWrite + Unpin> Shared<W> {
@@ -175,6 +184,9 @@ struct UdpSession {
     target: TargetAddr,
     resolved: RefCell<Option<(TargetAddr, SocketAddr)>>,
     stop: Signal,
+    /// The last packet either way: a session quiet for `timeouts.udp_session` ends (with an
+    /// End frame), as Xray's do, instead of holding its socket as long as the connection.
+    active: Rc<Cell<Instant>>,
 }
 
 /// Fires the connection's `closed` signal however the relay ends (even when dropped).
@@ -214,6 +226,8 @@ pub(crate) async fn relay<R, W>(
         closed: Signal::new(),
         activity: Cell::new(Instant::now()),
         sessions: RefCell::new(HashMap::new()),
+        queued: Cell::new(0),
+        drained: Notify::default(),
     });
     let _close = CloseOnDrop(shared.closed.clone());
     let _open = user.traffic.open_guard(ctx.index);
@@ -323,6 +337,17 @@ async fn on_frame<W: AsyncWrite + Unpin + 'static>(
     }
 }
 
+/// Resolves once `active` is `ttl` in the past.
+async fn quiet(active: &Cell<Instant>, ttl: std::time::Duration) {
+    loop {
+        let left = ttl.saturating_sub(active.get().elapsed());
+        if left.is_zero() {
+            return;
+        }
+        runtime::sleep(left).await;
+    }
+}
+
 /// Helpers on frames the reader needs.
 trait PacketTarget {
     /// The address a UDP packet in this frame goes to, when the frame names one.
@@ -366,8 +391,13 @@ async fn forward<W: AsyncWrite + Unpin + 'static>(
                 t.drained.notified().await;
                 continue;
             }
+            if shared.queued.get() >= MAX_CONNECTION_QUEUED {
+                futures_lite::future::or(t.drained.notified(), shared.drained.notified()).await;
+                continue;
+            }
             t.queue.borrow_mut().push_back(data.to_vec());
             t.queued.set(t.queued.get() + data.len());
+            shared.queued.set(shared.queued.get() + data.len());
             return;
         },
         Kind::Udp(u) => {
@@ -382,6 +412,7 @@ async fn forward<W: AsyncWrite + Unpin + 'static>(
                 shared.peer.ip(),
             )
             .await;
+            u.active.set(Instant::now());
             match dest {
                 Ok(dest) => {
                     if u.socket.send_to(data, dest).await.is_ok() {
@@ -406,9 +437,13 @@ fn open_tcp<W: AsyncWrite + Unpin + 'static>(shared: &Rc<Shared<W>>, id: u16, ta
         let closed = shared.closed.clone();
         futures_lite::future::or(tcp_session(&shared, id, &session, target), closed.wait()).await;
         if let Kind::Tcp(t) = &session.kind {
-            // A reader waiting for the queue to drain stops waiting.
+            // A reader waiting for the queue to drain stops waiting; what is still queued
+            // will not be sent.
             t.ended.set(true);
+            t.queue.borrow_mut().clear();
+            shared.queued.set(shared.queued.get() - t.queued.replace(0));
             t.drained.notify();
+            shared.drained.notify();
         }
         shared.forget(id, &session);
     });
@@ -450,7 +485,9 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
         match next {
             Some(data) => {
                 t.queued.set(t.queued.get() - data.len());
+                shared.queued.set(shared.queued.get() - data.len());
                 t.drained.notify();
+                shared.drained.notify();
                 if dest_w.write_all(&data).await.is_err() || dest_w.flush().await.is_err() {
                     shared.end(id, true).await;
                     return;
@@ -523,36 +560,43 @@ async fn open_udp<W: AsyncWrite + Unpin + 'static>(
         tracing::debug!(inbound = %shared.ib.tag, peer = %shared.peer, user = %shared.user.name, "XUDP session re-attached by its GlobalID");
     }
     let stop = Signal::new();
+    let active = Rc::new(Cell::new(Instant::now()));
     let session = Rc::new(Session {
         kind: Kind::Udp(UdpSession {
             socket: Rc::clone(&socket),
             target,
             resolved: RefCell::new(None),
             stop: stop.clone(),
+            active: Rc::clone(&active),
         }),
     });
     shared.sessions.borrow_mut().insert(id, Rc::clone(&session));
     let shared = Rc::clone(shared);
     runtime::spawn(async move {
-        // The client's End, or another session taking the GlobalID (`true`): they stop the
-        // replies between frames, never in the middle of one (see `Shared::send`).
+        // The client's End, or (`true`: we send End) another session taking the GlobalID or
+        // the session going quiet: they stop the replies between frames, never in the middle
+        // of one (see `Shared::send`).
+        let ttl = shared.ctx.shared.timeouts.udp_session;
         let interrupt = async {
+            let taken_or_quiet = async {
+                match &hold {
+                    Some(hold) => {
+                        futures_lite::future::or(hold.wanted(), quiet(&active, ttl)).await
+                    }
+                    None => quiet(&active, ttl).await,
+                }
+                true
+            };
             futures_lite::future::or(
                 async {
                     stop.wait().await;
                     false
                 },
-                async {
-                    match &hold {
-                        Some(hold) => hold.wanted().await,
-                        None => std::future::pending().await,
-                    }
-                    true
-                },
+                taken_or_quiet,
             )
             .await
         };
-        let relay = udp_replies(&shared, id, &socket, interrupt);
+        let relay = udp_replies(&shared, id, &socket, &active, interrupt);
         // `true` when another session took the GlobalID (and so this socket).
         let taken = futures_lite::future::or(relay, async {
             shared.closed.wait().await;
@@ -581,6 +625,7 @@ async fn udp_replies<W: AsyncWrite + Unpin + 'static>(
     shared: &Shared<W>,
     id: u16,
     socket: &UdpSocket,
+    active: &Cell<Instant>,
     interrupt: impl std::future::Future<Output = bool>,
 ) -> bool {
     let mut interrupt = std::pin::pin!(interrupt);
@@ -604,6 +649,7 @@ async fn udp_replies<W: AsyncWrite + Unpin + 'static>(
                 }
                 Err(_) => break,
             };
+        active.set(Instant::now());
         let frame = Frame::keep(id, Some(TargetAddr::Ip(unmap(from))));
         if !shared.send_framed(frame, &mut buf, n).await {
             return false;
