@@ -539,6 +539,31 @@ impl SsClient {
         target: SocketAddr,
         first: &[u8],
     ) -> io::Result<SsClient> {
+        let stream = match local {
+            None => TcpStream::connect(server)?,
+            Some(ip) => {
+                let s = socket2::Socket::new(
+                    socket2::Domain::for_address(server),
+                    socket2::Type::STREAM,
+                    None,
+                )?;
+                s.bind(&SocketAddr::new(ip, 0).into())?;
+                s.connect(&server.into())?;
+                s.into()
+            }
+        };
+        Self::over(stream, method, user_key, psk, target, first)
+    }
+
+    /// [`SsClient::connect`] over a connection already open (say, one left silent for a while).
+    pub fn over(
+        mut stream: TcpStream,
+        method: proto::shadowsocks::Method,
+        user_key: &str,
+        psk: Option<&str>,
+        target: SocketAddr,
+        first: &[u8],
+    ) -> io::Result<SsClient> {
         use proto::shadowsocks::{tcp::ClientRequest, Key};
         let key = Key::from_password(method, user_key).expect("valid key");
         let identity = psk.map(|p| Key::from_password(method, p).expect("valid psk"));
@@ -558,19 +583,6 @@ impl SsClient {
         };
         let mut out = vec![0u8; first.len() + 1024];
         let (n, sealer, opener) = req.encode(first, now, &mut out);
-        let mut stream = match local {
-            None => TcpStream::connect(server)?,
-            Some(ip) => {
-                let s = socket2::Socket::new(
-                    socket2::Domain::for_address(server),
-                    socket2::Type::STREAM,
-                    None,
-                )?;
-                s.bind(&SocketAddr::new(ip, 0).into())?;
-                s.connect(&server.into())?;
-                s.into()
-            }
-        };
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.write_all(&out[..n])?;
         Ok(SsClient {

@@ -548,3 +548,24 @@ fn a_udp_user_over_their_rate_or_resolving_a_name_does_not_hold_up_the_others() 
     );
     h.stop(Duration::from_secs(1));
 }
+
+/// A client that connected before a user's password changed, and sends its header only after
+/// (so the change's kick found nothing to close), is checked against the new password: the
+/// old one no longer relays.
+#[test]
+fn a_connection_opened_before_a_password_change_cannot_use_the_old_one() {
+    let h = engine_with(&[("alice", 0)]);
+    let echo = tcp_echo();
+    let server = h.local_addr("ss").unwrap();
+    let early = std::net::TcpStream::connect(server).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    // Alice's password becomes key 9's.
+    h.upsert_users(vec![spec("alice", 9, Limits::default())])
+        .unwrap();
+    let mut c = SsClient::over(early, M, &key(0), Some(PSK), echo, b"old").unwrap();
+    assert!(c.recv_exact(3).is_err(), "the old password relayed");
+    // The new one does.
+    let mut c = connect(&h, 9, echo).unwrap();
+    assert_eq!(c.recv_exact(2).unwrap(), b"hi");
+    h.stop(Duration::from_secs(1));
+}

@@ -106,7 +106,6 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
     let mut up = ctx.buffers.get();
     let mut len = 0;
     let mut hs = ServerHandshake::new();
-    let keys = ss.keys.load_full();
     let hint = ctx.hint(ib.id, peer.ip());
     let req = loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -115,6 +114,9 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
             _ => return,
         };
         len += n;
+        // The keys as they are now: a client that connected before a user's password
+        // changed (whose kick found nothing to close) is identified with the new ones.
+        let keys = ss.keys.load_full();
         match hs.advance(
             &keys,
             &mut up[..len],
@@ -136,7 +138,6 @@ async fn handle_tcp(ctx: &Rc<WorkerCtx>, ib: &InboundShared, mut client: TcpStre
             }
         }
     };
-    drop(keys);
     ctx.remember(ib.id, peer.ip(), req.user);
     let user = ctx.shared.users.get(req.user);
     let _admission = match user.admit(peer.ip(), ctx.now.get()) {
