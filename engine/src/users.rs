@@ -367,16 +367,22 @@ mod tests {
     fn try_take_polices_instead_of_waiting() {
         let unlimited = TokenBucket::new(0);
         assert!(unlimited.try_take(1 << 30));
-        // 4000 B/s: a quarter second of burst is 1000 bytes, and the bucket starts empty.
-        let b = TokenBucket::new(4000);
+        // 1000 B/s: a quarter second of burst is 250 bytes, and the bucket starts empty.
+        let b = TokenBucket::new(1000);
         std::thread::sleep(Duration::from_millis(300));
-        assert!(b.try_take(1500), "the burst passes, going into debt");
+        assert!(
+            b.try_take(100_000),
+            "a packet passes while there are tokens, into debt"
+        );
+        // 99 750 bytes of debt: 100 s at this rate.
         assert!(!b.try_take(1), "in debt: dropped");
         assert!(
             !b.try_take(1),
             "a refused packet takes nothing, and the debt stays"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        // At a rate that repays the debt in a millisecond, packets pass again.
+        b.set_rate(1_000_000_000);
+        std::thread::sleep(Duration::from_millis(20));
         assert!(b.try_take(100), "the debt paid off, packets pass again");
     }
 

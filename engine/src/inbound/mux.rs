@@ -120,9 +120,9 @@ impl<W: AsyncWrite + Unpin> Shared<W> {
         let Some(mut w) = self.writer.borrow_mut().take() else {
             return false;
         };
-        let unfinished = CloseOnDrop(self.closed.clone());
+        let mut unfinished = Unfinished(Some(&self.closed));
         let ok = w.write_all(bytes).await.is_ok() && w.flush().await.is_ok();
-        std::mem::forget(unfinished);
+        unfinished.0 = None;
         *self.writer.borrow_mut() = Some(w);
         if ok {
             self.activity.set(Instant::now());
@@ -187,6 +187,18 @@ struct UdpSession {
     /// The last packet either way: a session quiet for `timeouts.udp_session` ends (with an
     /// End frame), as Xray's do, instead of holding its socket as long as the connection.
     active: Rc<Cell<Instant>>,
+}
+
+/// Fires the connection's `closed` signal if dropped before it is disarmed (set to `None`):
+/// a send dropped in the middle of a frame.
+struct Unfinished<'a>(Option<&'a Signal>);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(closed) = self.0 {
+            closed.fire();
+        }
+    }
 }
 
 /// Fires the connection's `closed` signal however the relay ends (even when dropped).
@@ -500,6 +512,8 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
             }
             None => {
                 *t.dest.borrow_mut() = Some(dest_w);
+                // A reader waiting on the queues may now write to this session directly.
+                t.drained.notify();
                 break;
             }
         }

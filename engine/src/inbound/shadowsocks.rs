@@ -347,13 +347,17 @@ struct UdpSession {
     active: Cell<Instant>,
     /// Last resolved domain target, so a session does not resolve per packet.
     resolved: RefCell<Option<(TargetAddr, SocketAddr)>>,
-    /// Whether a name of this session is being resolved (off the receive loop; packets for
-    /// another uncached name meanwhile are dropped).
-    resolving: Cell<bool>,
+    /// Packets for names not resolved yet, copied, waiting for the session's resolver task
+    /// (off the receive loop); at most [`MAX_RESOLVING`], beyond which they are dropped.
+    /// Empty, with no task running, when nothing is being resolved.
+    resolving: RefCell<std::collections::VecDeque<(TargetAddr, Vec<u8>)>>,
     _admission: Admission,
 }
 
 type Sessions = Rc<RefCell<HashMap<SessionKey, Rc<UdpSession>>>>;
+
+/// Packets of one session that may wait for names being resolved.
+const MAX_RESOLVING: usize = 16;
 
 pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Rc<UdpSocket>) {
     let ss = settings(&ib);
@@ -443,21 +447,26 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
                 .is_some_and(|(t, _)| t == name),
         };
         if !cached {
-            if session.resolving.replace(true) {
-                tracing::debug!(inbound = %ib.tag, peer = %src, target = %packet.target, "udp packet dropped: a name is being resolved");
+            let mut waiting = session.resolving.borrow_mut();
+            if waiting.len() >= MAX_RESOLVING {
+                tracing::debug!(inbound = %ib.tag, peer = %src, target = %packet.target, "udp packet dropped: too many waiting for names");
                 continue;
             }
-            let (c, i, s, target, payload) = (
-                Rc::clone(&ctx),
-                Arc::clone(&ib),
-                Rc::clone(&session),
-                packet.target.clone(),
-                payload.to_vec(),
-            );
-            runtime::spawn(async move {
-                send_up(&c, &i, &s, &target, &payload, src).await;
-                s.resolving.set(false);
-            });
+            let start = waiting.is_empty();
+            waiting.push_back((packet.target.clone(), payload.to_vec()));
+            drop(waiting);
+            if start {
+                let (c, i, s) = (Rc::clone(&ctx), Arc::clone(&ib), Rc::clone(&session));
+                runtime::spawn(async move {
+                    // In order; the first of a name resolves it, the others find it cached.
+                    loop {
+                        let next = s.resolving.borrow().front().cloned();
+                        let Some((target, payload)) = next else { break };
+                        send_up(&c, &i, &s, &target, &payload, src).await;
+                        s.resolving.borrow_mut().pop_front();
+                    }
+                });
+            }
             continue;
         }
         send_up(&ctx, &ib, &session, &packet.target, payload, src).await;
@@ -544,7 +553,7 @@ fn new_session(
         client: Cell::new(src),
         active: Cell::new(Instant::now()),
         resolved: RefCell::new(None),
-        resolving: Cell::new(false),
+        resolving: RefCell::new(std::collections::VecDeque::new()),
         _admission: admission,
     });
     Some((session, registration))

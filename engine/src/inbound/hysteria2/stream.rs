@@ -224,7 +224,13 @@ impl Conn {
 /// `message` cut to at most `max` bytes, at a character boundary (it may quote the
 /// client's host name, any UTF-8).
 fn clip(mut message: String, max: usize) -> String {
-    message.truncate(message.floor_char_boundary(max));
+    if message.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|&i| message.is_char_boundary(i))
+            .unwrap_or(0);
+        message.truncate(cut);
+    }
     message
 }
 
@@ -313,6 +319,8 @@ async fn http_request(
     let mut answer = Vec::new();
     // A site file's body, sent after `answer` as it is: the site's copy, not one per request.
     let mut file_body = None;
+    // The reverse-proxy masquerade's turn, held until its answer is written.
+    let mut _turn = None;
     match (user, auth) {
         (Some(user), Some(auth)) if conn.authenticate(ctx, ib, user) => {
             let rate = h.send_rate(auth.cc_rx);
@@ -332,9 +340,10 @@ async fn http_request(
                     let body = request_body(conn, id, &request, head, deadline).await;
                     // A few requests of a connection at once go to the site (each may buffer
                     // an answer of up to 8 MiB); the others wait their turn.
-                    let Ok(_turn) = conn.site_turns.acquire_permit(1).await else {
+                    let Ok(turn) = conn.site_turns.acquire_permit(1).await else {
                         return;
                     };
+                    _turn = Some(turn);
                     site.answer(ctx, &request, &body, &mut answer).await;
                 }
                 Masquerade::Site { site, not_found } => {
