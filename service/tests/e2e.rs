@@ -126,6 +126,17 @@ fn refused(socks: SocketAddr, echo: SocketAddr) -> bool {
     !matches!(s.read(&mut buf), Ok(n) if n > 0)
 }
 
+/// Whether `n` new connections through `socks` to `echo`, tried at once (each waits out a
+/// silent server), are all refused: with two engines on one port, both get some.
+fn all_refused(socks: SocketAddr, echo: SocketAddr, n: usize) -> bool {
+    std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..n)
+            .map(|_| scope.spawn(|| refused(socks, echo)))
+            .collect();
+        tries.into_iter().all(|t| t.join().unwrap())
+    })
+}
+
 fn traffic_is_counted_and_limits_cut(backend: Backend) {
     let p = start(backend);
     let (token, user, inbound) = arrange(&p, "traveller", None);
@@ -379,15 +390,10 @@ fn postgres_two_panels_count_once_and_cut_a_user_deleted_on_either() {
             "connection {i} of the deleted user not cut"
         );
     }
-    // Several at once (each waits out a silent server), so that both engines get some.
-    std::thread::scope(|scope| {
-        let tries: Vec<_> = (0..CONNECTIONS)
-            .map(|_| scope.spawn(|| refused(socks, echo)))
-            .collect();
-        for t in tries {
-            assert!(t.join().unwrap(), "a deleted user got a new connection");
-        }
-    });
+    assert!(
+        all_refused(socks, echo, CONNECTIONS),
+        "a deleted user got a new connection"
+    );
 }
 
 /// Two panels on one PostgreSQL database, each with its engine on the same inbound port: a
@@ -437,14 +443,10 @@ fn postgres_two_panels_follow_each_others_keys_and_inbounds() {
         all_served(new_socks, Duration::from_secs(10)),
         "the new key is not served on both engines"
     );
-    std::thread::scope(|scope| {
-        let tries: Vec<_> = (0..CONNECTIONS)
-            .map(|_| scope.spawn(|| refused(old_socks, echo)))
-            .collect();
-        for t in tries {
-            assert!(t.join().unwrap(), "the revoked key still connects");
-        }
-    });
+    assert!(
+        all_refused(old_socks, echo, CONNECTIONS),
+        "the revoked key still connects"
+    );
 
     // A second inbound, added to the user's service through the first panel.
     let second = a.new_inbound(&root_a, "ss_second", METHOD, panel::free_port());

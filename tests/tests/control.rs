@@ -56,6 +56,16 @@ fn spec(name: &str, i: u8, limits: Limits) -> UserSpec {
     }
 }
 
+/// A Shadowsocks UDP client (a session of its own) for user number `i`.
+fn udp_client(i: u8) -> UdpClient {
+    UdpClient::new(
+        M,
+        Key::from_password(M, &key(i)).unwrap(),
+        Some(Key::from_password(M, PSK).unwrap()),
+        rand::random(),
+    )
+}
+
 fn connect(h: &engine::Handle, i: u8, echo: SocketAddr) -> std::io::Result<SsClient> {
     SsClient::connect(
         h.local_addr("ss").unwrap(),
@@ -171,12 +181,7 @@ fn removing_a_user_ends_their_udp_session_within_a_second() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let mut client = UdpClient::new(
-        M,
-        Key::from_password(M, &key(0)).unwrap(),
-        Some(Key::from_password(M, PSK).unwrap()),
-        rand::random(),
-    );
+    let mut client = udp_client(0);
     let roundtrip = |client: &mut UdpClient| ss_udp_roundtrip(server, &sock, client, echo);
     assert!(roundtrip(&mut client));
     let open = |h: &engine::Handle| {
@@ -486,14 +491,6 @@ fn a_udp_user_over_their_rate_or_resolving_a_name_does_not_hold_up_the_others() 
     .unwrap();
     let server = h.local_addr("ss").unwrap();
     let echo = udp_echo();
-    let client = |i: u8| {
-        UdpClient::new(
-            M,
-            Key::from_password(M, &key(i)).unwrap(),
-            Some(Key::from_password(M, PSK).unwrap()),
-            rand::random(),
-        )
-    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -501,7 +498,7 @@ fn a_udp_user_over_their_rate_or_resolving_a_name_does_not_hold_up_the_others() 
     // Alice: 30 packets of 1000 bytes at once (3 s of her rate; few enough that the server's
     // socket buffer keeps them all, and Bob's after them), then one for a name.
     let alice_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut alice = client(0);
+    let mut alice = udp_client(0);
     let headroom = proto::shadowsocks::udp::UDP_HEADROOM;
     let mut buf = vec![7u8; headroom + 1000 + proto::shadowsocks::TAG_LEN];
     for _ in 0..30 {
@@ -528,7 +525,7 @@ fn a_udp_user_over_their_rate_or_resolving_a_name_does_not_hold_up_the_others() 
     bob_sock
         .set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();
-    let mut bob = client(1);
+    let mut bob = udp_client(1);
     assert!(
         ss_udp_roundtrip(server, &bob_sock, &mut bob, echo),
         "bob's packet waited behind alice's"

@@ -120,7 +120,7 @@ impl<W: AsyncWrite + Unpin> Shared<W> {
         let Some(mut w) = self.writer.borrow_mut().take() else {
             return false;
         };
-        let mut unfinished = Unfinished(Some(&self.closed));
+        let mut unfinished = FireOnDrop(Some(&self.closed));
         let ok = w.write_all(bytes).await.is_ok() && w.flush().await.is_ok();
         unfinished.0 = None;
         *self.writer.borrow_mut() = Some(w);
@@ -189,24 +189,15 @@ struct UdpSession {
     active: Rc<Cell<Instant>>,
 }
 
-/// Fires the connection's `closed` signal if dropped before it is disarmed (set to `None`):
-/// a send dropped in the middle of a frame.
-struct Unfinished<'a>(Option<&'a Signal>);
+/// Fires the connection's `closed` signal when dropped, unless disarmed (set to `None`): the
+/// relay however it ends, and a send dropped in the middle of a frame.
+struct FireOnDrop<'a>(Option<&'a Signal>);
 
-impl Drop for Unfinished<'_> {
+impl Drop for FireOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(closed) = self.0 {
             closed.fire();
         }
-    }
-}
-
-/// Fires the connection's `closed` signal however the relay ends (even when dropped).
-struct CloseOnDrop(Signal);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.fire();
     }
 }
 
@@ -241,7 +232,7 @@ pub(crate) async fn relay<R, W>(
         queued: Cell::new(0),
         drained: Notify::default(),
     });
-    let _close = CloseOnDrop(shared.closed.clone());
+    let _close = FireOnDrop(Some(&shared.closed));
     let _open = user.traffic.open_guard(ctx.index);
     if !shared.send(prefix).await {
         return;
