@@ -536,6 +536,25 @@ export class Api extends ApiBase {
   }
 
   /**
+   * The routing rules (sudo admins only): the engine's rules object, as docs/rules.md describes it. `{"default": "allow"}` when none are set.
+   * `GET /settings/routing`
+   * @returns {Promise<*>}
+   */
+  getSettingsRouting() {
+    return this.request("GET", "/settings/routing");
+  }
+
+  /**
+   * Replace the routing rules (sudo admins that are not read-only) with a rules object as docs/rules.md describes it (`rules`, `default`, `timezone`, `geoip_database`). New connections and every UDP packet from now on are decided by them; a TCP connection already relaying keeps its destination. Rules that do not compile get 422 naming the field (`rules[2].ports[0]`) and change nothing. `{}` removes every rule.
+   * `PUT /settings/routing`
+   * @param {*} body
+   * @returns {Promise<*>}
+   */
+  putSettingsRouting(body) {
+    return this.request("PUT", "/settings/routing", { json: body });
+  }
+
+  /**
    * The subscription options (any admin may read them).
    * `GET /settings/subscription`
    * @returns {Promise<SubscriptionSettings>}

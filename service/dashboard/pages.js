@@ -523,6 +523,53 @@ function webhookSection(session, settings) {
 }
 
 /**
+ * The routing rules (`GET`/`PUT /api/settings/routing`, docs/rules.md), for sudo admins only:
+ * the engine's rules object, edited as JSON text. A read-only sudo admin sees the text without
+ * the form. A rule the API refuses is named under the text (`rules[1].ports[0]: ...`).
+ * @param {Session} session
+ * @param {*} rules
+ */
+function routingSection(session, rules) {
+  const { api, can } = session;
+  const count = Array.isArray(rules.rules) ? rules.rules.length : 0;
+  const summary = h("p", { "data-test": "routing-summary", text: t("routing_summary", { n: num(count), default: t(rules.default === "deny" ? "routing_deny" : "routing_allow") }) });
+  const text = JSON.stringify(rules, null, 2);
+  const section = h("section", { class: "card", "data-test": "routing" }, h("h2", { text: t("routing") }), summary);
+  if (!can.sudo) {
+    section.append(h("pre", { class: "mono", "data-test": "routing-json", text }));
+    return section;
+  }
+  /** The parsed text; undefined while it is not JSON. */
+  let parsed = rules;
+  const area = h("textarea", { name: "routing", class: "mono", rows: "12", spellcheck: "false", "data-test": "routing-json", value: text, oninput: () => {
+    try {
+      parsed = JSON.parse(area.value);
+      setFieldError(area, "");
+    } catch (error) {
+      parsed = undefined;
+      setFieldError(area, t("err_json", { error: String(error.message) }));
+    }
+  } });
+  const form = h("form", { class: "form", novalidate: true, "data-test": "routing-form", onsubmit: async (e) => {
+    e.preventDefault();
+    if (parsed === undefined) return;
+    try {
+      const saved = await api.putSettingsRouting(parsed);
+      toast(t("saved"));
+      section.replaceWith(routingSection(session, saved));
+    } catch (error) {
+      // The message names the field (`rules[0].ports[0]: ...`): show it under the text.
+      if (error instanceof ApiError && error.field) setFieldError(area, error.message);
+      else showError(error);
+    }
+  } },
+  field(t("routing_rules"), area, t("routing_hint")),
+  h("footer", { class: "form-actions" }, h("button", { type: "submit", class: "primary", "data-test": "save-routing", text: t("save") })));
+  section.append(form);
+  return section;
+}
+
+/**
  * The subscription options (`GET`/`PUT /api/settings/subscription`, docs/subscriptions.md):
  * every admin sees them; sudo admins that are not read-only get a form. An empty title or
  * support URL goes back to the default (`null`: the user's name; no support URL).
@@ -579,9 +626,10 @@ function subscriptionSection(session, settings) {
 /** @param {HTMLElement} root @param {Session} session */
 export async function settingsPage(root, session) {
   const { api, me } = session;
-  const [subscription, webhooks] = await Promise.all([
+  const [subscription, webhooks, routing] = await Promise.all([
     api.getSettingsSubscription().then((settings) => subscriptionSection(session, settings)),
     me.is_sudo ? api.getWebhook().then((settings) => webhookSection(session, settings)) : null,
+    me.is_sudo ? api.getSettingsRouting().then((rules) => routingSection(session, rules)) : null,
   ]);
   const theme = document.documentElement.dataset.theme ?? "light";
   const password = h("input", { type: "password", name: "password", autocomplete: "new-password" });
@@ -608,5 +656,6 @@ export async function settingsPage(root, session) {
         field(t("theme"), select(["light", "dark"], theme, { onchange: (e) => { setTheme(e.target.value); session.rerender(); } }))),
       account,
       subscription,
-      webhooks));
+      webhooks,
+      routing));
 }

@@ -105,7 +105,7 @@ impl Pushed {
     }
 }
 
-/// Pushes every inbound and user to the engine, and records the `config_revision` they were
+/// Pushes every inbound, user and the routing rules to the engine, and records the `config_revision` they were
 /// read at (taken before the tables, so a change committed meanwhile is given again).
 pub async fn full(state: &AppState) -> anyhow::Result<()> {
     let revision = crate::catalog::revision(&state.db).await?;
@@ -119,9 +119,21 @@ pub async fn full(state: &AppState) -> anyhow::Result<()> {
     let users = db::all_users(&state.db).await?;
     let tags = db::user_inbound_tags(&state.db).await?;
     apply_users(state, &users, &tags).await?;
+    // After the users: rules that no longer compile here (a GeoIP database gone, say) must not
+    // keep a removed user's access.
+    routing(state).await?;
     state
         .synced_config
         .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+    Ok(())
+}
+
+/// Gives the engine the stored routing rules (none stored: only its built-in block of
+/// special ranges). Rules that do not compile leave the engine's current ones in place.
+pub async fn routing(state: &AppState) -> anyhow::Result<()> {
+    let rules = crate::api::routing::load(&state.db).await?;
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || engine.set_routing(rules)).await??;
     Ok(())
 }
 

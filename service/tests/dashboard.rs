@@ -1155,6 +1155,116 @@ fn sudo_admin_sets_webhooks_others_do_not_see_them() {
     assert_eq!(p.get(&plain, "/api/webhook").status, 403);
 }
 
+/// Two more admins: `viewer` (sudo, read-only; password `viewer-password-1`) and `plain` (not
+/// sudo; `plain-password-1`).
+fn viewer_and_plain(p: &TestPanel, token: &str) {
+    p.new_admin(
+        token,
+        json!({"username": "viewer", "password": "viewer-password-1", "is_sudo": true, "read_only": true}),
+    );
+    p.new_admin(
+        token,
+        json!({"username": "plain", "password": "plain-password-1", "is_sudo": false}),
+    );
+}
+
+/// A sudo admin edits the routing rules as JSON text: text that is not JSON is marked before
+/// anything is sent, rules the API refuses show its message naming the field, saved rules show
+/// in the summary and in the API. A read-only sudo admin sees them without a form; an admin
+/// that is not sudo does not see them.
+#[test]
+fn sudo_admin_edits_routing_rules() {
+    const ROUTING: &str = "/api/settings/routing";
+    const ERROR: &str = "document.querySelector('textarea[name=routing]').closest('.field').querySelector('.field-error').textContent";
+    let p = TestPanel::start(Backend::Sqlite);
+    let token = p.admin_token();
+    viewer_and_plain(&p, &token);
+    let b = Browser::start("routing");
+    let base = p.base.clone();
+    b.step("no rules at first", |c| async move {
+        login(&c, &base, ADMIN, ADMIN_PASSWORD).await?;
+        goto_page(&c, &base, "settings", "[data-test=routing-form]").await?;
+        let summary = text_of(&c, "[data-test=routing-summary]").await?;
+        if summary != "Rules: 0 · anything else: allowed" {
+            return fail(format!("summary {summary:?}"));
+        }
+        Ok(())
+    });
+    b.step("text that is not JSON is marked", |c| async move {
+        fill(&c, "textarea[name=routing]", r#"{"rules": ["#).await?;
+        click(&c, "[data-test=save-routing]").await?;
+        until(
+            &c,
+            &format!("document.querySelector('textarea[name=routing]').getAttribute('aria-invalid') === 'true' && {ERROR}.startsWith('Not valid JSON')"),
+        )
+        .await
+    });
+    b.step("rules the API refuses name the field", |c| async move {
+        fill(
+            &c,
+            "textarea[name=routing]",
+            r#"{"rules": [{"action": "deny", "ports": [70000]}]}"#,
+        )
+        .await?;
+        click(&c, "[data-test=save-routing]").await?;
+        until(&c, &format!("{ERROR}.startsWith('rules[0].ports[0]: ')")).await
+    });
+    assert_eq!(p.get(&token, ROUTING).ok(), json!({"default": "allow"}));
+
+    b.step("saved rules show in the summary", |c| async move {
+        fill(
+            &c,
+            "textarea[name=routing]",
+            r#"{"rules": [{"action": "allow", "users": ["alice"], "ports": [443]}], "default": "deny"}"#,
+        )
+        .await?;
+        click(&c, "[data-test=save-routing]").await?;
+        until(
+            &c,
+            "document.querySelector('[data-test=routing-summary]').textContent === 'Rules: 1 · anything else: denied'",
+        )
+        .await
+    });
+    assert_eq!(
+        p.get(&token, ROUTING).ok(),
+        json!({"rules": [{"action": "allow", "users": ["alice"], "ports": [443]}], "default": "deny"})
+    );
+
+    let base = p.base.clone();
+    b.step("a read-only sudo admin sees them, without a form", |c| async move {
+        relogin(&c, &base, "viewer", "viewer-password-1").await?;
+        goto_page(&c, &base, "settings", "[data-test=routing-json]").await?;
+        let shown = js(
+            &c,
+            "document.querySelector('[data-test=routing-form]') === null \
+             && document.querySelector('[data-test=routing-json]').textContent.includes('\"alice\"')",
+        )
+        .await?;
+        if shown != json!(true) {
+            return fail("the read-only view is wrong");
+        }
+        Ok(())
+    });
+    let base = p.base.clone();
+    b.step(
+        "an admin that is not sudo does not see them",
+        |c| async move {
+            relogin(&c, &base, "plain", "plain-password-1").await?;
+            goto_page(&c, &base, "settings", "select").await?;
+            let shown = js(
+                &c,
+                "document.querySelector('[data-test=routing]') !== null \
+             || document.body.textContent.includes('Routing rules')",
+            )
+            .await?;
+            if shown != json!(false) {
+                return fail("plain sees the routing rules");
+            }
+            Ok(())
+        },
+    );
+}
+
 /// The overview's engine card and traffic chart agree with the API: running, the workers,
 /// one row per inbound, and as many bars as the panel-wide usage has hours.
 async fn overview_cards(c: &Client, base: &str, engine: &Value, usage_hours: usize) -> Result {
@@ -1189,14 +1299,7 @@ fn subscription_options_and_overview_cards_for_sudo_and_read_only_admins() {
     let p = TestPanel::start(Backend::Sqlite);
     let token = p.admin_token();
     seed(&p, &token, &["opt_one", "opt_two"]);
-    p.new_admin(
-        &token,
-        json!({"username": "viewer", "password": "viewer-password-1", "is_sudo": true, "read_only": true}),
-    );
-    p.new_admin(
-        &token,
-        json!({"username": "plain", "password": "plain-password-1", "is_sudo": false}),
-    );
+    viewer_and_plain(&p, &token);
     let engine = p.get(&token, "/api/system/engine").ok();
     let usage = p.get(&token, "/api/system/usage?hours=24").ok();
     let hours = usage.as_array().unwrap().len();

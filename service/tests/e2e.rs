@@ -19,7 +19,8 @@ use service::serve::now;
 on_both_databases!(
     traffic_is_counted_and_limits_cut,
     going_over_the_limit_cuts_the_connection,
-    idle_users_are_counted_exactly_and_expire_on_time
+    idle_users_are_counted_exactly_and_expire_on_time,
+    routing_rules_from_the_panel_decide_new_connections
 );
 
 const METHOD: &str = "aes-256-gcm";
@@ -480,4 +481,76 @@ fn postgres_two_panels_follow_each_others_keys_and_inbounds() {
         all_served(second_socks, Duration::from_secs(10)),
         "the user is not on the new inbound of both engines"
     );
+
+    // Routing rules set through one panel reach the other's engine at its next pass.
+    let deny = json!({"rules": [{"action": "deny", "users": ["roamer"]}]});
+    a.put(&root_a, "/api/settings/routing", deny).ok();
+    let until = Instant::now() + Duration::from_secs(15);
+    while !all_refused(new_socks, echo, CONNECTIONS) {
+        assert!(
+            Instant::now() < until,
+            "the second panel's engine does not deny the user"
+        );
+    }
+    b.put(&root_b, "/api/settings/routing", json!({})).ok();
+    assert!(
+        all_served(new_socks, Duration::from_secs(10)),
+        "the rules removed through the second panel still deny on an engine"
+    );
+}
+
+/// Routing rules set through the API decide every new connection at once (a deny rule for
+/// the user and the echo's port, one for another user, a `deny` default, none), and a
+/// connection already relaying keeps relaying; the rules survive a restart.
+fn routing_rules_from_the_panel_decide_new_connections(backend: Backend) {
+    let mut p = start(backend);
+    let (_reseller, user, inbound) = arrange(&p, "alice", None);
+    let root = p.admin_token();
+    let echo = tcp_echo();
+    let (_client, socks) = client(&user, &inbound);
+    let served = |seed: u64| {
+        socks5_connect(socks, echo).is_ok_and(|s| {
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            echo_transfer(s, 64 * 1024, seed, Ending::HalfClose).is_ok()
+        })
+    };
+    let set = |p: &TestPanel, root: &str, rules: Value| {
+        p.put(root, "/api/settings/routing", rules).ok();
+    };
+    assert!(served(1));
+    let mut live = socks5_connect(socks, echo).unwrap();
+    let mut echoed = [0u8; 5];
+    live.write_all(b"hello").unwrap();
+    live.read_exact(&mut echoed).unwrap();
+
+    let port = i64::from(echo.port());
+    set(
+        &p,
+        &root,
+        json!({"rules": [{"action": "deny", "users": ["alice"], "ports": [port]}]}),
+    );
+    assert!(refused(socks, echo), "alice's rule does not deny her");
+    live.write_all(b"still").unwrap();
+    live.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"still", "the live connection was cut");
+
+    set(
+        &p,
+        &root,
+        json!({"rules": [{"action": "deny", "users": ["bob"], "ports": [port]}]}),
+    );
+    assert!(served(2), "bob's rule denies alice");
+    set(&p, &root, json!({"default": "deny"}));
+    assert!(refused(socks, echo), "the deny default lets alice through");
+
+    // Kept across a restart: the engine starts with them.
+    p.restart(
+        &Options::default()
+            .env("MARZNESHIN_ALLOW_LOOPBACK", "true")
+            .env("MARZNESHIN_USAGE_INTERVAL_SECS", "1"),
+    );
+    let root = p.admin_token();
+    assert!(refused(socks, echo), "the rules were lost in the restart");
+    set(&p, &root, json!({}));
+    assert!(served(3));
 }

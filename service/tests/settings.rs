@@ -1,7 +1,9 @@
 //! The panel's subscription options over real HTTP, on SQLite and PostgreSQL:
 //! `GET`/`PUT /api/settings/subscription` (defaults, validation, who may read and who may
 //! change them, kept across a restart) and the subscription headers and page that follow them,
-//! with `profile-web-page-url` naming the page on the host the client asked for.
+//! with `profile-web-page-url` naming the page on the host the client asked for; and the
+//! routing rules, `GET`/`PUT /api/settings/routing` (validation with the field named, sudo
+//! only, kept across a restart; what they do to traffic is in `e2e.rs`).
 
 mod panel;
 
@@ -9,7 +11,11 @@ use base64::Engine as _;
 use panel::{Backend, TestPanel};
 use serde_json::{json, Value};
 
-on_both_databases!(subscription_settings_api, subscriptions_follow_the_settings);
+on_both_databases!(
+    subscription_settings_api,
+    subscriptions_follow_the_settings,
+    routing_settings_api
+);
 
 const PATH: &str = "/api/settings/subscription";
 
@@ -244,4 +250,112 @@ fn subscriptions_follow_the_settings(backend: Backend) {
     assert_eq!(headers["profile-update-interval"], "6");
     assert!(!headers.contains_key("support-url"));
     assert!(!page.contains("href="));
+}
+
+const ROUTING: &str = "/api/settings/routing";
+
+fn routing_settings_api(backend: Backend) {
+    let mut p = TestPanel::start(backend);
+    let root = p.admin_token();
+    assert_eq!(p.get(&root, ROUTING).ok(), json!({"default": "allow"}));
+
+    // Rules that do not parse or compile: the field is named, nothing changes.
+    for (body, field, detail) in [
+        (json!([]), "routing", "must be a JSON object"),
+        (json!({"rulez": []}), "rulez", "unknown field `rulez`"),
+        (
+            json!({"default": "drop"}),
+            "default",
+            "unknown variant `drop`",
+        ),
+        (
+            json!({"rules": [{"action": "deny"}, {"ports": [80]}]}),
+            "rules[1]",
+            "missing field `action`",
+        ),
+        (
+            json!({"rules": [{"action": "deny", "ports": [70000]}]}),
+            "rules[0].ports[0]",
+            "",
+        ),
+        (
+            json!({"rules": [{"action": "deny", "destination_cidrs": ["10.0.0.0/40"]}]}),
+            "rules[0].destination_cidrs[0]",
+            "",
+        ),
+        (json!({"timezone": "Mars/Base"}), "timezone", ""),
+        (
+            json!({"rules": [{"action": "deny", "countries": ["DE"]}]}),
+            "rules[0].countries",
+            "geoip_database",
+        ),
+        (
+            json!({"geoip_database": "/nonexistent/country.mmdb",
+                   "rules": [{"action": "deny", "countries": ["DE"]}]}),
+            "geoip_database",
+            "cannot open",
+        ),
+    ] {
+        p.put(&root, ROUTING, body.clone())
+            .expect_error(422, Some(field), detail);
+    }
+    assert_eq!(p.get(&root, ROUTING).ok(), json!({"default": "allow"}));
+
+    // Set: the answer is the rules as stored (empty lists left out).
+    let rules = json!({
+        "rules": [
+            {"action": "deny", "users": ["alice"], "ports": [25, "465-587"], "domains": []},
+            {"action": "allow", "domain_suffixes": ["example.com"], "network": ["tcp"]},
+        ],
+        "default": "deny",
+        "timezone": "Asia/Tehran",
+    });
+    let stored = json!({
+        "rules": [
+            {"action": "deny", "users": ["alice"], "ports": [25, "465-587"]},
+            {"action": "allow", "domain_suffixes": ["example.com"], "network": ["tcp"]},
+        ],
+        "default": "deny",
+        "timezone": "Asia/Tehran",
+    });
+    assert_eq!(p.put(&root, ROUTING, rules.clone()).ok(), stored);
+    assert_eq!(p.get(&root, ROUTING).ok(), stored);
+    let log = p.sql(async |pool| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'settings.routing.modify'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
+    assert_eq!(log, 1);
+
+    // Only sudo admins read them (rules name every admin's users); only those with write
+    // access change them.
+    let plain = p.new_admin(
+        &root,
+        json!({"username": "plain", "password": "plain-password"}),
+    );
+    let viewer = p.new_admin(
+        &root,
+        json!({"username": "viewer", "password": "viewer-password", "is_sudo": true,
+               "read_only": true}),
+    );
+    p.get(&plain, ROUTING).expect_error(403, None, "");
+    assert_eq!(p.get(&viewer, ROUTING).ok(), stored);
+    for token in [&plain, &viewer] {
+        p.put(token, ROUTING, json!({})).expect_error(403, None, "");
+    }
+    assert_eq!(p.get("not-a-token", ROUTING).status, 401);
+    assert_eq!(p.put("not-a-token", ROUTING, json!({})).status, 401);
+
+    // Kept across a restart; `{}` removes every rule.
+    p.restart(&panel::Options::default());
+    let root = p.admin_token();
+    assert_eq!(p.get(&root, ROUTING).ok(), stored);
+    assert_eq!(
+        p.put(&root, ROUTING, json!({})).ok(),
+        json!({"default": "allow"})
+    );
+    assert_eq!(p.get(&root, ROUTING).ok(), json!({"default": "allow"}));
 }

@@ -4,6 +4,7 @@
 pub mod admins;
 pub mod hosts;
 pub mod inbounds;
+pub mod routing;
 pub mod services;
 pub mod settings;
 pub mod subscription;
@@ -28,7 +29,7 @@ pub enum ApiTags {
     Hosts,
     /// Subscriptions: what users' clients fetch (no token: the key is the credential).
     Subscription,
-    /// System statistics and settings (subscription options, webhooks).
+    /// System statistics and settings (subscription options, webhooks, routing rules).
     System,
 }
 
@@ -43,6 +44,7 @@ pub type Api = (
     subscription::SubscriptionApi,
     webhooks::WebhookApi,
     settings::SettingsApi,
+    routing::RoutingApi,
 );
 
 /// The OpenAPI service (also used to write `openapi/openapi.json`).
@@ -58,6 +60,7 @@ pub fn service() -> OpenApiService<Api, ()> {
             subscription::SubscriptionApi,
             webhooks::WebhookApi,
             settings::SettingsApi,
+            routing::RoutingApi,
         ),
         "Marzneshin",
         env!("CARGO_PKG_VERSION"),
