@@ -183,9 +183,11 @@ pub struct WsConfig {
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Largest early data accepted in the `Sec-WebSocket-Protocol` header (base64url, as
-    /// Xray's `?ed=` and sing-box's `max_early_data` with `early_data_header_name:
-    /// Sec-WebSocket-Protocol` send it), at most 4096; 0 turns early data off. Default 2048.
+    /// The early data clients are told to send in the `Sec-WebSocket-Protocol` header
+    /// (base64url, as Xray's `?ed=` and sing-box's `max_early_data` with
+    /// `early_data_header_name: Sec-WebSocket-Protocol` send it), at most 4096; 0 turns early
+    /// data off. Default 2048. When on, the server takes any length that fits the request head
+    /// (8 KiB), as Xray's and sing-box's servers do.
     #[serde(default = "default_max_early_data")]
     pub max_early_data: usize,
 }

@@ -130,6 +130,9 @@ enum Early {
     Header,
     /// At the end of the path (sing-box without a header name).
     Path,
+    /// In `Sec-WebSocket-Protocol`, up to 4096 bytes, to an inbound whose `max_early_data`
+    /// (what its links advertise) is 64: accepted anyway, as Xray and sing-box servers do.
+    HeaderOverAdvertised,
 }
 
 /// sing-box as the client of `protocol` over WebSocket (inside TLS when `tls`), sending early
@@ -141,7 +144,11 @@ fn sing_box_ws(
     tls: bool,
     early: Early,
 ) {
-    let max_early_data = if early == Early::Off { 0 } else { 2048 };
+    let max_early_data = match early {
+        Early::Off => 0,
+        Early::HeaderOverAdvertised => 64,
+        Early::Header | Early::Path => 2048,
+    };
     let (handle, server) = engine_with_transport(
         protocol,
         settings,
@@ -156,6 +163,8 @@ fn sing_box_ws(
     }
     outbound["transport"] = match early {
         Early::Header => json!({"type": "ws", "path": PATH, "max_early_data": 2048,
+               "early_data_header_name": "Sec-WebSocket-Protocol"}),
+        Early::HeaderOverAdvertised => json!({"type": "ws", "path": PATH, "max_early_data": 4096,
                "early_data_header_name": "Sec-WebSocket-Protocol"}),
         Early::Path => json!({"type": "ws", "path": PATH, "max_early_data": 2048}),
         Early::Off => json!({"type": "ws", "path": PATH}),
@@ -174,6 +183,20 @@ fn sing_box_vless_ws_tls_early_data() {
         json!({"type": "vless", "uuid": UUID, "packet_encoding": ""}),
         true,
         Early::Header,
+    );
+}
+
+/// A client configured for more early data than the inbound advertises (Xray's server, and
+/// sing-box's, take any length): the first packets, VLESS header and payload, are well over
+/// the inbound's 64 bytes.
+#[test]
+fn sing_box_vless_ws_tls_more_early_data_than_advertised() {
+    sing_box_ws(
+        "vless",
+        json!({"users": [{"name": "u", "id": UUID}]}),
+        json!({"type": "vless", "uuid": UUID, "packet_encoding": ""}),
+        true,
+        Early::HeaderOverAdvertised,
     );
 }
 

@@ -843,14 +843,14 @@ pub fn ws_handshake(data: &[u8]) {
     let policy = UpgradePolicy {
         path: "/ws",
         host: data.first().filter(|&&b| b & 1 == 1).map(|_| "example.com"),
-        max_early_data: 2048,
+        early_data: true,
     };
     if let Ok(Progress::Done(up)) = parse_upgrade(&policy, data) {
         assert!(up.consumed <= data.len());
         if let Some(r) = &up.early_data {
             assert!(r.start <= r.end && r.end <= up.consumed);
         }
-        assert!(up.decode_early_data(data).len() <= policy.max_early_data);
+        assert!(up.decode_early_data(data).len() <= up.consumed);
         let mut out = Vec::new();
         up.write_response(data, &mut out);
         assert!(out.ends_with(b"\r\n\r\n"));

@@ -180,7 +180,7 @@ impl Conn<'_> {
         let policy = UpgradePolicy {
             path: &ws.path,
             host: ws.host.as_deref(),
-            max_early_data: ws.max_early_data,
+            early_data: ws.max_early_data > 0,
         };
         let mut buf = self.ctx.buffers.get();
         let mut refused = None;

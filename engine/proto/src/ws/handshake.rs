@@ -28,9 +28,11 @@ pub struct UpgradePolicy<'a> {
     pub path: &'a str,
     /// The `Host` the client must name (compared without port, case-insensitively), if any.
     pub host: Option<&'a str>,
-    /// Largest early data accepted in `Sec-WebSocket-Protocol`; 0: the header is not read as
-    /// early data (and not echoed).
-    pub max_early_data: usize,
+    /// Whether early data is read (from `Sec-WebSocket-Protocol` or the end of the path). Off:
+    /// the header is an ordinary subprotocol offer (not decoded, not echoed). On, any length
+    /// that fits the request head ([`MAX_REQUEST_HEAD`]) is accepted, as Xray's, v2ray's and
+    /// sing-box's servers accept it: how much a client sends is the client's setting (`?ed=`).
+    pub early_data: bool,
 }
 
 /// A request that may be upgraded.
@@ -66,7 +68,7 @@ pub enum HandshakeError {
     /// wrong).
     #[error("not a WebSocket upgrade: {0}")]
     NotUpgrade(&'static str),
-    /// Early data that is not base64 or is longer than the inbound accepts.
+    /// Early data that is not base64.
     #[error("bad early data: {0}")]
     BadEarlyData(&'static str),
 }
@@ -133,16 +135,13 @@ pub fn parse_upgrade(
     if path != policy.path {
         let rest = path
             .strip_prefix(policy.path)
-            .filter(|r| policy.max_early_data > 0 && !r.is_empty())
+            .filter(|r| policy.early_data && !r.is_empty())
             .filter(|r| {
                 r.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             })
             .ok_or(HandshakeError::WrongPath)?;
-        let len = decoded_len(rest.as_bytes()).map_err(|_| HandshakeError::WrongPath)?;
-        if len > policy.max_early_data {
-            return Err(HandshakeError::BadEarlyData("longer than accepted"));
-        }
+        check_decodes(rest.as_bytes()).map_err(|_| HandshakeError::WrongPath)?;
         early_data = Some(offset_in(buf, rest.as_bytes()));
         early_data_in_path = true;
     }
@@ -164,15 +163,12 @@ pub fn parse_upgrade(
         .map(trim)
         .filter(|k| !k.is_empty() && k.len() <= 64)
         .ok_or(HandshakeError::NotUpgrade("no Sec-WebSocket-Key"))?;
-    if policy.max_early_data > 0 && early_data.is_none() {
+    if policy.early_data && early_data.is_none() {
         if let Some(value) = header(EARLY_DATA_HEADER)
             .map(trim)
             .filter(|v| !v.is_empty())
         {
-            let len = decoded_len(value)?;
-            if len > policy.max_early_data {
-                return Err(HandshakeError::BadEarlyData("longer than accepted"));
-            }
+            check_decodes(value)?;
             early_data = Some(offset_in(buf, value));
         }
     }
@@ -246,14 +242,10 @@ fn decode(text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
     }
 }
 
-/// The length early data decodes to, checking that it decodes.
-fn decoded_len(text: &[u8]) -> Result<usize, HandshakeError> {
-    // An upper bound first, so that a long header is refused before it is decoded.
-    if text.len() / 4 * 3 > MAX_REQUEST_HEAD {
-        return Err(HandshakeError::BadEarlyData("too long"));
-    }
+/// Checks that early data decodes (its length is bounded by the request head's).
+fn check_decodes(text: &[u8]) -> Result<(), HandshakeError> {
     decode(text)
-        .map(|d| d.len())
+        .map(drop)
         .map_err(|_| HandshakeError::BadEarlyData("not base64"))
 }
 
