@@ -629,7 +629,8 @@ export async function settingsPage(root, session) {
   const [subscription, webhooks, routing] = await Promise.all([
     api.getSettingsSubscription().then((settings) => subscriptionSection(session, settings)),
     me.is_sudo ? api.getWebhook().then((settings) => webhookSection(session, settings)) : null,
-    me.is_sudo ? api.getSettingsRouting().then((rules) => routingSection(session, rules)) : null,
+    // Rules stored that cannot be read must not take the rest of the page with them.
+    me.is_sudo ? api.getSettingsRouting().then((rules) => routingSection(session, rules), (error) => { showError(error); return null; }) : null,
   ]);
   const theme = document.documentElement.dataset.theme ?? "light";
   const password = h("input", { type: "password", name: "password", autocomplete: "new-password" });

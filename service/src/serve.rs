@@ -34,6 +34,12 @@ pub struct AppState {
     /// The `config_revision` the engine was last given every inbound and user at
     /// ([`crate::sync::full`]).
     pub synced_config: Arc<std::sync::atomic::AtomicI64>,
+    /// Held while the engine is given inbounds, users or routing rules from the database
+    /// ([`crate::sync::full`], [`crate::sync::routing`]), so that what was read last is what
+    /// the engine holds.
+    pub sync_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the engine holds the stored routing rules ([`crate::sync::RoutingState`]).
+    pub routing: Arc<crate::sync::RoutingState>,
     /// Inbounds, hosts and settings as subscriptions read them.
     pub catalog: Arc<crate::catalog::CatalogCache>,
     /// Subscription fetches not yet written.
@@ -181,6 +187,8 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         engine_started_at: now(),
         pushed: Default::default(),
         synced_config: Default::default(),
+        sync_turn: Default::default(),
+        routing: Default::default(),
         catalog: Default::default(),
         fetches: Default::default(),
     };

@@ -108,6 +108,7 @@ impl Pushed {
 /// Pushes every inbound, user and the routing rules to the engine, and records the `config_revision` they were
 /// read at (taken before the tables, so a change committed meanwhile is given again).
 pub async fn full(state: &AppState) -> anyhow::Result<()> {
+    let _turn = state.sync_turn.lock().await;
     let revision = crate::catalog::revision(&state.db).await?;
     let inbounds: Vec<InboundConfig> = db::inbounds(&state.db)
         .await?
@@ -119,22 +120,75 @@ pub async fn full(state: &AppState) -> anyhow::Result<()> {
     let users = db::all_users(&state.db).await?;
     let tags = db::user_inbound_tags(&state.db).await?;
     apply_users(state, &users, &tags).await?;
-    // After the users: rules that no longer compile here (a GeoIP database gone, say) must not
-    // keep a removed user's access.
-    routing(state).await?;
+    // Rules that do not compile here (a GeoIP database missing on this host, say) must not
+    // stop the users and inbounds from being given: the failure is logged and retried.
+    let _ = apply_routing(state).await;
     state
         .synced_config
         .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
     Ok(())
 }
 
-/// Gives the engine the stored routing rules (none stored: only its built-in block of
-/// special ranges). Rules that do not compile leave the engine's current ones in place.
+/// Whether the engine holds the stored routing rules.
+#[derive(Debug, Default)]
+pub struct RoutingState(std::sync::atomic::AtomicU8);
+
+const ROUTING_NEVER: u8 = 0;
+const ROUTING_CURRENT: u8 = 1;
+const ROUTING_STALE: u8 = 2;
+
+impl RoutingState {
+    /// The engine holds the rules stored when they were last read.
+    pub fn is_current(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire) == ROUTING_CURRENT
+    }
+}
+
+/// Gives the engine the stored routing rules, in its turn ([`AppState::sync_turn`]).
 pub async fn routing(state: &AppState) -> anyhow::Result<()> {
-    let rules = crate::api::routing::load(&state.db).await?;
-    let engine = state.engine.clone();
-    tokio::task::spawn_blocking(move || engine.set_routing(rules)).await??;
-    Ok(())
+    let _turn = state.sync_turn.lock().await;
+    apply_routing(state).await
+}
+
+/// Gives the engine the stored routing rules (none stored: only its built-in block of
+/// special ranges); the caller holds [`AppState::sync_turn`]. Rules that do not compile here
+/// are logged, and the usage pass tries again ([`RoutingState`]): a running engine keeps the
+/// rules it has; an engine that has never had the stored rules (at start) gets a rule denying
+/// everything, as a proxy with an invalid configuration serves no one.
+pub(crate) async fn apply_routing(state: &AppState) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    let result = async {
+        let rules = crate::api::routing::load(&state.db).await?;
+        let engine = state.engine.clone();
+        tokio::task::spawn_blocking(move || engine.set_routing(rules)).await??;
+        anyhow::Ok(())
+    }
+    .await;
+    match &result {
+        Ok(()) => state.routing.0.store(ROUTING_CURRENT, Ordering::Release),
+        Err(e) => {
+            let never = state.routing.0.load(Ordering::Acquire) == ROUTING_NEVER;
+            if never {
+                tracing::error!(
+                    "the stored routing rules do not compile here ({e:#}): every connection is \
+                     denied until they are replaced (PUT /api/settings/routing) or fixed"
+                );
+                let deny_all = engine::rules::RulesConfig {
+                    default: engine::rules::Action::Deny,
+                    ..Default::default()
+                };
+                let engine = state.engine.clone();
+                tokio::task::spawn_blocking(move || engine.set_routing(Some(deny_all))).await??;
+            } else {
+                tracing::error!(
+                    "the stored routing rules do not compile here ({e:#}): the engine keeps \
+                     the rules it has"
+                );
+                state.routing.0.store(ROUTING_STALE, Ordering::Release);
+            }
+        }
+    }
+    result
 }
 
 /// Brings the engine in step with the users' status as time passes and usage grows (expiry,

@@ -210,6 +210,9 @@ pub async fn enforce(state: &AppState, marks: &mut Marks) -> anyhow::Result<()> 
     let config = crate::catalog::revision(&state.db).await?;
     if config != state.synced_config.load(Ordering::Acquire) {
         sync::full(state).await?;
+    } else if !state.routing.is_current() {
+        // Logged by `sync::routing`; users are kept in step regardless.
+        let _ = sync::routing(state).await;
     }
     sync::changed_users(state, &mut marks.pushed).await
 }

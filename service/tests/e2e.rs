@@ -20,7 +20,8 @@ on_both_databases!(
     traffic_is_counted_and_limits_cut,
     going_over_the_limit_cuts_the_connection,
     idle_users_are_counted_exactly_and_expire_on_time,
-    routing_rules_from_the_panel_decide_new_connections
+    routing_rules_from_the_panel_decide_new_connections,
+    stored_rules_that_do_not_compile_deny_everything_at_start
 );
 
 const METHOD: &str = "aes-256-gcm";
@@ -125,6 +126,15 @@ fn refused(socks: SocketAddr, echo: SocketAddr) -> bool {
     }
     let mut buf = [0u8; 64];
     !matches!(s.read(&mut buf), Ok(n) if n > 0)
+}
+
+/// Whether a new connection through `socks` to `echo` carries 64 KiB (pattern `seed`) there
+/// and back.
+fn served(socks: SocketAddr, echo: SocketAddr, seed: u64) -> bool {
+    socks5_connect(socks, echo).is_ok_and(|s| {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        echo_transfer(s, 64 * 1024, seed, Ending::HalfClose).is_ok()
+    })
 }
 
 /// Whether `n` new connections through `socks` to `echo`, tried at once (each waits out a
@@ -508,12 +518,7 @@ fn routing_rules_from_the_panel_decide_new_connections(backend: Backend) {
     let root = p.admin_token();
     let echo = tcp_echo();
     let (_client, socks) = client(&user, &inbound);
-    let served = |seed: u64| {
-        socks5_connect(socks, echo).is_ok_and(|s| {
-            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-            echo_transfer(s, 64 * 1024, seed, Ending::HalfClose).is_ok()
-        })
-    };
+    let served = |seed: u64| served(socks, echo, seed);
     let set = |p: &TestPanel, root: &str, rules: Value| {
         p.put(root, "/api/settings/routing", rules).ok();
     };
@@ -553,4 +558,67 @@ fn routing_rules_from_the_panel_decide_new_connections(backend: Backend) {
     assert!(refused(socks, echo), "the rules were lost in the restart");
     set(&p, &root, json!({}));
     assert!(served(3));
+}
+
+/// Rules stored that do not compile on this host (here: country rules without a database,
+/// written past the API, as another host's panel with its own GeoIP file would store them)
+/// stop nothing else: the running engine keeps the rules it has and users are still kept in
+/// step (alice, disabled past the API, is taken off); after a restart every connection is
+/// denied; replacing the rules through the API serves again.
+fn stored_rules_that_do_not_compile_deny_everything_at_start(backend: Backend) {
+    let options = Options::default()
+        .env("MARZNESHIN_ALLOW_LOOPBACK", "true")
+        .env("MARZNESHIN_USAGE_INTERVAL_SECS", "1");
+    let mut p = TestPanel::start_with(backend, options.clone());
+    let (_reseller, user, inbound) = arrange(&p, "alice", None);
+    let echo = tcp_echo();
+    let (_client, socks) = client(&user, &inbound);
+    let served = |seed: u64| served(socks, echo, seed);
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "gave up waiting: {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let set_enabled = |p: &TestPanel, enabled: bool| {
+        p.sql(async |pool| {
+            sqlx::query(&format!(
+                "UPDATE users SET enabled = {} WHERE username = 'alice'",
+                i32::from(enabled)
+            ))
+            .execute(pool)
+            .await
+            .unwrap();
+        })
+    };
+    assert!(served(1));
+    let stored = json!({"rules": [{"action": "deny", "countries": ["DE"]}]});
+    p.sql(async |pool| {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ('routing', $1)")
+            .bind(stored.to_string())
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    until("the pass to find the rules", &|| {
+        p.log().contains("the engine keeps the rules it has")
+    });
+    assert!(served(2), "the running engine dropped its rules");
+    set_enabled(&p, false);
+    until("alice to be taken off", &|| refused(socks, echo));
+
+    set_enabled(&p, true);
+    p.restart(&options);
+    let root = p.admin_token();
+    assert!(p.log().contains("every connection is denied"));
+    assert!(
+        refused(socks, echo),
+        "rules that do not compile let alice through"
+    );
+    let mut shown = stored.clone();
+    shown["default"] = json!("allow");
+    assert_eq!(p.get(&root, "/api/settings/routing").ok(), shown);
+    p.put(&root, "/api/settings/routing", json!({})).ok();
+    assert!(served(3), "replaced rules do not serve again");
 }

@@ -44,11 +44,31 @@ struct Place<'a> {
     iso_code: Option<&'a str>,
 }
 
+/// Largest database read (country databases are about 10 MiB, city ones under 100 MiB).
+const MAX_DATABASE_BYTES: u64 = 512 << 20;
+
 /// Reads the networks of `wanted` countries from the database at `path`.
 pub(crate) fn load(
     path: &Path,
     wanted: &HashSet<CountryCode>,
 ) -> Result<HashMap<CountryCode, IpRanges>, String> {
+    // Read whole: a device or a pipe named here (by a panel admin, say) must not fill the
+    // memory or block forever.
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "GeoIP database {} is not a regular file",
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_DATABASE_BYTES {
+        return Err(format!(
+            "GeoIP database {} is larger than {} MiB",
+            path.display(),
+            MAX_DATABASE_BYTES >> 20
+        ));
+    }
     let reader = Reader::open_readfile(path)
         .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
     networks_by_country(&reader, wanted)

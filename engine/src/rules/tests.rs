@@ -829,6 +829,16 @@ fn a_database_that_is_not_mmdb_is_refused() {
             .to_string()
     );
     assert!(compile_err(&json).starts_with("geoip_database: "));
+    // A device or a directory is not read (`/dev/zero` would never end).
+    for path in ["/dev/zero", "/tmp"] {
+        let json = format!(
+            r#"{{"geoip_database":"{path}","rules":[{{"action":"deny","countries":["DE"]}}]}}"#
+        );
+        assert_eq!(
+            compile_err(&json),
+            format!("geoip_database: GeoIP database {path} is not a regular file")
+        );
+    }
     // Without country rules the database is not read at all.
     let json = r#"{"geoip_database":"/nonexistent/x.mmdb"}"#;
     assert!(RuleSet::compile(&config(json), DestinationPolicy::default()).is_ok());

@@ -55,6 +55,27 @@ async fn store(db: &Db, json: Option<&str>) -> Result<(), sqlx::Error> {
     }
 }
 
+/// Puts `previous` back in place of `ours`, if `ours` is still what is stored.
+async fn restore(db: &Db, ours: &str, previous: Option<&str>) -> Result<(), sqlx::Error> {
+    match previous {
+        Some(previous) => {
+            sqlx::query("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3")
+                .bind(previous)
+                .bind(SETTING)
+                .bind(ours)
+                .execute(&db.pool)
+                .await
+                .map(drop)
+        }
+        None => sqlx::query("DELETE FROM settings WHERE key = $1 AND value = $2")
+            .bind(SETTING)
+            .bind(ours)
+            .execute(&db.pool)
+            .await
+            .map(drop),
+    }
+}
+
 /// Parses `value` as a rules object and compiles it as the engine would (reading the GeoIP
 /// database if one is named); an error names the field, relative to the rules object.
 async fn check(value: serde_json::Value) -> Result<RulesConfig, ApiError> {
@@ -119,15 +140,18 @@ impl RoutingApi {
         auth.0.require_write()?;
         let rules = check(body.0).await?;
         let json = serde_json::to_string(&rules).map_err(|e| ApiError::Internal(e.into()))?;
+        // Store and apply in one turn, so that two saves here reach the engine in the order
+        // they were stored.
+        let _turn = state.sync_turn.lock().await;
         let previous = db::setting(&state.db, SETTING)
             .await
             .map_err(ApiError::from)?;
         store(&state.db, Some(&json))
             .await
             .map_err(ApiError::from)?;
-        // The engine takes the stored rules (the newest, should two admins save at once).
-        if let Err(e) = crate::sync::routing(&state).await {
-            store(&state.db, previous.as_deref())
+        if let Err(e) = crate::sync::apply_routing(&state).await {
+            // Put the previous rules back, unless another instance stored others meanwhile.
+            restore(&state.db, &json, previous.as_deref())
                 .await
                 .map_err(ApiError::from)?;
             return Err(match e.downcast::<engine::EngineError>() {
