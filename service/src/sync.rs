@@ -110,6 +110,10 @@ impl Pushed {
 pub async fn full(state: &AppState) -> anyhow::Result<()> {
     let _turn = state.sync_turn.lock().await;
     let revision = crate::catalog::revision(&state.db).await?;
+    // The rules first, so that at a start no user is served before them. Rules that do not
+    // compile here (a GeoIP database missing on this host, say) must not stop the inbounds
+    // and users from being given: the failure is logged and retried.
+    let _ = apply_routing(state).await;
     let inbounds: Vec<InboundConfig> = db::inbounds(&state.db)
         .await?
         .iter()
@@ -120,9 +124,6 @@ pub async fn full(state: &AppState) -> anyhow::Result<()> {
     let users = db::all_users(&state.db).await?;
     let tags = db::user_inbound_tags(&state.db).await?;
     apply_users(state, &users, &tags).await?;
-    // Rules that do not compile here (a GeoIP database missing on this host, say) must not
-    // stop the users and inbounds from being given: the failure is logged and retried.
-    let _ = apply_routing(state).await;
     state
         .synced_config
         .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
@@ -200,6 +201,7 @@ pub(crate) async fn apply_routing(state: &AppState) -> anyhow::Result<()> {
 /// from their row as read here, so a change an admin made meanwhile wins. `since` moves on
 /// when the pass succeeds.
 pub async fn changed_users(state: &AppState, since: &mut Option<db::Since>) -> anyhow::Result<()> {
+    let _turn = state.sync_turn.lock().await;
     let now = crate::serve::now();
     // Before the scan: what changes after this is found by the next pass.
     let mark = db::change_mark(&state.db).await?;
@@ -327,6 +329,7 @@ pub async fn apply_users(
 
 /// Pushes one user's current state (or their removal, if `row` is `None`).
 pub async fn user(state: &AppState, username: &str) -> anyhow::Result<()> {
+    let _turn = state.sync_turn.lock().await;
     match db::user_by_name(&state.db, username).await? {
         Some(row) => {
             // This user's inbounds only: reading everyone's made each change O(users).

@@ -1,7 +1,7 @@
 //! The `marzneshin engine` command line: config errors, links, clean stop on SIGTERM/SIGINT.
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -126,14 +126,26 @@ fn run_until_signal(signal: i32) {
     let mut child = bin()
         .args(["engine", "run", "--grace", "2", "--config"])
         .arg(&path)
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "engine did not start listening");
-        thread::sleep(Duration::from_millis(50));
-    }
+    // Its own log says it listens (a connect could reach another test's listener on the same
+    // port, and a signal sent before the handlers are installed kills the process).
+    let (listening, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening") {
+                let _ = listening.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("engine did not start listening");
     let ok = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(child.id().to_string())

@@ -593,9 +593,19 @@ fn stored_rules_that_do_not_compile_deny_everything_at_start(backend: Backend) {
         })
     };
     assert!(served(1));
+    // Rules in effect: alice may not reach a second echo.
+    let blocked = tcp_echo();
+    let root = p.admin_token();
+    p.put(
+        &root,
+        "/api/settings/routing",
+        json!({"rules": [{"action": "deny", "users": ["alice"], "ports": [blocked.port()]}]}),
+    )
+    .ok();
+    assert!(refused(socks, blocked));
     let stored = json!({"rules": [{"action": "deny", "countries": ["DE"]}]});
     p.sql(async |pool| {
-        sqlx::query("INSERT INTO settings (key, value) VALUES ('routing', $1)")
+        sqlx::query("UPDATE settings SET value = $1 WHERE key = 'routing'")
             .bind(stored.to_string())
             .execute(pool)
             .await
@@ -605,6 +615,10 @@ fn stored_rules_that_do_not_compile_deny_everything_at_start(backend: Backend) {
         p.log().contains("the engine keeps the rules it has")
     });
     assert!(served(2), "the running engine dropped its rules");
+    assert!(
+        refused(socks, blocked),
+        "the running engine dropped its rules"
+    );
     set_enabled(&p, false);
     until("alice to be taken off", &|| refused(socks, echo));
 

@@ -52,10 +52,19 @@ pub(crate) fn load(
     path: &Path,
     wanted: &HashSet<CountryCode>,
 ) -> Result<HashMap<CountryCode, IpRanges>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let cannot_open =
+        |e: std::io::Error| format!("cannot open GeoIP database {}: {e}", path.display());
     // Read whole: a device or a pipe named here (by a panel admin, say) must not fill the
-    // memory or block forever.
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
+    // memory or block forever. Opened without blocking (a pipe with no writer would), then
+    // checked and read through the same handle.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot_open)?;
+    let meta = file.metadata().map_err(cannot_open)?;
     if !meta.is_file() {
         return Err(format!(
             "GeoIP database {} is not a regular file",
@@ -69,7 +78,19 @@ pub(crate) fn load(
             MAX_DATABASE_BYTES >> 20
         ));
     }
-    let reader = Reader::open_readfile(path)
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&mut file)
+        .take(MAX_DATABASE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_open)?;
+    if bytes.len() as u64 > MAX_DATABASE_BYTES {
+        return Err(format!(
+            "GeoIP database {} is larger than {} MiB",
+            path.display(),
+            MAX_DATABASE_BYTES >> 20
+        ));
+    }
+    let reader = Reader::from_source(bytes)
         .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))?;
     networks_by_country(&reader, wanted)
         .map_err(|e| format!("GeoIP database {}: {e}", path.display()))

@@ -829,8 +829,17 @@ fn a_database_that_is_not_mmdb_is_refused() {
             .to_string()
     );
     assert!(compile_err(&json).starts_with("geoip_database: "));
-    // A device or a directory is not read (`/dev/zero` would never end).
-    for path in ["/dev/zero", "/tmp"] {
+    // A device, a directory or a pipe is not read (`/dev/zero` would never end, a pipe with
+    // no writer never start).
+    let fifo = std::env::temp_dir().join(format!("mzn-geoip-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let fifo_path = fifo.display().to_string();
+    for path in ["/dev/zero", "/tmp", fifo_path.as_str()] {
         let json = format!(
             r#"{{"geoip_database":"{path}","rules":[{{"action":"deny","countries":["DE"]}}]}}"#
         );
@@ -839,6 +848,7 @@ fn a_database_that_is_not_mmdb_is_refused() {
             format!("geoip_database: GeoIP database {path} is not a regular file")
         );
     }
+    std::fs::remove_file(&fifo).unwrap();
     // Without country rules the database is not read at all.
     let json = r#"{"geoip_database":"/nonexistent/x.mmdb"}"#;
     assert!(RuleSet::compile(&config(json), DestinationPolicy::default()).is_ok());

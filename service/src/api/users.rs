@@ -549,13 +549,18 @@ async fn pushed_view(
     admin: &AuthedAdmin,
     username: &str,
 ) -> ApiResult<Json<User>> {
-    let row = visible(state, admin, username).await?;
-    let tags = db::inbound_tags_of_users(&state.db, &[row.id])
-        .await
-        .map_err(ApiError::from)?;
-    sync::apply_users(state, std::slice::from_ref(&row), &tags)
-        .await
-        .map_err(ApiError::Internal)?;
+    let row = {
+        // Read and pushed in one turn (`AppState::sync_turn`).
+        let _turn = state.sync_turn.lock().await;
+        let row = visible(state, admin, username).await?;
+        let tags = db::inbound_tags_of_users(&state.db, &[row.id])
+            .await
+            .map_err(ApiError::from)?;
+        sync::apply_users(state, std::slice::from_ref(&row), &tags)
+            .await
+            .map_err(ApiError::Internal)?;
+        row
+    };
     Ok(Json(api_view(state, row).await?))
 }
 
