@@ -3,7 +3,7 @@
 //! forwarded, the engine keeps serving, and the connection's resources are freed.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::*;
 use proto::shadowsocks::tcp::ClientRequest;
+use proto::shadowsocks::udp::{UdpClient, UDP_HEADROOM};
 use proto::shadowsocks::{Key, Method};
 use proto::TargetAddr;
 use serde_json::json;
@@ -274,4 +275,86 @@ fn engine_serves_after_bad_input() {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 256];
     assert!(s.read(&mut buf).unwrap() > 0);
+}
+
+/// A 2022 UDP packet replayed from other addresses reaches the destination once, whichever
+/// worker the kernel hands each copy to (two workers here, 32 source addresses: without a
+/// window shared across workers some copy lands on the worker that has not seen the session);
+/// the client's next packet from a new address, a NAT rebinding, still goes through.
+#[test]
+fn udp_2022_replay_from_other_addresses() {
+    let handle = start_engine(json!({
+        "workers": 2,
+        "outbound": {"allow_loopback": true},
+        "inbounds": [
+            {"tag": "2022", "listen": "127.0.0.1:0", "network": ["udp"], "protocol": "shadowsocks",
+             "settings": {"method": "2022-blake3-aes-256-gcm", "psk": PSK,
+                          "users": [{"name": "u", "password": USER_2022}]}},
+        ],
+    }));
+    let server = handle.local_addr("2022").unwrap();
+    // The destination counts the datagrams it gets.
+    let target = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target_addr = target.local_addr().unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&received);
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while target.recv_from(&mut buf).is_ok() {
+            r.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let m = Method::Blake3Aes256Gcm;
+    let mut client = UdpClient::new(
+        m,
+        Key::from_password(m, USER_2022).unwrap(),
+        Some(Key::from_password(m, PSK).unwrap()),
+        rand::random(),
+    );
+    let mut packet = |payload: &[u8]| {
+        let mut buf = vec![0u8; UDP_HEADROOM + payload.len() + 64];
+        let end = UDP_HEADROOM + payload.len();
+        buf[UDP_HEADROOM..end].copy_from_slice(payload);
+        let range = client.encode(
+            &mut buf,
+            UDP_HEADROOM..end,
+            &TargetAddr::Ip(target_addr),
+            now(),
+            &rand::random(),
+        );
+        buf[range].to_vec()
+    };
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while received.load(Ordering::SeqCst) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the destination got no packet {n}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let first = packet(b"first");
+    let genuine = UdpSocket::bind("127.0.0.1:0").unwrap();
+    genuine.send_to(&first, server).unwrap();
+    wait_for(1);
+    let replayers: Vec<UdpSocket> = (0..32)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for r in &replayers {
+        r.send_to(&first, server).unwrap();
+    }
+    // The client's next packet, from a new address (as after a NAT rebinding), goes through;
+    // then a moment for copies still queued on either worker.
+    let second = packet(b"second");
+    let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+    moved.send_to(&second, server).unwrap();
+    wait_for(2);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        2,
+        "a replayed packet reached the destination"
+    );
+    handle.stop(Duration::from_secs(1));
 }

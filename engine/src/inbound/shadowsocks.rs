@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -36,7 +36,16 @@ pub(crate) struct Inbound {
     /// Replay filter shared by every worker (a replay may land on any core). Locked once per
     /// handshake, never per chunk.
     salts: Mutex<SaltFilter>,
+    /// The packet-id window of every live 2022 UDP session, by user and client session id,
+    /// shared by the workers holding that session: a packet replayed from another address may
+    /// land on another worker (`SO_REUSEPORT` hashes the address), which then checks the same
+    /// window. Locked when a worker opens or drops a session; each window is locked per packet
+    /// (by one worker, unless the client's address moved).
+    udp_windows: Mutex<HashMap<WindowKey, Weak<Mutex<SlidingWindow>>>>,
 }
+
+/// A 2022 UDP session across workers: the user and the client's session id.
+type WindowKey = (u32, u64);
 
 impl Inbound {
     pub(crate) fn new(c: &ShadowsocksConfig) -> Inbound {
@@ -54,6 +63,7 @@ impl Inbound {
             method,
             keys: ArcSwap::from_pointee(keys),
             salts: Mutex::new(SaltFilter::new(ttl, cap)),
+            udp_windows: Mutex::new(HashMap::new()),
         }
     }
 
@@ -61,6 +71,55 @@ impl Inbound {
         Key::from_password(self.method, password)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// A worker's hold on the packet-id window of a 2022 UDP session ([`Inbound::udp_windows`]);
+/// the last hold dropped takes the window out of the table.
+struct WindowHold {
+    inbound: Arc<InboundShared>,
+    key: WindowKey,
+    window: Option<Arc<Mutex<SlidingWindow>>>,
+}
+
+impl WindowHold {
+    /// The window of `key`, shared with the workers already holding it, or a new one.
+    fn take(inbound: &Arc<InboundShared>, key: WindowKey) -> WindowHold {
+        let mut table = settings(inbound).udp_windows.lock().expect("not poisoned");
+        let window = match table.get(&key).and_then(Weak::upgrade) {
+            Some(w) => w,
+            None => {
+                let w = Arc::new(Mutex::new(SlidingWindow::default()));
+                table.insert(key, Arc::downgrade(&w));
+                w
+            }
+        };
+        WindowHold {
+            inbound: Arc::clone(inbound),
+            key,
+            window: Some(window),
+        }
+    }
+
+    /// Whether `packet_id` is new to the session (and now seen).
+    fn accept(&self, packet_id: u64) -> bool {
+        self.window
+            .as_ref()
+            .is_some_and(|w| w.lock().expect("not poisoned").accept(packet_id))
+    }
+}
+
+impl Drop for WindowHold {
+    fn drop(&mut self) {
+        drop(self.window.take());
+        let mut table = settings(&self.inbound)
+            .udp_windows
+            .lock()
+            .expect("not poisoned");
+        // Another worker may have taken a new window for the key meanwhile: keep that one.
+        if table.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+            table.remove(&self.key);
+        }
     }
 }
 
@@ -342,7 +401,8 @@ struct UdpSession {
     user_id: u32,
     outbound: UdpSocket,
     responder: RefCell<UdpResponder>,
-    window: RefCell<SlidingWindow>,
+    /// 2022: the session's packet-id window, shared across workers.
+    window: Option<WindowHold>,
     client: Cell<SocketAddr>,
     active: Cell<Instant>,
     /// Last resolved domain target, so a session does not resolve per packet.
@@ -428,7 +488,7 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
             }
         };
         if let Some((_, packet_id)) = packet.session {
-            if !session.window.borrow_mut().accept(packet_id) {
+            if !session.window.as_ref().is_some_and(|w| w.accept(packet_id)) {
                 tracing::debug!(inbound = %ib.tag, peer = %src, "udp packet replayed");
                 continue;
             }
@@ -515,7 +575,7 @@ async fn send_up(
 
 fn new_session(
     ctx: &Rc<WorkerCtx>,
-    ib: &InboundShared,
+    ib: &Arc<InboundShared>,
     packet: &ClientPacket,
     src: SocketAddr,
 ) -> Option<(Rc<UdpSession>, super::Registration)> {
@@ -549,7 +609,9 @@ fn new_session(
         user_id: packet.user,
         outbound,
         responder: RefCell::new(responder),
-        window: RefCell::new(SlidingWindow::default()),
+        window: packet
+            .session
+            .map(|(id, _)| WindowHold::take(ib, (packet.user, id))),
         client: Cell::new(src),
         active: Cell::new(Instant::now()),
         resolved: RefCell::new(None),
