@@ -280,12 +280,15 @@ fn engine_serves_after_bad_input() {
 /// A 2022 UDP packet replayed from other addresses reaches the destination once, whichever
 /// worker the kernel hands each copy to (two workers here, 32 source addresses: without a
 /// window shared across workers some copy lands on the worker that has not seen the session);
-/// the client's next packet from a new address, a NAT rebinding, still goes through.
+/// the client's next packet from a new address, a NAT rebinding, still goes through. Replays
+/// after every session ended (quiet for `udp_session_secs`, 1 s here) but within the
+/// timestamp window are caught too.
 #[test]
 fn udp_2022_replay_from_other_addresses() {
     let handle = start_engine(json!({
         "workers": 2,
         "outbound": {"allow_loopback": true},
+        "timeouts": {"udp_session_secs": 1},
         "inbounds": [
             {"tag": "2022", "listen": "127.0.0.1:0", "network": ["udp"], "protocol": "shadowsocks",
              "settings": {"method": "2022-blake3-aes-256-gcm", "psk": PSK,
@@ -355,6 +358,26 @@ fn udp_2022_replay_from_other_addresses() {
         received.load(Ordering::SeqCst),
         2,
         "a replayed packet reached the destination"
+    );
+
+    // Every session ends (nothing open on the inbound); the windows are kept.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.inbound_stats()[0].traffic.open > 0 {
+        assert!(Instant::now() < deadline, "the UDP sessions did not end");
+        thread::sleep(Duration::from_millis(100));
+    }
+    for r in &replayers {
+        r.send_to(&first, server).unwrap();
+        r.send_to(&second, server).unwrap();
+    }
+    let third = packet(b"third");
+    moved.send_to(&third, server).unwrap();
+    wait_for(3);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        3,
+        "a packet replayed after its session ended reached the destination"
     );
     handle.stop(Duration::from_secs(1));
 }

@@ -36,16 +36,34 @@ pub(crate) struct Inbound {
     /// Replay filter shared by every worker (a replay may land on any core). Locked once per
     /// handshake, never per chunk.
     salts: Mutex<SaltFilter>,
-    /// The packet-id window of every live 2022 UDP session, by user and client session id,
-    /// shared by the workers holding that session: a packet replayed from another address may
-    /// land on another worker (`SO_REUSEPORT` hashes the address), which then checks the same
+    /// The packet-id window of every 2022 UDP session, by user and client session id, shared
+    /// by the workers holding that session: a packet replayed from another address may land
+    /// on another worker (`SO_REUSEPORT` hashes the address), which then checks the same
     /// window. Locked when a worker opens or drops a session; each window is locked per packet
-    /// (by one worker, unless the client's address moved).
-    udp_windows: Mutex<HashMap<WindowKey, Weak<Mutex<SlidingWindow>>>>,
+    /// (by one worker, unless the client's address moved or a replay came from elsewhere).
+    udp_windows: Mutex<Windows>,
 }
 
 /// A 2022 UDP session across workers: the user and the client's session id.
 type WindowKey = (u32, u64);
+
+/// How long a window outlives its last session: a replay passes the ±30 s timestamp check at
+/// most 60 s after the original was accepted, so it still finds the window.
+const WINDOW_RETIRED: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Default)]
+struct Windows {
+    slots: HashMap<WindowKey, Slot>,
+    /// When retired windows were last swept out.
+    swept: Option<Instant>,
+}
+
+enum Slot {
+    /// Held by the sessions of one or more workers.
+    Live(Weak<Mutex<SlidingWindow>>),
+    /// No session holds it since then; kept for [`WINDOW_RETIRED`].
+    Retired(Arc<Mutex<SlidingWindow>>, Instant),
+}
 
 impl Inbound {
     pub(crate) fn new(c: &ShadowsocksConfig) -> Inbound {
@@ -63,7 +81,7 @@ impl Inbound {
             method,
             keys: ArcSwap::from_pointee(keys),
             salts: Mutex::new(SaltFilter::new(ttl, cap)),
-            udp_windows: Mutex::new(HashMap::new()),
+            udp_windows: Mutex::new(Windows::default()),
         }
     }
 
@@ -74,51 +92,63 @@ impl Inbound {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while these are held; should it, the data is still consistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A worker's hold on the packet-id window of a 2022 UDP session ([`Inbound::udp_windows`]);
-/// the last hold dropped takes the window out of the table.
+/// the last hold dropped retires the window for [`WINDOW_RETIRED`].
 struct WindowHold {
     inbound: Arc<InboundShared>,
     key: WindowKey,
-    window: Option<Arc<Mutex<SlidingWindow>>>,
+    window: Arc<Mutex<SlidingWindow>>,
 }
 
 impl WindowHold {
-    /// The window of `key`, shared with the workers already holding it, or a new one.
+    /// The window of `key`: the one live or retired, else a new one.
     fn take(inbound: &Arc<InboundShared>, key: WindowKey) -> WindowHold {
-        let mut table = settings(inbound).udp_windows.lock().expect("not poisoned");
-        let window = match table.get(&key).and_then(Weak::upgrade) {
-            Some(w) => w,
-            None => {
-                let w = Arc::new(Mutex::new(SlidingWindow::default()));
-                table.insert(key, Arc::downgrade(&w));
-                w
-            }
-        };
+        let mut table = lock(&settings(inbound).udp_windows);
+        let now = Instant::now();
+        if table
+            .swept
+            .is_none_or(|t| now.duration_since(t) >= WINDOW_RETIRED / 4)
+        {
+            table.slots.retain(|_, slot| match slot {
+                Slot::Live(w) => w.strong_count() > 0,
+                Slot::Retired(_, at) => now.duration_since(*at) < WINDOW_RETIRED,
+            });
+            table.swept = Some(now);
+        }
+        let window = match table.slots.get(&key) {
+            Some(Slot::Live(w)) => w.upgrade(),
+            Some(Slot::Retired(w, _)) => Some(Arc::clone(w)),
+            None => None,
+        }
+        .unwrap_or_else(|| Arc::new(Mutex::new(SlidingWindow::default())));
+        table.slots.insert(key, Slot::Live(Arc::downgrade(&window)));
         WindowHold {
             inbound: Arc::clone(inbound),
             key,
-            window: Some(window),
+            window,
         }
     }
 
     /// Whether `packet_id` is new to the session (and now seen).
     fn accept(&self, packet_id: u64) -> bool {
-        self.window
-            .as_ref()
-            .is_some_and(|w| w.lock().expect("not poisoned").accept(packet_id))
+        lock(&self.window).accept(packet_id)
     }
 }
 
 impl Drop for WindowHold {
     fn drop(&mut self) {
-        drop(self.window.take());
-        let mut table = settings(&self.inbound)
-            .udp_windows
-            .lock()
-            .expect("not poisoned");
-        // Another worker may have taken a new window for the key meanwhile: keep that one.
-        if table.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
-            table.remove(&self.key);
+        let mut table = lock(&settings(&self.inbound).udp_windows);
+        // Holds are cloned only under the table's lock: the count cannot grow meanwhile.
+        if Arc::strong_count(&self.window) == 1 {
+            table.slots.insert(
+                self.key,
+                Slot::Retired(Arc::clone(&self.window), Instant::now()),
+            );
         }
     }
 }
@@ -461,11 +491,32 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
             None => SessionKey::Addr(src),
         };
         let existing = sessions.borrow().get(&key).cloned();
+        let replayed = || tracing::debug!(inbound = %ib.tag, peer = %src, "udp packet replayed");
         let session = match existing {
-            Some(s) if s.user_id == packet.user => s,
+            Some(s) if s.user_id == packet.user => {
+                if let Some((_, packet_id)) = packet.session {
+                    if !s.window.as_ref().is_some_and(|w| w.accept(packet_id)) {
+                        replayed();
+                        continue;
+                    }
+                }
+                s
+            }
             Some(_) => continue,
             None => {
-                let Some((s, registration)) = new_session(&ctx, &ib, &packet, src) else {
+                // 2022: the window first, so that a replay opens nothing.
+                let window = match packet.session {
+                    Some((id, packet_id)) => {
+                        let hold = WindowHold::take(&ib, (packet.user, id));
+                        if !hold.accept(packet_id) {
+                            replayed();
+                            continue;
+                        }
+                        Some(hold)
+                    }
+                    None => None,
+                };
+                let Some((s, registration)) = new_session(&ctx, &ib, &packet, src, window) else {
                     continue;
                 };
                 sessions.borrow_mut().insert(key, Rc::clone(&s));
@@ -487,12 +538,6 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
                 s
             }
         };
-        if let Some((_, packet_id)) = packet.session {
-            if !session.window.as_ref().is_some_and(|w| w.accept(packet_id)) {
-                tracing::debug!(inbound = %ib.tag, peer = %src, "udp packet replayed");
-                continue;
-            }
-        }
         session.client.set(src);
         session.active.set(Instant::now());
         let payload = &buf[packet.payload.clone()];
@@ -578,6 +623,7 @@ fn new_session(
     ib: &Arc<InboundShared>,
     packet: &ClientPacket,
     src: SocketAddr,
+    window: Option<WindowHold>,
 ) -> Option<(Rc<UdpSession>, super::Registration)> {
     let ss = settings(ib);
     let user = ctx.shared.users.get(packet.user);
@@ -609,9 +655,7 @@ fn new_session(
         user_id: packet.user,
         outbound,
         responder: RefCell::new(responder),
-        window: packet
-            .session
-            .map(|(id, _)| WindowHold::take(ib, (packet.user, id))),
+        window,
         client: Cell::new(src),
         active: Cell::new(Instant::now()),
         resolved: RefCell::new(None),
