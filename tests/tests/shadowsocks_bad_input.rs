@@ -370,6 +370,13 @@ fn udp_2022_replay_from_other_addresses() {
         r.send_to(&first, server).unwrap();
         r.send_to(&second, server).unwrap();
     }
+    // A replay opens no session.
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        handle.inbound_stats()[0].traffic.open,
+        0,
+        "a replay opened a session"
+    );
     let third = packet(b"third");
     moved.send_to(&third, server).unwrap();
     wait_for(3);

@@ -47,9 +47,10 @@ pub(crate) struct Inbound {
 /// A 2022 UDP session across workers: the user and the client's session id.
 type WindowKey = (u32, u64);
 
-/// How long a window outlives its last session: a replay passes the ±30 s timestamp check at
-/// most 60 s after the original was accepted, so it still finds the window.
-const WINDOW_RETIRED: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a window outlives its last session: a replay passes the ±30 s timestamp check
+/// (whole seconds, against a clock read a little late) at most about 61 s after the original
+/// was accepted, so it still finds the window.
+const WINDOW_RETIRED: std::time::Duration = std::time::Duration::from_secs(62);
 
 #[derive(Default)]
 struct Windows {
@@ -102,7 +103,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct WindowHold {
     inbound: Arc<InboundShared>,
     key: WindowKey,
-    window: Arc<Mutex<SlidingWindow>>,
+    /// Taken (and dropped) only under the table's lock: see `release`.
+    window: Option<Arc<Mutex<SlidingWindow>>>,
+    /// Whether `take` made the window (no session had it, live or retired).
+    fresh: bool,
 }
 
 impl WindowHold {
@@ -120,36 +124,64 @@ impl WindowHold {
             });
             table.swept = Some(now);
         }
-        let window = match table.slots.get(&key) {
+        let found = match table.slots.get(&key) {
             Some(Slot::Live(w)) => w.upgrade(),
             Some(Slot::Retired(w, _)) => Some(Arc::clone(w)),
             None => None,
-        }
-        .unwrap_or_else(|| Arc::new(Mutex::new(SlidingWindow::default())));
+        };
+        let fresh = found.is_none();
+        let window = found.unwrap_or_else(|| Arc::new(Mutex::new(SlidingWindow::default())));
         table.slots.insert(key, Slot::Live(Arc::downgrade(&window)));
         WindowHold {
             inbound: Arc::clone(inbound),
             key,
-            window,
+            window: Some(window),
+            fresh,
         }
     }
 
     /// Whether `packet_id` is new to the session (and now seen).
     fn accept(&self, packet_id: u64) -> bool {
-        lock(&self.window).accept(packet_id)
+        self.window
+            .as_ref()
+            .is_some_and(|w| lock(w).accept(packet_id))
+    }
+
+    /// Gives the window up for a session that was not opened (refused admission, say): a
+    /// window this hold made goes, so that refused sessions leave nothing behind (the packet
+    /// it saw was not forwarded: a replay of it is as good as the original).
+    fn abandon(mut self) {
+        self.release(!self.fresh);
+    }
+
+    /// Drops this hold's window under the table's lock, so that holders released at once on
+    /// two workers cannot both see another holder; the last one retires the window when
+    /// `retire`, else removes it.
+    fn release(&mut self, retire: bool) {
+        let Some(window) = self.window.take() else {
+            return;
+        };
+        let mut table = lock(&settings(&self.inbound).udp_windows);
+        // Holds are cloned and dropped only under this lock: the count is exact here.
+        if Arc::strong_count(&window) == 1 {
+            if retire {
+                table
+                    .slots
+                    .insert(self.key, Slot::Retired(window, Instant::now()));
+            } else {
+                table.slots.remove(&self.key);
+                drop(window);
+            }
+        } else {
+            drop(window);
+        }
+        drop(table);
     }
 }
 
 impl Drop for WindowHold {
     fn drop(&mut self) {
-        let mut table = lock(&settings(&self.inbound).udp_windows);
-        // Holds are cloned only under the table's lock: the count cannot grow meanwhile.
-        if Arc::strong_count(&self.window) == 1 {
-            table.slots.insert(
-                self.key,
-                Slot::Retired(Arc::clone(&self.window), Instant::now()),
-            );
-        }
+        self.release(true);
     }
 }
 
@@ -505,7 +537,7 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
             Some(_) => continue,
             None => {
                 // 2022: the window first, so that a replay opens nothing.
-                let window = match packet.session {
+                let mut window = match packet.session {
                     Some((id, packet_id)) => {
                         let hold = WindowHold::take(&ib, (packet.user, id));
                         if !hold.accept(packet_id) {
@@ -516,7 +548,11 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
                     }
                     None => None,
                 };
-                let Some((s, registration)) = new_session(&ctx, &ib, &packet, src, window) else {
+                let Some((s, registration)) = new_session(&ctx, &ib, &packet, src, &mut window)
+                else {
+                    if let Some(hold) = window {
+                        hold.abandon();
+                    }
                     continue;
                 };
                 sessions.borrow_mut().insert(key, Rc::clone(&s));
@@ -623,7 +659,7 @@ fn new_session(
     ib: &Arc<InboundShared>,
     packet: &ClientPacket,
     src: SocketAddr,
-    window: Option<WindowHold>,
+    window: &mut Option<WindowHold>,
 ) -> Option<(Rc<UdpSession>, super::Registration)> {
     let ss = settings(ib);
     let user = ctx.shared.users.get(packet.user);
@@ -655,7 +691,8 @@ fn new_session(
         user_id: packet.user,
         outbound,
         responder: RefCell::new(responder),
-        window,
+        // Taken last: on a refusal above the caller still has it.
+        window: window.take(),
         client: Cell::new(src),
         active: Cell::new(Instant::now()),
         resolved: RefCell::new(None),
