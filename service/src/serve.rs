@@ -34,9 +34,9 @@ pub struct AppState {
     /// The `config_revision` the engine was last given every inbound and user at
     /// ([`crate::sync::full`]).
     pub synced_config: Arc<std::sync::atomic::AtomicI64>,
-    /// Held while the engine is given inbounds, users or routing rules from the database
-    /// ([`crate::sync::full`], [`crate::sync::routing`]), so that what was read last is what
-    /// the engine holds.
+    /// Held while the engine is given inbounds, users or routing rules read from the database
+    /// (by `sync` and the users and routing APIs), so that what was read last is what the
+    /// engine holds.
     pub sync_turn: Arc<tokio::sync::Mutex<()>>,
     /// Whether the engine holds the stored routing rules ([`crate::sync::RoutingState`]).
     pub routing: Arc<crate::sync::RoutingState>,

@@ -105,8 +105,9 @@ impl Pushed {
     }
 }
 
-/// Pushes every inbound, user and the routing rules to the engine, and records the `config_revision` they were
-/// read at (taken before the tables, so a change committed meanwhile is given again).
+/// Pushes the routing rules, every inbound and every user to the engine, and records the
+/// `config_revision` they were read at (taken before the tables, so a change committed
+/// meanwhile is given again).
 pub async fn full(state: &AppState) -> anyhow::Result<()> {
     let _turn = state.sync_turn.lock().await;
     let revision = crate::catalog::revision(&state.db).await?;

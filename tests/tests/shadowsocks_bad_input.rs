@@ -337,6 +337,12 @@ fn udp_2022_replay_from_other_addresses() {
             thread::sleep(Duration::from_millis(10));
         }
     };
+    // Exactly `n` packets arrived, and no more after a moment for any still queued.
+    let settled = |n: usize, what: &str| {
+        wait_for(n);
+        thread::sleep(Duration::from_millis(300));
+        assert_eq!(received.load(Ordering::SeqCst), n, "{what}");
+    };
     let first = packet(b"first");
     let genuine = UdpSocket::bind("127.0.0.1:0").unwrap();
     genuine.send_to(&first, server).unwrap();
@@ -352,13 +358,7 @@ fn udp_2022_replay_from_other_addresses() {
     let second = packet(b"second");
     let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
     moved.send_to(&second, server).unwrap();
-    wait_for(2);
-    thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        received.load(Ordering::SeqCst),
-        2,
-        "a replayed packet reached the destination"
-    );
+    settled(2, "a replayed packet reached the destination");
 
     // Every session ends (nothing open on the inbound); the windows are kept.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -379,12 +379,9 @@ fn udp_2022_replay_from_other_addresses() {
     );
     let third = packet(b"third");
     moved.send_to(&third, server).unwrap();
-    wait_for(3);
-    thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        received.load(Ordering::SeqCst),
+    settled(
         3,
-        "a packet replayed after its session ended reached the destination"
+        "a packet replayed after its session ended reached the destination",
     );
     handle.stop(Duration::from_secs(1));
 }

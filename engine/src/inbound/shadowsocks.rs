@@ -158,11 +158,12 @@ impl WindowHold {
     /// two workers cannot both see another holder; the last one retires the window when
     /// `retire`, else removes it.
     fn release(&mut self, retire: bool) {
+        let mut table = lock(&settings(&self.inbound).udp_windows);
+        // Taken after the lock, so dropped before it is released: holds are cloned and
+        // dropped only under this lock, and the count is exact here.
         let Some(window) = self.window.take() else {
             return;
         };
-        let mut table = lock(&settings(&self.inbound).udp_windows);
-        // Holds are cloned and dropped only under this lock: the count is exact here.
         if Arc::strong_count(&window) == 1 {
             if retire {
                 table
@@ -170,12 +171,8 @@ impl WindowHold {
                     .insert(self.key, Slot::Retired(window, Instant::now()));
             } else {
                 table.slots.remove(&self.key);
-                drop(window);
             }
-        } else {
-            drop(window);
         }
-        drop(table);
     }
 }
 

@@ -71,14 +71,7 @@ pub(crate) fn load(
             path.display()
         ));
     }
-    if meta.len() > MAX_DATABASE_BYTES {
-        return Err(format!(
-            "GeoIP database {} is larger than {} MiB",
-            path.display(),
-            MAX_DATABASE_BYTES >> 20
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_DATABASE_BYTES) as usize);
     (&mut file)
         .take(MAX_DATABASE_BYTES + 1)
         .read_to_end(&mut bytes)

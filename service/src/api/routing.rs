@@ -36,23 +36,16 @@ pub async fn load(db: &Db) -> anyhow::Result<Option<RulesConfig>> {
     }
 }
 
-async fn store(db: &Db, json: Option<&str>) -> Result<(), sqlx::Error> {
-    match json {
-        Some(json) => sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = $2",
-        )
-        .bind(SETTING)
-        .bind(json)
-        .execute(&db.pool)
-        .await
-        .map(drop),
-        None => sqlx::query("DELETE FROM settings WHERE key = $1")
-            .bind(SETTING)
-            .execute(&db.pool)
-            .await
-            .map(drop),
-    }
+async fn store(db: &Db, json: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = $2",
+    )
+    .bind(SETTING)
+    .bind(json)
+    .execute(&db.pool)
+    .await
+    .map(drop)
 }
 
 /// Puts `previous` back in place of `ours`, if `ours` is still what is stored.
@@ -146,9 +139,7 @@ impl RoutingApi {
         let previous = db::setting(&state.db, SETTING)
             .await
             .map_err(ApiError::from)?;
-        store(&state.db, Some(&json))
-            .await
-            .map_err(ApiError::from)?;
+        store(&state.db, &json).await.map_err(ApiError::from)?;
         if let Err(e) = crate::sync::apply_routing(&state).await {
             // Put the previous rules back, unless another instance stored others meanwhile.
             restore(&state.db, &json, previous.as_deref())
