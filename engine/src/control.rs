@@ -67,6 +67,11 @@ pub(crate) fn apply_inbounds(
     configs: Vec<InboundConfig>,
 ) -> Result<(), EngineError> {
     let _lock = shared.control_lock.lock().expect("not poisoned");
+    // Under the lock `stop` fires the stop signal with: sockets bound and handed to workers
+    // after a worker has left its control loop would stay open, queued, for good.
+    if shared.stop.is_fired() {
+        return Err(EngineError::Stopped);
+    }
     let current: Vec<Arc<InboundShared>> = shared.inbounds.read().expect("not poisoned").clone();
     let by_tag: HashMap<&str, &Arc<InboundShared>> =
         current.iter().map(|i| (i.tag.as_str(), i)).collect();

@@ -342,14 +342,22 @@ impl Handle {
         v
     }
 
-    /// Stops gracefully: listeners close at once, live connections get `grace` to finish and
-    /// are then closed. Returns when every worker has exited. Calling it again is a no-op.
+    /// Stops gracefully: TCP listeners close at once and new QUIC connections are refused;
+    /// live connections and UDP sessions get `grace` to finish and are then closed. Returns
+    /// when every worker has exited, with every port the engine bound free again (a task
+    /// still running five seconds after the grace period is logged and left behind, with
+    /// what it holds). Calling it again is a no-op.
     pub fn stop(&self, grace: Duration) {
         let Some(workers) = self.workers.lock().expect("not poisoned").take() else {
             return;
         };
         tracing::info!(?grace, "engine stopping");
-        self.shared.stop.fire();
+        {
+            // Fired under the control lock: inbounds being applied are handed to the workers
+            // before they can see the signal, and none are bound after it.
+            let _lock = self.shared.control_lock.lock().expect("not poisoned");
+            self.shared.stop.fire();
+        }
         let close = self.shared.close.clone();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let timer = std::thread::spawn(move || {

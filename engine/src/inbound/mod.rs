@@ -415,10 +415,10 @@ pub(crate) async fn accept_loop<F, Fut>(
     };
     let mut stop = std::pin::pin!(stop);
     loop {
-        let accepted = futures_lite::future::or(
-            async { Some(runtime::accept(&listener).await) },
-            stop.as_mut(),
-        )
+        // The stop first: a listener with connections queued always has one to accept.
+        let accepted = futures_lite::future::or(stop.as_mut(), async {
+            Some(runtime::accept(&listener).await)
+        })
         .await;
         match accepted {
             None => break,
@@ -460,7 +460,11 @@ pub(crate) async fn run_worker(
             if ticker.index == 0 {
                 ticker.shared.xudp.sweep(Instant::now());
             }
-            runtime::sleep(Duration::from_millis(250)).await;
+            futures_lite::future::or(
+                runtime::sleep(Duration::from_millis(250)),
+                ticker.shared.stop.wait(),
+            )
+            .await;
         }
     });
     loop {
@@ -507,12 +511,39 @@ pub(crate) async fn run_worker(
         }
     }
     // Listeners close as their loops see the stop signal; live connections finish or are
-    // closed when the grace period ends (the `close` signal).
-    while ctx.live.get() > 0 {
+    // closed when the grace period ends (the `close` signal). The worker returns only once
+    // every task it spawned has ended too: its executor would drop nothing still pending,
+    // and a listener loop not yet woken by the stop signal would keep its port open for as
+    // long as the process lives. Every task ends by the close signal; one that has not a few
+    // seconds after it is reported, not waited for forever.
+    let mut closed_at = None;
+    while ctx.live.get() > 0 || runtime::tasks() > 0 {
+        // The ticker has stopped; connections still relaying need the clock (Shadowsocks 2022
+        // timestamps, last-seen times).
+        ctx.now.set(shared.now());
+        if shared.close.is_fired() {
+            let since = *closed_at.get_or_insert_with(Instant::now);
+            if since.elapsed() >= LEFT_BEHIND_AFTER_CLOSE {
+                tracing::warn!(
+                    worker = index,
+                    tasks = runtime::tasks(),
+                    live = ctx.live.get(),
+                    "tasks still running after the grace period; left behind"
+                );
+                break;
+            }
+        }
         runtime::sleep(Duration::from_millis(20)).await;
     }
+    // One more turn of the reactor: operations the last tasks left in the kernel (an accept,
+    // a receive) hold their sockets open until they are cancelled, and the cancellations go
+    // in with the reactor's next submission.
+    runtime::sleep(Duration::from_millis(1)).await;
     tracing::debug!(worker = index, "worker drained");
 }
+
+/// How long after the grace period a stopping worker still waits for its tasks to end.
+const LEFT_BEHIND_AFTER_CLOSE: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -597,12 +597,18 @@ pub(crate) async fn serve_udp(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket
                 let (c, i, s) = (Rc::clone(&ctx), Arc::clone(&ib), Rc::clone(&session));
                 runtime::spawn(async move {
                     // In order; the first of a name resolves it, the others find it cached.
-                    loop {
-                        let next = s.resolving.borrow().front().cloned();
-                        let Some((target, payload)) = next else { break };
-                        send_up(&c, &i, &s, &target, &payload, src).await;
-                        s.resolving.borrow_mut().pop_front();
-                    }
+                    let resolve = async {
+                        loop {
+                            let next = s.resolving.borrow().front().cloned();
+                            let Some((target, payload)) = next else { break };
+                            send_up(&c, &i, &s, &target, &payload, src).await;
+                            s.resolving.borrow_mut().pop_front();
+                        }
+                    };
+                    // A resolver that does not answer holds nothing past the grace period.
+                    futures_lite::future::or(resolve, c.shared.close.wait()).await;
+                    // Cut short, what waited is dropped (a task starts with the next packet).
+                    s.resolving.borrow_mut().clear();
                 });
             }
             continue;

@@ -66,9 +66,64 @@ impl Workers {
     }
 }
 
-/// Spawns a task on the current executor and lets it run to completion on its own.
+/// Spawns a task on the current executor and lets it run to completion on its own. It is
+/// counted in [`tasks`] until its future is dropped (when it finishes, or with the executor).
 pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
-    glommio::spawn_local(fut).detach();
+    let counted = Counted {
+        fut,
+        _count: TaskCount::new(),
+    };
+    glommio::spawn_local(counted).detach();
+}
+
+thread_local! {
+    /// Tasks spawned with [`spawn`] on this thread whose futures still exist.
+    static TASKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many tasks spawned with [`spawn`] on this thread have not ended. An executor whose
+/// root future returns drops nothing still pending: a task left behind then keeps what it
+/// holds (a listener, a socket) open for as long as the process lives, so a worker waits for
+/// this to reach zero before it returns.
+pub fn tasks() -> usize {
+    TASKS.with(std::cell::Cell::get)
+}
+
+/// One entry in [`TASKS`], for as long as it lives.
+struct TaskCount;
+
+impl TaskCount {
+    fn new() -> TaskCount {
+        TASKS.with(|t| t.set(t.get() + 1));
+        TaskCount
+    }
+}
+
+impl Drop for TaskCount {
+    fn drop(&mut self) {
+        TASKS.with(|t| t.set(t.get() - 1));
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// `fut`, counted in [`TASKS`] until it is dropped. It stores `fut` once (an `async` block
+    /// around `fut.await` may store it twice).
+    struct Counted<F> {
+        #[pin]
+        fut: F,
+        _count: TaskCount,
+    }
+}
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
 }
 
 /// Caps glibc's malloc at `arenas` arenas (its default is eight per CPU, one per thread that

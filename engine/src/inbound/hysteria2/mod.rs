@@ -356,9 +356,9 @@ impl Endpoint {
     }
 }
 
-/// Serves one Hysteria2 inbound on this worker's UDP socket until the inbound closes or the
-/// engine's grace period ends. After the engine's stop signal new connections are refused
-/// and live ones go on.
+/// Serves one Hysteria2 inbound on this worker's UDP socket until the inbound closes, or the
+/// engine stops and its last connection here is gone, or the engine's grace period ends.
+/// After the engine's stop signal new connections are refused and live ones go on.
 pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: UdpSocket) {
     let InboundKind::Hysteria2(h) = &ib.kind else {
         unreachable!("serve is only called for Hysteria2 inbounds")
@@ -382,8 +382,17 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
     let mut out = Vec::with_capacity(1500);
     let mut scratch = Vec::new();
     // Made once: polled again with every wait, not rebuilt (and its listeners re-registered).
+    // After the engine's stop signal the endpoint serves until its last connection is gone
+    // (new ones are refused meanwhile), or until the grace period ends.
+    let drained = async {
+        ctx.shared.stop.wait().await;
+        while !ep.conns.borrow().is_empty() {
+            runtime::sleep(Duration::from_millis(20)).await;
+        }
+    };
     let stop = async {
-        futures_lite::future::or(ctx.shared.close.wait(), ib.closed.wait()).await;
+        let ends = futures_lite::future::or(ctx.shared.close.wait(), ib.closed.wait());
+        futures_lite::future::or(ends, drained).await;
     };
     let mut stop = std::pin::pin!(stop);
     // Datagrams handled since the connections' drivers last ran.
