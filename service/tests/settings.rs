@@ -273,6 +273,17 @@ fn routing_settings_api(backend: Backend) {
             "rules[1]",
             "missing field `action`",
         ),
+        // A rule or window written as an array of its fields is not taken for one.
+        (
+            json!({"rules": [["deny"]]}),
+            "rules[0]",
+            "expected an object",
+        ),
+        (
+            json!({"rules": [{"action": "deny", "schedule": [[["mon"]]]}]}),
+            "rules[0].schedule[0]",
+            "expected an object",
+        ),
         (
             json!({"rules": [{"action": "deny", "ports": [70000]}]}),
             "rules[0].ports[0]",

@@ -83,7 +83,11 @@ use schedule::{LocalTime, Window};
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     /// Rules, tried in order; the first that matches decides.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "objects"
+    )]
     pub rules: Vec<RuleConfig>,
     /// What happens when no rule matches (default `allow`). Special ranges stay denied either
     /// way unless the outbound policy or an explicit rule opens them.
@@ -146,8 +150,49 @@ pub struct RuleConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
     /// When the rule applies; any window will do.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "objects"
+    )]
     pub schedule: Vec<TimeWindow>,
+}
+
+/// A list of `T`, each written as an object. A derived `Deserialize` also takes a struct as
+/// an array of its fields in order (`[["deny"]]` for a rule that denies): accepted, a
+/// mistaken shape would pass as a different rule instead of being named as an error.
+fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let items: Vec<ObjectOnly<T>> = Deserialize::deserialize(deserializer)?;
+    Ok(items.into_iter().map(|o| o.0).collect())
+}
+
+/// `T`, deserialized only from a map.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = ObjectOnly<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                // The same map access, so an error inside still names its field.
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
+            }
+        }
+        deserializer.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 /// A port or a range of ports.

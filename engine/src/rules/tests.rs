@@ -951,3 +951,31 @@ fn reasons_display() {
         "CGNAT destination"
     );
 }
+
+/// A rule or a time window written as an array of its fields is refused where it stands
+/// (serde's derive would take `["deny"]` for a rule that denies); errors inside objects
+/// still name their field.
+#[test]
+fn rules_and_windows_must_be_objects() {
+    let err = |json: &str| {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let e = serde_path_to_error::deserialize::<_, RulesConfig>(de).unwrap_err();
+        (e.path().to_string(), e.inner().to_string())
+    };
+    let (path, message) = err(r#"{"rules": [["deny"]]}"#);
+    assert_eq!(path, "rules[0]");
+    assert!(message.contains("expected an object"), "{message}");
+    let (path, message) = err(r#"{"rules": [{"action": "deny", "schedule": [[["mon"]]]}]}"#);
+    assert_eq!(path, "rules[0].schedule[0]");
+    assert!(message.contains("expected an object"), "{message}");
+    let (path, _) = err(r#"{"rules": [{"action": "deny", "ports": [true]}]}"#);
+    assert_eq!(path, "rules[0].ports[0]");
+    let (path, _) = err(r#"{"rules": [{"action": "deny", "schedule": [{"days": ["someday"]}]}]}"#);
+    assert_eq!(path, "rules[0].schedule[0].days[0]");
+    let (path, _) = err(r#"{"rules": [{"action": "deny", "userz": []}]}"#);
+    assert_eq!(path, "rules[0].userz");
+    let rules = config(
+        r#"{"rules": [{"action": "deny", "schedule": [{"days": ["mon"], "times": ["09:00-17:00"]}]}]}"#,
+    );
+    assert_eq!(rules.rules[0].schedule[0].days, [Weekday::Mon]);
+}
