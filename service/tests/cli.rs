@@ -18,17 +18,9 @@ fn write_config(name: &str, json: &str) -> std::path::PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn config_error_names_the_field_and_binds_nothing() {
-    let port = free_port();
+    let port = e2e::free_port();
     let path = write_config(
         "bad.json",
         &format!(
@@ -115,7 +107,7 @@ static ONE_ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run_until_signal(signal: i32) {
     let _one = ONE_ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    let port = free_port();
+    let port = e2e::free_port();
     let path = write_config(
         &format!("run-{signal}.json"),
         &format!(

@@ -1,7 +1,6 @@
 //! Crash safety of usage accounting: traffic the engine counted but the panel had not yet
 //! recorded when it was killed with SIGKILL is recorded after a restart, exactly once.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -20,14 +19,6 @@ impl Drop for Panel {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_panel(data: &Path, port: u16, usage_interval: u64) -> Panel {
@@ -83,8 +74,8 @@ fn call(p: &Panel, tok: &str, method: &str, path: &str, body: Option<Value>) -> 
 /// traffic it never recorded (its usage interval is an hour). Returns the bytes moved and the
 /// panel's port.
 fn victim_with_unrecorded_traffic(data: &Path) -> (u64, u16) {
-    let port = free_port();
-    let ss_port = free_port();
+    let port = e2e::free_port();
+    let ss_port = e2e::free_port();
     let panel = start_panel(data, port, 3600);
     let tok = token(&panel);
     let inbound = call(

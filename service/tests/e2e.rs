@@ -159,7 +159,8 @@ fn traffic_is_counted_and_limits_cut(backend: Backend) {
     const BULK: usize = 1 << 20;
     let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT through the panel's inbound");
     echo_transfer(stream, BULK, 1, Ending::HalfClose).expect("echo through the panel's inbound");
-    let u = wait_for_user(&p, &token, "traveller", |u| u["used_traffic"] != 0);
+    // A usage pass may record part of the transfer first: waited for whole.
+    let u = wait_for_user(&p, &token, "traveller", |u| u["used_traffic"] == 2 * BULK);
     std::thread::sleep(Duration::from_millis(1500));
     let u2 = p.get(&token, "/api/users/traveller").ok();
     assert_eq!(u["used_traffic"], 2 * BULK, "{u}");
@@ -302,7 +303,9 @@ fn idle_users_are_counted_exactly_and_expire_on_time(backend: Backend) {
     assert_eq!(u["used_traffic"], 2 * FIRST, "{u}");
     let stream = socks5_connect(socks, echo).unwrap();
     echo_transfer(stream, SECOND, 1, Ending::HalfClose).unwrap();
-    wait_for_user(&p, &token, "sleeper", |u| u["used_traffic"] != 2 * FIRST);
+    wait_for_user(&p, &token, "sleeper", |u| {
+        u["used_traffic"] == 2 * (FIRST + SECOND)
+    });
     std::thread::sleep(Duration::from_millis(2500));
     let u = p.get(&token, "/api/users/sleeper").ok();
     assert_eq!(u["used_traffic"], 2 * (FIRST + SECOND), "counted once: {u}");
@@ -325,7 +328,7 @@ fn idle_users_are_counted_exactly_and_expire_on_time(backend: Backend) {
     live.write_all(b"ping").unwrap();
     let mut four = [0u8; 4];
     live.read_exact(&mut four).unwrap();
-    let expires = now() + 4;
+    let expires = now() + 8;
     let u = p
         .put(
             &token,
@@ -339,7 +342,7 @@ fn idle_users_are_counted_exactly_and_expire_on_time(backend: Backend) {
     live.read_exact(&mut four).unwrap();
     assert_eq!(&four, b"pong", "cut before the expiry");
     assert!(
-        is_cut(&mut live, Duration::from_secs(10)),
+        is_cut(&mut live, Duration::from_secs(15)),
         "live connection not cut after the expiry"
     );
     assert!(now() >= expires, "cut before the expiry");

@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -29,6 +30,14 @@ fn engine(protocol: &str) -> (engine::Handle, SocketAddr) {
         json!({"users": [{"name": "u", "password": PASSWORD}]})
     };
     engine_with_inbound(protocol, users, false)
+}
+
+/// The tests here run one at a time, each stopping its engine before the next starts: a
+/// stopping engine closes its workers' pipes, which would upset another test's count.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Pipes open in this process.
@@ -66,6 +75,7 @@ fn read_then_answer(answer: Vec<u8>) -> (SocketAddr, thread::JoinHandle<Vec<u8>>
 /// destination sees every byte and end of stream, only then answers, and the client reads the
 /// answer and end of stream: each half-close crossed the relay on its own.
 fn client_half_closes_first(protocol: &str) {
+    let _one = one_at_a_time();
     let pipes_before = open_pipes();
     let (handle, server) = engine(protocol);
     let up = pattern(1, 5 << 20);
@@ -98,8 +108,8 @@ fn client_half_closes_first(protocol: &str) {
         &back[..]
     };
     assert!(body == down, "{protocol}: download corrupted");
-    // Both directions were spliced, and the pipes went back to the workers' pools (tests in
-    // other threads of this process open no pipes).
+    // Both directions were spliced, and the pipes went back to the workers' pools (no other
+    // test here runs meanwhile).
     assert!(
         open_pipes() >= pipes_before + 2,
         "{protocol}: the transfer did not go through splice"
@@ -128,6 +138,7 @@ fn trojan_client_half_closes_first() {
 /// the client still sends the rest, which the destination reads in full.
 #[test]
 fn destination_half_closes_first() {
+    let _one = one_at_a_time();
     let (handle, server) = engine("vless");
     let up = pattern(3, 4 << 20);
     let down = pattern(4, 2 << 20);
@@ -165,6 +176,7 @@ fn destination_half_closes_first() {
 /// then end of stream.
 #[test]
 fn silent_destination_still_gets_the_vless_response_header() {
+    let _one = one_at_a_time();
     let (handle, server) = engine("vless");
     let (dest, destination) = read_then_answer(Vec::new());
     let mut c = TcpStream::connect(server).unwrap();

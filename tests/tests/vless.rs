@@ -229,7 +229,8 @@ impl MuxClient {
 }
 
 /// A loopback UDP server that answers each datagram with the port it came from (2 bytes);
-/// a datagram `later` is answered again, with `late`, 300 ms after.
+/// a datagram `later` is answered again, with `late`, a second after (time for the session
+/// that sent it to end and park its socket, on a loaded machine too).
 fn udp_port_echo() -> std::net::SocketAddr {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
@@ -240,7 +241,7 @@ fn udp_port_echo() -> std::net::SocketAddr {
             if &buf[..n] == b"later" {
                 let s = socket.try_clone().unwrap();
                 std::thread::spawn(move || {
-                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    std::thread::sleep(std::time::Duration::from_secs(1));
                     let _ = s.send_to(b"late", from);
                 });
             }
@@ -278,7 +279,7 @@ fn xudp_sessions_keep_their_socket_by_global_id() {
     drop(b);
 
     // Parked: the "late" reply arrived while no session held the socket.
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    std::thread::sleep(std::time::Duration::from_millis(2000));
     let mut c = MuxClient::connect(server, UUID);
     c.open_udp(2, echo, g, b"again");
     assert_eq!(c.next(2), (proto::mux::Status::Keep, b"late".to_vec()));

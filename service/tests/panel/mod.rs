@@ -10,7 +10,7 @@
 #![allow(dead_code)] // each test file uses part of this
 
 use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -145,13 +145,10 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{}/{name}{query}", &base[..authority_end])
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, below the ephemeral range (so no
+/// connection's own port takes it meanwhile).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    e2e::free_port()
 }
 
 /// Extra settings for a test panel.
