@@ -227,8 +227,6 @@ pub(crate) struct WorkerCtx {
     pub(crate) buffers: Rc<BufferPool>,
     /// Pipes for relaying between plain TCP sockets with `splice`.
     pub(crate) pipes: crate::runtime::splice::PipePool,
-    /// Live connections and UDP sessions on this worker.
-    pub(crate) live: Cell<usize>,
     /// Unix seconds, refreshed by a ticker (cheap to read per chunk).
     pub(crate) now: Cell<u64>,
     /// The user last authenticated from each source address, per inbound: tried first.
@@ -272,12 +270,11 @@ impl WorkerCtx {
         h.insert((inbound, ip), user);
     }
 
-    /// Counts a connection or session of `inbound` as live until the guard drops.
-    pub(crate) fn live_guard(self: &Rc<Self>, inbound: &Arc<InboundShared>) -> LiveGuard {
-        self.live.set(self.live.get() + 1);
+    /// Counts a connection or session of `inbound` as open until the guard drops.
+    pub(crate) fn live_guard(&self, inbound: &Arc<InboundShared>) -> LiveGuard {
         inbound.traffic.opened(self.index);
         LiveGuard {
-            ctx: Rc::clone(self),
+            worker: self.index,
             inbound: Arc::clone(inbound),
         }
     }
@@ -322,14 +319,13 @@ impl WorkerCtx {
 }
 
 pub(crate) struct LiveGuard {
-    ctx: Rc<WorkerCtx>,
+    worker: usize,
     inbound: Arc<InboundShared>,
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.ctx.live.set(self.ctx.live.get() - 1);
-        self.inbound.traffic.closed(self.ctx.index);
+        self.inbound.traffic.closed(self.worker);
     }
 }
 
@@ -369,34 +365,6 @@ pub(crate) fn until_closed<'a, F: std::future::Future<Output = ()> + 'a>(
     futures_lite::future::or(fut, ends)
 }
 
-pin_project_lite::pin_project! {
-    /// `fut` with its output thrown away, keeping `keep` alive until the future itself is
-    /// dropped (a task's future is dropped as soon as it finishes). Unlike an `async` block
-    /// around `fut.await`, it stores `fut` once.
-    pub(crate) struct Unit<F, K> {
-        #[pin]
-        fut: F,
-        keep: K,
-    }
-}
-
-impl<F, K> Unit<F, K> {
-    pub(crate) fn new(fut: F, keep: K) -> Self {
-        Unit { fut, keep }
-    }
-}
-
-impl<F: std::future::Future, K> std::future::Future for Unit<F, K> {
-    type Output = ();
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        self.project().fut.poll(cx).map(|_| ())
-    }
-}
-
 /// Accepts connections until the engine stops or the inbound closes, running `handle` on
 /// each in its own task (counted live while it runs).
 pub(crate) async fn accept_loop<F, Fut>(
@@ -425,7 +393,7 @@ pub(crate) async fn accept_loop<F, Fut>(
             Some(Ok(stream)) => {
                 let guard = ctx.live_guard(&inbound);
                 let task = handle(Rc::clone(&ctx), Arc::clone(&inbound), stream);
-                runtime::spawn(Unit::new(task, guard));
+                runtime::spawn(runtime::Unit::new(task, guard));
             }
             Some(Err(e)) => {
                 tracing::warn!(inbound = %inbound.tag, "accept failed: {e}");
@@ -446,7 +414,6 @@ pub(crate) async fn run_worker(
         shared: Arc::clone(&shared),
         buffers: BufferPool::new(RELAY_BUFFER, 1024),
         pipes: Default::default(),
-        live: Cell::new(0),
         now: Cell::new(shared.now()),
         hints: RefCell::new(HashMap::new()),
         conns: RefCell::new(HashMap::new()),
@@ -512,12 +479,13 @@ pub(crate) async fn run_worker(
     }
     // Listeners close as their loops see the stop signal; live connections finish or are
     // closed when the grace period ends (the `close` signal). The worker returns only once
-    // every task it spawned has ended too: its executor would drop nothing still pending,
-    // and a listener loop not yet woken by the stop signal would keep its port open for as
-    // long as the process lives. Every task ends by the close signal; one that has not a few
-    // seconds after it is reported, not waited for forever.
+    // every task it spawned has ended (each connection and session is one): its executor
+    // would drop nothing still pending, and a listener loop not yet woken by the stop signal
+    // would keep its port open for as long as the process lives. Every task ends by the
+    // close signal; one that has not a few seconds after it is reported, not waited for
+    // forever.
     let mut closed_at = None;
-    while ctx.live.get() > 0 || runtime::tasks() > 0 {
+    while runtime::tasks() > 0 {
         // The ticker has stopped; connections still relaying need the clock (Shadowsocks 2022
         // timestamps, last-seen times).
         ctx.now.set(shared.now());
@@ -527,7 +495,6 @@ pub(crate) async fn run_worker(
                 tracing::warn!(
                     worker = index,
                     tasks = runtime::tasks(),
-                    live = ctx.live.get(),
                     "tasks still running after the grace period; left behind"
                 );
                 break;

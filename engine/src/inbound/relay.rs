@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{InboundShared, Unit, WorkerCtx};
+use super::{InboundShared, WorkerCtx};
 use crate::buffer::RelayBuffer;
 use crate::outbound;
 use crate::runtime::splice::{self, Pipe, PipePool};
@@ -121,7 +121,7 @@ pub(crate) fn until_idle<'a, T: 'a>(
     activity: &'a Cell<Instant>,
     idle: Duration,
 ) -> impl std::future::Future<Output = ()> + 'a {
-    futures_lite::future::or(Unit::new(relay, ()), idle_watchdog(activity, idle))
+    futures_lite::future::or(runtime::Unit::new(relay, ()), idle_watchdog(activity, idle))
 }
 
 async fn idle_watchdog(activity: &Cell<Instant>, idle: Duration) {

@@ -69,11 +69,7 @@ impl Workers {
 /// Spawns a task on the current executor and lets it run to completion on its own. It is
 /// counted in [`tasks`] until its future is dropped (when it finishes, or with the executor).
 pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
-    let counted = Counted {
-        fut,
-        _count: TaskCount::new(),
-    };
-    glommio::spawn_local(counted).detach();
+    glommio::spawn_local(Unit::new(fut, TaskCount::new())).detach();
 }
 
 thread_local! {
@@ -106,23 +102,31 @@ impl Drop for TaskCount {
 }
 
 pin_project_lite::pin_project! {
-    /// `fut`, counted in [`TASKS`] until it is dropped. It stores `fut` once (an `async` block
-    /// around `fut.await` may store it twice).
-    struct Counted<F> {
+    /// `fut` with its output thrown away, keeping `keep` alive until the future itself is
+    /// dropped (a task's future is dropped as soon as it finishes). Unlike an `async` block
+    /// around `fut.await`, it stores `fut` once.
+    pub struct Unit<F, K> {
         #[pin]
         fut: F,
-        _count: TaskCount,
+        keep: K,
     }
 }
 
-impl<F: Future> Future for Counted<F> {
-    type Output = F::Output;
+impl<F, K> Unit<F, K> {
+    /// `fut`, keeping `keep` until it is dropped.
+    pub fn new(fut: F, keep: K) -> Self {
+        Unit { fut, keep }
+    }
+}
+
+impl<F: Future, K> Future for Unit<F, K> {
+    type Output = ();
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        self.project().fut.poll(cx)
+    ) -> std::task::Poll<()> {
+        self.project().fut.poll(cx).map(|_| ())
     }
 }
 

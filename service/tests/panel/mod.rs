@@ -147,9 +147,7 @@ fn with_database(url: &str, name: &str) -> String {
 
 /// A loopback port nothing listens on right now, below the ephemeral range (so no
 /// connection's own port takes it meanwhile).
-pub fn free_port() -> u16 {
-    e2e::free_port()
-}
+pub use e2e::free_port;
 
 /// Extra settings for a test panel.
 #[derive(Clone, Debug, Default)]
