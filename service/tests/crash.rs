@@ -125,8 +125,24 @@ fn victim_with_unrecorded_traffic(data: &Path) -> (u64, u16) {
         assert_eq!(c.recv_exact(chunk.len()).unwrap().len(), chunk.len());
         moved += 2 * chunk.len() as u64;
     }
-    // Give the engine a moment to count the last write, then kill the panel outright.
-    thread::sleep(Duration::from_millis(200));
+    // Wait until the engine has counted the last write (its counters file is what survives
+    // the kill), then kill the panel outright.
+    let counted = || -> u64 {
+        engine::read_counters_file(&data.join("counters"))
+            .unwrap()
+            .map_or(0, |run| {
+                run.users.iter().map(|(_, up, down)| up + down).sum()
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counted() != moved {
+        assert!(
+            Instant::now() < deadline,
+            "the engine counted {} bytes, moved {moved}",
+            counted()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
     let mut panel = panel;
     sigkill(&mut panel.child);
     drop(c);

@@ -474,6 +474,13 @@ pub fn user_traffic(handle: &engine::Handle, name: &str) -> engine::TrafficStats
         .unwrap_or_default()
 }
 
+/// How long a test waits for a UDP reply it expects: as long as a loaded machine may need.
+pub const RELAYED: Duration = Duration::from_secs(10);
+/// How long a test waits before it takes a missing UDP reply for "not relayed". A reply that
+/// was due only comes later on a loaded machine, so this can only make such a check pass
+/// wrongly, never fail wrongly; the check that follows it waits [`RELAYED`].
+pub const SILENT: Duration = Duration::from_millis(500);
+
 /// One Shadowsocks UDP round trip of 64 bytes from `sock` through `server` to the UDP echo at
 /// `echo`, with our own codec (`client`): whether the reply came back and opened. `sock`'s
 /// read timeout bounds the wait.

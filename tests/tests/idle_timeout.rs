@@ -16,11 +16,21 @@ use serde_json::json;
 const UUID: &str = "b831381d-6324-4d53-ad4f-8cda48b30811";
 const SS_KEY: &str = "idle-timeout-test-password";
 
-fn engine(protocol: &str, settings: serde_json::Value) -> (engine::Handle, SocketAddr) {
+/// The idle timeout of the tests that wait for it to close a connection.
+const IDLE_SECS: u64 = 1;
+/// The idle timeout of the tests that keep a connection busy: long enough that a test thread
+/// descheduled for a while on a loaded machine does not leave a gap that long.
+const BUSY_IDLE_SECS: u64 = 2;
+
+fn engine(
+    protocol: &str,
+    settings: serde_json::Value,
+    idle_secs: u64,
+) -> (engine::Handle, SocketAddr) {
     let handle = start_engine(json!({
         "workers": 1,
         "outbound": {"allow_loopback": true},
-        "timeouts": {"idle_secs": 1},
+        "timeouts": {"idle_secs": idle_secs},
         "inbounds": [{"tag": "in", "listen": "127.0.0.1:0", "network": ["tcp"],
                       "protocol": protocol, "settings": settings}],
     }));
@@ -28,16 +38,24 @@ fn engine(protocol: &str, settings: serde_json::Value) -> (engine::Handle, Socke
     (handle, addr)
 }
 
-fn ss_engine() -> (engine::Handle, SocketAddr) {
+fn ss_engine(idle_secs: u64) -> (engine::Handle, SocketAddr) {
     engine(
         "shadowsocks",
         json!({"method": "aes-128-gcm", "users": [{"name": "u", "password": SS_KEY}]}),
+        idle_secs,
     )
 }
 
-fn vless_engine() -> (engine::Handle, SocketAddr) {
-    engine("vless", json!({"users": [{"name": "u", "id": UUID}]}))
+fn vless_engine(idle_secs: u64) -> (engine::Handle, SocketAddr) {
+    engine(
+        "vless",
+        json!({"users": [{"name": "u", "id": UUID}]}),
+        idle_secs,
+    )
 }
+
+/// A byte every 200 ms for more than twice [`BUSY_IDLE_SECS`]: never idle for that long.
+const TRICKLE: usize = (BUSY_IDLE_SECS as usize * 5) * 2 + 2;
 
 /// A VLESS connection to `target` with `first` as its first payload. The server sends its
 /// response header in front of the first bytes back, so an echo's answer starts with it.
@@ -73,7 +91,7 @@ fn expect_closed(s: &mut TcpStream) {
 #[test]
 fn an_idle_shadowsocks_connection_closes() {
     let echo = tcp_echo();
-    let (handle, server) = ss_engine();
+    let (handle, server) = ss_engine(IDLE_SECS);
     let mut c = SsClient::connect(server, Method::Aes128Gcm, SS_KEY, None, echo, b"ping").unwrap();
     assert_eq!(c.recv_exact(4).unwrap(), b"ping");
     let started = Instant::now();
@@ -90,7 +108,7 @@ fn an_idle_shadowsocks_connection_closes() {
 #[test]
 fn an_idle_vless_connection_closes() {
     let echo = tcp_echo();
-    let (handle, server) = vless_engine();
+    let (handle, server) = vless_engine(IDLE_SECS);
     let mut s = vless_connect(server, echo, b"ping");
     let mut b = [0u8; 6];
     s.read_exact(&mut b).unwrap();
@@ -125,11 +143,10 @@ fn sink() -> (SocketAddr, std::sync::mpsc::Receiver<usize>) {
 #[test]
 fn uplink_only_traffic_keeps_a_vless_connection_open() {
     let (target, received) = sink();
-    let (handle, server) = vless_engine();
+    let (handle, server) = vless_engine(BUSY_IDLE_SECS);
     let mut s = vless_connect(server, target, b"");
-    // 2.5 s of a byte every 200 ms: more than twice the idle timeout, never idle for it.
     let mut sent = 0;
-    for _ in 0..12 {
+    for _ in 0..TRICKLE {
         s.write_all(b"x").unwrap();
         sent += 1;
         thread::sleep(Duration::from_millis(200));
@@ -143,10 +160,10 @@ fn uplink_only_traffic_keeps_a_vless_connection_open() {
 #[test]
 fn uplink_only_traffic_keeps_a_shadowsocks_connection_open() {
     let (target, received) = sink();
-    let (handle, server) = ss_engine();
+    let (handle, server) = ss_engine(BUSY_IDLE_SECS);
     let mut c = SsClient::connect(server, Method::Aes128Gcm, SS_KEY, None, target, b"").unwrap();
     let mut sent = 0;
-    for _ in 0..12 {
+    for _ in 0..TRICKLE {
         c.send(b"x").unwrap();
         sent += 1;
         thread::sleep(Duration::from_millis(200));
