@@ -203,8 +203,21 @@ pub fn parse_response(
 
 /// The body of a chunked message from `buf`; `None` until the last chunk (and the trailer
 /// section) is there.
-fn dechunk(mut buf: &[u8]) -> Result<Option<Vec<u8>>, ProxyError> {
-    let mut body = Vec::new();
+fn dechunk(buf: &[u8]) -> Result<Option<Vec<u8>>, ProxyError> {
+    // Walked once to see whether the body is complete (an answer is parsed again after every
+    // read while it is not: no copy then), and once more to copy it out when it is.
+    let Some(len) = walk_chunks(buf, &mut |_| {})? else {
+        return Ok(None);
+    };
+    let mut body = Vec::with_capacity(len);
+    walk_chunks(buf, &mut |chunk| body.extend_from_slice(chunk))?;
+    Ok(Some(body))
+}
+
+/// Hands each chunk's data in `buf` to `each`; the body's length once the last chunk and the
+/// trailer section are there, `None` before.
+fn walk_chunks(mut buf: &[u8], each: &mut impl FnMut(&[u8])) -> Result<Option<usize>, ProxyError> {
+    let mut len = 0usize;
     loop {
         let (size, n) = match httparse::parse_chunk_size(buf) {
             Ok(httparse::Status::Complete((n, size))) => (size, n),
@@ -214,7 +227,7 @@ fn dechunk(mut buf: &[u8]) -> Result<Option<Vec<u8>>, ProxyError> {
         buf = &buf[n..];
         if size == 0 {
             // Trailer fields (ignored) end with an empty line.
-            return Ok(find_blank_line(buf).map(|_| body));
+            return Ok(find_blank_line(buf).map(|_| len));
         }
         let size = usize::try_from(size).map_err(|_| ProxyError::TooLarge)?;
         if size > MAX_RESPONSE {
@@ -226,7 +239,8 @@ fn dechunk(mut buf: &[u8]) -> Result<Option<Vec<u8>>, ProxyError> {
         if &buf[size..size + 2] != b"\r\n" {
             return Err(ProxyError::Malformed("chunk without CRLF".into()));
         }
-        body.extend_from_slice(&buf[..size]);
+        each(&buf[..size]);
+        len += size;
         buf = &buf[size + 2..];
     }
 }

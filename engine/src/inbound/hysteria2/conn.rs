@@ -74,6 +74,8 @@ pub(super) struct Conn {
     pub(super) lost: Signal,
     /// UDP sessions by the client's session id.
     pub(super) sessions: RefCell<HashMap<u32, Rc<Session>>>,
+    /// Bytes of UDP packets waiting in this connection's sessions' queues.
+    pub(super) udp_queued: Cell<usize>,
     /// Whether we have closed the connection (it drains, then the driver ends).
     closing: Cell<bool>,
     /// The congestion controller's rate (Brutal), set at authentication.
@@ -102,6 +104,7 @@ impl Conn {
             authenticated: Signal::new(),
             lost: Signal::new(),
             sessions: RefCell::new(HashMap::new()),
+            udp_queued: Cell::new(0),
             closing: Cell::new(false),
             send_rate,
         })

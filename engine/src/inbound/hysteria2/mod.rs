@@ -52,12 +52,9 @@ use crate::quic::AssumedDatagramLimit;
 use crate::runtime::{self, UdpSocket};
 use conn::Conn;
 
-/// Room kept for one receive: the largest UDP payload, or as many datagrams as the kernel
+/// Room for one receive: the largest UDP payload, or as many datagrams as the kernel
 /// coalesces into one (64 KiB at most).
 const RECV_BUFFER: usize = 64 * 1024;
-/// Receive area allocated when less than [`RECV_BUFFER`] is left: datagrams are received into
-/// it one after the other and handed to quinn as parts of it.
-const RECV_AREA: usize = 128 * 1024;
 /// Datagrams handled before the connections' drivers get to run.
 const RECV_BATCH: usize = 64;
 /// How long a QUIC connection may stay silent (the reference server's default).
@@ -378,7 +375,7 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
     if let Err(e) = runtime::enable_gro(&ep.socket) {
         tracing::debug!(inbound = %ib.tag, "UDP receive offload unavailable ({e}): one datagram per receive");
     }
-    let mut rx = BytesMut::new();
+    let mut rx = BytesMut::with_capacity(RECV_BUFFER);
     let mut out = Vec::with_capacity(1500);
     let mut scratch = Vec::new();
     // Made once: polled again with every wait, not rebuilt (and its listeners re-registered).
@@ -398,24 +395,23 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
     // Datagrams handled since the connections' drivers last ran.
     let mut taken = 0;
     loop {
-        if rx.capacity() - rx.len() < RECV_BUFFER {
-            rx.reserve(RECV_AREA);
-        }
+        rx.clear();
         match runtime::try_recv_gro(&ep.socket, &mut rx) {
             Ok(c) => {
-                // Each datagram goes to quinn as its own part of the area it was received
-                // into: no copy, and one allocation per area, not per datagram.
-                let mut data = rx.split_to(c.len);
                 // One clock read for what one receive brought.
                 let now = Instant::now();
-                while !data.is_empty() {
-                    let datagram = data.split_to(c.stride.min(data.len()));
+                // Each datagram goes to quinn as a copy of its own. quinn keeps the stream
+                // and datagram frames it has not delivered yet as slices of what it was
+                // handed, and bounds that memory by each packet's size: parts of one shared
+                // area would let a few held bytes keep the whole area alive (a client that
+                // leaves a gap in a stream could pin far more than its flow-control window).
+                for datagram in rx[..c.len].chunks(c.stride.max(1)) {
                     on_datagram(
                         &ep,
                         &ctx,
                         &ib,
                         h,
-                        datagram,
+                        BytesMut::from(datagram),
                         c.from,
                         now,
                         &mut out,

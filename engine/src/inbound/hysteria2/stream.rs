@@ -41,8 +41,9 @@ const UPLINK_BYTES: usize = 128 * 1024;
 /// most [`http3::DEFAULT_MAX_HEADERS`]) and whatever the client sends before it.
 const MAX_REQUEST_HEAD: usize = http3::DEFAULT_MAX_HEADERS + 64 * 1024;
 
-/// Longest TCP request: frame type, address and padding with their lengths.
-const MAX_TCP_REQUEST: usize = 8 + MAX_ADDRESS_LEN + 8 + MAX_PADDING_LEN;
+/// Longest TCP request: frame type, address length, address, padding length and padding,
+/// each varint at its widest (8 bytes).
+const MAX_TCP_REQUEST: usize = 8 + 8 + MAX_ADDRESS_LEN + 8 + MAX_PADDING_LEN;
 
 impl Conn {
     /// The next chunk of stream `id`; `None` at its end.
@@ -261,10 +262,15 @@ pub(super) async fn serve(
                 return;
             }
         };
-        if frame_type == TCP_REQUEST {
-            tcp_request(&conn, &ctx, &ib, id, head, deadline).await;
-        } else {
-            http_request(&conn, &ctx, &ib, id, head, deadline).await;
+        // A TCP request is one only on an authenticated connection (official clients open
+        // them after the 233 answer, which is sent after the connection is marked). Before
+        // that, 0x401 is an HTTP/3 frame type like any unknown one, which the request
+        // parser skips (RFC 9114 section 9), as an ordinary server and the reference do.
+        match conn.authed() {
+            Some(authed) if frame_type == TCP_REQUEST => {
+                tcp_request(&conn, &ctx, &ib, id, &authed, head, deadline).await;
+            }
+            _ => http_request(&conn, &ctx, &ib, id, head, deadline).await,
         }
     };
     futures_lite::future::or(work, conn.lost.wait()).await;
@@ -337,13 +343,17 @@ async fn http_request(
                         address: *address,
                         host: host.as_deref(),
                     };
-                    let body = request_body(conn, id, &request, head, deadline).await;
                     // A few requests of a connection at once go to the site (each may buffer
-                    // an answer of up to 8 MiB); the others wait their turn.
+                    // a body of up to 1 MiB and an answer of up to 8 MiB); the others wait
+                    // their turn, their bodies unread (held by quinn within the
+                    // connection's flow-control window).
                     let Ok(turn) = conn.site_turns.acquire_permit(1).await else {
                         return;
                     };
                     _turn = Some(turn);
+                    // The body's own time starts with the turn.
+                    let deadline = Instant::now() + ctx.shared.timeouts.handshake;
+                    let body = request_body(conn, id, &request, head, deadline).await;
                     site.answer(ctx, &request, &body, &mut answer).await;
                 }
                 Masquerade::Site { site, not_found } => {
@@ -386,32 +396,17 @@ async fn http_request(
     }
 }
 
-/// A TCP proxy request: once the client has authenticated, connect to the target, answer,
-/// and relay.
+/// A TCP proxy request of an authenticated client: connect to the target, answer, and
+/// relay.
 async fn tcp_request(
     conn: &Conn,
     ctx: &Rc<WorkerCtx>,
     ib: &InboundShared,
     id: StreamId,
+    authed: &super::conn::Authed,
     mut head: Vec<u8>,
     deadline: Instant,
 ) {
-    // A request may race its connection's authentication (both in flight at once).
-    let left = deadline.saturating_duration_since(Instant::now());
-    let authed = match conn.authed() {
-        Some(a) => a,
-        None => match runtime::timeout(left, conn.authenticated.wait()).await {
-            Some(()) => match conn.authed() {
-                Some(a) => a,
-                None => return,
-            },
-            None => {
-                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "TCP request before authentication");
-                conn.reset(id, H3_GENERAL_PROTOCOL_ERROR);
-                return;
-            }
-        },
-    };
     let request = loop {
         match tcp::parse_request(&head) {
             Ok(Progress::Done(r)) => break r,
@@ -648,7 +643,31 @@ impl Site<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::clip;
+    use super::{clip, MAX_TCP_REQUEST};
+    use proto::hysteria2::tcp::{self, TCP_REQUEST};
+    use proto::hysteria2::{MAX_ADDRESS_LEN, MAX_PADDING_LEN};
+    use proto::Progress;
+
+    /// `v` as an 8-byte QUIC varint, the widest a client may use for any value.
+    fn widest(v: u64) -> [u8; 8] {
+        (v | 0xc000_0000_0000_0000).to_be_bytes()
+    }
+
+    #[test]
+    fn the_longest_valid_tcp_request_fits() {
+        let host = "a".repeat(MAX_ADDRESS_LEN - ":443".len());
+        let mut request = Vec::new();
+        request.extend_from_slice(&widest(TCP_REQUEST));
+        request.extend_from_slice(&widest(MAX_ADDRESS_LEN as u64));
+        request.extend_from_slice(format!("{host}:443").as_bytes());
+        request.extend_from_slice(&widest(MAX_PADDING_LEN as u64));
+        request.resize(request.len() + MAX_PADDING_LEN, b'p');
+        let Ok(Progress::Done(parsed)) = tcp::parse_request(&request) else {
+            panic!("a valid request");
+        };
+        assert_eq!(parsed.consumed, request.len());
+        assert!(request.len() <= MAX_TCP_REQUEST);
+    }
 
     #[test]
     fn clip_cuts_at_a_character_boundary() {

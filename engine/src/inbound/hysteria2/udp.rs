@@ -22,6 +22,9 @@ use crate::runtime::{self, Notify};
 
 /// Packets waiting to go out per session; more are dropped (UDP may lose packets).
 const QUEUE_LIMIT: usize = 256;
+/// Bytes of packets waiting to go out in all sessions of one connection (while names are
+/// resolved or a user's rate holds the uplink back); more are dropped.
+const QUEUE_BYTES: usize = 4 << 20;
 /// Sessions one connection may hold at once; new ones beyond are dropped.
 const MAX_SESSIONS: usize = 1024;
 
@@ -50,6 +53,8 @@ pub(super) fn on_datagram(
             return;
         }
     };
+    // A message without a usable address opens no session (and no socket).
+    let Ok(target) = message.target() else { return };
     let existing = conn.sessions.borrow().get(&message.session_id).cloned();
     let session = match existing {
         Some(s) => s,
@@ -81,11 +86,31 @@ pub(super) fn on_datagram(
         Reassembled::Joined(p) => Bytes::copy_from_slice(p),
         Reassembled::Pending => return,
     };
-    let Ok(target) = message.target() else { return };
     let mut queue = session.queue.borrow_mut();
-    if queue.len() < QUEUE_LIMIT {
+    let queued = conn.udp_queued.get();
+    if queue.len() < QUEUE_LIMIT && queued + payload.len() <= QUEUE_BYTES {
+        conn.udp_queued.set(queued + payload.len());
         queue.push_back((target, payload));
         session.ready.notify();
+    }
+}
+
+impl Session {
+    /// The next packet waiting to go out, no longer counted as queued.
+    fn pop(&self, conn: &Conn) -> Option<(TargetAddr, Bytes)> {
+        let next = self.queue.borrow_mut().pop_front()?;
+        conn.udp_queued
+            .set(conn.udp_queued.get().saturating_sub(next.1.len()));
+        Some(next)
+    }
+}
+
+/// Drops what a session still has queued when it ends, however it ends.
+struct DropQueued<'a>(&'a Conn, &'a Session);
+
+impl Drop for DropQueued<'_> {
+    fn drop(&mut self) {
+        while self.1.pop(self.0).is_some() {}
     }
 }
 
@@ -97,6 +122,7 @@ async fn run(
     authed: Rc<Authed>,
     session: Rc<Session>,
 ) {
+    let _queued = DropQueued(&conn, &session);
     let user = &authed.user;
     let _open = user.traffic.open_guard(ctx.index);
     let socket = match runtime::outbound_udp_socket() {
@@ -118,8 +144,9 @@ async fn run(
         loop {
             session.ready.notified().await;
             loop {
-                let next = session.queue.borrow_mut().pop_front();
-                let Some((target, payload)) = next else { break };
+                let Some((target, payload)) = session.pop(&conn) else {
+                    break;
+                };
                 activity.set(Instant::now());
                 let dest = udp_destination(
                     &ctx,
