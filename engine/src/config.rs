@@ -91,7 +91,7 @@ pub struct Timeouts {
     /// Time a client has to complete its handshake; also how long a failed handshake is
     /// drained before the connection is closed.
     pub handshake_secs: u64,
-    /// Time to connect to a destination.
+    /// Time to resolve a destination's name, and then to connect to each of its addresses.
     pub connect_secs: u64,
     /// A TCP relay with no traffic in either direction for this long is closed.
     pub idle_secs: u64,

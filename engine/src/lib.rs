@@ -165,6 +165,10 @@ pub struct EngineOptions {
     /// Replaces the system clock for the routing rules' time windows (tests). Protocol
     /// timestamps always use the system clock.
     pub clock: Option<Clock>,
+    /// Replaces the system resolver (`getaddrinfo`) for destination names (tests: a lookup
+    /// that answers slowly, without a network). It runs on the resolver threads, under the
+    /// same deadline.
+    pub lookup: Option<outbound::Lookup>,
 }
 
 /// The engine entry point.
@@ -195,6 +199,10 @@ impl Engine {
             workers,
             rules: arc_swap::ArcSwap::from_pointee(config.compile_rules()?),
             policy: outbound::DestinationPolicy::from(&config.outbound),
+            resolver: outbound::Resolver::new(
+                Duration::from_secs(t.connect_secs),
+                options.lookup.clone(),
+            ),
             timeouts: RuntimeTimeouts {
                 handshake: Duration::from_secs(t.handshake_secs),
                 connect: Duration::from_secs(t.connect_secs),
@@ -415,6 +423,8 @@ pub(crate) struct Shared {
     /// Which special destination ranges the outbound allows (fixed at start): every rule set
     /// is compiled with it.
     policy: outbound::DestinationPolicy,
+    /// Destination names are resolved through it, each within `timeouts.connect`.
+    resolver: outbound::Resolver,
     timeouts: RuntimeTimeouts,
     users: Registry,
     /// The current inbounds.

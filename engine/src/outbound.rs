@@ -1,19 +1,25 @@
 //! The direct outbound: resolve, check the destination policy, connect.
 //!
+//! Names are resolved on the process's resolver threads ([`resolver`]), never on a worker,
+//! each lookup waited for until a deadline at most.
+//!
 //! Architecture invariant: no destination in a loopback, private (RFC 1918, ULA), CGNAT,
 //! link-local, multicast or unspecified range is ever connected to or sent to unless the
 //! configuration allows it. The check runs on resolved addresses, so a host name that resolves
 //! to 127.0.0.1 is refused like the literal.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use proto::TargetAddr;
 
 use crate::config::{Network, OutboundConfig};
 use crate::rules::{Decision, Query, RuleSet};
-use crate::runtime::{self, TcpStream};
+use crate::runtime::TcpStream;
+
+pub mod resolver;
+pub use resolver::{Lookup, Resolver};
 
 /// Why a destination could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +32,12 @@ pub enum OutboundError {
         /// Underlying error.
         source: io::Error,
     },
+    /// Name resolution took longer than the deadline.
+    #[error("resolving {0} timed out")]
+    ResolveTimeout(String),
+    /// Too many lookups are waiting for a resolver thread.
+    #[error("cannot resolve {0}: too many lookups waiting")]
+    ResolverBusy(String),
     /// The routing rules refuse the destination.
     #[error("destination {target} refused by {reason}")]
     Denied {
@@ -156,11 +168,13 @@ impl Route<'_> {
     }
 }
 
-/// Resolves `target` to the addresses the routing rules allow (at least one, or an error).
-/// A name the rules deny whatever its address is never resolved.
+/// Resolves `target` to the addresses the routing rules allow (at least one, or an error),
+/// through `resolver` (an address is not looked up). A name the rules deny whatever its
+/// address is never resolved.
 pub async fn resolve(
     target: &TargetAddr,
     route: Route<'_>,
+    resolver: &Resolver,
 ) -> Result<Vec<SocketAddr>, OutboundError> {
     let (domain, addrs) = match target {
         TargetAddr::Ip(a) => (None, vec![*a]),
@@ -173,15 +187,7 @@ pub async fn resolve(
                     reason: reason.to_string(),
                 });
             }
-            let (h, p) = (host.clone(), *port);
-            let r = runtime::spawn_blocking(move || (h.as_str(), p).to_socket_addrs()).await;
-            let addrs = r
-                .map_err(|source| OutboundError::Resolve {
-                    host: host.clone(),
-                    source,
-                })?
-                .collect();
-            (Some(host.as_str()), addrs)
+            (Some(host.as_str()), resolver.lookup(host, *port).await?)
         }
     };
     if addrs.is_empty() {
@@ -203,14 +209,16 @@ pub async fn resolve(
     }
 }
 
-/// Connects to `target` over TCP, trying each allowed address in turn.
+/// Connects to `target` over TCP (resolved through `resolver`), trying each allowed address
+/// in turn, each for at most `timeout`.
 pub async fn connect_tcp(
     target: &TargetAddr,
     route: Route<'_>,
+    resolver: &Resolver,
     timeout: Duration,
 ) -> Result<TcpStream, OutboundError> {
     let mut last = None;
-    for addr in resolve(target, route).await? {
+    for addr in resolve(target, route, resolver).await? {
         match TcpStream::connect_timeout(addr, timeout).await {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
@@ -233,6 +241,8 @@ pub async fn connect_tcp(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     #[test]
     fn blocks_special_ranges_by_default() {
@@ -277,5 +287,54 @@ mod tests {
         assert!(p.permits("127.0.0.2".parse().unwrap()));
         assert!(p.permits("::1".parse().unwrap()));
         assert!(!p.permits("10.0.0.1".parse().unwrap()));
+    }
+
+    /// A resolver whose lookup answers 127.0.0.1 and counts its calls.
+    fn loopback_resolver() -> (Resolver, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&calls);
+        let lookup: Lookup = Arc::new(move |_: &str, port| {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+        });
+        (Resolver::new(Duration::from_secs(10), Some(lookup)), calls)
+    }
+
+    fn resolve_with(
+        policy: DestinationPolicy,
+        target: TargetAddr,
+        resolver: &Resolver,
+    ) -> Result<Vec<SocketAddr>, OutboundError> {
+        let rules = RuleSet::builtin(policy);
+        let route = Route {
+            rules: &rules,
+            user: "u",
+            inbound: "in",
+            network: Network::Tcp,
+            source: IpAddr::from([127, 0, 0, 1]),
+            now: 0,
+        };
+        glommio::LocalExecutor::default().run(resolve(&target, route, resolver))
+    }
+
+    #[test]
+    fn an_address_is_not_looked_up_and_a_name_is_checked_once_resolved() {
+        let (r, calls) = loopback_resolver();
+        let public = SocketAddr::from(([1, 1, 1, 1], 443));
+        let got = resolve_with(DestinationPolicy::default(), TargetAddr::Ip(public), &r);
+        assert_eq!(got.unwrap(), [public]);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+        // The name resolves to loopback: refused like the literal unless allowed.
+        let name = || TargetAddr::Domain("somewhere.test".into(), 80);
+        let err = resolve_with(DestinationPolicy::default(), name(), &r).unwrap_err();
+        assert!(matches!(err, OutboundError::Denied { .. }), "{err}");
+        let allowed = DestinationPolicy {
+            allow_loopback: true,
+            allow_private: false,
+        };
+        let got = resolve_with(allowed, name(), &r).unwrap();
+        assert_eq!(got, [SocketAddr::from(([127, 0, 0, 1], 80))]);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

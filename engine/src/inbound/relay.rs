@@ -637,7 +637,8 @@ pub(crate) async fn connect_tcp(
         source,
         now: ctx.shared.rules_now(),
     };
-    outbound::connect_tcp(target, route, ctx.shared.timeouts.connect).await
+    let resolver = &ctx.shared.resolver;
+    outbound::connect_tcp(target, route, resolver, ctx.shared.timeouts.connect).await
 }
 
 /// Where a UDP packet for `target` goes: checked by the routing rules, resolved (a session
@@ -677,7 +678,7 @@ pub(crate) async fn udp_destination(
                     a
                 }
                 None => {
-                    let a = outbound::resolve(target, route).await?[0];
+                    let a = outbound::resolve(target, route, &ctx.shared.resolver).await?[0];
                     *resolved.borrow_mut() = Some((target.clone(), a));
                     a
                 }

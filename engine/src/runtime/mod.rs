@@ -6,7 +6,7 @@
 //! (`PoolPlacement::MaxSpread`), each driving its own io_uring rings. Nothing on the data path
 //! crosses threads: a connection is accepted, relayed and closed on the executor whose
 //! `SO_REUSEPORT` listener the kernel handed it to. Everything the rest of the engine needs from
-//! the runtime (sockets, spawning, timers, blocking work) is re-exported or wrapped here, so a
+//! the runtime (sockets, spawning, timers) is re-exported or wrapped here, so a
 //! different backend (tokio-uring, say) would replace this file and nothing else.
 //!
 //! Listening sockets are created on the thread that starts the engine, before any executor
@@ -190,11 +190,6 @@ impl Future for Timer {
     ) -> std::task::Poll<()> {
         std::pin::Pin::new(&mut self.inner).poll(cx).map(|_| ())
     }
-}
-
-/// Runs `f` on the executor's blocking thread pool (system DNS, for one).
-pub async fn spawn_blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    glommio::executor().spawn_blocking(f).await
 }
 
 /// Resolves with `None` if `fut` does not finish within `d`.
