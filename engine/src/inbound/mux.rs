@@ -10,6 +10,7 @@
 //!                                                          │          destination; UDP: sent
 //!                                                          │          to the frame's address)
 //!                                                          └► End:    half-close / forget
+//!                                                                     (with Error: both ways)
 //!  client stream ◄── one writer at a time (a lock) ◄── session tasks: Keep frames (UDP: with
 //!                                                      the packet's source), End at the end
 //! ```
@@ -17,17 +18,27 @@
 //! The connection is the unit of admission, kicks and idle timeout: sessions live inside it
 //! and end with it. A session's downlink reads into its own pooled buffer, writes the frame
 //! header in front of the data in place and writes header and data in one call under the
-//! writer lock. Uplink data for a TCP session goes straight to its destination once
-//! connected; before that it is queued (copied, at most [`MAX_QUEUED`] bytes per session and
+//! writer lock. A session that ends (UDP: the client's End, its GlobalID taken, quiet; TCP:
+//! the client's End with the error bit) stops whatever it waits for, the writer lock or a
+//! client that does not read included: a frame it has begun is finished by a task of its own that holds the lock (a
+//! copy of the rest; one at a time per connection), so what the session held (socket, buffer,
+//! task) goes at once. [`MAX_SESSIONS`] counts session tasks, not the sessions the client can
+//! still address: a session still sending its End counts until it is gone.
+//!
+//! Uplink data for a TCP session goes straight to its destination once connected; before
+//! that it is queued (copied, at most [`MAX_QUEUED`] bytes per session and
 //! [`MAX_CONNECTION_QUEUED`] for all of a connection's sessions, beyond which the reader
-//! waits). A UDP session opened with an XUDP GlobalID keeps its socket across
-//! sessions and connections (full-cone NAT across reconnects; see [`super::xudp`]).
+//! waits). A UDP session opened with an XUDP GlobalID keeps its socket across sessions and
+//! connections (full-cone NAT across reconnects; see [`super::xudp`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -40,7 +51,8 @@ use crate::buffer::RelayBuffer;
 use crate::runtime::{self, Notify, Signal, TcpStream, UdpSocket};
 use crate::users::UserRecord;
 
-/// Sessions one connection may hold at once (Xray's clients open at most 128 by default).
+/// Session tasks one connection may have at once (Xray's clients open at most 128 sessions by
+/// default). A session the client has ended counts until its task has ended too.
 const MAX_SESSIONS: usize = 1024;
 /// Uplink bytes queued for a TCP session that is still connecting.
 const MAX_QUEUED: usize = 512 * 1024;
@@ -74,12 +86,34 @@ impl LocalLock {
             listener.await;
         }
     }
+
+    /// Lets the next waiter in: a [`LockGuard`] dropped, or a frame's finisher done (see
+    /// [`finish_frame`]), which holds the lock without a guard.
+    fn unlock(&self) {
+        self.locked.set(false);
+        self.released.notify(1);
+    }
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        self.lock.locked.set(false);
-        self.lock.released.notify(1);
+        self.lock.unlock();
+    }
+}
+
+/// One session task counted in [`Shared::live`] for as long as it lives.
+struct LiveSession(Rc<Cell<usize>>);
+
+impl LiveSession {
+    fn new(live: &Rc<Cell<usize>>) -> LiveSession {
+        live.set(live.get() + 1);
+        LiveSession(Rc::clone(live))
+    }
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 
@@ -96,7 +130,10 @@ struct Shared<W> {
     /// Fires when the connection ends: every session task stops.
     closed: Signal,
     activity: Cell<Instant>,
+    /// The sessions the client can address.
     sessions: RefCell<HashMap<u16, Rc<Session>>>,
+    /// Session tasks not yet ended, ended sessions' included ([`MAX_SESSIONS`]).
+    live: Rc<Cell<usize>>,
     /// Uplink bytes queued in all sessions ([`MAX_CONNECTION_QUEUED`]).
     queued: Cell<usize>,
     /// Wakes the reader: some session's queue drained, or a session with a queue ended.
@@ -138,21 +175,119 @@ impl<W: AsyncWrite + Unpin> Shared<W> {
         }
     }
 
-    /// Sends `frame` with the `n` bytes of data at `buf[MAX_HEADER_LEN..]`, its header
-    /// written in place right in front of them.
-    async fn send_framed(&self, frame: Frame, buf: &mut [u8], n: usize) -> bool {
-        let head = frame.header_len(Some(n as u16));
-        let at = MAX_HEADER_LEN - head;
-        frame.write(&mut buf[at..MAX_HEADER_LEN], Some(n as u16));
-        self.send(&buf[at..MAX_HEADER_LEN + n]).await
-    }
-
     /// Sends an End frame for `session`.
     async fn end(&self, session: u16, error: bool) {
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = Frame::end(session, error).write(&mut header, None);
         self.send(&header[..n]).await;
     }
+}
+
+impl<W: AsyncWrite + Unpin + 'static> Shared<W> {
+    /// [`Shared::send`] for a session, which gives way to its `interrupt` (polled first, so
+    /// an interrupted session sends nothing more): waiting for the lock or for a client that
+    /// does not read, it stops at once. A frame begun is finished by [`finish_frame`], which
+    /// holds the lock until then. `Err` carries the interrupt's output.
+    async fn send_or<T>(
+        self: &Rc<Self>,
+        bytes: &[u8],
+        mut interrupt: Pin<&mut impl Future<Output = T>>,
+    ) -> Result<bool, T> {
+        let turn = futures_lite::future::or(async { Err(interrupt.as_mut().await) }, async {
+            Ok(self.write_turn.lock().await)
+        })
+        .await?;
+        let Some(mut w) = self.writer.borrow_mut().take() else {
+            return Ok(false);
+        };
+        // Dropped half way (the connection is over): as in `send`.
+        let mut unfinished = FireOnDrop(Some(&self.closed));
+        let mut written = 0;
+        let outcome = std::future::poll_fn(|cx| {
+            if let Poll::Ready(t) = interrupt.as_mut().poll(cx) {
+                return Poll::Ready(Err(t));
+            }
+            while written < bytes.len() {
+                match Pin::new(&mut w).poll_write(cx, &bytes[written..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => written += n,
+                    Poll::Ready(_) => return Poll::Ready(Ok(false)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            Pin::new(&mut w).poll_flush(cx).map(|r| Ok(r.is_ok()))
+        })
+        .await;
+        unfinished.0 = None;
+        match outcome {
+            Ok(ok) => {
+                *self.writer.borrow_mut() = Some(w);
+                if ok {
+                    self.activity.set(Instant::now());
+                }
+                Ok(ok)
+            }
+            Err(t) if written == 0 => {
+                *self.writer.borrow_mut() = Some(w);
+                Err(t)
+            }
+            Err(t) => {
+                // The lock stays held (without its guard) until the frame is out.
+                std::mem::forget(turn);
+                runtime::spawn(finish_frame(Rc::clone(self), w, bytes[written..].to_vec()));
+                Err(t)
+            }
+        }
+    }
+
+    /// [`Shared::send_or`] of `frame` with the `n` bytes of data at `buf[MAX_HEADER_LEN..]`,
+    /// its header written in place right in front of them.
+    async fn send_framed_or<T>(
+        self: &Rc<Self>,
+        frame: Frame,
+        buf: &mut [u8],
+        n: usize,
+        interrupt: Pin<&mut impl Future<Output = T>>,
+    ) -> Result<bool, T> {
+        let head = frame.header_len(Some(n as u16));
+        let at = MAX_HEADER_LEN - head;
+        frame.write(&mut buf[at..MAX_HEADER_LEN], Some(n as u16));
+        self.send_or(&buf[at..MAX_HEADER_LEN + n], interrupt).await
+    }
+
+    /// [`Shared::send_or`] of an End frame for `session`.
+    async fn end_or<T>(
+        self: &Rc<Self>,
+        session: u16,
+        error: bool,
+        interrupt: Pin<&mut impl Future<Output = T>>,
+    ) -> Result<bool, T> {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = Frame::end(session, error).write(&mut header, None);
+        self.send_or(&header[..n], interrupt).await
+    }
+}
+
+/// Writes `tail`, the rest of a frame whose session stopped while sending it, then gives the
+/// writer back and the lock up (held since that send took it). A client that never reads
+/// it keeps this task until the connection ends (idle, kicked, closed).
+async fn finish_frame<W: AsyncWrite + Unpin + 'static>(
+    shared: Rc<Shared<W>>,
+    mut w: W,
+    tail: Vec<u8>,
+) {
+    let finish = async { w.write_all(&tail).await.is_ok() && w.flush().await.is_ok() };
+    let closed = async {
+        shared.closed.wait().await;
+        false
+    };
+    if futures_lite::future::or(finish, closed).await {
+        *shared.writer.borrow_mut() = Some(w);
+        shared.activity.set(Instant::now());
+    } else {
+        // Part of a frame went out and the rest cannot: the connection is over.
+        shared.closed.fire();
+    }
+    shared.write_turn.unlock();
 }
 
 enum Kind {
@@ -167,6 +302,8 @@ struct Session {
 /// The uplink side of a TCP session.
 #[derive(Default)]
 struct TcpSession {
+    /// The client ended the session with an error: it stops both ways.
+    stop: Signal,
     /// Data that arrived before the destination was connected.
     queue: RefCell<VecDeque<Vec<u8>>>,
     queued: Cell<usize>,
@@ -229,6 +366,7 @@ pub(crate) async fn relay<R, W>(
         closed: Signal::new(),
         activity: Cell::new(Instant::now()),
         sessions: RefCell::new(HashMap::new()),
+        live: Rc::default(),
         queued: Cell::new(0),
         drained: Notify::default(),
     });
@@ -293,7 +431,7 @@ async fn on_frame<W: AsyncWrite + Unpin + 'static>(
                 return false;
             };
             let taken = shared.sessions.borrow().contains_key(&id);
-            if taken || shared.sessions.borrow().len() >= MAX_SESSIONS {
+            if taken || shared.live.get() >= MAX_SESSIONS {
                 shared.end(id, true).await;
                 return true;
             }
@@ -322,6 +460,15 @@ async fn on_frame<W: AsyncWrite + Unpin + 'static>(
             let session = shared.sessions.borrow().get(&id).cloned();
             if let Some(session) = session {
                 match &session.kind {
+                    // With the error bit both ways at once, as Xray does: the destination is
+                    // closed and nothing more comes down (not even an End).
+                    Kind::Tcp(t) if frame.options & mux::OPTION_ERROR != 0 => {
+                        t.ended.set(true);
+                        drop(t.dest.borrow_mut().take());
+                        t.stop.fire();
+                        shared.forget(id, &session);
+                    }
+                    // A half-close: replies go on until the destination closes.
                     Kind::Tcp(t) => {
                         t.ended.set(true);
                         let dest = t.dest.borrow_mut().take();
@@ -331,7 +478,7 @@ async fn on_frame<W: AsyncWrite + Unpin + 'static>(
                     }
                     Kind::Udp(u) => {
                         u.stop.fire();
-                        shared.sessions.borrow_mut().remove(&id);
+                        shared.forget(id, &session);
                     }
                 }
             }
@@ -435,19 +582,27 @@ fn open_tcp<W: AsyncWrite + Unpin + 'static>(shared: &Rc<Shared<W>>, id: u16, ta
         kind: Kind::Tcp(TcpSession::default()),
     });
     shared.sessions.borrow_mut().insert(id, Rc::clone(&session));
+    let live = LiveSession::new(&shared.live);
     let shared = Rc::clone(shared);
     runtime::spawn(async move {
+        let _live = live;
         let closed = shared.closed.clone();
-        futures_lite::future::or(tcp_session(&shared, id, &session, target), closed.wait()).await;
-        if let Kind::Tcp(t) = &session.kind {
-            // A reader waiting for the queue to drain stops waiting; what is still queued
-            // will not be sent.
-            t.ended.set(true);
-            t.queue.borrow_mut().clear();
-            shared.queued.set(shared.queued.get() - t.queued.replace(0));
-            t.drained.notify();
-            shared.drained.notify();
-        }
+        let Kind::Tcp(t) = &session.kind else {
+            return;
+        };
+        // An errored End stops the session wherever it waits. Its sends heed `stop` themselves
+        // (`Shared::send_or`), and `or` polls the session first, so a send under way sees the
+        // stop (and leaves its frame whole) before the session is dropped.
+        let session_or_stop =
+            futures_lite::future::or(tcp_session(&shared, id, &session, target), t.stop.wait());
+        futures_lite::future::or(session_or_stop, closed.wait()).await;
+        // A reader waiting for the queue to drain stops waiting; what is still queued will not
+        // be sent.
+        t.ended.set(true);
+        t.queue.borrow_mut().clear();
+        shared.queued.set(shared.queued.get() - t.queued.replace(0));
+        t.drained.notify();
+        shared.drained.notify();
         shared.forget(id, &session);
     });
 }
@@ -455,7 +610,7 @@ fn open_tcp<W: AsyncWrite + Unpin + 'static>(shared: &Rc<Shared<W>>, id: u16, ta
 /// One TCP session: connect, send what was queued, then relay the destination's bytes back
 /// as Keep frames; End when the destination closes.
 async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
-    shared: &Shared<W>,
+    shared: &Rc<Shared<W>>,
     id: u16,
     session: &Session,
     target: TargetAddr,
@@ -463,6 +618,8 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
     let Kind::Tcp(t) = &session.kind else {
         return;
     };
+    // One wait for the whole session (a wait registers a listener when first polled).
+    let mut stopped = pin!(t.stop.wait());
     let connected = super::relay::connect_tcp(
         &shared.ctx,
         &shared.ib,
@@ -475,7 +632,7 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(inbound = %shared.ib.tag, peer = %shared.peer, %target, "{e}");
-            shared.end(id, true).await;
+            let _ = shared.end_or(id, true, stopped.as_mut()).await;
             return;
         }
     };
@@ -492,7 +649,7 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
                 t.drained.notify();
                 shared.drained.notify();
                 if dest_w.write_all(&data).await.is_err() || dest_w.flush().await.is_err() {
-                    shared.end(id, true).await;
+                    let _ = shared.end_or(id, true, stopped.as_mut()).await;
                     return;
                 }
                 meter.up(data.len()).await;
@@ -520,16 +677,21 @@ async fn tcp_session<W: AsyncWrite + Unpin + 'static>(
             Ok(n) if n > 0 => n,
             Ok(_) => break,
             Err(_) => {
-                shared.end(id, true).await;
+                let _ = shared.end_or(id, true, stopped.as_mut()).await;
                 return;
             }
         };
-        if !shared.send_framed(Frame::keep(id, None), &mut buf, n).await {
+        let keep = Frame::keep(id, None);
+        if shared
+            .send_framed_or(keep, &mut buf, n, stopped.as_mut())
+            .await
+            != Ok(true)
+        {
             return;
         }
         meter.down(n).await;
     }
-    shared.end(id, false).await;
+    let _ = shared.end_or(id, false, stopped.as_mut()).await;
 }
 
 /// Opens UDP session `id`. With a GlobalID, the session takes the socket the GlobalID had
@@ -558,6 +720,8 @@ async fn open_udp<W: AsyncWrite + Unpin + 'static>(
             if let Some(hold) = hold {
                 registry.release(hold, None, Instant::now());
             }
+            // The client learns at once, instead of waiting out its own timeout.
+            shared.end(id, true).await;
             return;
         }
     };
@@ -576,11 +740,13 @@ async fn open_udp<W: AsyncWrite + Unpin + 'static>(
         }),
     });
     shared.sessions.borrow_mut().insert(id, Rc::clone(&session));
+    let live = LiveSession::new(&shared.live);
     let shared = Rc::clone(shared);
     runtime::spawn(async move {
+        let _live = live;
         // The client's End, or (`true`: we send End) another session taking the GlobalID or
-        // the session going quiet: they stop the replies between frames, never in the middle
-        // of one (see `Shared::send`).
+        // the session going quiet: they stop the replies wherever they wait, a frame begun
+        // being finished without the session (see `Shared::send_or`).
         let ttl = shared.ctx.shared.timeouts.udp_session;
         let interrupt = async {
             let taken_or_quiet = async {
@@ -609,12 +775,15 @@ async fn open_udp<W: AsyncWrite + Unpin + 'static>(
         })
         .await;
         shared.forget(id, &session);
+        drop(session);
         if let Some(hold) = hold {
             // The socket outlives this session: parked, or handed to the session that took
             // its GlobalID.
             let kept = runtime::duplicate_udp(&socket).ok();
             shared.ctx.shared.xudp.release(hold, kept, Instant::now());
         }
+        // Closed now, not after an End that may wait for the client.
+        drop(socket);
         if taken {
             // The client moved the session elsewhere: end it here (unless this connection
             // is over too).
@@ -624,10 +793,11 @@ async fn open_udp<W: AsyncWrite + Unpin + 'static>(
 }
 
 /// A UDP session's replies: each a Keep frame naming the packet's source (XUDP), until
-/// `interrupt` ends them, which is heeded only while no datagram is in hand; its answer is
-/// returned (`false` when the socket failed or the client stopped taking frames).
+/// `interrupt` ends them, wherever they wait (a datagram received but not yet sent is
+/// dropped); its answer is returned (`false` when the socket failed or the client stopped
+/// taking frames).
 async fn udp_replies<W: AsyncWrite + Unpin + 'static>(
-    shared: &Shared<W>,
+    shared: &Rc<Shared<W>>,
     id: u16,
     socket: &UdpSocket,
     active: &Cell<Instant>,
@@ -656,11 +826,24 @@ async fn udp_replies<W: AsyncWrite + Unpin + 'static>(
             };
         active.set(Instant::now());
         let frame = Frame::keep(id, Some(TargetAddr::Ip(unmap(from))));
-        if !shared.send_framed(frame, &mut buf, n).await {
-            return false;
+        match shared
+            .send_framed_or(frame, &mut buf, n, interrupt.as_mut())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(taken) => return taken,
         }
-        meter.down(n).await;
+        let metered = async {
+            meter.down(n).await;
+            None
+        };
+        if let Some(taken) =
+            futures_lite::future::or(metered, async { Some(interrupt.as_mut().await) }).await
+        {
+            return taken;
+        }
     }
-    shared.end(id, true).await;
+    let _ = shared.end_or(id, true, interrupt.as_mut()).await;
     false
 }

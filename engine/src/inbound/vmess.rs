@@ -1,5 +1,7 @@
 //! VMess AEAD inbound over the `proto::vmess` codec: TCP relay with the body opened and
-//! sealed in place, UDP (one chunk per packet, to the request's target), Mux.Cool
+//! sealed in place, UDP (one chunk per packet, to the request's target; a reply larger than a
+//! chunk holds, [`MAX_CHUNK_PAYLOAD`], is dropped, as v2ray and Xray drop a packet that does
+//! not fit their chunk, never cut), Mux.Cool
 //! (`inbound::mux` over the body as a byte stream). A failed handshake is
 //! drained; auth ids are replay-checked across every worker of the inbound.
 
@@ -406,16 +408,16 @@ async fn relay_udp(
         let mut down = ctx.buffers.get();
         let head = SEAL_HEADROOM;
         loop {
-            let Some((n, _)) = recv_reply(
-                socket,
-                &mut down[head..head + MAX_CHUNK_PAYLOAD],
-                &activity,
-                ttl,
-            )
-            .await
+            // Received whole (a relay buffer holds any datagram), so that one too large for a
+            // chunk is seen as such and dropped, not cut to the chunk's size.
+            let Some((n, from)) = recv_reply(socket, &mut down[head..], &activity, ttl).await
             else {
                 break;
             };
+            if n > MAX_CHUNK_PAYLOAD {
+                tracing::debug!(inbound = %conn.ib.tag, peer = %conn.peer, %from, "UDP reply of {n} bytes dropped: more than one VMess chunk holds");
+                continue;
+            }
             let frame = sealer.seal(&mut down, head..head + n);
             if client_w.write_all(&down[frame]).await.is_err() || client_w.flush().await.is_err() {
                 break;
