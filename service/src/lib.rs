@@ -11,6 +11,7 @@
 //!
 //! Start with [`serve::run`].
 
+pub mod access_log;
 pub mod api;
 pub mod auth;
 pub mod catalog;

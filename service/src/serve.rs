@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::TcpListener;
-use poem::middleware::Tracing;
 use poem::{EndpointExt, IntoEndpoint, IntoResponse, Route};
 use rand::RngCore;
 
+use crate::access_log::AccessLog;
 use crate::config::PanelConfig;
 use crate::db::{self, AdminValues, Db};
 use crate::error::ApiError;
@@ -130,7 +130,7 @@ pub fn app(state: AppState) -> impl poem::Endpoint {
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .data(state)
-        .with(Tracing)
+        .with(AccessLog)
 }
 
 /// Errors raised before a handler runs (no or bad token, a malformed parameter or body) get
@@ -153,6 +153,11 @@ async fn error_body(e: poem::Error) -> poem::Response {
 
 /// Runs the panel until SIGINT or SIGTERM.
 pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
+    // One panel per data directory, held until the engine has stopped: a second one would
+    // recover the live run's counters file and start its engine on it (truncated under the
+    // running engine's mapping). Taken before anything reads or writes there.
+    std::fs::create_dir_all(&config.data_dir)?;
+    let _data_dir = lock_data_dir(&config.data_dir)?;
     let db = Db::connect(&config.database_url).await?;
     tracing::info!(backend = ?db.backend, "database ready");
     ensure_admin(&db, &config).await?;
@@ -165,7 +170,6 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         },
         ..engine::Config::default()
     };
-    std::fs::create_dir_all(&config.data_dir)?;
     let counters_file = config.data_dir.join("counters");
     let recovered = usage::recover(&db, &counters_file).await?;
     let options = engine::EngineOptions {
@@ -225,6 +229,21 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
     }
     tokio::task::spawn_blocking(move || engine.stop(Duration::from_secs(5))).await?;
     Ok(())
+}
+
+/// The data directory's lock (`DATA_DIR/marzneshin.lock`), or an error naming the directory
+/// when another process holds it.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<engine::runtime::mapped::FileLock> {
+    let path = dir.join("marzneshin.lock");
+    engine::runtime::mapped::FileLock::try_acquire(&path)
+        .map_err(|e| anyhow::anyhow!("lock {}: {e}", path.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "another marzneshin is using the data directory {} (MARZNESHIN_DATA_DIR); \
+                 each panel needs its own",
+                dir.display()
+            )
+        })
 }
 
 async fn shutdown_signal() {

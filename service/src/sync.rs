@@ -239,14 +239,23 @@ async fn changed_since(state: &AppState, since: db::Since, now: i64) -> anyhow::
 }
 
 /// Reads the users `ids` and pushes each as decided again from their row, in slices, so that
-/// a mass change does not read every row at once.
+/// a mass change does not read every row at once. A slice that fails (a user on an inbound
+/// the engine does not have) does not keep the later ones from being pushed, their removals
+/// above all; the first error is returned.
 async fn push_by_id(state: &AppState, ids: &[i64]) -> anyhow::Result<()> {
+    let mut result = Ok(());
     for chunk in ids.chunks(500) {
-        let rows = db::users_by_ids(&state.db, chunk).await?;
-        let tags = db::inbound_tags_of_users(&state.db, chunk).await?;
-        apply_users(state, &rows, &tags).await?;
+        let pushed = async {
+            let rows = db::users_by_ids(&state.db, chunk).await?;
+            let tags = db::inbound_tags_of_users(&state.db, chunk).await?;
+            apply_users(state, &rows, &tags).await
+        }
+        .await;
+        if result.is_ok() {
+            result = pushed;
+        }
     }
-    Ok(())
+    result
 }
 
 /// [`changed_users`] without a mark: who may connect now, against what was pushed.

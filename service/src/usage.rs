@@ -13,6 +13,8 @@
 //! Then enforcement: users who are over their limit, expired or disabled are taken off the
 //! engine (their connections close at once); start_on_first_use users start their clock on
 //! first traffic or at their activation deadline; periodic resets follow each user's strategy.
+//! Enforcement runs on every pass, also when recording failed or when giving the engine every
+//! inbound failed (an inbound this host cannot bind): limits and expiry never wait for those.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -84,8 +86,12 @@ pub async fn apply(
             );
         }
     }
+    // Rows are locked in name order: another instance's pass, on the same users (their
+    // connections to its engine), then waits for this one instead of deadlocking with it.
+    let mut in_order: Vec<&(String, u64, u64)> = counters.iter().collect();
+    in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut touched = 0;
-    for (name, up, down) in counters {
+    for (name, up, down) in in_order {
         let (up, down) = (*up as i64, *down as i64);
         let (cu, cd) = cursor.get(name).copied().unwrap_or((0, 0));
         let (du, dd) = (up - cu, down - cd);
@@ -202,14 +208,23 @@ pub async fn enforce(state: &AppState, marks: &mut Marks) -> anyhow::Result<()> 
     if let Some(lock) = db::JobLock::try_acquire(&state.db, db::Job::Enforcement).await? {
         let result = update_users(&state.db, &mut marks.announced, &mut marks.pruned_at).await;
         lock.release().await;
-        result?;
+        // Logged, and the engine is still kept in step below: an expired or over-limit user
+        // needs nothing from this part to be taken off.
+        if let Err(e) = result {
+            tracing::warn!("enforcement's database changes failed (will retry): {e:#}");
+        }
     }
     // Inbounds or services changed through another instance (or by hand) since this engine
     // was given them: every inbound and user is given again. Rare, and only then does a pass
     // read every user.
     let config = crate::catalog::revision(&state.db).await?;
     if config != state.synced_config.load(Ordering::Acquire) {
-        sync::full(state).await?;
+        // Failing (an inbound this host cannot bind, say) must not stop limits and expiry
+        // from being enforced: the users are kept in step below regardless, and the full
+        // sync is tried again next pass.
+        if let Err(e) = sync::full(state).await {
+            tracing::warn!("giving the engine every inbound and user failed (will retry): {e:#}");
+        }
     } else if !state.routing.is_current() {
         // Logged by `sync::routing`; users are kept in step regardless.
         let _ = sync::routing(state).await;
@@ -288,9 +303,10 @@ pub async fn run(state: AppState) {
     loop {
         tick.tick().await;
         let t0 = std::time::Instant::now();
+        // Enforcement runs either way: limits, expiry and changes made meanwhile do not wait
+        // for recording to work again.
         if let Err(e) = record(&state, &mut marks.traffic).await {
             tracing::warn!("recording usage failed (will retry): {e:#}");
-            continue;
         }
         let t1 = t0.elapsed();
         if let Err(e) = enforce(&state, &mut marks).await {

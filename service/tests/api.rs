@@ -1158,6 +1158,19 @@ fn usage_history(backend: Backend) {
         p.get(&root, "/api/users/light/usage").ok(),
         json!([bucket(hour, 7, 7)])
     );
+    // Times out of range are refused by name (the edges of i64 once overflowed the hour and
+    // default-start arithmetic); the range's own edges are fine.
+    for bad in [i64::MIN, i64::MIN + 1, -1, 253_402_300_800, i64::MAX] {
+        for field in ["start", "end"] {
+            p.get(&root, &format!("/api/users/heavy/usage?{field}={bad}"))
+                .expect_error(422, Some(field), "between 0 and 253402300799");
+        }
+    }
+    assert_eq!(
+        p.get(&root, "/api/users/light/usage?start=0&end=253402300799")
+            .ok(),
+        json!([bucket(hour, 7, 7)])
+    );
 }
 
 fn system_stats(backend: Backend) {

@@ -1,8 +1,9 @@
 //! End to end through the panel: an admin, a service, a Shadowsocks inbound and a user made
 //! with the API; a real client (shadowsocks-rust `sslocal`) connects with the password derived
 //! from the user's key and moves traffic to a loopback echo; the panel records exactly the
-//! bytes moved, and a data limit cuts live connections and refuses new ones. On SQLite and on
-//! PostgreSQL (see `panel/mod.rs`).
+//! bytes moved, and a data limit cuts live connections and refuses new ones, also while an
+//! inbound this host cannot bind makes every full sync fail. On SQLite and on PostgreSQL (see
+//! `panel/mod.rs`).
 
 mod panel;
 
@@ -11,7 +12,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{echo_transfer, peer, socks5_connect, tcp_echo, wait_for_port, ChildGuard, Ending};
+use e2e::{
+    echo_transfer, peer, socks5_connect, tcp_echo, wait_for_port, ChildGuard, Ending, SsClient,
+};
 use panel::{Backend, Options, TestPanel};
 use serde_json::{json, Value};
 use service::serve::now;
@@ -21,7 +24,8 @@ on_both_databases!(
     going_over_the_limit_cuts_the_connection,
     idle_users_are_counted_exactly_and_expire_on_time,
     routing_rules_from_the_panel_decide_new_connections,
-    stored_rules_that_do_not_compile_deny_everything_at_start
+    stored_rules_that_do_not_compile_deny_everything_at_start,
+    limits_hold_while_an_inbound_cannot_bind,
 );
 
 const METHOD: &str = "aes-256-gcm";
@@ -638,4 +642,76 @@ fn stored_rules_that_do_not_compile_deny_everything_at_start(backend: Backend) {
     assert_eq!(p.get(&root, "/api/settings/routing").ok(), shown);
     p.put(&root, "/api/settings/routing", json!({})).ok();
     assert!(served(3), "replaced rules do not serve again");
+}
+
+/// An inbound this host cannot bind (written past the API, as another panel instance on
+/// another host may have added it) makes every full sync fail; limits are enforced all the
+/// same: a user pushed over their limit meanwhile is cut and refused.
+fn limits_hold_while_an_inbound_cannot_bind(backend: Backend) {
+    let p = start(backend);
+    let root = p.admin_token();
+    let inbound = p.new_inbound(&root, "ss", METHOD, panel::free_port());
+    let svc = p.new_service(&root, "ss_only", &[inbound["id"].as_i64().unwrap()]);
+    let user = p.new_user(
+        &root,
+        json!({"username": "capped", "service_ids": [svc], "data_limit": 1_000_000_000}),
+    );
+    let config: engine::config::InboundConfig =
+        serde_json::from_value(inbound["config"].clone()).unwrap();
+    let password = service::sync::credential(&config, user["key"].as_str().unwrap());
+    let echo = tcp_echo();
+    let connect = || {
+        SsClient::connect(
+            config.listen,
+            proto::shadowsocks::Method::Aes256Gcm,
+            &password,
+            None,
+            echo,
+            b"hi",
+        )
+    };
+    let mut live = connect().unwrap();
+    assert_eq!(live.recv_exact(2).unwrap(), b"hi");
+
+    // In one transaction, so that the pass that sees the user over their limit also finds an
+    // inbound to give the engine: on 192.0.2.1 (TEST-NET-1), no address of this host.
+    let mut elsewhere = inbound["config"].clone();
+    elsewhere["tag"] = json!("elsewhere");
+    elsewhere["listen"] = json!(format!("192.0.2.1:{}", panel::free_port()));
+    p.sql(async |pool| {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO inbounds (tag, protocol, config) VALUES ('elsewhere', 'shadowsocks', $1)",
+        )
+        .bind(elsewhere.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE users SET used_traffic = data_limit + 1 WHERE username = 'capped'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    });
+
+    // The live connection is cut (within its 10 s read timeout) and a new one refused.
+    live.expect_closed()
+        .expect("the user over their limit kept their connection");
+    let mut again = connect().unwrap();
+    again
+        .stream()
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    assert!(
+        again.recv_exact(2).is_err(),
+        "the user over their limit got a new connection through"
+    );
+    assert_eq!(p.get(&root, "/api/users/capped").ok()["status"], "limited");
+    // And the full sync did fail: this was enforcement without it.
+    assert!(
+        p.log()
+            .contains("giving the engine every inbound and user failed"),
+        "the full sync did not fail:\n{}",
+        p.log()
+    );
 }

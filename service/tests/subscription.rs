@@ -3,7 +3,8 @@
 //! format, detection by User-Agent, the headers, the browser page, the same 404 for a wrong
 //! key and an unknown user, the fetch recorded on the user, and users who may not connect
 //! getting no configuration, and that a change to inbounds, hosts, services or settings made
-//! through either of two panels on one database shows in the next fetch from the other.
+//! through either of two panels on one database shows in the next fetch from the other; and
+//! that the access log shows fetches without their key.
 
 mod panel;
 
@@ -663,6 +664,47 @@ fn every_configuration_change_shows_in_the_next_fetch(backend: Backend) {
     b.delete(&root_b, &format!("/api/inbounds/{}", t.multi))
         .ok();
     assert_eq!(from(a).0, Vec::<String>::new());
+}
+
+/// The access log shows each subscription fetch with the key left out (the key derives every
+/// proxy password of the user), and no query string.
+#[test]
+fn subscription_keys_stay_out_of_the_log() {
+    let t = setup(Backend::Sqlite);
+    let alice = t.user("alice", json!({}));
+    let key = alice["key"].as_str().unwrap();
+    let wrong = "0123456789abcdef0123456789abcdef";
+    for (path, status) in [
+        (format!("/sub/alice/{key}"), 200),
+        (format!("/sub/alice/{key}/links?token=query-secret"), 200),
+        (format!("/api/sub/alice/{key}/sing-box"), 200),
+        (format!("/sub/alice/{wrong}"), 404),
+    ] {
+        assert_eq!(t.fetch(&path, &[]).0, status, "{path}");
+    }
+    // Each request is logged before its answer is sent.
+    let log = t.panel.log();
+    for secret in [key, wrong, "query-secret"] {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
+    let logged = |path: &str, status: u16| {
+        log.lines().any(|l| {
+            l.contains("method=GET")
+                && l.contains(&format!("path={path} "))
+                && l.contains(&format!("status={status}"))
+        })
+    };
+    for (path, status) in [
+        ("/sub/alice/<key>", 200),
+        ("/sub/alice/<key>/links", 200),
+        ("/api/sub/alice/<key>/sing-box", 200),
+        ("/sub/alice/<key>", 404),
+    ] {
+        assert!(
+            logged(path, status),
+            "no line for {path} ({status}):\n{log}"
+        );
+    }
 }
 
 #[test]

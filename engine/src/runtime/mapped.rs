@@ -17,9 +17,17 @@
 //!
 //! Each slot is written by one worker thread only, with atomic loads and stores, exactly as
 //! the heap counters are (see `counters.rs`).
+//!
+//! One engine at a time: a running engine holds an exclusive `flock(2)` on its counters file
+//! for as long as the file is mapped, and [`CounterFile::create`] fails rather than truncate a
+//! file another process holds (its mapping would lose the pages under it: SIGBUS, lost counts).
+//! The kernel drops the lock when the holder exits, however it exits, so a crash leaves the
+//! file readable and free. [`read`] takes no lock: whoever starts the next run reads first
+//! (the panel holds a [`FileLock`] of its own around that and the run).
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +54,7 @@ pub struct Snapshot {
 
 /// The counter file of a running engine.
 pub struct CounterFile {
+    /// Also holds the file's lock: released when the last mapping's owner drops it.
     file: File,
     workers: usize,
     record_size: usize,
@@ -89,17 +98,31 @@ impl MappedSlots {
 }
 
 impl CounterFile {
-    /// Creates (truncating) the counter file for a new run.
+    /// Creates (truncating) the counter file for a new run, locked for as long as the
+    /// returned value and its mappings live. Fails with [`io::ErrorKind::WouldBlock`], leaving
+    /// the file as it is, when another engine holds it.
     pub fn create(path: &Path, workers: usize, run_id: [u8; 16]) -> io::Result<CounterFile> {
+        // Not truncated on open: only once the lock says no one else maps it.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .open(path)?;
+        if !try_lock_exclusive(&file)? {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is in use by another engine (another marzneshin on the same data \
+                     directory?)",
+                    path.display()
+                ),
+            ));
+        }
+        file.set_len(0)?;
         file.set_len(HEADER as u64)?;
-        // SAFETY: the file was just created and truncated by us; nothing else maps it while
-        // the engine runs (documented contract of the counters file).
+        // SAFETY: we hold the file's exclusive lock and have just truncated it; every engine
+        // takes that lock before mapping the file, so nothing else maps it while we run.
         let mut header = unsafe { MmapOptions::new().len(HEADER).map_mut(&file)? };
         header[..8].copy_from_slice(MAGIC);
         header[8..24].copy_from_slice(&run_id);
@@ -157,6 +180,46 @@ impl CounterFile {
             workers: self.workers,
             _file: Arc::clone(self),
         })
+    }
+}
+
+/// An exclusive lock on a file (created if missing), held until dropped; the kernel releases
+/// it when the process exits, however it exits. Advisory: it keeps out only those who ask for
+/// it too.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Takes the lock without waiting: `None` when another holder has it (another process,
+    /// or another `FileLock` on the same file in this one).
+    pub fn try_acquire(path: &Path) -> io::Result<Option<FileLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        Ok(try_lock_exclusive(&file)?.then_some(FileLock { _file: file }))
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)` on `file`: `false` if another open file description holds a
+/// lock on it. The lock belongs to this open file description and goes with its last close.
+fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    loop {
+        // SAFETY: `flock` takes a file descriptor and flags and touches no memory; the
+        // descriptor is open for the duration of the call (borrowed from `file`).
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => return Ok(false),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(e),
+        }
     }
 }
 
@@ -223,6 +286,48 @@ mod tests {
             (format!("user{}", SEGMENT_RECORDS + 2), 1026, 2052)
         );
         assert!(read(&dir.join("missing")).unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_engine_cannot_take_a_live_counters_file() {
+        let dir = std::env::temp_dir().join(format!("mzn-counters-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("counters");
+        let live = Arc::new(CounterFile::create(&path, 1, [1; 16]).unwrap());
+        let slots = live.allocate("alice").unwrap();
+        slots.counter(0, 0).store(100, Ordering::Relaxed);
+
+        let Err(e) = CounterFile::create(&path, 1, [2; 16]) else {
+            panic!("a second engine took the live counters file");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(e.to_string().contains("in use by another engine"), "{e}");
+        // The live run's file is untouched and still counts.
+        slots.counter(0, 0).store(250, Ordering::Relaxed);
+        let snap = read(&path).unwrap().unwrap();
+        assert_eq!(snap.run_id, [1; 16]);
+        assert_eq!(snap.users, vec![("alice".to_owned(), 250, 0)]);
+
+        // Free once the run's last mapping is gone.
+        drop((slots, live));
+        let next = CounterFile::create(&path, 1, [3; 16]).unwrap();
+        assert!(read(&path).unwrap().unwrap().users.is_empty());
+        drop(next);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_lock_is_exclusive_until_dropped() {
+        let dir = std::env::temp_dir().join(format!("mzn-file-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lock");
+        let held = FileLock::try_acquire(&path)
+            .unwrap()
+            .expect("free at first");
+        assert!(FileLock::try_acquire(&path).unwrap().is_none());
+        drop(held);
+        assert!(FileLock::try_acquire(&path).unwrap().is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -71,6 +71,9 @@ fn check_services(admin: &AuthedAdmin, ids: &[i64]) -> Result<(), ApiError> {
 /// Rust and in SQL alike.
 const MAX_TIME: i64 = 253_402_300_799;
 
+/// What a time outside `0..=MAX_TIME` is told.
+const OUT_OF_RANGE: &str = "must be a Unix time in seconds between 0 and 253402300799 (year 9999)";
+
 /// Longest `usage_duration`: 1000 years, in seconds.
 const MAX_DURATION: i64 = 1000 * 366 * 86_400;
 
@@ -85,12 +88,11 @@ fn check_expiry(
     if data_limit.is_some_and(|l| l < 0) {
         return Err(ApiError::invalid("data_limit", "must not be negative"));
     }
-    let in_range = "must be a Unix time in seconds between 0 and 253402300799 (year 9999)";
     if expire_date.is_some_and(|t| !(0..=MAX_TIME).contains(&t)) {
-        return Err(ApiError::invalid("expire_date", in_range));
+        return Err(ApiError::invalid("expire_date", OUT_OF_RANGE));
     }
     if activation_deadline.is_some_and(|t| !(0..=MAX_TIME).contains(&t)) {
-        return Err(ApiError::invalid("activation_deadline", in_range));
+        return Err(ApiError::invalid("activation_deadline", OUT_OF_RANGE));
     }
     if usage_duration.is_some_and(|d| d > MAX_DURATION) {
         return Err(ApiError::invalid(
@@ -471,6 +473,8 @@ impl UserApi {
     }
 
     /// Hourly usage of a user between two times (Unix seconds; default: the last 24 hours).
+    ///
+    /// `start` and `end` are from 0 to 253402300799 (the end of year 9999).
     #[oai(path = "/:username/usage", method = "get")]
     async fn usage(
         &self,
@@ -480,6 +484,12 @@ impl UserApi {
         start: Query<Option<i64>>,
         end: Query<Option<i64>>,
     ) -> ApiResult<Json<Vec<UsageBucket>>> {
+        // In range, the arithmetic below cannot overflow.
+        for (field, t) in [("start", start.0), ("end", end.0)] {
+            if t.is_some_and(|t| !(0..=MAX_TIME).contains(&t)) {
+                return Err(ApiError::invalid(field, OUT_OF_RANGE).into());
+            }
+        }
         let row = visible(&state, &auth.0, &username).await?;
         let end = end.0.unwrap_or_else(now);
         let start = start.0.unwrap_or(end - 86_400);
