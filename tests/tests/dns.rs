@@ -176,8 +176,8 @@ fn a_lookup_past_the_deadline_closes_its_connection() {
     let echo = tcp_echo();
     let at = Instant::now();
     let mut s = trojan_to(&h, "slow.test", echo.port(), b"hi");
-    slow.wait_started("slow.test");
-    // Closed after the one-second deadline, long before the lookup would answer.
+    // Closed after the one-second deadline, long before the lookup would answer (on a loaded
+    // machine the lookup may not even have started by then: it is skipped).
     s.set_read_timeout(Some(SLOW - Duration::from_secs(5)))
         .unwrap();
     let mut buf = [0u8; 16];

@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_lookup_past_its_deadline_fails_with_a_timeout() {
-        let (f, started, release) = fake();
+        let (f, _started, release) = fake();
         let pool = Pool::new(4, 16, IDLE);
         let r = resolver(&pool, lookup_of(&f), Duration::from_millis(200));
         let at = Instant::now();
@@ -287,8 +287,9 @@ mod tests {
         assert!(matches!(err, OutboundError::ResolveTimeout(_)), "{err:?}");
         assert_eq!(err.to_string(), "resolving slow.test timed out");
         assert!(at.elapsed() < Duration::from_secs(20), "{:?}", at.elapsed());
-        started.recv_timeout(Duration::from_secs(10)).unwrap();
-        release.send(()).unwrap();
+        // On a loaded machine no thread may have taken the lookup before its deadline (then
+        // it is skipped, never started); one that did is let go.
+        let _ = release.send(());
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub(super) struct Session {
     id: u32,
     reassembly: RefCell<Reassembly>,
     /// Packets from the client, with where each goes.
-    queue: RefCell<VecDeque<(TargetAddr, Bytes)>>,
+    queue: RefCell<VecDeque<Queued>>,
     ready: Notify,
 }
 
@@ -81,18 +81,32 @@ pub(super) fn on_datagram(
             s
         }
     };
-    let payload = match session.reassembly.borrow_mut().feed(&message) {
-        Reassembled::Whole(p) => datagram.slice_ref(p),
-        Reassembled::Joined(p) => Bytes::copy_from_slice(p),
+    // What a queued packet holds: a whole one keeps its datagram alive, a joined one is a
+    // copy; either way with its address.
+    let (payload, cost) = match session.reassembly.borrow_mut().feed(&message) {
+        Reassembled::Whole(p) => (datagram.slice_ref(p), datagram.len()),
+        Reassembled::Joined(p) => (Bytes::copy_from_slice(p), p.len()),
         Reassembled::Pending => return,
     };
+    let cost = cost + message.address.len();
     let mut queue = session.queue.borrow_mut();
     let queued = conn.udp_queued.get();
-    if queue.len() < QUEUE_LIMIT && queued + payload.len() <= QUEUE_BYTES {
-        conn.udp_queued.set(queued + payload.len());
-        queue.push_back((target, payload));
+    if queue.len() < QUEUE_LIMIT && queued + cost <= QUEUE_BYTES {
+        conn.udp_queued.set(queued + cost);
+        queue.push_back(Queued {
+            target,
+            payload,
+            cost,
+        });
         session.ready.notify();
     }
+}
+
+/// A packet waiting to go out, with the bytes it holds ([`QUEUE_BYTES`]).
+struct Queued {
+    target: TargetAddr,
+    payload: Bytes,
+    cost: usize,
 }
 
 impl Session {
@@ -100,8 +114,8 @@ impl Session {
     fn pop(&self, conn: &Conn) -> Option<(TargetAddr, Bytes)> {
         let next = self.queue.borrow_mut().pop_front()?;
         conn.udp_queued
-            .set(conn.udp_queued.get().saturating_sub(next.1.len()));
-        Some(next)
+            .set(conn.udp_queued.get().saturating_sub(next.cost));
+        Some((next.target, next.payload))
     }
 }
 
