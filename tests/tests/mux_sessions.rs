@@ -2,7 +2,8 @@
 //! of our own (`proto`'s codecs): an ended session frees its socket, task and buffer at once
 //! even when the downlink is blocked, and its XUDP GlobalID moves without waiting; an End with
 //! the error bit closes a TCP session both ways; a UDP session that gets no socket is ended; a
-//! VMess UDP reply too large for a chunk is dropped, never cut.
+//! VMess UDP reply too large for a chunk is dropped, never cut; the rest of a reply an ended
+//! session leaves is counted.
 //!
 //! The tests take turns (`serial`): they count the process's open descriptors or use them up.
 
@@ -210,6 +211,21 @@ impl MuxConn {
     }
 }
 
+/// A test's start: its turn, an engine with a VLESS inbound, a UDP echo, and a Mux.Cool
+/// connection to the engine (`small_window`: see [`MuxConn::connect`]) with UDP session 1
+/// open to the echo and `first` sent on it.
+fn udp_start(
+    small_window: bool,
+    first: &[u8],
+) -> (MutexGuard<'static, ()>, engine::Handle, PortEcho, MuxConn) {
+    let turn = serial();
+    let (handle, server) = vless_engine();
+    let echo = PortEcho::start();
+    let mut c = MuxConn::connect(server, small_window);
+    c.open(1, Network::Udp, echo.addr, None, first);
+    (turn, handle, echo, c)
+}
+
 /// A client that stops reading and then opens, uses and ends UDP session after UDP session:
 /// each ended session's socket, task and buffer go at once (they used to wait for the writer
 /// lock, held by the session whose frame the client does not take, for as long as the
@@ -218,11 +234,7 @@ impl MuxConn {
 #[test]
 fn ended_udp_sessions_free_their_sockets_while_the_client_does_not_read() {
     const CYCLES: u16 = 300;
-    let _turn = serial();
-    let (handle, server) = vless_engine();
-    let echo = PortEcho::start();
-    let mut c = MuxConn::connect(server, true);
-    c.open(1, Network::Udp, echo.addr, None, b"first");
+    let (_turn, handle, echo, mut c) = udp_start(true, b"first");
     c.block_downlink(&handle, 1);
     let before = open_fds();
     for i in 0..CYCLES {
@@ -287,6 +299,41 @@ fn a_global_id_moves_from_a_session_stuck_on_a_blocked_downlink() {
         assert_eq!(data.len(), 2 + 32 * 1024, "a whole reply");
     }
     drop((a, b));
+    assert_connections_freed(&handle);
+    handle.stop(Duration::from_secs(1));
+}
+
+/// Every byte of data that comes down is counted, once: also the rest of a reply a session was
+/// sending when the client ended it, which goes out after the session (it used to go down
+/// uncounted).
+#[test]
+fn the_rest_of_a_reply_sent_after_its_session_ended_is_counted() {
+    let (_turn, handle, echo, mut c) = udp_start(true, b"first");
+    c.block_downlink(&handle, 1);
+    c.end(1, false);
+    // Session 2's reply comes down after whatever session 1 left on the way.
+    c.open(2, Network::Udp, echo.addr, None, b"last");
+    let mut received = 0u64;
+    loop {
+        let (session, status, _, data) = c.next();
+        received += data.len() as u64;
+        if (session, status) == (2, Status::Keep) {
+            break;
+        }
+    }
+    let deadline = Instant::now() + RELAYED;
+    loop {
+        let counted = user_traffic(&handle, "u").downlink;
+        if counted == received {
+            break;
+        }
+        assert!(
+            counted < received && Instant::now() < deadline,
+            "{counted} bytes counted down, {received} received"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    drop(c);
     assert_connections_freed(&handle);
     handle.stop(Duration::from_secs(1));
 }
@@ -358,21 +405,16 @@ fn an_errored_end_closes_a_tcp_session_both_ways() {
 /// fails in between.
 struct NoDescriptorsLeft {
     held: Vec<std::fs::File>,
-    limit: String,
+    soft: u64,
 }
 
 impl NoDescriptorsLeft {
     fn new() -> NoDescriptorsLeft {
-        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-        let line = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .expect("a descriptor limit");
-        let limit = line.split_whitespace().nth(3).unwrap().to_owned();
-        set_soft_fd_limit(&(open_fds() + 64).to_string());
+        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("a descriptor limit");
+        set_soft_fd_limit(open_fds() as u64 + 64);
         let mut all = NoDescriptorsLeft {
             held: Vec::new(),
-            limit,
+            soft,
         };
         loop {
             match std::fs::File::open("/dev/null") {
@@ -388,28 +430,20 @@ impl NoDescriptorsLeft {
 impl Drop for NoDescriptorsLeft {
     fn drop(&mut self) {
         self.held.clear();
-        set_soft_fd_limit(&self.limit);
+        set_soft_fd_limit(self.soft);
     }
 }
 
-fn set_soft_fd_limit(limit: &str) {
-    let status = std::process::Command::new("prlimit")
-        .arg(format!("--pid={}", std::process::id()))
-        .arg(format!("--nofile={limit}:"))
-        .status()
-        .expect("prlimit runs");
-    assert!(status.success(), "prlimit {limit}");
+fn set_soft_fd_limit(soft: u64) {
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("a descriptor limit");
+    rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard).expect("the soft limit set");
 }
 
 /// A UDP session whose socket cannot be opened (no descriptor left) gets End with the error
 /// bit at once, instead of nothing until the client's own timeout; the connection goes on.
 #[test]
 fn a_udp_session_without_a_socket_is_ended() {
-    let _turn = serial();
-    let (handle, server) = vless_engine();
-    let echo = PortEcho::start();
-    let mut c = MuxConn::connect(server, false);
-    c.open(1, Network::Udp, echo.addr, None, b"works");
+    let (_turn, handle, echo, mut c) = udp_start(false, b"works");
     assert_eq!(c.until(1).last().unwrap().1, Status::Keep);
 
     let none_left = NoDescriptorsLeft::new();

@@ -187,10 +187,12 @@ impl<W: AsyncWrite + Unpin + 'static> Shared<W> {
     /// [`Shared::send`] for a session, which gives way to its `interrupt` (polled first, so
     /// an interrupted session sends nothing more): waiting for the lock or for a client that
     /// does not read, it stops at once. A frame begun is finished by [`finish_frame`], which
-    /// holds the lock until then. `Err` carries the interrupt's output.
+    /// holds the lock until then; its `payload` bytes of data are metered here then, as the
+    /// caller, interrupted, does not meter them. `Err` carries the interrupt's output.
     async fn send_or<T>(
         self: &Rc<Self>,
         bytes: &[u8],
+        payload: usize,
         mut interrupt: Pin<&mut impl Future<Output = T>>,
     ) -> Result<bool, T> {
         let turn = futures_lite::future::or(async { Err(interrupt.as_mut().await) }, async {
@@ -234,6 +236,7 @@ impl<W: AsyncWrite + Unpin + 'static> Shared<W> {
                 // The lock stays held (without its guard) until the frame is out.
                 std::mem::forget(turn);
                 runtime::spawn(finish_frame(Rc::clone(self), w, bytes[written..].to_vec()));
+                self.meter().charge_down(payload);
                 Err(t)
             }
         }
@@ -251,7 +254,8 @@ impl<W: AsyncWrite + Unpin + 'static> Shared<W> {
         let head = frame.header_len(Some(n as u16));
         let at = MAX_HEADER_LEN - head;
         frame.write(&mut buf[at..MAX_HEADER_LEN], Some(n as u16));
-        self.send_or(&buf[at..MAX_HEADER_LEN + n], interrupt).await
+        self.send_or(&buf[at..MAX_HEADER_LEN + n], n, interrupt)
+            .await
     }
 
     /// [`Shared::send_or`] of an End frame for `session`.
@@ -263,7 +267,7 @@ impl<W: AsyncWrite + Unpin + 'static> Shared<W> {
     ) -> Result<bool, T> {
         let mut header = [0u8; MAX_HEADER_LEN];
         let n = Frame::end(session, error).write(&mut header, None);
-        self.send_or(&header[..n], interrupt).await
+        self.send_or(&header[..n], 0, interrupt).await
     }
 }
 

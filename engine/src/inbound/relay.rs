@@ -60,15 +60,24 @@ impl Meter<'_> {
     }
 
     pub(crate) async fn down(&self, n: usize) {
+        let wait = self.charge_down(n);
+        if !wait.is_zero() {
+            runtime::sleep(wait).await;
+        }
+    }
+
+    /// Counts `n` bytes sent down and charges them to the user's downlink rate, without
+    /// waiting: returns how long [`Meter::down`] would have waited. For bytes that go out
+    /// after their sender stopped (the charge still slows the user's next sends).
+    pub(crate) fn charge_down(&self, n: usize) -> std::time::Duration {
         let w = self.ctx.index;
         self.user.traffic.add_down(w, n as u64);
         self.inbound.traffic.add_down(w, n as u64);
         self.user.seen(self.ctx.now.get());
         if self.user.downlink.is_limited() {
-            let wait = self.user.downlink.take(n);
-            if !wait.is_zero() {
-                runtime::sleep(wait).await;
-            }
+            self.user.downlink.take(n)
+        } else {
+            std::time::Duration::ZERO
         }
     }
 }
