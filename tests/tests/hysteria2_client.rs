@@ -48,6 +48,22 @@ fn field<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The answer's fields but its `date`, which it must have, as every HTTP server's answer
+/// does (RFC 9110's IMF-fixdate, `Sat, 28 Nov 2026 12:00:00 GMT`).
+fn dated(r: &Response) -> Vec<(String, String)> {
+    let date = field(r, "date").expect("a date field");
+    let shape = date.len() == 29
+        && date.ends_with(" GMT")
+        && date.as_bytes()[3] == b','
+        && jiff::fmt::rfc2822::parse(date).is_ok();
+    assert!(shape, "not an HTTP date: {date:?}");
+    r.fields
+        .iter()
+        .filter(|(n, _)| n != "date")
+        .cloned()
+        .collect()
+}
+
 /// Opens a TCP proxy stream to `target` and checks an echo through it.
 async fn tcp_echo_through(conn: &quinn::Connection, target: SocketAddr) {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
@@ -150,7 +166,7 @@ fn wrong_password_and_other_requests_get_the_masquerade() {
         );
         let page = exchange(&conn, &get).await;
         assert_eq!((page.status, &page.body), (wrong.status, &wrong.body));
-        assert_eq!(page.fields, wrong.fields, "the same answer either way");
+        assert_eq!(dated(&page), dated(&wrong), "the same answer either way");
         // Before authentication 0x401 is an unknown frame type, skipped as any HTTP/3 server
         // skips one: a request behind it gets the same answer.
         let mut behind = Vec::new();
@@ -193,6 +209,11 @@ fn a_configured_masquerade_answers_every_request() {
         assert_eq!(field(&page, "content-type"), Some("text/html"));
         assert_eq!(field(&page, "server"), Some("nginx"));
         assert_eq!(field(&page, "content-length"), Some("17"));
+        // HEAD: the same head, no body.
+        let head = exchange(&conn, &request("HEAD", "/")).await;
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty(), "a body to HEAD");
+        assert_eq!(dated(&head), dated(&page));
     });
     handle.stop(Duration::from_secs(1));
 }
@@ -241,6 +262,11 @@ fn a_static_site_masquerade_serves_its_files() {
         assert_eq!(head.status, 200);
         assert!(head.body.is_empty());
         assert_eq!(field(&head, "content-length"), Some("16"));
+        dated(&head);
+        let missing = exchange(&conn, &request("HEAD", "/missing")).await;
+        assert_eq!(missing.status, 404);
+        assert!(missing.body.is_empty(), "a body to HEAD");
+        assert_eq!(field(&missing, "content-length"), Some("19"));
         let dir_page = exchange(&conn, &request("GET", "/blog")).await;
         assert_eq!(dir_page.status, 301);
         assert_eq!(field(&dir_page, "location"), Some("/blog/"));
@@ -371,11 +397,18 @@ fn a_reverse_proxy_masquerade_answers_with_the_site() {
         let page = exchange(&conn, &get).await;
         assert_eq!(page.status, 200);
         assert_eq!(page.body, b"the operator's own site");
+        // The site sends no date: the answer gets one, as from any server.
+        dated(&page);
+        // HEAD: the site's length, no body.
+        let head = exchange(&conn, &request("HEAD", "/index.html")).await;
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty(), "a body to HEAD");
+        assert_eq!(field(&head, "content-length"), Some("23"));
         // The client still authenticates as usual.
         assert_eq!(auth(&conn, PASSWORD).await.status, 233);
     });
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 2, "one site request per masqueraded request");
+    assert_eq!(seen.len(), 3, "one site request per masqueraded request");
     let first = String::from_utf8_lossy(&seen[0]);
     assert!(
         first.starts_with("POST /auth HTTP/1.1\r\nHost: hysteria\r\n"),

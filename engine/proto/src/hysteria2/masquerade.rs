@@ -117,6 +117,9 @@ pub struct Response {
     pub status: u16,
     /// The fields to forward (names lowercase; connection fields and framing removed).
     pub fields: Vec<(String, Vec<u8>)>,
+    /// The site's `content-length`, if it sent one: the answer to a `HEAD` request carries
+    /// it on (the length a `GET` would have), where any other answer has its body's.
+    pub length: Option<usize>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
 }
@@ -196,6 +199,7 @@ pub fn parse_response(
         return Ok(Progress::Done(Response {
             status,
             fields,
+            length,
             body,
         }));
     }
@@ -353,6 +357,7 @@ mod tests {
             panic!("a HEAD answer has no body")
         };
         assert!(r.body.is_empty());
+        assert_eq!(r.length, Some(100), "what a GET would have");
         assert!(matches!(
             parse_response(b"SSH-2.0-OpenSSH\r\n\r\n", false, false),
             Err(ProxyError::Malformed(_))

@@ -148,9 +148,9 @@ impl Inbound {
                 Some(MasqueradeConfig::File { dir }) => Masquerade::Site {
                     site: site::StaticSite::load(dir)
                         .map_err(|e| invalid(format!("{at}.settings.masquerade.dir"), e))?,
-                    not_found: masquerade_response(None),
+                    not_found: Answer::masquerade(None),
                 },
-                other => Masquerade::Fixed(masquerade_response(other.as_ref())),
+                other => Masquerade::Fixed(Answer::masquerade(other.as_ref())),
             },
             max_send: if c.ignore_client_bandwidth {
                 0
@@ -183,8 +183,8 @@ impl Inbound {
 
 /// What every HTTP/3 request but a successful authentication gets.
 enum Masquerade {
-    /// The same answer every time: HEADERS and DATA frames.
-    Fixed(Vec<u8>),
+    /// The same answer every time.
+    Fixed(Answer),
     /// The operator's site's answer (`stream::proxy`).
     Proxy {
         address: SocketAddr,
@@ -193,61 +193,90 @@ enum Masquerade {
     /// A directory's files; `not_found` for any other path.
     Site {
         site: site::StaticSite,
-        not_found: Vec<u8>,
+        not_found: Answer,
     },
 }
 
-/// The fixed HTTP/3 answer: the configured one, or the reference server's default, Go's
-/// `404 page not found`.
-fn masquerade_response(c: Option<&MasqueradeConfig>) -> Vec<u8> {
-    let default_headers = [
-        (
-            "content-type".to_owned(),
-            "text/plain; charset=utf-8".to_owned(),
-        ),
-        ("x-content-type-options".to_owned(), "nosniff".to_owned()),
-    ];
-    let (status, content, headers): (u16, &str, Vec<(String, String)>) = match c {
-        None | Some(MasqueradeConfig::Proxy { .. } | MasqueradeConfig::File { .. }) => {
-            (404, "404 page not found\n", default_headers.to_vec())
-        }
-        Some(MasqueradeConfig::String {
-            status_code,
-            content,
-            headers,
-        }) => (
-            *status_code,
-            content,
-            headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect(),
-        ),
-    };
-    let headers: Vec<(&[u8], &[u8])> = headers
-        .iter()
-        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-        .collect();
-    let mut out = Vec::new();
-    push_http3_response(status, &headers, content.as_bytes(), &mut out);
-    out
+/// An answer made here (not the operator's site's): status, fields and body.
+struct Answer {
+    status: u16,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
-/// Appends an HTTP/3 response: HEADERS (`status`, `fields` but any `content-length`, then
-/// the body's length) and the body in one DATA frame.
+impl Answer {
+    /// The fixed answer: the configured one, or the reference server's default, Go's
+    /// `404 page not found`.
+    fn masquerade(c: Option<&MasqueradeConfig>) -> Answer {
+        match c {
+            None | Some(MasqueradeConfig::Proxy { .. } | MasqueradeConfig::File { .. }) => Answer {
+                status: 404,
+                fields: vec![
+                    (
+                        "content-type".to_owned(),
+                        "text/plain; charset=utf-8".to_owned(),
+                    ),
+                    ("x-content-type-options".to_owned(), "nosniff".to_owned()),
+                ],
+                body: b"404 page not found\n".to_vec(),
+            },
+            Some(MasqueradeConfig::String {
+                status_code,
+                content,
+                headers,
+            }) => Answer {
+                status: *status_code,
+                fields: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect(),
+                body: content.as_bytes().to_vec(),
+            },
+        }
+    }
+
+    /// Appends it as the HTTP/3 response to a `method` request: HEADERS, then the body in one
+    /// DATA frame, but not to `HEAD`.
+    fn push(&self, method: &str, out: &mut Vec<u8>) {
+        let fields: Vec<(&[u8], &[u8])> = self
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        if method == "HEAD" {
+            push_http3_head(self.status, &fields, Some(self.body.len()), out);
+        } else {
+            push_http3_response(self.status, &fields, &self.body, out);
+        }
+    }
+}
+
+/// Appends an HTTP/3 response: HEADERS ([`push_http3_head`] with the body's length) and the
+/// body in one DATA frame.
 fn push_http3_response(status: u16, fields: &[(&[u8], &[u8])], body: &[u8], out: &mut Vec<u8>) {
-    push_http3_head(status, fields, body.len(), out);
+    push_http3_head(status, fields, Some(body.len()), out);
     if !body.is_empty() {
         http3::push_frame_header(http3::DATA, body.len(), out);
         out.extend_from_slice(body);
     }
 }
 
-/// Appends an HTTP/3 response's HEADERS frame (`status`, `fields` but any `content-length`,
-/// then `length`): alone, the answer to a `HEAD` request.
-fn push_http3_head(status: u16, fields: &[(&[u8], &[u8])], length: usize, out: &mut Vec<u8>) {
+/// Appends an HTTP/3 response's HEADERS frame: `status`, `fields` but any `content-length`,
+/// a `date` (now) unless they have one, as every HTTP server sends it (the reference
+/// server's among them), and a `content-length` of `length` if given. Alone, the answer to
+/// a `HEAD` request.
+fn push_http3_head(
+    status: u16,
+    fields: &[(&[u8], &[u8])],
+    length: Option<usize>,
+    out: &mut Vec<u8>,
+) {
     let status = status.to_string();
-    let length = length.to_string();
+    let length = length.map(|l| l.to_string());
+    // Only years past 9999 fail to print.
+    let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&jiff::Timestamp::now())
+        .unwrap_or_default();
     let mut all: Vec<(&[u8], &[u8])> = vec![(b":status", status.as_bytes())];
     all.extend(
         fields
@@ -255,7 +284,12 @@ fn push_http3_head(status: u16, fields: &[(&[u8], &[u8])], length: usize, out: &
             .filter(|(k, _)| !k.eq_ignore_ascii_case(b"content-length"))
             .copied(),
     );
-    all.push((b"content-length", length.as_bytes()));
+    if !fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(b"date")) {
+        all.push((b"date", date.as_bytes()));
+    }
+    if let Some(length) = &length {
+        all.push((b"content-length", length.as_bytes()));
+    }
     http3::push_headers_frame(&all, out);
 }
 

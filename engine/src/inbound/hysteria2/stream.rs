@@ -337,7 +337,7 @@ async fn http_request(
         _ => {
             tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "not authenticated: masquerade");
             match &h.masquerade {
-                Masquerade::Fixed(fixed) => answer.extend_from_slice(fixed),
+                Masquerade::Fixed(fixed) => fixed.push(&request.method, &mut answer),
                 Masquerade::Proxy { address, host } => {
                     let site = Site {
                         address: *address,
@@ -362,7 +362,7 @@ async fn http_request(
                         Lookup::File(file) => {
                             let fields: [(&[u8], &[u8]); 1] =
                                 [(b"content-type", file.content_type.as_bytes())];
-                            push_http3_head(200, &fields, file.body.len(), &mut answer);
+                            push_http3_head(200, &fields, Some(file.body.len()), &mut answer);
                             if request.method != "HEAD" && !file.body.is_empty() {
                                 http3::push_frame_header(http3::DATA, file.body.len(), &mut answer);
                                 file_body = Some(file.body.clone());
@@ -376,7 +376,7 @@ async fn http_request(
                                 &mut answer,
                             );
                         }
-                        Lookup::NotFound => answer.extend_from_slice(not_found),
+                        Lookup::NotFound => not_found.push(&request.method, &mut answer),
                     }
                 }
             }
@@ -589,7 +589,12 @@ impl Site<'_> {
                     .iter()
                     .map(|(k, v)| (k.as_bytes(), v.as_slice()))
                     .collect();
-                push_http3_response(r.status, &fields, &r.body, out);
+                if request.method == "HEAD" {
+                    // The site's own content-length: what a GET would have.
+                    push_http3_head(r.status, &fields, r.length, out);
+                } else {
+                    push_http3_response(r.status, &fields, &r.body, out);
+                }
             }
             Err(e) => {
                 tracing::debug!(site = %self.address, "masquerade site: {e}");
