@@ -822,6 +822,30 @@ pub async fn user_by_name(db: &Db, username: &str) -> Result<Option<UserRow>, sq
         .transpose()
 }
 
+/// One user by name, read in `tx` and held until it ends (PostgreSQL locks the row; SQLite's
+/// one writer connection serializes every write transaction already): for a change decided
+/// from what the row holds, which a concurrent change must neither undo nor see undone.
+pub async fn user_by_name_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    username: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE OF u",
+        Backend::Sqlite => "",
+    };
+    let q = format!(
+        "SELECT {USER_COLS} FROM users u LEFT JOIN admins a ON a.id = u.admin_id \
+         WHERE u.username = $1{lock}"
+    );
+    sqlx::query(&q)
+        .bind(username)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| UserRow::from_row(&r))
+        .transpose()
+}
+
 /// A user as their subscription needs them: the row, their services, and the configuration
 /// revision subscriptions are built at ([`crate::catalog`]), all from one query.
 #[derive(Debug)]

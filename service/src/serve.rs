@@ -38,6 +38,9 @@ pub struct AppState {
     /// (by `sync` and the users and routing APIs), so that what was read last is what the
     /// engine holds.
     pub sync_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Taken to record the engine's counters (`usage::record`, `usage::settle`): one
+    /// `usage_cursor` update at a time.
+    pub record_turn: Arc<tokio::sync::Mutex<()>>,
     /// Whether the engine holds the stored routing rules ([`crate::sync::RoutingState`]).
     pub routing: Arc<crate::sync::RoutingState>,
     /// Inbounds, hosts and settings as subscriptions read them.
@@ -192,6 +195,7 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         pushed: Default::default(),
         synced_config: Default::default(),
         sync_turn: Default::default(),
+        record_turn: Default::default(),
         routing: Default::default(),
         catalog: Default::default(),
         fetches: Default::default(),

@@ -93,15 +93,32 @@ pub fn user_spec(user: &UserRow, inbounds: &[(String, String)], now: i64) -> Opt
     })
 }
 
-/// The users this panel last gave its engine as allowed to connect (id to name): what the
+/// What this panel gave its engine. The users allowed to connect (id to name): what the
 /// enforcement pass compares the database with, so that it reads and pushes only the users
-/// whose access changed, not every user every few seconds.
+/// whose access changed, not every user every few seconds. And whose each name was: the
+/// engine counts by name, and a name deleted and taken again is another user
+/// ([`apply_users`], [`Pushed::owners`]).
 #[derive(Default)]
-pub struct Pushed(std::sync::Mutex<HashMap<i64, String>>);
+pub struct Pushed {
+    allowed: std::sync::Mutex<HashMap<i64, String>>,
+    /// Every name given to the engine in this run, with the id of the user it was last given
+    /// for (kept after the user is taken off).
+    owners: std::sync::Mutex<HashMap<String, i64>>,
+}
 
 impl Pushed {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, String>> {
-        self.0.lock().expect("not poisoned")
+        self.allowed.lock().expect("not poisoned")
+    }
+
+    /// The user (id) each of `names` was last given to the engine for, where known: what
+    /// the engine counts under a name from then on is theirs.
+    pub fn owners(&self, names: impl IntoIterator<Item = impl AsRef<str>>) -> HashMap<String, i64> {
+        let owners = self.owners.lock().expect("not poisoned");
+        names
+            .into_iter()
+            .filter_map(|n| Some((n.as_ref().to_owned(), *owners.get(n.as_ref())?)))
+            .collect()
     }
 }
 
@@ -200,13 +217,15 @@ pub(crate) async fn apply_routing(state: &AppState) -> anyhow::Result<()> {
 /// now and the result is compared with what the engine was given. Either way only the users
 /// whose access differs from what the engine was last given are pushed, each decided again
 /// from their row as read here, so a change an admin made meanwhile wins. `since` moves on
-/// when the pass succeeds.
+/// when the pass succeeds; a pass that fails leaves it where it was, so the next pass reads
+/// again every change this one may have missed (a key or services changed through another
+/// instance among them).
 pub async fn changed_users(state: &AppState, since: &mut Option<db::Since>) -> anyhow::Result<()> {
     let _turn = state.sync_turn.lock().await;
     let now = crate::serve::now();
     // Before the scan: what changes after this is found by the next pass.
     let mark = db::change_mark(&state.db).await?;
-    match db::Since::fresh(since.take(), now) {
+    match db::Since::fresh(*since, now) {
         Some(s) => changed_since(state, s, now).await?,
         None => changed_all(state, now).await?,
     }
@@ -222,13 +241,13 @@ pub async fn changed_users(state: &AppState, since: &mut Option<db::Since>) -> a
 /// and those whose key or services changed (their credentials), by any panel instance.
 async fn changed_since(state: &AppState, since: db::Since, now: i64) -> anyhow::Result<()> {
     let deleted = db::users_deleted_since(&state.db, since.revision).await?;
-    remove_deleted(state, deleted).await?;
+    remove_pushed(state, deleted.into_iter().map(|(id, _)| id).collect()).await?;
     let changed = db::users_changed(&state.db, since, now).await?;
     let mut push: Vec<i64> = {
         let pushed = state.pushed.lock();
         changed
             .into_iter()
-            .filter(|(id, name, ok)| *ok != (pushed.get(id) == Some(name)))
+            .filter(|(id, _, ok)| *ok != pushed.contains_key(id))
             .map(|(id, _, _)| id)
             .collect()
     };
@@ -258,32 +277,36 @@ async fn push_by_id(state: &AppState, ids: &[i64]) -> anyhow::Result<()> {
     result
 }
 
-/// [`changed_users`] without a mark: who may connect now, against what was pushed.
+/// [`changed_users`] without a mark (the first pass, or passes failed for longer than
+/// [`db::Since::MAX_AGE`]): every user who may connect now is pushed again, as their key or
+/// services may have changed through another instance unseen, and the pushed users who may
+/// not are taken off. Pushing an unchanged user keeps their connections.
 async fn changed_all(state: &AppState, now: i64) -> anyhow::Result<()> {
     let allowed = db::connectable_users(&state.db, now).await?;
-    let (ids, gone): (Vec<i64>, Vec<(i64, String)>) = {
+    let (mut ids, gone): (Vec<i64>, Vec<i64>) = {
         let pushed = state.pushed.lock();
-        let added = allowed.keys().filter(|id| !pushed.contains_key(id));
-        let taken = pushed.iter().filter(|(id, _)| !allowed.contains_key(id));
-        let ids = added
-            .chain(taken.clone().map(|(id, _)| id))
+        let gone: Vec<i64> = pushed
+            .keys()
+            .filter(|id| !allowed.contains_key(id))
             .copied()
             .collect();
-        (ids, taken.map(|(&id, name)| (id, name.clone())).collect())
+        (allowed.keys().copied().collect(), gone)
     };
     // Pushed users who may not connect now (their row may be gone, deleted by another panel
-    // instance) are taken off first: a name deleted and created again is then pushed as the
-    // new user, not removed after it.
-    remove_deleted(state, gone).await?;
+    // instance) are taken off first; the others are read and pushed (or taken off, if their
+    // row says so now).
+    ids.extend_from_slice(&gone);
+    ids.sort_unstable();
+    remove_pushed(state, gone).await?;
     push_by_id(state, &ids).await
 }
 
-/// Takes deleted users off the engine: those of `gone` (id, name) still pushed under that name.
-async fn remove_deleted(state: &AppState, gone: Vec<(i64, String)>) -> anyhow::Result<()> {
+/// Takes the users `ids` off the engine, those of them this panel gave it.
+async fn remove_pushed(state: &AppState, ids: Vec<i64>) -> anyhow::Result<()> {
     let deleted: Vec<(i64, String)> = {
         let pushed = state.pushed.lock();
-        gone.into_iter()
-            .filter(|(id, name)| pushed.get(id) == Some(name))
+        ids.into_iter()
+            .filter_map(|id| Some((id, pushed.get(&id)?.clone())))
             .collect()
     };
     if !deleted.is_empty() {
@@ -312,8 +335,8 @@ pub async fn apply_users(
     for u in users {
         match user_spec(u, tags.get(&u.id).map(Vec::as_slice).unwrap_or(&[]), now) {
             Some(spec) => {
+                allowed.push((u.id, spec.name.clone()));
                 upsert.push(spec);
-                allowed.push((u.id, u.username.clone()));
             }
             None => {
                 remove.push(u.username.clone());
@@ -332,26 +355,51 @@ pub async fn apply_users(
             pushed.remove(&id);
         }
     }
+    // A name the engine last had for another user (deleted, and the name taken again): what
+    // it counted under the name is that user's, and is recorded against them first (a row
+    // that is gone is charged nothing); the new user starts from there.
+    let reused: Vec<(String, i64)> = {
+        let owners = state.pushed.owners.lock().expect("not poisoned");
+        allowed
+            .iter()
+            .filter_map(|(id, name)| {
+                let owner = *owners.get(name)?;
+                (owner != *id).then(|| (name.clone(), owner))
+            })
+            .collect()
+    };
+    if !reused.is_empty() {
+        // Still given as allowed (its removal not seen yet): taken off first.
+        let stale: Vec<i64> = {
+            let pushed = state.pushed.lock();
+            reused
+                .iter()
+                .filter(|(name, owner)| pushed.get(owner) == Some(name))
+                .map(|(_, owner)| *owner)
+                .collect()
+        };
+        remove_pushed(state, stale).await?;
+        crate::usage::settle(state, &reused).await?;
+    }
+    {
+        let mut owners = state.pushed.owners.lock().expect("not poisoned");
+        for (id, name) in &allowed {
+            owners.insert(name.clone(), *id);
+        }
+    }
     tokio::task::spawn_blocking(move || engine.upsert_users(upsert)).await??;
     state.pushed.lock().extend(allowed);
     Ok(())
 }
 
-/// Pushes one user's current state (or their removal, if `row` is `None`).
-pub async fn user(state: &AppState, username: &str) -> anyhow::Result<()> {
+/// Pushes user `id`'s current state (their removal, if the row is gone).
+pub async fn user(state: &AppState, id: i64) -> anyhow::Result<()> {
     let _turn = state.sync_turn.lock().await;
-    match db::user_by_name(&state.db, username).await? {
-        Some(row) => {
-            // This user's inbounds only: reading everyone's made each change O(users).
-            let tags = db::inbound_tags_of_users(&state.db, &[row.id]).await?;
-            apply_users(state, &[row], &tags).await
-        }
-        None => {
-            let engine = state.engine.clone();
-            let name = username.to_owned();
-            tokio::task::spawn_blocking(move || engine.remove_users(&[name])).await??;
-            state.pushed.lock().retain(|_, n| n != username);
-            Ok(())
-        }
+    let rows = db::users_by_ids(&state.db, &[id]).await?;
+    if rows.is_empty() {
+        return remove_pushed(state, vec![id]).await;
     }
+    // This user's inbounds only: reading everyone's made each change O(users).
+    let tags = db::inbound_tags_of_users(&state.db, &[id]).await?;
+    apply_users(state, &rows, &tags).await
 }

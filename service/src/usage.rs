@@ -33,6 +33,7 @@ use crate::webhooks::{self, Event, WebhookConfig};
 /// `mark` starts over, so that the next pass reports every user with traffic again and
 /// nothing is lost. Returns how many users had new traffic.
 pub async fn record(state: &AppState, mark: &mut TrafficMark) -> anyhow::Result<usize> {
+    let _turn = state.record_turn.lock().await;
     let engine = state.engine.clone();
     let mut taken = std::mem::take(mark);
     let (moved, taken) = tokio::task::spawn_blocking(move || {
@@ -48,17 +49,57 @@ pub async fn record(state: &AppState, mark: &mut TrafficMark) -> anyhow::Result<
         .into_iter()
         .map(|(name, t)| (name, t.uplink, t.downlink))
         .collect();
-    let n = apply(&state.db, &state.engine_run, &counters).await?;
+    // Read after the counters: a name given to a new user since counted for them only from
+    // then on, and what it counted before is settled by then (`settle`, same turn).
+    let owners = state
+        .pushed
+        .owners(counters.iter().map(|(name, _, _)| name));
+    let n = apply(&state.db, &state.engine_run, &counters, &owners).await?;
     *mark = taken;
     Ok(n)
 }
 
+/// Records what the engine counted under each of `reused` (name, id), names about to be given
+/// to other users (the user `id` was deleted and the name taken again): against `id`'s row,
+/// which is gone, so that none of it is charged to the new user. Waits (2 s at most) for the
+/// old user's connections, closed when they were taken off, to be gone first: their last
+/// bytes are counted by then.
+pub async fn settle(state: &AppState, reused: &[(String, i64)]) -> anyhow::Result<()> {
+    let _turn = state.record_turn.lock().await;
+    let owners: HashMap<String, i64> = reused.iter().cloned().collect();
+    let engine = state.engine.clone();
+    let names: Vec<String> = owners.keys().cloned().collect();
+    let counters = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let stats: Vec<engine::UserStats> = engine
+                .user_stats()
+                .into_iter()
+                .filter(|u| names.contains(&u.name))
+                .collect();
+            let closed = stats.iter().all(|u| u.traffic.open == 0);
+            if closed || std::time::Instant::now() >= deadline {
+                return stats;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    })
+    .await?
+    .into_iter()
+    .map(|u| (u.name, u.traffic.uplink, u.traffic.downlink))
+    .collect::<Vec<_>>();
+    apply(&state.db, &state.engine_run, &counters, &owners).await?;
+    Ok(())
+}
+
 /// Adds the traffic in `counters` (monotonic values of engine run `run`) beyond what
-/// `usage_cursor` says was already added, in one transaction.
+/// `usage_cursor` says was already added, in one transaction: to the user `owners` names
+/// for each name (by row id), or else to the user of that name.
 pub async fn apply(
     db: &crate::db::Db,
     run: &str,
     counters: &[(String, u64, u64)],
+    owners: &HashMap<String, i64>,
 ) -> anyhow::Result<usize> {
     let now = now();
     let hour = now - now.rem_euclid(3600);
@@ -100,18 +141,25 @@ pub async fn apply(
         }
         touched += 1;
         let total = du.max(0) + dd.max(0);
-        let id: Option<i64> = sqlx::query(
+        // By row id where known, so that what a deleted user moved is charged to no one, not
+        // to a new user of the same name.
+        let by_id = owners.get(name);
+        let column = if by_id.is_some() { "id" } else { "username" };
+        let q = format!(
             "UPDATE users SET used_traffic = used_traffic + $1, lifetime_used_traffic = lifetime_used_traffic + $1, \
              online_at = $2, activated_at = CASE WHEN expire_strategy = 'start_on_first_use' AND activated_at IS NULL \
-             THEN $2 ELSE activated_at END WHERE username = $3 RETURNING id",
-        )
-        .bind(total)
-        .bind(now)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.try_get("id"))
-        .transpose()?;
+             THEN $2 ELSE activated_at END WHERE {column} = $3 RETURNING id"
+        );
+        let query = sqlx::query(&q).bind(total).bind(now);
+        let query = match by_id {
+            Some(id) => query.bind(id),
+            None => query.bind(name),
+        };
+        let id: Option<i64> = query
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("id"))
+            .transpose()?;
         if let Some(id) = id {
             sqlx::query(
                 "INSERT INTO usage_hourly (user_id, hour, uplink, downlink) VALUES ($1, $2, $3, $4) \
@@ -152,7 +200,8 @@ pub async fn recover(
     let Some(previous) = engine::read_counters_file(counters_file)? else {
         return Ok(None);
     };
-    let n = apply(db, &previous.run_id, &previous.users).await?;
+    // A previous run's names: their users by name.
+    let n = apply(db, &previous.run_id, &previous.users, &HashMap::new()).await?;
     if n > 0 {
         tracing::info!(
             users = n,
@@ -277,11 +326,11 @@ async fn update_users(
     let config = WebhookConfig::load(&db.pool).await?;
     // Announcements can only be behind for users whose row changed (this pass's activations
     // and resets included) or whose expiry came since the last pass; other thresholds mean
-    // everyone again.
+    // everyone again. A pass that fails keeps the mark it started from.
     let since = announced
-        .take()
+        .as_ref()
         .filter(|(_, thresholds)| *thresholds == config.thresholds)
-        .and_then(|(since, _)| db::Since::fresh(Some(since), now));
+        .and_then(|(since, _)| db::Since::fresh(Some(*since), now));
     for (u, status, threshold) in db::users_to_announce(db, now, &config.thresholds, since).await? {
         webhooks::announce_status(db, &config, &u, status.as_deref(), threshold, now).await?;
     }

@@ -2,8 +2,8 @@
 //! with the API; a real client (shadowsocks-rust `sslocal`) connects with the password derived
 //! from the user's key and moves traffic to a loopback echo; the panel records exactly the
 //! bytes moved, and a data limit cuts live connections and refuses new ones, also while an
-//! inbound this host cannot bind makes every full sync fail. On SQLite and on PostgreSQL (see
-//! `panel/mod.rs`).
+//! inbound this host cannot bind makes every full sync fail; a user deleted and created again
+//! is not charged for the old one's bytes. On SQLite and on PostgreSQL (see `panel/mod.rs`).
 
 mod panel;
 
@@ -26,6 +26,7 @@ on_both_databases!(
     routing_rules_from_the_panel_decide_new_connections,
     stored_rules_that_do_not_compile_deny_everything_at_start,
     limits_hold_while_an_inbound_cannot_bind,
+    a_user_created_again_pays_nothing_for_the_deleted_ones_traffic,
 );
 
 const METHOD: &str = "aes-256-gcm";
@@ -355,6 +356,37 @@ fn idle_users_are_counted_exactly_and_expire_on_time(backend: Backend) {
         p.get(&token, "/api/users/sleeper").ok()["status"],
         "expired"
     );
+}
+
+/// A user deleted while their traffic flows and created again under the same name at once:
+/// what the deleted one moved since the last usage pass is not charged to the new one (the
+/// engine counted both under the one name, so the new user paid for the old one's last
+/// bytes).
+fn a_user_created_again_pays_nothing_for_the_deleted_ones_traffic(backend: Backend) {
+    let p = start(backend);
+    let (token, user, inbound) = arrange(&p, "again", None);
+    let (_client, socks) = client(&user, &inbound);
+    let echo = tcp_echo();
+    let mut stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT");
+    // Echoed traffic, flowing until the delete cuts the connection.
+    let flowing = std::thread::spawn(move || {
+        let mut buf = vec![7u8; 16 << 10];
+        while stream.write_all(&buf).is_ok() && stream.read_exact(&mut buf).is_ok() {}
+    });
+    wait_for_user(&p, &token, "again", |u| {
+        u["used_traffic"].as_i64().unwrap() > 1 << 20
+    });
+    assert_eq!(p.delete(&token, "/api/users/again").ok(), json!(true));
+    p.new_user(
+        &token,
+        json!({"username": "again", "service_ids": user["service_ids"]}),
+    );
+    flowing.join().unwrap();
+    // Passes enough to record whatever the engine counted.
+    std::thread::sleep(Duration::from_millis(3500));
+    let u = p.get(&token, "/api/users/again").ok();
+    assert_eq!(u["used_traffic"], 0, "{u}");
+    assert_eq!(u["lifetime_used_traffic"], 0, "{u}");
 }
 
 /// Two panels on one PostgreSQL database, each with its engine on the same inbound port (the

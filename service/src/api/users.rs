@@ -115,10 +115,8 @@ fn check_expiry(
     }
 }
 
-async fn push(state: &AppState, username: &str) -> Result<(), ApiError> {
-    sync::user(state, username)
-        .await
-        .map_err(ApiError::Internal)
+async fn push(state: &AppState, id: i64) -> Result<(), ApiError> {
+    sync::user(state, id).await.map_err(ApiError::Internal)
 }
 
 /// A query with the list's filter arguments bound: the search pattern (if any) first, then
@@ -334,7 +332,14 @@ impl UserApi {
         body: Json<UserModify>,
     ) -> ApiResult<Json<User>> {
         auth.0.require_user_write()?;
-        let row = visible(&state, &auth.0, &username).await?;
+        // The row is read in the transaction that writes it: a change made meanwhile (a
+        // disable, a delete) is neither undone by this one's unchanged fields nor a 500.
+        let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
+        let row = db::user_by_name_in(&mut tx, state.db.backend, &username)
+            .await
+            .map_err(ApiError::from)?
+            .filter(|u| auth.0.sees_owner(u.admin_id))
+            .ok_or_else(|| ApiError::NotFound(format!("user {:?}", username.0)))?;
         let strategy = body.expire_strategy.unwrap_or(row.expire_strategy);
         let expire_date = body.expire_date.or(row.expire_date);
         let usage_duration = body.usage_duration.or(row.usage_duration);
@@ -354,7 +359,6 @@ impl UserApi {
         if let Some(s) = &body.service_ids {
             check_services(&auth.0, s)?;
         }
-        let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
         sqlx::query(
             "UPDATE users SET data_limit = $1, data_limit_reset_strategy = $2, expire_strategy = $3, expire_date = $4, \
              usage_duration = $5, activation_deadline = $6, note = $7, enabled = $8 WHERE id = $9",
@@ -410,7 +414,7 @@ impl UserApi {
         )
         .await
         .map_err(ApiError::from)?;
-        push(&state, &username).await?;
+        push(&state, row.id).await?;
         Ok(Json(true))
     }
 
