@@ -82,32 +82,58 @@ async fn load(state: &AppState, id: i64) -> Result<Inbound, ApiError> {
     row_to_inbound(&r)
 }
 
-/// Applies the inbounds to the engine; on failure (a port in use, say) the database change is
-/// undone by the caller's transaction.
-async fn apply(state: &AppState) -> Result<(), ApiError> {
-    sync::full(state)
+/// Gives the engine the inbounds as `tx` has them, the caller's change made: a refusal (a port
+/// in use, two inbounds on one port) is returned, and the caller's transaction, dropped,
+/// stores nothing, so that no panel instance ever sees an inbound this engine refused. The
+/// caller holds [`AppState::sync_turn`] (taken before the transaction began), so that no
+/// full sync gives the engine the stored inbounds in between.
+async fn engine_takes(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<(), ApiError> {
+    let configs: Vec<String> = sqlx::query_scalar("SELECT config FROM inbounds ORDER BY id")
+        .fetch_all(&mut **tx)
+        .await?;
+    let inbounds = configs
+        .iter()
+        .map(|c| sync::parse_inbound(c))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(ApiError::Internal)?;
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || engine.apply_inbounds(inbounds))
         .await
-        .map_err(|e| match e.downcast::<engine::EngineError>() {
-            Ok(engine::EngineError::Bind {
-                tag, addr, source, ..
-            }) => ApiError::invalid(
-                "config.listen",
-                format!("inbound {tag:?} cannot listen on {addr}: {source}"),
-            ),
-            // The inbounds together are invalid (two on one port, say): name the field.
-            Ok(engine::EngineError::Config(
-                engine::ConfigError::Invalid { field, message }
-                | engine::ConfigError::Parse { field, message },
-            )) => {
-                let field = match field.split_once("].") {
-                    Some((_, rest)) => format!("config.{rest}"),
-                    None => "config".to_owned(),
-                };
-                ApiError::invalid(&field, message)
-            }
-            Ok(other) => ApiError::Internal(other.into()),
-            Err(e) => ApiError::Internal(e),
-        })
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| engine_error(e.into()))
+}
+
+/// Gives the engine every stored inbound and user again, once a change is stored.
+async fn apply(state: &AppState) -> Result<(), ApiError> {
+    sync::full(state).await.map_err(engine_error)
+}
+
+/// What the engine's refusal of the inbounds means for the request.
+fn engine_error(e: anyhow::Error) -> ApiError {
+    match e.downcast::<engine::EngineError>() {
+        Ok(engine::EngineError::Bind {
+            tag, addr, source, ..
+        }) => ApiError::invalid(
+            "config.listen",
+            format!("inbound {tag:?} cannot listen on {addr}: {source}"),
+        ),
+        // The inbounds together are invalid (two on one port, say): name the field.
+        Ok(engine::EngineError::Config(
+            engine::ConfigError::Invalid { field, message }
+            | engine::ConfigError::Parse { field, message },
+        )) => {
+            let field = match field.split_once("].") {
+                Some((_, rest)) => format!("config.{rest}"),
+                None => "config".to_owned(),
+            };
+            ApiError::invalid(&field, message)
+        }
+        Ok(other) => ApiError::Internal(other.into()),
+        Err(e) => ApiError::Internal(e),
+    }
 }
 
 #[OpenApi(prefix_path = "/inbounds", tag = "ApiTags::Inbounds")]
@@ -151,25 +177,23 @@ impl InboundApi {
         auth.0.require_write()?;
         let c = parse(&body.config)?;
         let json = serde_json::to_string(&c).map_err(|e| ApiError::Internal(e.into()))?;
+        let turn = state.sync_turn.lock().await;
+        let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
         let id: i64 = sqlx::query(
             "INSERT INTO inbounds (tag, protocol, config) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(&c.tag)
         .bind(protocol(&c))
         .bind(&json)
-        .fetch_one(&state.db.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| db::conflict(e, "config.tag", &c.tag))?
         .try_get("id")
         .map_err(ApiError::from)?;
-        if let Err(e) = apply(&state).await {
-            sqlx::query("DELETE FROM inbounds WHERE id = $1")
-                .bind(id)
-                .execute(&state.db.pool)
-                .await
-                .map_err(ApiError::from)?;
-            return Err(e.into());
-        }
+        engine_takes(&state, &mut tx).await?;
+        tx.commit().await.map_err(ApiError::from)?;
+        drop(turn);
+        apply(&state).await?;
         db::audit(
             &state.db,
             &auth.0.admin.username,
@@ -194,30 +218,28 @@ impl InboundApi {
     ) -> ApiResult<Json<Inbound>> {
         auth.0.require_sudo()?;
         auth.0.require_write()?;
-        let old = load(&state, *id).await?;
+        load(&state, *id).await?;
         let c = parse(&body.config)?;
         let json = serde_json::to_string(&c).map_err(|e| ApiError::Internal(e.into()))?;
-        sqlx::query("UPDATE inbounds SET tag = $1, protocol = $2, config = $3 WHERE id = $4")
-            .bind(&c.tag)
-            .bind(protocol(&c))
-            .bind(&json)
-            .bind(*id)
-            .execute(&state.db.pool)
-            .await
-            .map_err(|e| db::conflict(e, "config.tag", &c.tag))?;
-        if let Err(e) = apply(&state).await {
-            let old_json =
-                serde_json::to_string(&old.config).map_err(|e| ApiError::Internal(e.into()))?;
+        let turn = state.sync_turn.lock().await;
+        let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
+        let found =
             sqlx::query("UPDATE inbounds SET tag = $1, protocol = $2, config = $3 WHERE id = $4")
-                .bind(&old.tag)
-                .bind(&old.protocol)
-                .bind(old_json)
+                .bind(&c.tag)
+                .bind(protocol(&c))
+                .bind(&json)
                 .bind(*id)
-                .execute(&state.db.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(ApiError::from)?;
-            return Err(e.into());
+                .map_err(|e| db::conflict(e, "config.tag", &c.tag))?
+                .rows_affected();
+        if found == 0 {
+            return Err(ApiError::NotFound(format!("inbound {}", *id)).into());
         }
+        engine_takes(&state, &mut tx).await?;
+        tx.commit().await.map_err(ApiError::from)?;
+        drop(turn);
+        apply(&state).await?;
         db::audit(
             &state.db,
             &auth.0.admin.username,
