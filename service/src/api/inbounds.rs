@@ -91,6 +91,10 @@ async fn engine_takes(
     state: &AppState,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
 ) -> Result<(), ApiError> {
+    use std::sync::atomic::Ordering;
+    // Should the change not be stored after all (the commit fails, or the request is dropped
+    // before it), the next enforcement pass gives the engine the stored inbounds again.
+    let synced = state.synced_config.swap(i64::MIN, Ordering::AcqRel);
     let configs: Vec<String> = sqlx::query_scalar("SELECT config FROM inbounds ORDER BY id")
         .fetch_all(&mut **tx)
         .await?;
@@ -100,15 +104,24 @@ async fn engine_takes(
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(ApiError::Internal)?;
     let engine = state.engine.clone();
-    tokio::task::spawn_blocking(move || engine.apply_inbounds(inbounds))
+    let taken = tokio::task::spawn_blocking(move || engine.apply_inbounds(inbounds))
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| engine_error(e.into()))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if taken.is_err() {
+        // Refused: the engine holds what it held.
+        let _ = state.synced_config.compare_exchange(
+            i64::MIN,
+            synced,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+    taken.map_err(|e| engine_error(e.into()))
 }
 
 /// Gives the engine every stored inbound and user again, once a change is stored.
 async fn apply(state: &AppState) -> Result<(), ApiError> {
-    sync::full(state).await.map_err(engine_error)
+    sync::full(state).await.map(|_| ()).map_err(engine_error)
 }
 
 /// What the engine's refusal of the inbounds means for the request.
@@ -193,7 +206,6 @@ impl InboundApi {
         engine_takes(&state, &mut tx).await?;
         tx.commit().await.map_err(ApiError::from)?;
         drop(turn);
-        apply(&state).await?;
         db::audit(
             &state.db,
             &auth.0.admin.username,
@@ -203,6 +215,8 @@ impl InboundApi {
         )
         .await
         .map_err(ApiError::from)?;
+        // Stored: the users on it, and those of other instances' changes, are given again.
+        apply(&state).await?;
         Ok(Json(load(&state, id).await?))
     }
 
@@ -239,7 +253,6 @@ impl InboundApi {
         engine_takes(&state, &mut tx).await?;
         tx.commit().await.map_err(ApiError::from)?;
         drop(turn);
-        apply(&state).await?;
         db::audit(
             &state.db,
             &auth.0.admin.username,
@@ -249,6 +262,8 @@ impl InboundApi {
         )
         .await
         .map_err(ApiError::from)?;
+        // Stored: the users on it, and those of other instances' changes, are given again.
+        apply(&state).await?;
         Ok(Json(load(&state, *id).await?))
     }
 
