@@ -187,8 +187,8 @@ impl<W: AsyncWrite + Unpin + 'static> Shared<W> {
     /// [`Shared::send`] for a session, which gives way to its `interrupt` (polled first, so
     /// an interrupted session sends nothing more): waiting for the lock or for a client that
     /// does not read, it stops at once. A frame begun is finished by [`finish_frame`], which
-    /// holds the lock until then; its `payload` bytes of data are metered here then, as the
-    /// caller, interrupted, does not meter them. `Err` carries the interrupt's output.
+    /// holds the lock until then, and meters its `payload` bytes of data once it is out (the
+    /// caller, interrupted, does not). `Err` carries the interrupt's output.
     async fn send_or<T>(
         self: &Rc<Self>,
         bytes: &[u8],
@@ -235,8 +235,8 @@ impl<W: AsyncWrite + Unpin + 'static> Shared<W> {
             Err(t) => {
                 // The lock stays held (without its guard) until the frame is out.
                 std::mem::forget(turn);
-                runtime::spawn(finish_frame(Rc::clone(self), w, bytes[written..].to_vec()));
-                self.meter().charge_down(payload);
+                let tail = bytes[written..].to_vec();
+                runtime::spawn(finish_frame(Rc::clone(self), w, tail, payload));
                 Err(t)
             }
         }
@@ -271,13 +271,15 @@ impl<W: AsyncWrite + Unpin + 'static> Shared<W> {
     }
 }
 
-/// Writes `tail`, the rest of a frame whose session stopped while sending it, then gives the
-/// writer back and the lock up (held since that send took it). A client that never reads
-/// it keeps this task until the connection ends (idle, kicked, closed).
+/// Writes `tail`, the rest of a frame whose session stopped while sending it, then counts the
+/// frame's `payload` bytes of data (charged to the user's rate without waiting: the session
+/// is gone), gives the writer back and the lock up (held since that send took it). A client
+/// that never reads it keeps this task until the connection ends (idle, kicked, closed).
 async fn finish_frame<W: AsyncWrite + Unpin + 'static>(
     shared: Rc<Shared<W>>,
     mut w: W,
     tail: Vec<u8>,
+    payload: usize,
 ) {
     let finish = async { w.write_all(&tail).await.is_ok() && w.flush().await.is_ok() };
     let closed = async {
@@ -285,6 +287,7 @@ async fn finish_frame<W: AsyncWrite + Unpin + 'static>(
         false
     };
     if futures_lite::future::or(finish, closed).await {
+        shared.meter().charge_down(payload);
         *shared.writer.borrow_mut() = Some(w);
         shared.activity.set(Instant::now());
     } else {
