@@ -263,16 +263,18 @@ fn push_http3_response(status: u16, fields: &[(&[u8], &[u8])], body: &[u8], out:
 
 /// Appends an HTTP/3 response's HEADERS frame: `status`, `fields` but any `content-length`,
 /// a `date` (now) unless they have one, as every HTTP server sends it (the reference
-/// server's among them), and a `content-length` of `length` if given. Alone, the answer to
-/// a `HEAD` request.
+/// server's among them), and a `content-length` of `length` if given (never for 1xx and 204,
+/// which have none). Alone, the answer to a `HEAD` request.
 fn push_http3_head(
     status: u16,
     fields: &[(&[u8], &[u8])],
     length: Option<usize>,
     out: &mut Vec<u8>,
 ) {
+    let length = length
+        .filter(|_| status >= 200 && status != 204)
+        .map(|l| l.to_string());
     let status = status.to_string();
-    let length = length.map(|l| l.to_string());
     // Only years past 9999 fail to print.
     let date = jiff::fmt::rfc2822::DateTimePrinter::new()
         .timestamp_to_rfc9110_string(&jiff::Timestamp::now())

@@ -589,8 +589,8 @@ impl Site<'_> {
                     .iter()
                     .map(|(k, v)| (k.as_bytes(), v.as_slice()))
                     .collect();
-                if request.method == "HEAD" {
-                    // The site's own content-length: what a GET would have.
+                if request.method == "HEAD" || r.status == 304 {
+                    // No body, and the site's own content-length: what a GET would have.
                     push_http3_head(r.status, &fields, r.length, out);
                 } else {
                     push_http3_response(r.status, &fields, &r.body, out);
