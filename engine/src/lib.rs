@@ -310,6 +310,19 @@ impl Handle {
             .collect()
     }
 
+    /// Monotonic traffic of the named users the engine has known (others are left out),
+    /// without walking every user as [`Handle::user_stats`] does.
+    pub fn traffic_of(&self, names: &[String]) -> Vec<(String, TrafficStats)> {
+        let users = &self.shared.users;
+        names
+            .iter()
+            .filter_map(|n| {
+                let u = users.get(users.id(n)?);
+                Some((n.clone(), u.traffic.read()))
+            })
+            .collect()
+    }
+
     /// The users whose uplink or downlink moved since `mark` last saw them, each with their
     /// monotonic totals; advances `mark` to what it returns. An idle user costs a few atomic
     /// loads and no allocation, so a caller can poll often with many users.

@@ -200,8 +200,9 @@ pub async fn run(config: PanelConfig) -> anyhow::Result<()> {
         catalog: Default::default(),
         fetches: Default::default(),
     };
-    sync::full(&state).await?;
-    let usage_task = tokio::spawn(usage::run(state.clone()));
+    // The enforcement passes start from what this read.
+    let pushed_from = sync::full(&state).await?;
+    let usage_task = tokio::spawn(usage::run(state.clone(), pushed_from));
     let webhook_task = tokio::spawn(webhooks::run(state.clone()));
     let fetches_task = {
         let (fetches, db) = (state.fetches.clone(), state.db.clone());

@@ -124,10 +124,15 @@ impl Pushed {
 
 /// Pushes the routing rules, every inbound and every user to the engine, and records the
 /// `config_revision` they were read at (taken before the tables, so a change committed
-/// meanwhile is given again).
-pub async fn full(state: &AppState) -> anyhow::Result<()> {
+/// meanwhile is given again). Returns the change mark the users were read after: at a start,
+/// where the enforcement passes begin ([`changed_users`]).
+pub async fn full(state: &AppState) -> anyhow::Result<db::Since> {
     let _turn = state.sync_turn.lock().await;
     let revision = crate::catalog::revision(&state.db).await?;
+    let read_at = db::Since {
+        revision: db::change_mark(&state.db).await?,
+        at: crate::serve::now(),
+    };
     // The rules first, so that at a start no user is served before them. Rules that do not
     // compile here (a GeoIP database missing on this host, say) must not stop the inbounds
     // and users from being given: the failure is logged and retried.
@@ -145,7 +150,7 @@ pub async fn full(state: &AppState) -> anyhow::Result<()> {
     state
         .synced_config
         .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
-    Ok(())
+    Ok(read_at)
 }
 
 /// Whether the engine holds the stored routing rules.
@@ -217,22 +222,29 @@ pub(crate) async fn apply_routing(state: &AppState) -> anyhow::Result<()> {
 /// now and the result is compared with what the engine was given. Either way only the users
 /// whose access differs from what the engine was last given are pushed, each decided again
 /// from their row as read here, so a change an admin made meanwhile wins. `since` moves on
-/// when the pass succeeds; a pass that fails leaves it where it was, so the next pass reads
-/// again every change this one may have missed (a key or services changed through another
-/// instance among them).
+/// when the pass succeeds; a pass from a mark that fails leaves it where it was, so the next
+/// pass reads again every change this one may have missed (a key or services changed
+/// through another instance among them). A pass without one moves it on either way: it
+/// read everyone, and repeating that every few seconds while, say, an inbound this host
+/// cannot bind makes a push fail would cost far more than it brings (the full sync that
+/// follows the fix gives everyone again).
 pub async fn changed_users(state: &AppState, since: &mut Option<db::Since>) -> anyhow::Result<()> {
     let _turn = state.sync_turn.lock().await;
     let now = crate::serve::now();
     // Before the scan: what changes after this is found by the next pass.
-    let mark = db::change_mark(&state.db).await?;
+    let mark = db::Since {
+        revision: db::change_mark(&state.db).await?,
+        at: now,
+    };
     match db::Since::fresh(*since, now) {
         Some(s) => changed_since(state, s, now).await?,
-        None => changed_all(state, now).await?,
+        None => {
+            let result = changed_all(state, now).await;
+            *since = Some(mark);
+            return result;
+        }
     }
-    *since = Some(db::Since {
-        revision: mark,
-        at: now,
-    });
+    *since = Some(mark);
     Ok(())
 }
 
@@ -277,8 +289,8 @@ async fn push_by_id(state: &AppState, ids: &[i64]) -> anyhow::Result<()> {
     result
 }
 
-/// [`changed_users`] without a mark (the first pass, or passes failed for longer than
-/// [`db::Since::MAX_AGE`]): every user who may connect now is pushed again, as their key or
+/// [`changed_users`] without a mark (passes failed for longer than [`db::Since::MAX_AGE`], or
+/// the clock jumped): every user who may connect now is pushed again, as their key or
 /// services may have changed through another instance unseen, and the pushed users who may
 /// not are taken off. Pushing an unchanged user keeps their connections.
 async fn changed_all(state: &AppState, now: i64) -> anyhow::Result<()> {

@@ -72,21 +72,17 @@ pub async fn settle(state: &AppState, reused: &[(String, i64)]) -> anyhow::Resul
     let counters = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
-            let stats: Vec<engine::UserStats> = engine
-                .user_stats()
-                .into_iter()
-                .filter(|u| names.contains(&u.name))
-                .collect();
-            let closed = stats.iter().all(|u| u.traffic.open == 0);
+            let traffic = engine.traffic_of(&names);
+            let closed = traffic.iter().all(|(_, t)| t.open == 0);
             if closed || std::time::Instant::now() >= deadline {
-                return stats;
+                return traffic;
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     })
     .await?
     .into_iter()
-    .map(|u| (u.name, u.traffic.uplink, u.traffic.downlink))
+    .map(|(name, t)| (name, t.uplink, t.downlink))
     .collect::<Vec<_>>();
     apply(&state.db, &state.engine_run, &counters, &owners).await?;
     Ok(())
@@ -344,11 +340,15 @@ async fn update_users(
     Ok(())
 }
 
-/// The background loop: record, enforce, sleep.
-pub async fn run(state: AppState) {
+/// The background loop: record, enforce, sleep. Engine access passes start from
+/// `pushed_from`, the mark of the full sync made at start ([`sync::full`]).
+pub async fn run(state: AppState, pushed_from: db::Since) {
     let mut tick = tokio::time::interval(state.config.usage_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut marks = Marks::default();
+    let mut marks = Marks {
+        pushed: Some(pushed_from),
+        ..Marks::default()
+    };
     loop {
         tick.tick().await;
         let t0 = std::time::Instant::now();
