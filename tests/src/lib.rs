@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
 
+mod clients;
+pub use clients::{vless_mux_request, vmess_request, MuxConn, MuxFrame};
+
 /// Finds a peer binary or panics with instructions.
 pub fn peer(name: &str) -> PathBuf {
     let mut dirs = Vec::new();

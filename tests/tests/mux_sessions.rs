@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use e2e::*;
-use proto::mux::{parse_frame, Frame, MuxRead, Network, Status, MAX_HEADER_LEN, OPTION_ERROR};
+use proto::mux::{Network, Status, OPTION_ERROR};
 use proto::TargetAddr;
 use serde_json::json;
 
@@ -83,132 +83,28 @@ impl PortEcho {
     }
 }
 
-/// A VLESS Mux.Cool connection written and read by hand.
-struct MuxConn {
-    stream: TcpStream,
-    got: Vec<u8>,
-    /// Where the next unparsed frame starts in `got` (after the VLESS response header).
-    at: usize,
-}
-
-impl MuxConn {
-    /// Connects as `UUID`; with `small_window`, a 4 KiB receive buffer, so that a client that
-    /// does not read blocks the engine's downlink soon.
-    fn connect(server: SocketAddr, small_window: bool) -> MuxConn {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("a socket");
-        if small_window {
-            socket.set_recv_buffer_size(4096).unwrap();
+/// Sends 32 KiB packets on UDP session `session` (open, to the echo) until the engine's
+/// downlink to this client, which does not read, stands still: user `u`'s downlink
+/// counter stops moving while the echo keeps answering.
+fn block_downlink(c: &mut MuxConn, handle: &engine::Handle, session: u16) {
+    let packet = vec![7u8; 32 * 1024];
+    let mut last = 0;
+    for _ in 0..500 {
+        for _ in 0..8 {
+            c.keep(session, &packet);
         }
-        socket.connect(&server.into()).expect("connects");
-        let mut stream: TcpStream = socket.into();
-        stream.set_read_timeout(Some(RELAYED)).unwrap();
-        let mut request = vec![0u8; 512];
-        let n = proto::vless::ClientRequest {
-            uuid: proto::vless::parse_user_id(UUID).unwrap(),
-            flow: "",
-            command: &proto::vless::Command::Mux,
-        }
-        .encode(&mut request);
-        stream.write_all(&request[..n]).unwrap();
-        MuxConn {
-            stream,
-            got: Vec::new(),
-            at: 2,
-        }
-    }
-
-    fn send(&mut self, frame: Frame, data: Option<&[u8]>) {
-        let mut out = vec![0u8; MAX_HEADER_LEN];
-        let n = frame.write(&mut out, data.map(|d| d.len() as u16));
-        out.truncate(n);
-        out.extend_from_slice(data.unwrap_or_default());
-        self.stream.write_all(&out).unwrap();
-    }
-
-    fn open(
-        &mut self,
-        session: u16,
-        network: Network,
-        to: SocketAddr,
-        g: Option<[u8; 8]>,
-        data: &[u8],
-    ) {
-        let frame = Frame {
-            session,
-            status: Status::New,
-            options: 0,
-            target: Some((network, TargetAddr::Ip(to))),
-            global_id: g,
-        };
-        self.send(frame, Some(data));
-    }
-
-    /// Data for session `session`, to its own target.
-    fn keep(&mut self, session: u16, data: &[u8]) {
-        self.send(Frame::keep(session, None), Some(data));
-    }
-
-    fn end(&mut self, session: u16, error: bool) {
-        self.send(Frame::end(session, error), None);
-    }
-
-    /// The next frame (any session): session, status, options and data.
-    fn next(&mut self) -> (u16, Status, u8, Vec<u8>) {
-        let mut buf = [0u8; 65536];
-        loop {
-            if let Some(Ok(MuxRead::Frame {
-                frame,
-                data,
-                consumed,
-            })) = self.got.get(self.at..).map(parse_frame)
-            {
-                let bytes = self.got[self.at + data.start..self.at + data.end].to_vec();
-                self.at += consumed;
-                return (frame.session, frame.status, frame.options, bytes);
+        thread::sleep(Duration::from_millis(100));
+        let down = user_traffic(handle, "u").downlink;
+        if down > 0 && down == last {
+            // A few more, so that the session has replies waiting to go down.
+            for _ in 0..4 {
+                c.keep(session, &packet);
             }
-            let n = self.stream.read(&mut buf).expect("a frame");
-            assert!(n > 0, "closed early");
-            self.got.extend_from_slice(&buf[..n]);
+            return;
         }
+        last = down;
     }
-
-    /// Frames up to and including the first one of `session`.
-    fn until(&mut self, session: u16) -> Vec<(u16, Status, u8, Vec<u8>)> {
-        let mut seen = Vec::new();
-        loop {
-            let frame = self.next();
-            let done = frame.0 == session;
-            seen.push(frame);
-            if done {
-                return seen;
-            }
-        }
-    }
-
-    /// Sends 32 KiB packets on UDP session `session` (open, to the echo) until the engine's
-    /// downlink to this client, which does not read, stands still: user `u`'s downlink
-    /// counter stops moving while the echo keeps answering.
-    fn block_downlink(&mut self, handle: &engine::Handle, session: u16) {
-        let packet = vec![7u8; 32 * 1024];
-        let mut last = 0;
-        for _ in 0..500 {
-            for _ in 0..8 {
-                self.keep(session, &packet);
-            }
-            thread::sleep(Duration::from_millis(100));
-            let down = user_traffic(handle, "u").downlink;
-            if down > 0 && down == last {
-                // A few more, so that the session has replies waiting to go down.
-                for _ in 0..4 {
-                    self.keep(session, &packet);
-                }
-                return;
-            }
-            last = down;
-        }
-        panic!("the downlink never filled up");
-    }
+    panic!("the downlink never filled up");
 }
 
 /// A test's start: its turn, an engine with a VLESS inbound, a UDP echo, and a Mux.Cool
@@ -221,7 +117,7 @@ fn udp_start(
     let turn = serial();
     let (handle, server) = vless_engine();
     let echo = PortEcho::start();
-    let mut c = MuxConn::connect(server, small_window);
+    let mut c = MuxConn::connect(server, UUID, small_window);
     c.open(1, Network::Udp, echo.addr, None, first);
     (turn, handle, echo, c)
 }
@@ -235,7 +131,7 @@ fn udp_start(
 fn ended_udp_sessions_free_their_sockets_while_the_client_does_not_read() {
     const CYCLES: u16 = 300;
     let (_turn, handle, echo, mut c) = udp_start(true, b"first");
-    c.block_downlink(&handle, 1);
+    block_downlink(&mut c, &handle, 1);
     let before = open_fds();
     for i in 0..CYCLES {
         let id = 2 + i;
@@ -274,14 +170,14 @@ fn a_global_id_moves_from_a_session_stuck_on_a_blocked_downlink() {
     let (handle, server) = vless_engine();
     let echo = PortEcho::start();
     let g = Some(*b"stuck-gl");
-    let mut a = MuxConn::connect(server, true);
+    let mut a = MuxConn::connect(server, UUID, true);
     a.open(1, Network::Udp, echo.addr, g, &[7u8; 32 * 1024]);
-    a.block_downlink(&handle, 1);
+    block_downlink(&mut a, &handle, 1);
     let port = echo.last_port.load(Ordering::SeqCst) as u16;
 
-    let mut b = MuxConn::connect(server, false);
+    let mut b = MuxConn::connect(server, UUID, false);
     b.open(5, Network::Udp, echo.addr, g, b"again");
-    let (session, status, _, data) = b.next();
+    let (session, status, _, data) = b.next_frame();
     assert_eq!((session, status), (5, Status::Keep));
     assert_eq!(
         u16::from_be_bytes([data[0], data[1]]),
@@ -291,7 +187,7 @@ fn a_global_id_moves_from_a_session_stuck_on_a_blocked_downlink() {
     // The old connection's stream is whole: its client, reading now, finds every reply that
     // went down complete, then the session's End.
     loop {
-        let (session, status, _, data) = a.next();
+        let (session, status, _, data) = a.next_frame();
         assert_eq!(session, 1);
         if status == Status::End {
             break;
@@ -309,13 +205,13 @@ fn a_global_id_moves_from_a_session_stuck_on_a_blocked_downlink() {
 #[test]
 fn the_rest_of_a_reply_sent_after_its_session_ended_is_counted() {
     let (_turn, handle, echo, mut c) = udp_start(true, b"first");
-    c.block_downlink(&handle, 1);
+    block_downlink(&mut c, &handle, 1);
     c.end(1, false);
     // Session 2's reply comes down after whatever session 1 left on the way.
     c.open(2, Network::Udp, echo.addr, None, b"last");
     let mut received = 0u64;
     loop {
-        let (session, status, _, data) = c.next();
+        let (session, status, _, data) = c.next_frame();
         received += data.len() as u64;
         if (session, status) == (2, Status::Keep) {
             break;
@@ -368,7 +264,7 @@ fn an_errored_end_closes_a_tcp_session_both_ways() {
     let (errored, errored_done) = talker();
     let (plain, plain_done) = talker();
     let echo = tcp_echo();
-    let mut c = MuxConn::connect(server, false);
+    let mut c = MuxConn::connect(server, UUID, false);
     c.open(1, Network::Tcp, errored, None, b"hi");
     c.open(2, Network::Tcp, plain, None, b"hi");
     // Both connected: each session answers a probe through an echo session behind it.
@@ -383,7 +279,7 @@ fn an_errored_end_closes_a_tcp_session_both_ways() {
     let frames = c.until(2);
     let (_, status, _, data) = frames.last().unwrap();
     assert_eq!((*status, data.as_slice()), (Status::Keep, &b"late"[..]));
-    let (_, status, _, _) = c.next();
+    let (_, status, _, _) = c.next_frame();
     assert_eq!(status, Status::End, "then the plain session ends");
     // Time for anything session 1 would still send, then a probe: nothing came for session 1.
     thread::sleep(SILENT);
@@ -448,7 +344,7 @@ fn a_udp_session_without_a_socket_is_ended() {
 
     let none_left = NoDescriptorsLeft::new();
     c.open(2, Network::Udp, echo.addr, None, b"no socket");
-    let (session, status, options, _) = c.next();
+    let (session, status, options, _) = c.next_frame();
     drop(none_left);
     assert_eq!((session, status), (2, Status::End));
     assert_ne!(options & OPTION_ERROR, 0, "with the error bit");
@@ -489,7 +385,7 @@ fn pattern(len: usize) -> Vec<u8> {
 /// passed on corrupt; the next reply comes as usual.
 #[test]
 fn vmess_udp_replies_too_large_for_a_chunk_are_dropped_whole() {
-    use proto::vmess::{option, Opened, Security, SEAL_TAILROOM};
+    use proto::vmess::{option, Opened, SEAL_TAILROOM};
     let _turn = serial();
     let (handle, server) = engine_with_inbound(
         "vmess",
@@ -498,27 +394,14 @@ fn vmess_udp_replies_too_large_for_a_chunk_are_dropped_whole() {
     );
     let echo = sizes_echo();
     let command = proto::vless::Command::Udp(TargetAddr::Ip(echo));
-    let req = proto::vmess::ClientRequest {
-        cmd_key: proto::vmess::cmd_key(&proto::vless::parse_user_id(UUID).unwrap()),
-        command: &command,
-        security: Security::Aes128Gcm,
-        options: option::CHUNK_STREAM | option::CHUNK_MASKING | option::GLOBAL_PADDING,
-        key: rand::random(),
-        iv: rand::random(),
-        response_auth: rand::random(),
-        padding: 0,
-        auth_random: rand::random(),
-        nonce: rand::random(),
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut header = vec![0u8; req.encoded_len()];
-    let (n, mut sealer, mut opener) = req.encode(now, &mut header);
+    let (header, mut sealer, mut opener) = vmess_request(
+        UUID,
+        &command,
+        option::CHUNK_STREAM | option::CHUNK_MASKING | option::GLOBAL_PADDING,
+    );
     let mut c = TcpStream::connect(server).unwrap();
     c.set_read_timeout(Some(RELAYED)).unwrap();
-    c.write_all(&header[..n]).unwrap();
+    c.write_all(&header).unwrap();
     let mut packet = |data: &[u8], c: &mut TcpStream| {
         let head = sealer.prefix_len();
         let mut chunk = vec![0u8; head + data.len() + SEAL_TAILROOM];

@@ -140,27 +140,13 @@ fn tls_server_names_are_checked() {
 }
 
 /// A VMess request (aes-128-gcm, chunk stream with masking) for `target`, with a "ping" chunk.
-fn vmess_request(id: &str, target: SocketAddr) -> Vec<u8> {
+fn vmess_ping(id: &str, target: SocketAddr) -> Vec<u8> {
     let command = VlessCommand::Tcp(TargetAddr::Ip(target));
-    let req = proto::vmess::ClientRequest {
-        cmd_key: proto::vmess::cmd_key(&proto::vless::parse_user_id(id).unwrap()),
-        command: &command,
-        security: proto::vmess::Security::Aes128Gcm,
-        options: proto::vmess::option::CHUNK_STREAM | proto::vmess::option::CHUNK_MASKING,
-        key: rand::random(),
-        iv: rand::random(),
-        response_auth: rand::random(),
-        padding: 0,
-        auth_random: rand::random(),
-        nonce: rand::random(),
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut out = vec![0u8; req.encoded_len()];
-    let (n, mut sealer, _) = req.encode(now, &mut out);
-    out.truncate(n);
+    let (mut out, mut sealer, _) = vmess_request(
+        id,
+        &command,
+        proto::vmess::option::CHUNK_STREAM | proto::vmess::option::CHUNK_MASKING,
+    );
     let head = sealer.prefix_len();
     let mut chunk = vec![0u8; head + 4 + proto::vmess::SEAL_TAILROOM];
     chunk[head..head + 4].copy_from_slice(b"ping");
@@ -192,7 +178,7 @@ fn removal_closes_every_stream_protocol_within_a_second() {
     vmess
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    vmess.write_all(&vmess_request(UUID, echo)).unwrap();
+    vmess.write_all(&vmess_ping(UUID, echo)).unwrap();
     let mut first = [0u8; 1];
     vmess.read_exact(&mut first).expect("VMess response");
     conns.push(vmess);

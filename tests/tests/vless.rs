@@ -62,19 +62,6 @@ fn v2ray_vless_mux_tls() {
     handle.stop(std::time::Duration::from_secs(1));
 }
 
-/// A VLESS request header for Mux.Cool (command 3) as user `uuid`.
-fn mux_request(uuid: &str) -> Vec<u8> {
-    let mut wire = vec![0u8; 512];
-    let n = proto::vless::ClientRequest {
-        uuid: proto::vless::parse_user_id(uuid).unwrap(),
-        flow: "",
-        command: &proto::vless::Command::Mux,
-    }
-    .encode(&mut wire);
-    wire.truncate(n);
-    wire
-}
-
 /// Mux.Cool edge cases, with frames written by hand: data for a session that was never opened
 /// gets an End; a New session relays; a frame with oversize metadata closes the connection.
 #[test]
@@ -92,7 +79,7 @@ fn mux_unknown_sessions_and_bad_frames() {
     let mut c = std::net::TcpStream::connect(server).unwrap();
     c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
-    let mut wire = mux_request(UUID);
+    let mut wire = vless_mux_request(UUID);
     let frame = |session: u16, status: Status, target: Option<TargetAddr>, data: &[u8]| {
         let f = Frame {
             session,
@@ -149,83 +136,11 @@ fn mux_unknown_sessions_and_bad_frames() {
     handle.stop(std::time::Duration::from_secs(1));
 }
 
-/// A VLESS Mux.Cool connection written by hand, for XUDP sessions.
-struct MuxClient {
-    stream: std::net::TcpStream,
-    got: Vec<u8>,
-    /// Where the next unparsed frame starts in `got` (after the VLESS response header).
-    at: usize,
-}
-
-impl MuxClient {
-    fn connect(server: std::net::SocketAddr, uuid: &str) -> MuxClient {
-        use std::io::Write;
-        let mut stream = std::net::TcpStream::connect(server).unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        stream.write_all(&mux_request(uuid)).unwrap();
-        MuxClient {
-            stream,
-            got: Vec::new(),
-            at: 2,
-        }
-    }
-
-    /// Opens UDP session `session` to `to` with `data` as its first packet.
-    fn open_udp(
-        &mut self,
-        session: u16,
-        to: std::net::SocketAddr,
-        global_id: Option<[u8; 8]>,
-        data: &[u8],
-    ) {
-        use proto::mux::{Frame, Network, Status, MAX_HEADER_LEN};
-        use std::io::Write;
-        let frame = Frame {
-            session,
-            status: Status::New,
-            options: 0,
-            target: Some((Network::Udp, proto::TargetAddr::Ip(to))),
-            global_id,
-        };
-        let mut out = vec![0u8; MAX_HEADER_LEN];
-        let n = frame.write(&mut out, Some(data.len() as u16));
-        out.truncate(n);
-        out.extend_from_slice(data);
-        self.stream.write_all(&out).unwrap();
-    }
-
-    /// The next frame for `session` (others are skipped): its status and data.
-    fn next(&mut self, session: u16) -> (proto::mux::Status, Vec<u8>) {
-        use proto::mux::{parse_frame, MuxRead};
-        use std::io::Read;
-        let mut buf = [0u8; 4096];
-        loop {
-            while let Some(Ok(MuxRead::Frame {
-                frame,
-                data,
-                consumed,
-            })) = self.got.get(self.at..).map(parse_frame)
-            {
-                let bytes = self.got[self.at + data.start..self.at + data.end].to_vec();
-                self.at += consumed;
-                if frame.session == session {
-                    return (frame.status, bytes);
-                }
-            }
-            let n = self.stream.read(&mut buf).expect("a frame");
-            assert!(n > 0, "closed early");
-            self.got.extend_from_slice(&buf[..n]);
-        }
-    }
-
-    /// The source port the port-telling echo saw for `session`'s next packet.
-    fn port_seen(&mut self, session: u16) -> u16 {
-        let (status, data) = self.next(session);
-        assert_eq!(status, proto::mux::Status::Keep);
-        u16::from_be_bytes(data[..2].try_into().expect("a port"))
-    }
+/// The source port the port-telling echo saw for `session`'s next packet.
+fn port_seen(c: &mut MuxConn, session: u16) -> u16 {
+    let (status, data) = c.next_of(session);
+    assert_eq!(status, proto::mux::Status::Keep);
+    u16::from_be_bytes(data[..2].try_into().expect("a port"))
 }
 
 /// A loopback UDP server that answers each datagram with the port it came from (2 bytes);
@@ -267,29 +182,45 @@ fn xudp_sessions_keep_their_socket_by_global_id() {
     let echo = udp_port_echo();
     let g = Some(*b"globalid");
 
-    let mut a = MuxClient::connect(server, UUID);
-    a.open_udp(1, echo, g, b"hello");
-    let port = a.port_seen(1);
+    let mut a = MuxConn::connect(server, UUID, false);
+    a.open(1, proto::mux::Network::Udp, echo, g, b"hello");
+    let port = port_seen(&mut a, 1);
 
     // Taken over while the first connection still holds it.
-    let mut b = MuxClient::connect(server, UUID);
-    b.open_udp(5, echo, g, b"later");
-    assert_eq!(b.port_seen(5), port, "taken from the live session");
-    assert_eq!(a.next(1).0, proto::mux::Status::End, "the old session ends");
+    let mut b = MuxConn::connect(server, UUID, false);
+    b.open(5, proto::mux::Network::Udp, echo, g, b"later");
+    assert_eq!(port_seen(&mut b, 5), port, "taken from the live session");
+    assert_eq!(
+        a.next_of(1).0,
+        proto::mux::Status::End,
+        "the old session ends"
+    );
     drop(b);
 
     // Parked: the "late" reply arrived while no session held the socket.
     std::thread::sleep(std::time::Duration::from_millis(2000));
-    let mut c = MuxClient::connect(server, UUID);
-    c.open_udp(2, echo, g, b"again");
-    assert_eq!(c.next(2), (proto::mux::Status::Keep, b"late".to_vec()));
-    assert_eq!(c.port_seen(2), port, "re-attached from the parked socket");
+    let mut c = MuxConn::connect(server, UUID, false);
+    c.open(2, proto::mux::Network::Udp, echo, g, b"again");
+    assert_eq!(c.next_of(2), (proto::mux::Status::Keep, b"late".to_vec()));
+    assert_eq!(
+        port_seen(&mut c, 2),
+        port,
+        "re-attached from the parked socket"
+    );
 
-    let mut d = MuxClient::connect(server, OTHER);
-    d.open_udp(2, echo, g, b"x");
-    assert_ne!(d.port_seen(2), port, "another user's GlobalID is another");
-    c.open_udp(3, echo, None, b"x");
-    assert_ne!(c.port_seen(3), port, "no GlobalID, a socket of its own");
+    let mut d = MuxConn::connect(server, OTHER, false);
+    d.open(2, proto::mux::Network::Udp, echo, g, b"x");
+    assert_ne!(
+        port_seen(&mut d, 2),
+        port,
+        "another user's GlobalID is another"
+    );
+    c.open(3, proto::mux::Network::Udp, echo, None, b"x");
+    assert_ne!(
+        port_seen(&mut c, 3),
+        port,
+        "no GlobalID, a socket of its own"
+    );
     drop((a, c, d));
     assert_connections_freed(&handle);
     // The socket is parked (its port taken) until the engine stops.
@@ -313,12 +244,12 @@ fn quiet_mux_udp_sessions_end() {
     }));
     let server = handle.local_addr("in").unwrap();
     let echo = udp_port_echo();
-    let mut client = MuxClient::connect(server, UUID);
-    client.open_udp(1, echo, None, b"hello");
-    client.port_seen(1);
-    // Nothing more either way: End within the client's 5 s read timeout.
-    assert_eq!(client.next(1).0, proto::mux::Status::End);
-    client.open_udp(2, echo, None, b"again");
-    client.port_seen(2);
+    let mut client = MuxConn::connect(server, UUID, false);
+    client.open(1, proto::mux::Network::Udp, echo, None, b"hello");
+    port_seen(&mut client, 1);
+    // Nothing more either way: End within the client's read timeout.
+    assert_eq!(client.next_of(1).0, proto::mux::Status::End);
+    client.open(2, proto::mux::Network::Udp, echo, None, b"again");
+    port_seen(&mut client, 2);
     handle.stop(std::time::Duration::from_secs(1));
 }
