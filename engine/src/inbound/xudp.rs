@@ -18,8 +18,11 @@
 //!                                                                             that took G meanwhile)
 //! ```
 //!
-//! Sessions are keyed by user and GlobalID, so one user cannot reach another's socket. The
-//! registry is the engine's, behind a mutex: it is touched when a session with a GlobalID
+//! Sessions are keyed by user and GlobalID, so one user cannot reach another's socket, nor
+//! take more than [`MAX_PER_USER`] of the registry's places: a user at that share who claims
+//! another GlobalID has their parked socket nearest to expiry closed for it (or, with every
+//! place held by a live session, gets an untracked socket). The registry is the engine's,
+//! behind a mutex: it is touched when a session with a GlobalID
 //! opens or ends, never per packet. Parked sockets are closed by [`Registry::sweep`] once they
 //! expire (worker 0's clock task calls it) and by [`Registry::clear`] when the engine stops.
 
@@ -37,6 +40,9 @@ pub(crate) const PARKED_FOR: Duration = Duration::from_secs(60);
 const HANDOVER_WAIT: Duration = Duration::from_secs(2);
 /// Most GlobalIDs tracked at once (held or parked); sessions beyond get untracked sockets.
 const MAX_ENTRIES: usize = 16 * 1024;
+/// Most GlobalIDs one user may have tracked at once (an XUDP client has one per local UDP
+/// socket): a sixteenth of the registry, so that one user cannot fill it for the others.
+const MAX_PER_USER: usize = MAX_ENTRIES / 16;
 /// Least time between two sweeps.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -123,16 +129,67 @@ pub(crate) struct Registry {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<Key, Entry>,
+    /// How many of `entries` each user has.
+    per_user: HashMap<String, usize>,
     swept: Option<Instant>,
 }
 
 impl Inner {
     fn sweep(&mut self, now: Instant) {
         self.swept = Some(now);
-        self.entries.retain(|_, e| match e {
-            Entry::Parked { until, .. } => *until > now,
-            Entry::Active(_) => true,
+        let per_user = &mut self.per_user;
+        self.entries.retain(|(user, _), e| match e {
+            Entry::Parked { until, .. } if *until <= now => {
+                uncount(per_user, user);
+                false
+            }
+            _ => true,
         });
+    }
+
+    fn insert(&mut self, key: Key, entry: Entry) -> Option<Entry> {
+        let previous = self.entries.insert(key.clone(), entry);
+        if previous.is_none() {
+            *self.per_user.entry(key.0).or_default() += 1;
+        }
+        previous
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if self.entries.remove(key).is_some() {
+            uncount(&mut self.per_user, &key.0);
+        }
+    }
+
+    /// Makes room for a new GlobalID of `user` (see the module's docs): whether there is.
+    fn room_for(&mut self, user: &str) -> bool {
+        if self.entries.len() >= MAX_ENTRIES {
+            self.sweep(Instant::now());
+        }
+        if self.per_user.get(user).copied().unwrap_or(0) >= MAX_PER_USER {
+            let soonest = self
+                .entries
+                .iter()
+                .filter_map(|((u, id), e)| match e {
+                    Entry::Parked { until, .. } if u == user => Some((*until, *id)),
+                    _ => None,
+                })
+                .min();
+            match soonest {
+                Some((_, id)) => self.remove(&(user.to_owned(), id)),
+                None => return false,
+            }
+        }
+        self.entries.len() < MAX_ENTRIES
+    }
+}
+
+fn uncount(per_user: &mut HashMap<String, usize>, user: &str) {
+    if let Some(n) = per_user.get_mut(user) {
+        *n -= 1;
+        if *n == 0 {
+            per_user.remove(user);
+        }
     }
 }
 
@@ -143,21 +200,16 @@ impl Registry {
 
     /// Claims GlobalID `id` for a new session of `user`: the hold, and the socket the
     /// GlobalID had (parked, or handed over by the session that held it) if any. `None` when
-    /// the registry is full: the session goes untracked.
+    /// the registry, or the user's share of it, is full: the session goes untracked.
     pub(crate) async fn claim(&self, user: &str, id: [u8; 8]) -> Option<(Hold, Option<OwnedFd>)> {
         let key = (user.to_owned(), id);
         let handover = Arc::new(Handover::default());
         let previous = {
             let mut inner = self.lock();
-            if inner.entries.len() >= MAX_ENTRIES && !inner.entries.contains_key(&key) {
-                inner.sweep(Instant::now());
-                if inner.entries.len() >= MAX_ENTRIES {
-                    return None;
-                }
+            if !inner.entries.contains_key(&key) && !inner.room_for(user) {
+                return None;
             }
-            inner
-                .entries
-                .insert(key.clone(), Entry::Active(Arc::clone(&handover)))
+            inner.insert(key.clone(), Entry::Active(Arc::clone(&handover)))
         };
         let socket = match previous {
             None => None,
@@ -180,13 +232,9 @@ impl Registry {
             Some(Entry::Active(h)) if Arc::ptr_eq(h, &hold.handover) => match socket {
                 Some(socket) => {
                     let until = now + PARKED_FOR;
-                    inner
-                        .entries
-                        .insert(hold.key, Entry::Parked { socket, until });
+                    inner.insert(hold.key, Entry::Parked { socket, until });
                 }
-                None => {
-                    inner.entries.remove(&hold.key);
-                }
+                None => inner.remove(&hold.key),
             },
             // Claimed since: the claim waits for the socket (or has given up waiting, and
             // the socket closes with the handover).
@@ -212,7 +260,11 @@ impl Registry {
     /// Closes every parked socket and forgets every GlobalID: the engine has stopped.
     pub(crate) fn clear(&self) {
         // Taken under the lock, closed after it.
-        let entries = std::mem::take(&mut self.lock().entries);
+        let entries = {
+            let mut inner = self.lock();
+            inner.per_user.clear();
+            std::mem::take(&mut inner.entries)
+        };
         drop(entries);
     }
 
@@ -258,6 +310,48 @@ mod tests {
             assert_eq!(port(&got.unwrap()), p);
             r.release(hold, None, now);
             assert_eq!(r.len(), 0);
+        });
+    }
+
+    /// One user's share: at [`MAX_PER_USER`], a new GlobalID closes their parked socket
+    /// nearest to expiry; with every place held by a live session it goes untracked. Another
+    /// user still gets places.
+    #[test]
+    fn one_user_takes_at_most_their_share() {
+        glommio::LocalExecutor::default().run(async {
+            let r = Registry::default();
+            let t0 = Instant::now();
+            let id = |i: usize| (i as u64).to_be_bytes();
+            for i in 0..MAX_PER_USER {
+                let (hold, _) = r.claim("alice", id(i)).await.unwrap();
+                // Each parked a little later than the one before: 0 expires first.
+                r.release(hold, Some(socket()), t0 + Duration::from_millis(i as u64));
+            }
+            assert_eq!(r.len(), MAX_PER_USER);
+            let (newest, _) = r.claim("alice", id(MAX_PER_USER)).await.unwrap();
+            assert_eq!(r.len(), MAX_PER_USER, "one parked socket made room");
+            let (hold1, got) = r.claim("alice", id(1)).await.unwrap();
+            assert!(got.is_some(), "the others are kept");
+            // A GlobalID no longer tracked is a new one: it makes room in turn (id 2 goes).
+            let (hold, got) = r.claim("alice", id(0)).await.unwrap();
+            assert!(got.is_none(), "the oldest parked socket was the one closed");
+            // Everything alice has is now live, or parked only after her live ones: park
+            // nothing more, hold every place, and the next GlobalID is untracked.
+            drop((hold, hold1, newest));
+            let r = Registry::default();
+            let mut holds = Vec::new();
+            for i in 0..MAX_PER_USER {
+                holds.push(r.claim("alice", id(i)).await.unwrap().0);
+            }
+            assert!(r.claim("alice", id(MAX_PER_USER)).await.is_none());
+            assert!(
+                r.claim("bob", id(0)).await.is_some(),
+                "another user's place"
+            );
+            for hold in holds {
+                r.release(hold, None, t0);
+            }
+            assert_eq!(r.len(), 1);
         });
     }
 
