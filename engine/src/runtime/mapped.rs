@@ -267,9 +267,8 @@ mod tests {
 
     #[test]
     fn counters_round_trip_through_the_file() {
-        let dir = std::env::temp_dir().join(format!("mzn-counters-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("counters");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counters");
         let f = Arc::new(CounterFile::create(&path, 2, [7; 16]).unwrap());
         let mut slots = Vec::new();
         for i in 0..SEGMENT_RECORDS + 3 {
@@ -285,15 +284,13 @@ mod tests {
             snap.users[SEGMENT_RECORDS + 2],
             (format!("user{}", SEGMENT_RECORDS + 2), 1026, 2052)
         );
-        assert!(read(&dir.join("missing")).unwrap().is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(read(&dir.path().join("missing")).unwrap().is_none());
     }
 
     #[test]
     fn a_second_engine_cannot_take_a_live_counters_file() {
-        let dir = std::env::temp_dir().join(format!("mzn-counters-lock-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("counters");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counters");
         let live = Arc::new(CounterFile::create(&path, 1, [1; 16]).unwrap());
         let slots = live.allocate("alice").unwrap();
         slots.counter(0, 0).store(100, Ordering::Relaxed);
@@ -314,20 +311,17 @@ mod tests {
         let next = CounterFile::create(&path, 1, [3; 16]).unwrap();
         assert!(read(&path).unwrap().unwrap().users.is_empty());
         drop(next);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn file_lock_is_exclusive_until_dropped() {
-        let dir = std::env::temp_dir().join(format!("mzn-file-lock-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("lock");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
         let held = FileLock::try_acquire(&path)
             .unwrap()
             .expect("free at first");
         assert!(FileLock::try_acquire(&path).unwrap().is_none());
         drop(held);
         assert!(FileLock::try_acquire(&path).unwrap().is_some());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
