@@ -26,7 +26,7 @@
 //! opens or ends, never per packet. Parked sockets are closed by [`Registry::sweep`] once they
 //! expire (worker 0's clock task calls it) and by [`Registry::clear`] when the engine stops.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -129,36 +129,64 @@ pub(crate) struct Registry {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<Key, Entry>,
-    /// How many of `entries` each user has.
-    per_user: HashMap<String, usize>,
+    /// Each user's part of `entries`.
+    users: HashMap<String, Share>,
     swept: Option<Instant>,
+}
+
+/// A user's entries: how many, and their parked ones by expiry.
+#[derive(Default)]
+struct Share {
+    count: usize,
+    parked: BTreeSet<(Instant, [u8; 8])>,
 }
 
 impl Inner {
     fn sweep(&mut self, now: Instant) {
         self.swept = Some(now);
-        let per_user = &mut self.per_user;
-        self.entries.retain(|(user, _), e| match e {
-            Entry::Parked { until, .. } if *until <= now => {
-                uncount(per_user, user);
-                false
-            }
-            _ => true,
-        });
+        let expired: Vec<Key> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Parked { until, .. } if *until <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &expired {
+            self.remove(key);
+        }
     }
 
     fn insert(&mut self, key: Key, entry: Entry) -> Option<Entry> {
+        let parked_until = match &entry {
+            Entry::Parked { until, .. } => Some(*until),
+            Entry::Active(_) => None,
+        };
         let previous = self.entries.insert(key.clone(), entry);
-        if previous.is_none() {
-            *self.per_user.entry(key.0).or_default() += 1;
+        let share = self.users.entry(key.0).or_default();
+        match &previous {
+            None => share.count += 1,
+            Some(Entry::Parked { until, .. }) => {
+                share.parked.remove(&(*until, key.1));
+            }
+            Some(Entry::Active(_)) => {}
+        }
+        if let Some(until) = parked_until {
+            share.parked.insert((until, key.1));
         }
         previous
     }
 
-    fn remove(&mut self, key: &Key) {
-        if self.entries.remove(key).is_some() {
-            uncount(&mut self.per_user, &key.0);
+    fn remove(&mut self, key: &Key) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        if let Some(share) = self.users.get_mut(&key.0) {
+            share.count -= 1;
+            if let Entry::Parked { until, .. } = &entry {
+                share.parked.remove(&(*until, key.1));
+            }
+            if share.count == 0 {
+                self.users.remove(&key.0);
+            }
         }
+        Some(entry)
     }
 
     /// Makes room for a new GlobalID of `user` (see the module's docs): whether there is.
@@ -166,29 +194,35 @@ impl Inner {
         if self.entries.len() >= MAX_ENTRIES {
             self.sweep(Instant::now());
         }
-        if self.per_user.get(user).copied().unwrap_or(0) >= MAX_PER_USER {
-            let soonest = self
-                .entries
-                .iter()
-                .filter_map(|((u, id), e)| match e {
-                    Entry::Parked { until, .. } if u == user => Some((*until, *id)),
-                    _ => None,
-                })
-                .min();
-            match soonest {
-                Some((_, id)) => self.remove(&(user.to_owned(), id)),
-                None => return false,
-            }
+        if let Some(share) = self.users.get(user).filter(|s| s.count >= MAX_PER_USER) {
+            let Some(&(_, id)) = share.parked.first() else {
+                return false;
+            };
+            self.remove(&(user.to_owned(), id));
         }
         self.entries.len() < MAX_ENTRIES
     }
 }
 
-fn uncount(per_user: &mut HashMap<String, usize>, user: &str) {
-    if let Some(n) = per_user.get_mut(user) {
-        *n -= 1;
-        if *n == 0 {
-            per_user.remove(user);
+/// A claim under way: should it be dropped while it waits for the holder's socket, its entry
+/// goes (nothing else would ever remove an entry no session holds).
+struct Claiming<'a> {
+    registry: &'a Registry,
+    key: Option<Key>,
+    handover: &'a Arc<Handover>,
+}
+
+impl Drop for Claiming<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut inner = self.registry.lock();
+            let ours = matches!(
+                inner.entries.get(&key),
+                Some(Entry::Active(h)) if Arc::ptr_eq(h, self.handover)
+            );
+            if ours {
+                inner.remove(&key);
+            }
         }
     }
 }
@@ -215,10 +249,17 @@ impl Registry {
             None => None,
             Some(Entry::Parked { socket, .. }) => Some(socket),
             Some(Entry::Active(holder)) => {
+                let mut claiming = Claiming {
+                    registry: self,
+                    key: Some(key.clone()),
+                    handover: &handover,
+                };
                 holder.want();
-                runtime::timeout(HANDOVER_WAIT, holder.taken())
+                let taken = runtime::timeout(HANDOVER_WAIT, holder.taken())
                     .await
-                    .flatten()
+                    .flatten();
+                claiming.key = None;
+                taken
             }
         };
         Some((Hold { key, handover }, socket))
@@ -234,7 +275,9 @@ impl Registry {
                     let until = now + PARKED_FOR;
                     inner.insert(hold.key, Entry::Parked { socket, until });
                 }
-                None => inner.remove(&hold.key),
+                None => {
+                    inner.remove(&hold.key);
+                }
             },
             // Claimed since: the claim waits for the socket (or has given up waiting, and
             // the socket closes with the handover).
@@ -262,16 +305,28 @@ impl Registry {
         // Taken under the lock, closed after it.
         let entries = {
             let mut inner = self.lock();
-            inner.per_user.clear();
+            inner.users.clear();
             std::mem::take(&mut inner.entries)
         };
         drop(entries);
     }
 
-    /// GlobalIDs held or parked.
+    /// GlobalIDs held or parked (checking that every user's share adds up to them).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().entries.len()
+        let inner = self.lock();
+        let parked = inner
+            .entries
+            .values()
+            .filter(|e| matches!(e, Entry::Parked { .. }))
+            .count();
+        let shares = inner.users.values();
+        assert_eq!(
+            shares.clone().map(|s| s.count).sum::<usize>(),
+            inner.entries.len()
+        );
+        assert_eq!(shares.map(|s| s.parked.len()).sum::<usize>(), parked);
+        inner.entries.len()
     }
 }
 
@@ -352,6 +407,25 @@ mod tests {
                 r.release(hold, None, t0);
             }
             assert_eq!(r.len(), 1);
+        });
+    }
+
+    /// A claim dropped while it waits for the holder's socket (its connection closed) leaves
+    /// no entry behind: nothing would ever remove it, and it would keep one of the user's
+    /// places for good.
+    #[test]
+    fn a_claim_dropped_while_it_waits_leaves_no_entry() {
+        glommio::LocalExecutor::default().run(async {
+            let r = Registry::default();
+            let (holder, _) = r.claim("alice", [7; 8]).await.unwrap();
+            {
+                let claim = std::pin::pin!(r.claim("alice", [7; 8]));
+                let polled = futures_lite::future::poll_once(claim).await;
+                assert!(polled.is_none(), "it waits for the holder");
+            }
+            assert_eq!(r.len(), 0);
+            r.release(holder, Some(socket()), Instant::now());
+            assert_eq!(r.len(), 0);
         });
     }
 
