@@ -224,10 +224,10 @@ pub(crate) async fn apply_routing(state: &AppState) -> anyhow::Result<()> {
 /// from their row as read here, so a change an admin made meanwhile wins. `since` moves on
 /// when the pass succeeds; a pass from a mark that fails leaves it where it was, so the next
 /// pass reads again every change this one may have missed (a key or services changed
-/// through another instance among them). A pass without one moves it on either way: it
-/// read everyone, and repeating that every few seconds while, say, an inbound this host
-/// cannot bind makes a push fail would cost far more than it brings (the full sync that
-/// follows the fix gives everyone again).
+/// through another instance among them). A pass without one moves it on also when the
+/// engine refuses a push: it read everyone, and repeating that every few seconds while, say,
+/// an inbound this host cannot bind makes a push fail would cost far more than it brings
+/// (the full sync that follows the fix gives everyone again).
 pub async fn changed_users(state: &AppState, since: &mut Option<db::Since>) -> anyhow::Result<()> {
     let _turn = state.sync_turn.lock().await;
     let now = crate::serve::now();
@@ -240,7 +240,15 @@ pub async fn changed_users(state: &AppState, since: &mut Option<db::Since>) -> a
         Some(s) => changed_since(state, s, now).await?,
         None => {
             let result = changed_all(state, now).await;
-            *since = Some(mark);
+            // The engine refusing a push moves the mark on; a database error does not (the
+            // users between the marks would never be looked at again).
+            let refused = result
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.downcast_ref::<engine::EngineError>().is_some());
+            if result.is_ok() || refused {
+                *since = Some(mark);
+            }
             return result;
         }
     }
