@@ -86,11 +86,14 @@ async fn load(state: &AppState, id: i64) -> Result<Inbound, ApiError> {
 /// in use, two inbounds on one port) is returned, and the caller's transaction, dropped,
 /// stores nothing, so that no panel instance ever sees an inbound this engine refused. The
 /// caller holds [`AppState::sync_turn`] (taken before the transaction began), so that no
-/// full sync gives the engine the stored inbounds in between.
+/// full sync gives the engine the stored inbounds in between; the engine call takes the turn
+/// with it and gives it back, so that a request dropped meanwhile still holds it until the
+/// engine is done.
 async fn engine_takes(
     state: &AppState,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-) -> Result<(), ApiError> {
+    turn: tokio::sync::OwnedMutexGuard<()>,
+) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
     use std::sync::atomic::Ordering;
     // Should the change not be stored after all (the commit fails, or the request is dropped
     // before it), the next enforcement pass gives the engine the stored inbounds again.
@@ -104,9 +107,10 @@ async fn engine_takes(
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(ApiError::Internal)?;
     let engine = state.engine.clone();
-    let taken = tokio::task::spawn_blocking(move || engine.apply_inbounds(inbounds))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let (taken, turn) =
+        tokio::task::spawn_blocking(move || (engine.apply_inbounds(inbounds), turn))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
     if taken.is_err() {
         // Refused: the engine holds what it held.
         let _ = state.synced_config.compare_exchange(
@@ -116,7 +120,7 @@ async fn engine_takes(
             Ordering::Acquire,
         );
     }
-    taken.map_err(|e| engine_error(e.into()))
+    taken.map(|()| turn).map_err(|e| engine_error(e.into()))
 }
 
 /// Gives the engine every stored inbound and user again, once a change is stored.
@@ -190,7 +194,7 @@ impl InboundApi {
         auth.0.require_write()?;
         let c = parse(&body.config)?;
         let json = serde_json::to_string(&c).map_err(|e| ApiError::Internal(e.into()))?;
-        let turn = state.sync_turn.lock().await;
+        let turn = std::sync::Arc::clone(&state.sync_turn).lock_owned().await;
         let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
         let id: i64 = sqlx::query(
             "INSERT INTO inbounds (tag, protocol, config) VALUES ($1, $2, $3) RETURNING id",
@@ -203,7 +207,7 @@ impl InboundApi {
         .map_err(|e| db::conflict(e, "config.tag", &c.tag))?
         .try_get("id")
         .map_err(ApiError::from)?;
-        engine_takes(&state, &mut tx).await?;
+        let turn = engine_takes(&state, &mut tx, turn).await?;
         tx.commit().await.map_err(ApiError::from)?;
         drop(turn);
         db::audit(
@@ -235,7 +239,7 @@ impl InboundApi {
         load(&state, *id).await?;
         let c = parse(&body.config)?;
         let json = serde_json::to_string(&c).map_err(|e| ApiError::Internal(e.into()))?;
-        let turn = state.sync_turn.lock().await;
+        let turn = std::sync::Arc::clone(&state.sync_turn).lock_owned().await;
         let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
         let found =
             sqlx::query("UPDATE inbounds SET tag = $1, protocol = $2, config = $3 WHERE id = $4")
@@ -250,7 +254,7 @@ impl InboundApi {
         if found == 0 {
             return Err(ApiError::NotFound(format!("inbound {}", *id)).into());
         }
-        engine_takes(&state, &mut tx).await?;
+        let turn = engine_takes(&state, &mut tx, turn).await?;
         tx.commit().await.map_err(ApiError::from)?;
         drop(turn);
         db::audit(
