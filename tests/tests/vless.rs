@@ -245,9 +245,13 @@ fn quiet_mux_udp_sessions_end() {
     let server = handle.local_addr("in").unwrap();
     let echo = udp_port_echo();
     let mut client = MuxConn::connect(server, UUID, false);
+    client
+        .stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     client.open(1, proto::mux::Network::Udp, echo, None, b"hello");
     port_seen(&mut client, 1);
-    // Nothing more either way: End within the client's read timeout.
+    // Nothing more either way: End within the client's 5 s read timeout.
     assert_eq!(client.next_of(1).0, proto::mux::Status::End);
     client.open(2, proto::mux::Network::Udp, echo, None, b"again");
     port_seen(&mut client, 2);
