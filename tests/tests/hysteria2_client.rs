@@ -218,17 +218,19 @@ fn a_configured_masquerade_answers_every_request() {
     handle.stop(Duration::from_secs(1));
 }
 
-/// A configured `204` answer carries no content-length, as RFC 9110 requires.
+/// A configured `204` answer carries no content-length and no body (its configured content
+/// is not sent), as RFC 9110 requires.
 #[test]
 fn a_no_content_masquerade_has_no_length() {
     let (handle, server, cert) = engine(json!({
-        "masquerade": {"type": "string", "status_code": 204, "content": ""},
+        "masquerade": {"type": "string", "status_code": 204, "content": "not sent"},
     }));
     runtime().block_on(async {
         let conn = connect(server, &cert, false).await;
         let page = auth(&conn, "guess").await;
         assert_eq!(page.status, 204);
         assert_eq!(field(&page, "content-length"), None);
+        assert!(page.body.is_empty(), "a body with 204");
         dated(&page);
     });
     handle.stop(Duration::from_secs(1));

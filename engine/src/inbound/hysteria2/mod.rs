@@ -236,14 +236,14 @@ impl Answer {
     }
 
     /// Appends it as the HTTP/3 response to a `method` request: HEADERS, then the body in one
-    /// DATA frame, but not to `HEAD`.
+    /// DATA frame, but not to `HEAD` and not with a status that has none (1xx, 204, 304).
     fn push(&self, method: &str, out: &mut Vec<u8>) {
         let fields: Vec<(&[u8], &[u8])> = self
             .fields
             .iter()
             .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
             .collect();
-        if method == "HEAD" {
+        if method == "HEAD" || matches!(self.status, 100..=199 | 204 | 304) {
             push_http3_head(self.status, &fields, Some(self.body.len()), out);
         } else {
             push_http3_response(self.status, &fields, &self.body, out);
