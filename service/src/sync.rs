@@ -166,6 +166,31 @@ impl RoutingState {
     pub fn is_current(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::Acquire) == ROUTING_CURRENT
     }
+
+    /// The engine is being given rules that may not end up stored: the next pass gives it
+    /// the stored ones unless [`Self::mark_current`] or [`Self::restore`] follows. Returns
+    /// the state before, for [`Self::restore`].
+    pub(crate) fn mark_stale(&self) -> u8 {
+        self.0
+            .swap(ROUTING_STALE, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// The rules the engine was just given are the stored ones.
+    pub(crate) fn mark_current(&self) {
+        self.0
+            .store(ROUTING_CURRENT, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The engine refused the rules it was given: it holds what it held before
+    /// [`Self::mark_stale`].
+    pub(crate) fn restore(&self, was: u8) {
+        let _ = self.0.compare_exchange(
+            ROUTING_STALE,
+            was,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        );
+    }
 }
 
 /// Gives the engine the stored routing rules, in its turn ([`AppState::sync_turn`]).

@@ -2,9 +2,8 @@
 //! in the `settings` table and given to the engine whole.
 //!
 //! ```text
-//!  PUT ─► parse (field paths) ─► compile (as the engine would) ─► store ─► engine.set_routing
-//!                                                                   ▲            │ refused
-//!                                                                   └─ restore ◄─┘
+//!  PUT ─► parse (field paths) ─► compile (as the engine would) ─► BEGIN; store
+//!        ─► engine.set_routing ─► COMMIT          (refused: ROLLBACK, 422 naming the field)
 //! ```
 //!
 //! A change bumps `config_revision` (the `settings` trigger of migration 0005), so every other
@@ -36,37 +35,16 @@ pub async fn load(db: &Db) -> anyhow::Result<Option<RulesConfig>> {
     }
 }
 
-async fn store(db: &Db, json: &str) -> Result<(), sqlx::Error> {
+async fn store(tx: &mut sqlx::Transaction<'_, sqlx::Any>, json: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO settings (key, value) VALUES ($1, $2) \
          ON CONFLICT (key) DO UPDATE SET value = $2",
     )
     .bind(SETTING)
     .bind(json)
-    .execute(&db.pool)
+    .execute(&mut **tx)
     .await
     .map(drop)
-}
-
-/// Puts `previous` back in place of `ours`, if `ours` is still what is stored.
-async fn restore(db: &Db, ours: &str, previous: Option<&str>) -> Result<(), sqlx::Error> {
-    match previous {
-        Some(previous) => {
-            sqlx::query("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3")
-                .bind(previous)
-                .bind(SETTING)
-                .bind(ours)
-                .execute(&db.pool)
-                .await
-                .map(drop)
-        }
-        None => sqlx::query("DELETE FROM settings WHERE key = $1 AND value = $2")
-            .bind(SETTING)
-            .bind(ours)
-            .execute(&db.pool)
-            .await
-            .map(drop),
-    }
 }
 
 /// Parses `value` as a rules object and compiles it as the engine would (reading the GeoIP
@@ -133,28 +111,35 @@ impl RoutingApi {
         auth.0.require_write()?;
         let rules = check(body.0).await?;
         let json = serde_json::to_string(&rules).map_err(|e| ApiError::Internal(e.into()))?;
-        // Store and apply in one turn, so that two saves here reach the engine in the order
-        // they were stored.
-        let _turn = state.sync_turn.lock().await;
-        let previous = db::setting(&state.db, SETTING)
-            .await
-            .map_err(ApiError::from)?;
-        store(&state.db, &json).await.map_err(ApiError::from)?;
-        if let Err(e) = crate::sync::apply_routing(&state).await {
-            // Put the previous rules back, unless another instance stored others meanwhile.
-            restore(&state.db, &json, previous.as_deref())
+        // Stored and given in one turn, so that two saves here reach the engine in the order
+        // they were stored, and no full sync gives the engine the stored rules in between.
+        let turn = std::sync::Arc::clone(&state.sync_turn).lock_owned().await;
+        let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
+        store(&mut tx, &json).await.map_err(ApiError::from)?;
+        // The engine takes the rules before they are committed, so that rules it refuses are
+        // never stored; should they then not be stored after all (the commit fails, or the
+        // request is dropped), the next usage pass gives it the stored ones again.
+        let was = state.routing.mark_stale();
+        let engine = state.engine.clone();
+        let (taken, turn) =
+            tokio::task::spawn_blocking(move || (engine.set_routing(Some(rules)), turn))
                 .await
-                .map_err(ApiError::from)?;
-            return Err(match e.downcast::<engine::EngineError>() {
-                Ok(engine::EngineError::Config(
+                .map_err(|e| ApiError::Internal(e.into()))?;
+        if let Err(e) = taken {
+            // Refused: the engine holds what it held; the transaction, dropped, stores nothing.
+            state.routing.restore(was);
+            return Err(match e {
+                engine::EngineError::Config(
                     engine::ConfigError::Invalid { field, message }
                     | engine::ConfigError::Parse { field, message },
-                )) => ApiError::invalid(field.trim_start_matches("routing."), message),
-                Ok(other) => ApiError::Internal(other.into()),
-                Err(e) => ApiError::Internal(e),
+                ) => ApiError::invalid(field.trim_start_matches("routing."), message),
+                other => ApiError::Internal(other.into()),
             }
             .into());
         }
+        tx.commit().await.map_err(ApiError::from)?;
+        state.routing.mark_current();
+        drop(turn);
         db::audit(
             &state.db,
             &auth.0.admin.username,
