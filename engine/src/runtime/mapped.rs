@@ -27,7 +27,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,13 +102,7 @@ impl CounterFile {
     /// the file as it is, when another engine holds it.
     pub fn create(path: &Path, workers: usize, run_id: [u8; 16]) -> io::Result<CounterFile> {
         // Not truncated on open: only once the lock says no one else maps it.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        if !try_lock_exclusive(&file)? {
+        let Some(file) = open_locked(path)? else {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(
@@ -118,7 +111,7 @@ impl CounterFile {
                     path.display()
                 ),
             ));
-        }
+        };
         file.set_len(0)?;
         file.set_len(HEADER as u64)?;
         // SAFETY: we hold the file's exclusive lock and have just truncated it; every engine
@@ -195,31 +188,24 @@ impl FileLock {
     /// Takes the lock without waiting: `None` when another holder has it (another process,
     /// or another `FileLock` on the same file in this one).
     pub fn try_acquire(path: &Path) -> io::Result<Option<FileLock>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        Ok(try_lock_exclusive(&file)?.then_some(FileLock { _file: file }))
+        Ok(open_locked(path)?.map(|file| FileLock { _file: file }))
     }
 }
 
-/// `flock(LOCK_EX | LOCK_NB)` on `file`: `false` if another open file description holds a
-/// lock on it. The lock belongs to this open file description and goes with its last close.
-fn try_lock_exclusive(file: &File) -> io::Result<bool> {
-    loop {
-        // SAFETY: `flock` takes a file descriptor and flags and touches no memory; the
-        // descriptor is open for the duration of the call (borrowed from `file`).
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => return Ok(false),
-            io::ErrorKind::Interrupted => continue,
-            _ => return Err(e),
-        }
+/// Opens `path` for reading and writing (created if missing, never truncated) and takes an
+/// exclusive `flock(2)` on it without waiting: `None` when another open file description
+/// holds one. The lock goes with the returned file's last close.
+fn open_locked(path: &Path) -> io::Result<Option<File>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
