@@ -88,6 +88,23 @@ pub async fn settle(state: &AppState, reused: &[(String, i64)]) -> anyhow::Resul
     Ok(())
 }
 
+/// The statement charging `$1` bytes at time `$2` to the user whose `$key` is `$3`
+/// (activating a start-on-first-use user), returning the row's id.
+macro_rules! charge {
+    ($key:literal) => {
+        concat!(
+            "UPDATE users SET used_traffic = used_traffic + $1, \
+             lifetime_used_traffic = lifetime_used_traffic + $1, online_at = $2, \
+             activated_at = CASE WHEN expire_strategy = 'start_on_first_use' \
+             AND activated_at IS NULL THEN $2 ELSE activated_at END WHERE ",
+            $key,
+            " = $3 RETURNING id"
+        )
+    };
+}
+const CHARGE_BY_ID: &str = charge!("id");
+const CHARGE_BY_NAME: &str = charge!("username");
+
 /// Adds the traffic in `counters` (monotonic values of engine run `run`) beyond what
 /// `usage_cursor` says was already added, in one transaction: to the user `owners` names
 /// for each name (by row id), or else to the user of that name.
@@ -140,13 +157,12 @@ pub async fn apply(
         // By row id where known, so that what a deleted user moved is charged to no one, not
         // to a new user of the same name.
         let by_id = owners.get(name);
-        let column = if by_id.is_some() { "id" } else { "username" };
-        let q = format!(
-            "UPDATE users SET used_traffic = used_traffic + $1, lifetime_used_traffic = lifetime_used_traffic + $1, \
-             online_at = $2, activated_at = CASE WHEN expire_strategy = 'start_on_first_use' AND activated_at IS NULL \
-             THEN $2 ELSE activated_at END WHERE {column} = $3 RETURNING id"
-        );
-        let query = sqlx::query(&q).bind(total).bind(now);
+        let q = if by_id.is_some() {
+            CHARGE_BY_ID
+        } else {
+            CHARGE_BY_NAME
+        };
+        let query = sqlx::query(q).bind(total).bind(now);
         let query = match by_id {
             Some(id) => query.bind(id),
             None => query.bind(name),
