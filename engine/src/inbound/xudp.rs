@@ -343,16 +343,23 @@ mod tests {
         s.local_addr().unwrap().port()
     }
 
+    /// Claims `id` for `user` (nothing parked for it yet) and parks a fresh socket under it
+    /// at `at`; returns the socket's port.
+    async fn park(r: &Registry, user: &str, id: [u8; 8], at: Instant) -> u16 {
+        let (hold, got) = r.claim(user, id).await.unwrap();
+        assert!(got.is_none());
+        let s = socket();
+        let p = port(&s);
+        r.release(hold, Some(s), at);
+        p
+    }
+
     #[test]
     fn a_released_socket_is_parked_for_the_same_user_and_id_only() {
         glommio::LocalExecutor::default().run(async {
             let r = Registry::default();
-            let (hold, none) = r.claim("alice", [1; 8]).await.unwrap();
-            assert!(none.is_none());
-            let s = socket();
-            let p = port(&s);
             let now = Instant::now();
-            r.release(hold, Some(s), now);
+            let p = park(&r, "alice", [1; 8], now).await;
             // Another user, another id: nothing.
             let (other, got) = r.claim("bob", [1; 8]).await.unwrap();
             assert!(got.is_none());
@@ -378,9 +385,8 @@ mod tests {
             let t0 = Instant::now();
             let id = |i: usize| (i as u64).to_be_bytes();
             for i in 0..MAX_PER_USER {
-                let (hold, _) = r.claim("alice", id(i)).await.unwrap();
                 // Each parked a little later than the one before: 0 expires first.
-                r.release(hold, Some(socket()), t0 + Duration::from_millis(i as u64));
+                park(&r, "alice", id(i), t0 + Duration::from_millis(i as u64)).await;
             }
             assert_eq!(r.len(), MAX_PER_USER);
             let (newest, _) = r.claim("alice", id(MAX_PER_USER)).await.unwrap();
@@ -433,9 +439,8 @@ mod tests {
     fn parked_sockets_expire() {
         glommio::LocalExecutor::default().run(async {
             let r = Registry::default();
-            let (hold, _) = r.claim("alice", [1; 8]).await.unwrap();
             let now = Instant::now();
-            r.release(hold, Some(socket()), now);
+            park(&r, "alice", [1; 8], now).await;
             r.sweep(now + PARKED_FOR - Duration::from_secs(1));
             assert_eq!(r.len(), 1);
             // Within SWEEP_EVERY of the last sweep: not yet looked at.
