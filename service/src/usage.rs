@@ -107,7 +107,8 @@ const CHARGE_BY_NAME: &str = charge!("username");
 
 /// Adds the traffic in `counters` (monotonic values of engine run `run`) beyond what
 /// `usage_cursor` says was already added, in one transaction: to the user `owners` names
-/// for each name (by row id), or else to the user of that name.
+/// for each name (by row id), or else to the user the name's cursor was last charged to
+/// (after a crash, when `owners` is empty), or else to the user of that name.
 pub async fn apply(
     db: &crate::db::Db,
     run: &str,
@@ -121,11 +122,11 @@ pub async fn apply(
     }
     let mut tx = db.pool.begin().await?;
     // The cursor of these users only, a slice of names at a time.
-    let mut cursor: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut cursor: HashMap<String, (i64, i64, Option<i64>)> = HashMap::new();
     for chunk in counters.chunks(500) {
         let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let q = format!(
-            "SELECT user_name, uplink, downlink FROM usage_cursor WHERE engine_run = $1 \
+            "SELECT user_name, uplink, downlink, user_id FROM usage_cursor WHERE engine_run = $1 \
              AND user_name IN ({})",
             marks.join(",")
         );
@@ -136,7 +137,11 @@ pub async fn apply(
         for r in query.fetch_all(&mut *tx).await? {
             cursor.insert(
                 r.try_get("user_name")?,
-                (r.try_get("uplink")?, r.try_get("downlink")?),
+                (
+                    r.try_get("uplink")?,
+                    r.try_get("downlink")?,
+                    r.try_get("user_id")?,
+                ),
             );
         }
     }
@@ -147,7 +152,7 @@ pub async fn apply(
     let mut touched = 0;
     for (name, up, down) in in_order {
         let (up, down) = (*up as i64, *down as i64);
-        let (cu, cd) = cursor.get(name).copied().unwrap_or((0, 0));
+        let (cu, cd, charged) = cursor.get(name).copied().unwrap_or((0, 0, None));
         let (du, dd) = (up - cu, down - cd);
         if du <= 0 && dd <= 0 {
             continue;
@@ -156,7 +161,7 @@ pub async fn apply(
         let total = du.max(0) + dd.max(0);
         // By row id where known, so that what a deleted user moved is charged to no one, not
         // to a new user of the same name.
-        let by_id = owners.get(name);
+        let by_id = owners.get(name).copied().or(charged);
         let q = if by_id.is_some() {
             CHARGE_BY_ID
         } else {
@@ -186,13 +191,15 @@ pub async fn apply(
             .await?;
         }
         sqlx::query(
-            "INSERT INTO usage_cursor (engine_run, user_name, uplink, downlink) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (engine_run, user_name) DO UPDATE SET uplink = $3, downlink = $4",
+            "INSERT INTO usage_cursor (engine_run, user_name, uplink, downlink, user_id) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (engine_run, user_name) DO UPDATE \
+             SET uplink = $3, downlink = $4, user_id = COALESCE($5, usage_cursor.user_id)",
         )
         .bind(run)
         .bind(name)
         .bind(up)
         .bind(down)
+        .bind(by_id.or(id))
         .execute(&mut *tx)
         .await?;
     }
@@ -212,7 +219,8 @@ pub async fn recover(
     let Some(previous) = engine::read_counters_file(counters_file)? else {
         return Ok(None);
     };
-    // A previous run's names: their users by name.
+    // A previous run's names: the users their cursors were last charged to (who may be gone
+    // since: then no one), else the users of those names.
     let n = apply(db, &previous.run_id, &previous.users, &HashMap::new()).await?;
     if n > 0 {
         tracing::info!(

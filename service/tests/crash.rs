@@ -22,7 +22,18 @@ impl Drop for Panel {
 }
 
 fn start_panel(data: &Path, port: u16, usage_interval: u64) -> Panel {
-    let child = Command::new(env!("CARGO_BIN_EXE_marzneshin"))
+    start_panel_on(data, None, port, usage_interval)
+}
+
+/// A panel on data directory `data` and database `database` (default: the SQLite file in
+/// `data`).
+fn start_panel_on(data: &Path, database: Option<&str>, port: u16, usage_interval: u64) -> Panel {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_marzneshin"));
+    match database {
+        Some(url) => command.env("DATABASE_URL", url),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    let child = command
         .arg("serve")
         .env("MARZNESHIN_DATA_DIR", data)
         .env("MARZNESHIN_LISTEN", format!("127.0.0.1:{port}"))
@@ -30,7 +41,6 @@ fn start_panel(data: &Path, port: u16, usage_interval: u64) -> Panel {
         .env("MARZNESHIN_ALLOW_LOOPBACK", "true")
         .env("MARZNESHIN_ENGINE_WORKERS", "2")
         .env("MARZNESHIN_USAGE_INTERVAL_SECS", usage_interval.to_string())
-        .env_remove("DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -201,6 +211,65 @@ fn recovery_repeated_before_the_engine_starts_counts_once() {
         db.pool.close().await;
     });
     restart_and_expect(&data, port, moved);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A name deleted and created again through another panel instance while this one was down:
+/// the killed run's leftover for that name goes to the user a pass of that run charged it to
+/// (deleted since, so no one), not to the new user of the name.
+#[test]
+fn leftover_of_a_name_taken_again_meanwhile_goes_to_its_old_user() {
+    let data = std::env::temp_dir().join(format!("mzn-crash-owner-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (moved, port) = victim_with_unrecorded_traffic(&data);
+    let url = format!("sqlite://{}?mode=rwc", data.join("marzneshin.db").display());
+    // A pass of the killed run had charged the victim half of it, as `usage::record` does.
+    let half = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let db = service::db::Db::connect(&url).await.unwrap();
+        let run = engine::read_counters_file(&data.join("counters"))
+            .unwrap()
+            .expect("the killed run's counters");
+        let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = 'victim'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        let (name, up, down) = run.users[0].clone();
+        assert_eq!((name.as_str(), up + down), ("victim", moved));
+        let owners = std::collections::HashMap::from([(name.clone(), id)]);
+        service::usage::apply(&db, &run.run_id, &[(name, up / 2, down / 2)], &owners)
+            .await
+            .unwrap();
+        db.pool.close().await;
+        up / 2 + down / 2
+    });
+    // Another instance on the same database (its own data directory) deletes the victim and
+    // creates another user of that name.
+    {
+        let other = start_panel_on(&data.join("other"), Some(&url), e2e::free_port(), 3600);
+        let tok = token(&other);
+        call(&other, &tok, "GET", "/api/users/victim", None);
+        call(&other, &tok, "DELETE", "/api/users/victim", None);
+        call(
+            &other,
+            &tok,
+            "POST",
+            "/api/users",
+            Some(json!({"username": "victim", "service_ids": []})),
+        );
+    }
+    let panel = start_panel(&data, port, 1);
+    let tok = token(&panel);
+    // The leftover was recovered before the API came up; passes follow every second.
+    thread::sleep(Duration::from_secs(2));
+    let victim = call(&panel, &tok, "GET", "/api/users/victim", None);
+    assert_eq!(
+        (
+            victim["used_traffic"].as_u64(),
+            victim["lifetime_used_traffic"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "the new victim was charged the old one's bytes ({half} of {moved} had been recorded)"
+    );
     let _ = std::fs::remove_dir_all(&data);
 }
 
