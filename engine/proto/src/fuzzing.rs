@@ -951,8 +951,9 @@ pub fn hysteria2_udp_message(data: &[u8]) {
         piece.encode(&mut wire);
         assert!(wire.len() <= max);
         let parsed = UdpMessage::parse(&wire).expect("a fragment parses");
-        match reassembly.feed(&parsed) {
-            Reassembled::Whole(p) | Reassembled::Joined(p) => joined = Some(p.to_vec()),
+        match reassembly.feed(&parsed, usize::MAX) {
+            Reassembled::Whole(p) => joined = Some(p.to_vec()),
+            Reassembled::Joined(p) => joined = Some(p),
             Reassembled::Pending => {}
         }
     }
@@ -1007,8 +1008,9 @@ pub fn hysteria2_reassembly(data: &[u8]) {
                 }
             }
         };
-        let got = match reassembly.feed(&m) {
-            Reassembled::Whole(p) | Reassembled::Joined(p) => Some(p.to_vec()),
+        let got = match reassembly.feed(&m, usize::MAX) {
+            Reassembled::Whole(p) => Some(p.to_vec()),
+            Reassembled::Joined(p) => Some(p),
             Reassembled::Pending => None,
         };
         assert_eq!(got, want);

@@ -182,32 +182,37 @@ pub fn fragment<'a>(
 
 /// What [`Reassembly::feed`] made of a message.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Reassembled<'m, 'r> {
+pub enum Reassembled<'m> {
     /// The message was not fragmented: its payload, as it arrived.
     Whole(&'m [u8]),
-    /// The message completed a packet: the payload put together.
-    Joined(&'r [u8]),
+    /// The message completed a packet: the payload put together, in an allocation of its
+    /// own (exactly its length) that the caller keeps.
+    Joined(Vec<u8>),
     /// The packet is not complete yet (or the fragment was dropped).
     Pending,
 }
 
 /// Puts fragmented packets of one session back together, one packet at a time.
 ///
-/// Memory is bounded: at most [`MAX_PACKET_LEN`] bytes gathered, plus as much for the joined
-/// packet. A packet that would grow past that is dropped. A fragment with another packet id or
-/// fragment count than the packet in flight starts a new packet, dropping the old one; a
-/// fragment id not below its count and a fragment received twice are ignored.
+/// Memory is bounded twice: a packet holds at most [`MAX_PACKET_LEN`] bytes, and each
+/// [`Reassembly::feed`] gets the room the caller grants (a budget it shares between many
+/// sessions, measured with [`Reassembly::held`]). A fragment that would grow the packet past
+/// either drops the packet. Nothing is kept between packets: when a packet completes (its
+/// bytes move out in [`Reassembled::Joined`]) or is dropped, every buffer is freed, so an idle
+/// session holds no memory. A fragment with another packet id or fragment count than the
+/// packet in flight starts a new packet, dropping the old one; a fragment id not below its
+/// count and a fragment received twice are ignored.
 #[derive(Debug, Default)]
 pub struct Reassembly {
     packet_id: u16,
     /// Fragment count of the packet in flight; 0 when none is.
     count: u8,
     received: u8,
-    /// Where each fragment's bytes lie in `gathered`, by fragment id.
-    pieces: Vec<Option<Range<usize>>>,
+    /// Where each fragment's bytes lie in `gathered`, by fragment id (`gathered` never
+    /// passes [`MAX_PACKET_LEN`], so the offsets fit 16 bits).
+    pieces: Vec<Option<Range<u16>>>,
     /// Fragments' payloads in arrival order.
     gathered: Vec<u8>,
-    joined: Vec<u8>,
 }
 
 impl Reassembly {
@@ -221,15 +226,23 @@ impl Reassembly {
         self.count != 0
     }
 
+    /// Bytes of memory the packet in flight holds (0 when none is).
+    pub fn held(&self) -> usize {
+        self.gathered.capacity()
+            + self.pieces.capacity() * std::mem::size_of::<Option<Range<u16>>>()
+    }
+
+    /// Drops the packet in flight and frees its buffers.
     fn reset(&mut self) {
         self.count = 0;
         self.received = 0;
-        self.pieces.clear();
-        self.gathered.clear();
+        self.pieces = Vec::new();
+        self.gathered = Vec::new();
     }
 
-    /// Takes one message of this session.
-    pub fn feed<'m>(&mut self, message: &UdpMessage<'m>) -> Reassembled<'m, '_> {
+    /// Takes one message of this session, growing what it holds ([`Reassembly::held`]) by at
+    /// most `room` bytes: a fragment that needs more drops the packet in flight.
+    pub fn feed<'m>(&mut self, message: &UdpMessage<'m>, room: usize) -> Reassembled<'m> {
         let (id, count) = (message.frag_id, message.frag_count);
         if count <= 1 {
             return Reassembled::Whole(message.payload);
@@ -237,33 +250,56 @@ impl Reassembly {
         if id >= count {
             return Reassembled::Pending;
         }
+        let mut room = room;
         if self.count != count || self.packet_id != message.packet_id {
+            let freed = self.held();
             self.reset();
+            room = room.saturating_add(freed);
+            let pieces = usize::from(count) * std::mem::size_of::<Option<Range<u16>>>();
+            if pieces > room {
+                return Reassembled::Pending;
+            }
+            room -= pieces;
             self.packet_id = message.packet_id;
             self.count = count;
-            self.pieces.resize(usize::from(count), None);
+            self.pieces = vec![None; usize::from(count)];
         }
         let slot = usize::from(id);
         if self.pieces[slot].is_some() {
             return Reassembled::Pending;
         }
-        if self.gathered.len() + message.payload.len() > MAX_PACKET_LEN {
+        let at = self.gathered.len();
+        let end = at + message.payload.len();
+        if end > MAX_PACKET_LEN {
             self.reset();
             return Reassembled::Pending;
         }
-        let at = self.gathered.len();
+        let capacity = self.gathered.capacity();
+        if end > capacity {
+            // Doubling, as a `Vec` grows, but never past one packet's largest size, and
+            // only as far as the room allows.
+            let grown = end.max((2 * capacity).min(MAX_PACKET_LEN));
+            if grown - capacity > room {
+                self.reset();
+                return Reassembled::Pending;
+            }
+            self.gathered.reserve_exact(grown - at);
+        }
         self.gathered.extend_from_slice(message.payload);
-        self.pieces[slot] = Some(at..self.gathered.len());
+        // Both fit 16 bits: `end` is at most MAX_PACKET_LEN (checked above).
+        self.pieces[slot] = Some(at as u16..end as u16);
         self.received += 1;
         if self.received < count {
             return Reassembled::Pending;
         }
-        self.joined.clear();
+        let mut joined = Vec::with_capacity(self.gathered.len());
         for piece in self.pieces.iter().flatten() {
-            self.joined.extend_from_slice(&self.gathered[piece.clone()]);
+            joined.extend_from_slice(
+                &self.gathered[usize::from(piece.start)..usize::from(piece.end)],
+            );
         }
         self.reset();
-        Reassembled::Joined(&self.joined)
+        Reassembled::Joined(joined)
     }
 }
 
@@ -338,10 +374,10 @@ mod tests {
             let mut r = Reassembly::new();
             for (n, &i) in order.iter().enumerate() {
                 let got = UdpMessage::parse(&wires[i]).unwrap();
-                match r.feed(&got) {
+                match r.feed(&got, usize::MAX) {
                     Reassembled::Joined(joined) => {
                         assert_eq!(n, 2);
-                        assert_eq!(joined, &payload[..]);
+                        assert_eq!(joined, payload);
                     }
                     Reassembled::Pending => assert!(n < 2),
                     Reassembled::Whole(_) => panic!("fragments are never whole"),
@@ -390,27 +426,42 @@ mod tests {
             ..message(payload)
         };
         let mut r = Reassembly::new();
-        assert_eq!(r.feed(&frag(1, 0, b"old")), Reassembled::Pending);
-        assert_eq!(r.feed(&frag(1, 0, b"dup")), Reassembled::Pending);
-        assert_eq!(r.feed(&frag(2, 1, b"-b")), Reassembled::Pending);
+        assert_eq!(
+            r.feed(&frag(1, 0, b"old"), usize::MAX),
+            Reassembled::Pending
+        );
+        assert_eq!(
+            r.feed(&frag(1, 0, b"dup"), usize::MAX),
+            Reassembled::Pending
+        );
+        assert_eq!(r.feed(&frag(2, 1, b"-b"), usize::MAX), Reassembled::Pending);
         // Packet 1's second fragment now starts packet 1 again; packet 2 is gone.
-        assert_eq!(r.feed(&frag(1, 1, b"X")), Reassembled::Pending);
-        assert_eq!(r.feed(&frag(2, 0, b"a")), Reassembled::Pending);
-        assert_eq!(r.feed(&frag(2, 1, b"-b")), Reassembled::Joined(b"a-b"));
+        assert_eq!(r.feed(&frag(1, 1, b"X"), usize::MAX), Reassembled::Pending);
+        assert_eq!(r.feed(&frag(2, 0, b"a"), usize::MAX), Reassembled::Pending);
+        assert_eq!(
+            r.feed(&frag(2, 1, b"-b"), usize::MAX),
+            Reassembled::Joined(b"a-b".to_vec())
+        );
         // Bad ids and unfragmented messages do not disturb a packet in flight.
-        assert_eq!(r.feed(&frag(3, 0, b"x")), Reassembled::Pending);
+        assert_eq!(r.feed(&frag(3, 0, b"x"), usize::MAX), Reassembled::Pending);
         let bad = UdpMessage {
             frag_id: 2,
             ..frag(3, 0, b"?")
         };
-        assert_eq!(r.feed(&bad), Reassembled::Pending);
-        assert_eq!(r.feed(&message(b"solo")), Reassembled::Whole(b"solo"));
+        assert_eq!(r.feed(&bad, usize::MAX), Reassembled::Pending);
+        assert_eq!(
+            r.feed(&message(b"solo"), usize::MAX),
+            Reassembled::Whole(b"solo")
+        );
         let zero_count = UdpMessage {
             frag_count: 0,
             ..message(b"z")
         };
-        assert_eq!(r.feed(&zero_count), Reassembled::Whole(b"z"));
-        assert_eq!(r.feed(&frag(3, 1, b"y")), Reassembled::Joined(b"xy"));
+        assert_eq!(r.feed(&zero_count, usize::MAX), Reassembled::Whole(b"z"));
+        assert_eq!(
+            r.feed(&frag(3, 1, b"y"), usize::MAX),
+            Reassembled::Joined(b"xy".to_vec())
+        );
     }
 
     #[test]
@@ -422,10 +473,79 @@ mod tests {
             ..message(&chunk)
         };
         let mut r = Reassembly::new();
-        assert_eq!(r.feed(&frag(0)), Reassembled::Pending);
-        // Past MAX_PACKET_LEN the packet is dropped, not grown.
-        assert_eq!(r.feed(&frag(1)), Reassembled::Pending);
+        assert_eq!(r.feed(&frag(0), usize::MAX), Reassembled::Pending);
+        assert!(r.held() <= MAX_PACKET_LEN + 3 * 8);
+        // Past MAX_PACKET_LEN the packet is dropped, not grown, and its memory freed.
+        assert_eq!(r.feed(&frag(1), usize::MAX), Reassembled::Pending);
         assert!(!r.in_flight());
-        assert!(r.gathered.capacity() <= 2 * MAX_PACKET_LEN);
+        assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn buffers_are_freed_when_a_packet_completes_or_is_dropped() {
+        let payload: Vec<u8> = (0..30_000u32).map(|i| i as u8).collect();
+        let pieces: Vec<Vec<u8>> = fragment(&message(&payload), 1200)
+            .unwrap()
+            .map(|p| datagram(&p))
+            .collect();
+        let mut r = Reassembly::new();
+        let mut joined = None;
+        for wire in &pieces {
+            if let Reassembled::Joined(p) = r.feed(&UdpMessage::parse(wire).unwrap(), usize::MAX) {
+                joined = Some(p);
+            }
+            assert!(r.held() <= 2 * payload.len() + 256 * 8);
+        }
+        let joined = joined.expect("the packet completes");
+        assert_eq!(joined, payload);
+        assert_eq!(
+            joined.capacity(),
+            payload.len(),
+            "the packet's own allocation"
+        );
+        assert_eq!(
+            (r.held(), r.in_flight()),
+            (0, false),
+            "nothing kept after a packet"
+        );
+        // A packet given up for a newer one frees what it held.
+        let frag = |packet_id, frag_id| UdpMessage {
+            packet_id,
+            frag_id,
+            frag_count: 2,
+            ..message(&payload)
+        };
+        assert_eq!(r.feed(&frag(1, 0), usize::MAX), Reassembled::Pending);
+        assert!(r.held() >= payload.len());
+        assert_eq!(r.feed(&frag(2, 1), usize::MAX), Reassembled::Pending);
+        assert!(r.held() < 2 * payload.len(), "only the new packet is held");
+    }
+
+    #[test]
+    fn a_fragment_beyond_the_room_drops_the_packet() {
+        let chunk = [7u8; 1000];
+        let frag = |frag_id| UdpMessage {
+            frag_id,
+            frag_count: 3,
+            ..message(&chunk)
+        };
+        let mut r = Reassembly::new();
+        // Not even the first fragment fits: nothing is held.
+        assert_eq!(r.feed(&frag(0), 999), Reassembled::Pending);
+        assert_eq!((r.held(), r.in_flight()), (0, false));
+        // The first fits, the second does not: the packet goes, and its memory with it.
+        assert_eq!(r.feed(&frag(0), 1100), Reassembled::Pending);
+        let held = r.held();
+        assert!((1000..=1100).contains(&held), "{held}");
+        assert_eq!(r.feed(&frag(1), 500), Reassembled::Pending);
+        assert_eq!((r.held(), r.in_flight()), (0, false));
+        // With room, the same packet completes.
+        for id in 0..2 {
+            assert_eq!(r.feed(&frag(id), 4000), Reassembled::Pending);
+        }
+        assert_eq!(
+            r.feed(&frag(2), 4000),
+            Reassembled::Joined([7u8; 3000].to_vec())
+        );
     }
 }

@@ -76,6 +76,8 @@ pub(super) struct Conn {
     pub(super) sessions: RefCell<HashMap<u32, Rc<Session>>>,
     /// Bytes of UDP packets waiting in this connection's sessions' queues.
     pub(super) udp_queued: Cell<usize>,
+    /// Bytes of memory held by UDP packets its sessions are putting together.
+    pub(super) reassembling: Cell<usize>,
     /// Whether we have closed the connection (it drains, then the driver ends).
     closing: Cell<bool>,
     /// The congestion controller's rate (Brutal), set at authentication.
@@ -105,6 +107,7 @@ impl Conn {
             lost: Signal::new(),
             sessions: RefCell::new(HashMap::new()),
             udp_queued: Cell::new(0),
+            reassembling: Cell::new(0),
             closing: Cell::new(false),
             send_rate,
         })

@@ -1,6 +1,6 @@
 //! UDP over QUIC datagrams: one session per client session id, each with its own outbound
-//! socket. Client messages are put back together ([`Reassembly`]) and sent to the address
-//! each names; replies come back as messages from the address they came from, cut to the
+//! socket. Client messages are put back together ([`Reassembly`], within a memory budget per
+//! connection, [`REASSEMBLY_BYTES`]) and sent to the address each names; replies come back as messages from the address they came from, cut to the
 //! connection's datagram size. A session ends when idle for the UDP session timeout, when
 //! its user is kicked, or with its connection.
 
@@ -27,6 +27,9 @@ const QUEUE_LIMIT: usize = 256;
 const QUEUE_BYTES: usize = 4 << 20;
 /// Sessions one connection may hold at once; new ones beyond are dropped.
 const MAX_SESSIONS: usize = 1024;
+/// Bytes of memory that packets being put back together may hold in all sessions of one
+/// connection ([`Reassembly::held`]); a fragment beyond drops its packet.
+const REASSEMBLY_BYTES: usize = 1 << 20;
 
 /// One UDP session of a connection.
 pub(super) struct Session {
@@ -81,11 +84,15 @@ pub(super) fn on_datagram(
             s
         }
     };
-    // What a queued packet holds: a whole one keeps its datagram alive, a joined one is a
-    // copy; either way with its address.
-    let (payload, cost) = match session.reassembly.borrow_mut().feed(&message) {
+    // What a queued packet holds: a whole one keeps its datagram alive, a joined one its own
+    // allocation; either way with its address.
+    let fed = session.reassemble(conn, &message);
+    let (payload, cost) = match fed {
         Reassembled::Whole(p) => (datagram.slice_ref(p), datagram.len()),
-        Reassembled::Joined(p) => (Bytes::copy_from_slice(p), p.len()),
+        Reassembled::Joined(p) => {
+            let len = p.len();
+            (Bytes::from(p), len)
+        }
         Reassembled::Pending => return,
     };
     let cost = cost + message.address.len();
@@ -110,6 +117,25 @@ struct Queued {
 }
 
 impl Session {
+    /// Feeds `message` to the session's reassembly within what is left of the connection's
+    /// [`REASSEMBLY_BYTES`], and keeps the connection's count of them.
+    fn reassemble<'m>(&self, conn: &Conn, message: &UdpMessage<'m>) -> Reassembled<'m> {
+        let mut reassembly = self.reassembly.borrow_mut();
+        let total = conn.reassembling.get();
+        let before = reassembly.held();
+        let fed = reassembly.feed(message, REASSEMBLY_BYTES.saturating_sub(total));
+        conn.reassembling
+            .set((total + reassembly.held()).saturating_sub(before));
+        fed
+    }
+
+    /// Frees the packet the session was putting together (the session is going).
+    fn release(&self, conn: &Conn) {
+        let held = std::mem::take(&mut *self.reassembly.borrow_mut()).held();
+        conn.reassembling
+            .set(conn.reassembling.get().saturating_sub(held));
+    }
+
     /// The next packet waiting to go out, no longer counted as queued.
     fn pop(&self, conn: &Conn) -> Option<(TargetAddr, Bytes)> {
         let next = self.queue.borrow_mut().pop_front()?;
@@ -144,6 +170,7 @@ async fn run(
         Err(e) => {
             tracing::warn!(inbound = %ib.tag, "cannot open an outbound UDP socket: {e}");
             conn.sessions.borrow_mut().remove(&session.id);
+            session.release(&conn);
             return;
         }
     };
@@ -244,4 +271,5 @@ async fn run(
     {
         sessions.remove(&session.id);
     }
+    session.release(&conn);
 }
