@@ -566,3 +566,83 @@ fn streams_abandoned_before_a_request_are_reset_and_freed() {
     });
     handle.stop(Duration::from_secs(1));
 }
+
+/// Encodes one UDP message of session `session_id` to `address`.
+fn udp_message(session_id: u32, frag: (u8, u8), address: &str, payload: &[u8]) -> Bytes {
+    let message = UdpMessage {
+        session_id,
+        packet_id: 1,
+        frag_id: frag.0,
+        frag_count: frag.1,
+        address: address.as_bytes(),
+        payload,
+    };
+    let mut out = Vec::new();
+    message.encode(&mut out);
+    Bytes::from(out)
+}
+
+/// Descriptors open in this process (the engine runs in it).
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn udp_sessions_open_sockets_only_for_complete_allowed_packets() {
+    let (handle, server, cert) = engine(json!({}));
+    let echo = udp_echo();
+    let tcp = tcp_echo();
+    let refused = udp_echo();
+    let deny =
+        json!({"rules": [{"action": "deny", "network": ["udp"], "ports": [refused.port()]}]});
+    handle
+        .set_routing(Some(serde_json::from_value(deny).unwrap()))
+        .unwrap();
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+        tcp_echo_through(&conn, tcp).await;
+        let before = open_descriptors();
+        // First fragments of 200 sessions (never completed) to an allowed address, and whole
+        // packets of 200 more to a refused one, each refused packet sent twice.
+        for id in 1..=200 {
+            let first = udp_message(id, (0, 2), &echo.to_string(), b"half");
+            conn.send_datagram(first).unwrap();
+            let denied = udp_message(1000 + id, (0, 1), &refused.to_string(), b"no");
+            conn.send_datagram(denied.clone()).unwrap();
+            conn.send_datagram(denied).unwrap();
+        }
+        // After those datagrams (the stream comes after them): nothing opened for them.
+        tcp_echo_through(&conn, tcp).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let open = user_traffic(&handle, "u").open;
+        assert!(open <= 2, "{open} open: only the TCP streams may count");
+        let now = open_descriptors();
+        assert!(
+            now < before + 20,
+            "{before} descriptors before, {now} after: sockets opened for no packet"
+        );
+        // A refused session is gone, not stuck: its id opens a session for an allowed packet,
+        // and the session with a fragment in flight completes its packet.
+        conn.send_datagram(udp_message(1001, (0, 1), &echo.to_string(), b"allowed"))
+            .unwrap();
+        conn.send_datagram(udp_message(1, (1, 2), &echo.to_string(), b"-done"))
+            .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let reply = tokio::time::timeout(Duration::from_secs(5), conn.read_datagram())
+                .await
+                .expect("a reply within 5 s")
+                .unwrap();
+            let reply = UdpMessage::parse(&reply).unwrap();
+            got.push((reply.session_id, reply.payload.to_vec()));
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            [(1, b"half-done".to_vec()), (1001, b"allowed".to_vec())]
+        );
+        conn.close(0u32.into(), b"done");
+    });
+    handle.stop(Duration::from_secs(1));
+}

@@ -662,6 +662,21 @@ pub(crate) async fn udp_destination(
     target: &TargetAddr,
     source: IpAddr,
 ) -> Result<SocketAddr, outbound::OutboundError> {
+    let addr = udp_route(ctx, ib, user, resolved, target, source).await?;
+    Ok(udp_address_for(addr, outbound))
+}
+
+/// Where a UDP packet for `target` goes, checked by the routing rules and resolved (a session
+/// remembers its last resolved name in `resolved`), before any socket is chosen: a session
+/// that opens its socket only for an allowed packet asks this first.
+pub(crate) async fn udp_route(
+    ctx: &WorkerCtx,
+    ib: &InboundShared,
+    user: &str,
+    resolved: &RefCell<Option<(TargetAddr, SocketAddr)>>,
+    target: &TargetAddr,
+    source: IpAddr,
+) -> Result<SocketAddr, outbound::OutboundError> {
     let route = outbound::Route {
         rules: &ctx.rules(),
         user,
@@ -670,7 +685,7 @@ pub(crate) async fn udp_destination(
         source,
         now: ctx.shared.rules_now(),
     };
-    let addr = match target {
+    Ok(match target {
         TargetAddr::Ip(a) => {
             route.check(None, *a)?;
             *a
@@ -693,14 +708,18 @@ pub(crate) async fn udp_destination(
                 }
             }
         }
-    };
-    // The outbound socket is dual-stack IPv6 where possible: address IPv4 as v4-mapped.
-    Ok(match (addr, outbound.local_addr()) {
+    })
+}
+
+/// `addr` as `outbound` sends to it: the outbound socket is dual-stack IPv6 where possible,
+/// so IPv4 is addressed as v4-mapped.
+pub(crate) fn udp_address_for(addr: SocketAddr, outbound: &UdpSocket) -> SocketAddr {
+    match (addr, outbound.local_addr()) {
         (SocketAddr::V4(v4), Ok(SocketAddr::V6(_))) => {
             SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
         }
         _ => addr,
-    })
+    }
 }
 
 pub(crate) fn unmap(a: SocketAddr) -> SocketAddr {

@@ -16,7 +16,9 @@ use proto::hysteria2::udp::{fragment, Reassembled, Reassembly, UdpMessage};
 use proto::TargetAddr;
 
 use super::conn::{Authed, Conn};
-use crate::inbound::relay::{udp_destination, unmap, until_idle, Meter};
+use crate::inbound::relay::{
+    udp_address_for, udp_destination, udp_route, unmap, until_idle, Meter,
+};
 use crate::inbound::{until_closed, InboundShared, WorkerCtx};
 use crate::runtime::{self, Notify};
 
@@ -31,13 +33,17 @@ const MAX_SESSIONS: usize = 1024;
 /// connection ([`Reassembly::held`]); a fragment beyond drops its packet.
 const REASSEMBLY_BYTES: usize = 1 << 20;
 
-/// One UDP session of a connection.
+/// One UDP session of a connection. It starts as a client session id with fragments in
+/// flight; its task starts with its first complete packet, and its socket opens (and the
+/// session counts as the user's) with the first packet the routing rules allow.
 pub(super) struct Session {
     id: u32,
     reassembly: RefCell<Reassembly>,
     /// Packets from the client, with where each goes.
     queue: RefCell<VecDeque<Queued>>,
     ready: Notify,
+    /// Whether the session's task has started ([`run`]).
+    running: Cell<bool>,
 }
 
 /// Takes one datagram from the client (ignored before authentication, as the reference
@@ -70,17 +76,11 @@ pub(super) fn on_datagram(
                 reassembly: RefCell::new(Reassembly::new()),
                 queue: RefCell::new(VecDeque::new()),
                 ready: Notify::default(),
+                running: Cell::new(false),
             });
             conn.sessions
                 .borrow_mut()
                 .insert(message.session_id, Rc::clone(&s));
-            runtime::spawn(run(
-                Rc::clone(conn),
-                Rc::clone(ctx),
-                Arc::clone(ib),
-                authed,
-                Rc::clone(&s),
-            ));
             s
         }
     };
@@ -93,19 +93,40 @@ pub(super) fn on_datagram(
             let len = p.len();
             (Bytes::from(p), len)
         }
-        Reassembled::Pending => return,
+        Reassembled::Pending => {
+            // A session without a task exists only for the packet it is putting together.
+            if !session.running.get() && !session.reassembly.borrow().in_flight() {
+                conn.sessions.borrow_mut().remove(&session.id);
+            }
+            return;
+        }
     };
     let cost = cost + message.address.len();
-    let mut queue = session.queue.borrow_mut();
     let queued = conn.udp_queued.get();
-    if queue.len() < QUEUE_LIMIT && queued + cost <= QUEUE_BYTES {
+    if session.queue.borrow().len() < QUEUE_LIMIT && queued + cost <= QUEUE_BYTES {
         conn.udp_queued.set(queued + cost);
-        queue.push_back(Queued {
+        session.queue.borrow_mut().push_back(Queued {
             target,
             payload,
             cost,
         });
         session.ready.notify();
+    }
+    if !session.running.get() {
+        if session.queue.borrow().is_empty() {
+            if !session.reassembly.borrow().in_flight() {
+                conn.sessions.borrow_mut().remove(&session.id);
+            }
+            return;
+        }
+        session.running.set(true);
+        runtime::spawn(run(
+            Rc::clone(conn),
+            Rc::clone(ctx),
+            Arc::clone(ib),
+            authed,
+            session,
+        ));
     }
 }
 
@@ -154,7 +175,9 @@ impl Drop for DropQueued<'_> {
     }
 }
 
-/// Runs one session: packets out through its own socket, replies back as datagrams.
+/// Runs one session: until a packet the rules allow, nothing (a session whose queued packets
+/// are all refused ends without a socket); then packets out through its own socket, and
+/// replies back as datagrams.
 async fn run(
     conn: Rc<Conn>,
     ctx: Rc<WorkerCtx>,
@@ -162,36 +185,80 @@ async fn run(
     authed: Rc<Authed>,
     session: Rc<Session>,
 ) {
-    let _queued = DropQueued(&conn, &session);
+    let relay = relay(&conn, &ctx, &ib, &authed, &session);
+    until_closed(&ctx, &ib, Some(&authed.registration.kill), relay).await;
+    let mut sessions = conn.sessions.borrow_mut();
+    if sessions
+        .get(&session.id)
+        .is_some_and(|s| Rc::ptr_eq(s, &session))
+    {
+        sessions.remove(&session.id);
+    }
+    session.release(&conn);
+}
+
+/// The body of [`run`], cut short when the user is kicked or the inbound closes.
+async fn relay(
+    conn: &Rc<Conn>,
+    ctx: &Rc<WorkerCtx>,
+    ib: &Arc<InboundShared>,
+    authed: &Authed,
+    session: &Session,
+) {
+    let _queued = DropQueued(conn, session);
     let user = &authed.user;
+    let resolved = RefCell::new(None);
+    // The first packet the rules allow; refused ones are dropped and do not keep the session.
+    let first = async {
+        while let Some((target, payload)) = session.pop(conn) {
+            let route = udp_route(ctx, ib, &user.name, &resolved, &target, conn.peer.ip());
+            match route.await {
+                Ok(dest) => return Some((dest, payload)),
+                Err(e) => {
+                    tracing::debug!(inbound = %ib.tag, peer = %conn.peer, %target, "{e}");
+                }
+            }
+        }
+        None
+    };
+    let first = futures_lite::future::or(first, async {
+        conn.lost.wait().await;
+        None
+    });
+    let Some((dest, payload)) = first.await else {
+        return;
+    };
     let _open = user.traffic.open_guard(ctx.index);
     let socket = match runtime::outbound_udp_socket() {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(inbound = %ib.tag, "cannot open an outbound UDP socket: {e}");
-            conn.sessions.borrow_mut().remove(&session.id);
-            session.release(&conn);
             return;
         }
     };
     let meter = Meter {
-        ctx: &ctx,
-        inbound: &ib,
+        ctx,
+        inbound: ib,
         user,
     };
-    let resolved = RefCell::new(None);
     let activity = Cell::new(Instant::now());
+    if socket
+        .send_to(&payload, udp_address_for(dest, &socket))
+        .await
+        .is_ok()
+    {
+        meter.up(payload.len()).await;
+    }
     let uplink = async {
         loop {
             session.ready.notified().await;
             loop {
-                let Some((target, payload)) = session.pop(&conn) else {
+                let Some((target, payload)) = session.pop(conn) else {
                     break;
                 };
-                activity.set(Instant::now());
                 let dest = udp_destination(
-                    &ctx,
-                    &ib,
+                    ctx,
+                    ib,
                     &user.name,
                     &socket,
                     &resolved,
@@ -199,8 +266,10 @@ async fn run(
                     conn.peer.ip(),
                 )
                 .await;
+                // A packet the rules refuse is not activity: it keeps no session alive.
                 match dest {
                     Ok(dest) => {
+                        activity.set(Instant::now());
                         if socket.send_to(&payload, dest).await.is_ok() {
                             meter.up(payload.len()).await;
                         }
@@ -262,14 +331,5 @@ async fn run(
         &activity,
         ctx.shared.timeouts.udp_session,
     );
-    let relay = futures_lite::future::or(relay, conn.lost.wait());
-    until_closed(&ctx, &ib, Some(&authed.registration.kill), relay).await;
-    let mut sessions = conn.sessions.borrow_mut();
-    if sessions
-        .get(&session.id)
-        .is_some_and(|s| Rc::ptr_eq(s, &session))
-    {
-        sessions.remove(&session.id);
-    }
-    session.release(&conn);
+    futures_lite::future::or(relay, conn.lost.wait()).await;
 }
