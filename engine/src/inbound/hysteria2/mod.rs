@@ -302,7 +302,8 @@ struct Endpoint {
     quic: RefCell<quinn_proto::Endpoint>,
     conns: RefCell<HashMap<ConnectionHandle, Rc<Conn>>>,
     obfs: Option<Salamander>,
-    /// Whether the kernel segments our batches (UDP GSO); off after the first refusal.
+    /// Whether the kernel segments our batches (UDP GSO); off once it says it cannot
+    /// ([`segmentation_unsupported`]).
     gso: Cell<bool>,
 }
 
@@ -330,7 +331,8 @@ impl Endpoint {
     /// Sends what `Connection::poll_transmit` wrote: `packets` holds datagrams of `segment`
     /// bytes each (the last may be shorter), or one datagram when `segment` is `None`. Each is
     /// obfuscated on its own when configured; together they go in one `sendmsg` that the
-    /// kernel segments, or one by one when it cannot (or the socket is full).
+    /// kernel segments, or one by one when that send fails (the socket full, the batch
+    /// refused; segmenting stops for good only when the kernel cannot do it at all).
     pub(super) async fn send_batch(
         &self,
         packets: &[u8],
@@ -361,9 +363,12 @@ impl Endpoint {
             match sent {
                 Ok(_) => return,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => {
+                Err(e) if segmentation_unsupported(&e) => {
                     tracing::debug!(%to, "UDP segmentation refused ({e}): one datagram per send from now on");
                     self.gso.set(false);
+                }
+                Err(e) => {
+                    tracing::trace!(%to, "segmented UDP send failed ({e}): this batch one by one");
                 }
             }
         }
@@ -387,6 +392,16 @@ impl Endpoint {
             tracing::trace!(%to, "QUIC send failed: {e}");
         }
     }
+}
+
+/// Whether a failed segmented send (UDP GSO) means the kernel cannot segment for this socket
+/// at all, so that every later batch would fail too. Linux answers `EIO` when the route or
+/// device cannot (no checksum offload, IPsec, UDP-Lite). Its `EINVAL` and `EMSGSIZE` are about
+/// the batch (a segment larger than the route's MTU, too many segments), and any other error
+/// (an unreachable destination, a full buffer) is about the destination or the moment: those
+/// batches go one datagram at a time, and the next batch is segmented again.
+fn segmentation_unsupported(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EIO)
 }
 
 /// Serves one Hysteria2 inbound on this worker's UDP socket until the inbound closes, or the
@@ -506,6 +521,10 @@ async fn on_datagram(
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
 ) {
+    // No datagram can be sent back to port 0: such a source is forged or broken.
+    if from.port() == 0 {
+        return;
+    }
     if let Some(obfs) = &ep.obfs {
         match obfs.deobfuscate(&mut data) {
             Ok(range) => {
@@ -556,5 +575,28 @@ async fn on_datagram(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_eio_turns_segmentation_off() {
+        let os = std::io::Error::from_raw_os_error;
+        assert!(segmentation_unsupported(&os(libc::EIO)));
+        for errno in [
+            libc::EINVAL,
+            libc::EMSGSIZE,
+            libc::ENETUNREACH,
+            libc::EPERM,
+            libc::ENOBUFS,
+        ] {
+            assert!(!segmentation_unsupported(&os(errno)), "errno {errno}");
+        }
+        assert!(!segmentation_unsupported(&std::io::Error::other(
+            "not a number"
+        )));
     }
 }
