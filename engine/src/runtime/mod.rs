@@ -358,6 +358,36 @@ pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
     set_int_option(socket.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)
 }
 
+/// Makes the kernel send every datagram of `socket` whole or not at all, as a QUIC stack that
+/// discovers the path MTU itself needs (quinn-udp sets the same): `IP_PMTUDISC_PROBE` sets
+/// the don't-fragment bit and ignores the kernel's own path MTU guess, so a datagram larger
+/// than the interface fails at once (`EMSGSIZE`) instead of leaving in fragments, and a probe
+/// too large for a router is lost, as QUIC expects. On an IPv6 socket the same for IPv6
+/// (`IPV6_MTU_DISCOVER`) plus `IPV6_DONTFRAG`, without which Linux still fragments locally;
+/// the IPv4 option covers v4-mapped peers there too.
+pub fn forbid_fragmentation(socket: &UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let v4 = set_int_option(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_PROBE,
+    );
+    if socket.local_addr()?.is_ipv6() {
+        set_int_option(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )?;
+        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
+        // A v6-only socket may refuse the IPv4 option; it has no IPv4 peers to fragment for.
+        return Ok(());
+    }
+    v4
+}
+
 /// `setsockopt` of an `int` option.
 fn set_int_option(
     fd: std::os::fd::RawFd,

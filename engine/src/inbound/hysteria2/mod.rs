@@ -44,7 +44,10 @@ use proto::hysteria2::http3;
 use proto::hysteria2::salamander::{Salamander, SALT_LEN};
 use proto::hysteria2::{Hysteria2Users, ASSUMED_MAX_DATAGRAM};
 use quinn_proto::crypto::rustls::QuicServerConfig;
-use quinn_proto::{ConnectionHandle, DatagramEvent, EndpointConfig, ServerConfig, TransportConfig};
+use quinn_proto::{
+    ConnectionHandle, DatagramEvent, EndpointConfig, MtuDiscoveryConfig, ServerConfig,
+    TransportConfig,
+};
 
 use super::{InboundKind, InboundShared, WorkerCtx};
 use crate::config::{ConfigError, Hysteria2Config, MasqueradeConfig, ObfsConfig, TlsConfig};
@@ -87,10 +90,30 @@ fn bytes_per_sec(mbps: u32) -> u64 {
     u64::from(mbps) * 125_000
 }
 
-/// The QUIC transport settings of every connection, with `rate` bound to its controller.
-fn transport(rate: brutal::SendRate) -> TransportConfig {
+/// The largest UDP payload we send: quinn's own default bound for path MTU discovery, which
+/// fits Ethernet's 1500-byte MTU under IPv6 and IPv4 headers.
+const MAX_UDP_PAYLOAD: u16 = 1452;
+
+/// The largest QUIC packet quinn may build: [`MAX_UDP_PAYLOAD`], less Salamander's salt when
+/// every packet carries one (`obfuscated`). quinn's other packet sizes (`initial_mtu`,
+/// `min_mtu`) stay at QUIC's minimum of 1200, which the salt may exceed: every path must carry
+/// 1208 bytes, as for the reference server.
+fn max_quic_packet(obfuscated: bool) -> u16 {
+    if obfuscated {
+        MAX_UDP_PAYLOAD - SALT_LEN as u16
+    } else {
+        MAX_UDP_PAYLOAD
+    }
+}
+
+/// The QUIC transport settings of every connection, with `rate` bound to its controller;
+/// packets sized for Salamander's salt when `obfuscated`.
+fn transport(rate: brutal::SendRate, obfuscated: bool) -> TransportConfig {
+    let mut mtu = MtuDiscoveryConfig::default();
+    mtu.upper_bound(max_quic_packet(obfuscated));
     let mut transport = TransportConfig::default();
     transport
+        .mtu_discovery_config(Some(mtu))
         .max_concurrent_bidi_streams(MAX_BIDI_STREAMS.into())
         .max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
         .stream_receive_window(STREAM_WINDOW.into())
@@ -122,8 +145,6 @@ impl Inbound {
         tls.alpn_protocols = vec![b"h3".to_vec()];
         let quic = QuicServerConfig::try_from(tls).map_err(|e| invalid(tls_at, e))?;
         let crypto = AssumedDatagramLimit::new(Arc::new(quic), ASSUMED_MAX_DATAGRAM as u64);
-        let mut server = ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(Arc::new(transport(brutal::SendRate::default())));
         let obfs = match &c.obfs {
             None => None,
             Some(ObfsConfig::Salamander { password }) => Some(
@@ -131,6 +152,9 @@ impl Inbound {
                     .map_err(|e| invalid(format!("{at}.settings.obfs.password"), e))?,
             ),
         };
+        let mut server = ServerConfig::with_crypto(Arc::new(crypto));
+        let rate = brutal::SendRate::default();
+        server.transport_config(Arc::new(transport(rate, obfs.is_some())));
         let receive = if c.ignore_client_bandwidth {
             http3::ServerRx::Auto
         } else {
@@ -165,7 +189,7 @@ impl Inbound {
     /// `rate`, which authentication sets.
     fn server_config(&self, rate: brutal::SendRate) -> Arc<ServerConfig> {
         let mut config = ServerConfig::clone(&self.server);
-        config.transport_config(Arc::new(transport(rate)));
+        config.transport_config(Arc::new(transport(rate, self.obfs.is_some())));
         Arc::new(config)
     }
 
@@ -308,8 +332,8 @@ struct Endpoint {
 }
 
 /// Most QUIC packets a connection hands over for one send (one `sendmsg` with GSO). Forty
-/// of quinn's largest (1452 bytes, 1460 with Salamander's salt) stay under the 64 KiB a UDP
-/// send may carry; the kernel takes up to 64 segments.
+/// of the largest ([`MAX_UDP_PAYLOAD`], salt included) stay under the 64 KiB a UDP send may
+/// carry; the kernel takes up to 64 segments.
 pub(super) const SEND_BATCH: usize = 40;
 
 impl Endpoint {
@@ -423,6 +447,10 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
         obfs: h.obfs.clone(),
         gso: Cell::new(true),
     });
+    // quinn's MTU probes must reach the path as they are, or fail: never fragmented here.
+    if let Err(e) = runtime::forbid_fragmentation(&ep.socket) {
+        tracing::warn!(inbound = %ib.tag, "cannot forbid IP fragmentation ({e}): path MTU probes may be fragmented");
+    }
     if let Err(e) = runtime::enable_gro(&ep.socket) {
         tracing::debug!(inbound = %ib.tag, "UDP receive offload unavailable ({e}): one datagram per receive");
     }
@@ -581,6 +609,22 @@ async fn on_datagram(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn salamander_packets_with_their_salt_fit_the_same_bound() {
+        for obfuscated in [false, true] {
+            let t = transport(brutal::SendRate::default(), obfuscated);
+            let bound = max_quic_packet(obfuscated);
+            let debug = format!("{t:?}");
+            assert!(debug.contains(&format!("upper_bound: {bound}")), "{debug}");
+            assert!(debug.contains("initial_mtu: 1200") && debug.contains("min_mtu: 1200"));
+        }
+        assert_eq!(max_quic_packet(false), MAX_UDP_PAYLOAD);
+        assert_eq!(
+            usize::from(max_quic_packet(true)) + SALT_LEN,
+            usize::from(MAX_UDP_PAYLOAD)
+        );
+    }
 
     #[test]
     fn only_eio_turns_segmentation_off() {
