@@ -353,7 +353,7 @@ export class Api extends ApiBase {
   }
 
   /**
-   * Log in: exchange a name and password for a bearer token. Failed logins are throttled per client address (5 per 5 minutes).
+   * Log in: exchange a name and password for a bearer token. Failed logins are throttled per client address (an IPv6 address's /64) and admin name: 5 per 5 minutes.
    * `POST /admins/token`
    * @param {LoginForm} body
    * @returns {Promise<Token>}

@@ -1,6 +1,6 @@
 //! Admin authentication: argon2 password hashes, JWT bearer tokens (void once the password
-//! changes), and login throttling per client address kept in the database (so it holds across
-//! panel instances).
+//! changes or the admin is disabled), and login throttling per client address and admin name
+//! kept in the database (so it holds across panel instances).
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -15,7 +15,7 @@ use crate::db::{self, AdminRow, Db};
 use crate::error::ApiError;
 use crate::serve::AppState;
 
-/// Failed logins allowed per address within [`THROTTLE_WINDOW`].
+/// Failed logins allowed per client address and admin name within [`THROTTLE_WINDOW`].
 pub const MAX_FAILURES: i64 = 5;
 /// Throttling window, seconds.
 pub const THROTTLE_WINDOW: i64 = 300;
@@ -29,9 +29,22 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
+/// How many argon2 computations run at once. Each holds 7 MiB and a blocking thread (the
+/// pool the engine calls use too) for tens of milliseconds: a flood of logins, from as many
+/// addresses as it likes, waits its turn here instead.
+static ARGON2_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// Runs `work` on a blocking thread in its turn ([`ARGON2_TURNS`]).
+async fn in_turn<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let _turn = ARGON2_TURNS.acquire().await?;
+    Ok(tokio::task::spawn_blocking(work).await?)
+}
+
 /// Hashes a password with argon2id (on a blocking thread: it is slow on purpose).
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
+    in_turn(move || {
         let salt = SaltString::generate(&mut OsRng);
         hasher()
             .hash_password(password.as_bytes(), &salt)
@@ -43,13 +56,28 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 
 /// Checks a password against a stored hash.
 pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+    in_turn(move || {
         PasswordHash::new(&hash)
             .map(|h| hasher().verify_password(password.as_bytes(), &h).is_ok())
             .unwrap_or(false)
     })
     .await
     .unwrap_or(false)
+}
+
+/// Checks `password` against a hash of a random password, made once with our parameters:
+/// for a login naming no admin, or a disabled one, so that its answer takes as long as a
+/// wrong password's and does not tell which names are admins. Always `false`.
+pub async fn verify_decoy(password: String) {
+    static DECOY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let decoy = DECOY
+        .get_or_init(|| async {
+            hash_password(crate::serve::random_hex(32))
+                .await
+                .unwrap_or_default()
+        })
+        .await;
+    verify_password(password, decoy.clone()).await;
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -172,42 +200,64 @@ async fn check_bearer(req: &poem::Request, bearer: Bearer) -> poem::Result<Authe
     Ok(AuthedAdmin { admin, services })
 }
 
-/// Refuses a login from `ip` while it has too many recent failures.
-pub async fn check_throttle(db: &Db, ip: &str, now: i64) -> Result<(), ApiError> {
-    let row = sqlx::query("SELECT failures, window_start FROM login_failures WHERE ip = $1")
-        .bind(ip)
-        .fetch_optional(&db.pool)
-        .await?;
-    if let Some(r) = row {
-        let failures: i64 = r.try_get("failures")?;
-        let start: i64 = r.try_get("window_start")?;
-        if failures >= MAX_FAILURES && now < start + THROTTLE_WINDOW {
-            return Err(ApiError::Throttled((start + THROTTLE_WINDOW - now) as u64));
+/// The client a login attempt is counted against: an IPv4 address as it is, an IPv6 address by
+/// the /64 it is in (one host commonly holds a whole /64 and could take a fresh address for
+/// every attempt), an IPv4-mapped IPv6 address as the IPv4 address.
+pub fn client_of(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => {
+            let s = a.segments();
+            let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{prefix}/64")
         }
+    }
+}
+
+/// Counts a login attempt from `client` as admin `username`, before its password is checked,
+/// and refuses it once the pair has made [`MAX_FAILURES`] attempts in the current window that
+/// did not succeed. Counted first, in one statement, so that attempts sent at once cannot all
+/// pass the check before any is recorded.
+pub async fn take_attempt(db: &Db, client: &str, username: &str, now: i64) -> Result<(), ApiError> {
+    let row = sqlx::query(
+        "INSERT INTO login_attempts (client, username, attempts, window_start) VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (client, username) DO UPDATE SET \
+           attempts = CASE WHEN login_attempts.window_start + $4 <= $3 THEN 1 ELSE login_attempts.attempts + 1 END, \
+           window_start = CASE WHEN login_attempts.window_start + $4 <= $3 THEN $3 ELSE login_attempts.window_start END \
+         RETURNING attempts, window_start",
+    )
+    .bind(client)
+    .bind(username)
+    .bind(now)
+    .bind(THROTTLE_WINDOW)
+    .fetch_one(&db.pool)
+    .await?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let start: i64 = row.try_get("window_start")?;
+    if attempts > MAX_FAILURES {
+        return Err(ApiError::Throttled(
+            (start + THROTTLE_WINDOW - now).max(1) as u64
+        ));
     }
     Ok(())
 }
 
-/// Records a failed login from `ip`.
-pub async fn record_failure(db: &Db, ip: &str, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO login_failures (ip, failures, window_start) VALUES ($1, 1, $2) \
-         ON CONFLICT (ip) DO UPDATE SET \
-           failures = CASE WHEN login_failures.window_start + $3 <= $2 THEN 1 ELSE login_failures.failures + 1 END, \
-           window_start = CASE WHEN login_failures.window_start + $3 <= $2 THEN $2 ELSE login_failures.window_start END",
-    )
-    .bind(ip)
-    .bind(now)
-    .bind(THROTTLE_WINDOW)
-    .execute(&db.pool)
-    .await?;
+/// Forgets the attempts of `client` as `username` after a successful login (only that pair:
+/// a client's own account does not wipe its failures as another admin).
+pub async fn forgive(db: &Db, client: &str, username: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_attempts WHERE client = $1 AND username = $2")
+        .bind(client)
+        .bind(username)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }
 
-/// Forgets the failures of `ip` after a successful login.
-pub async fn clear_failures(db: &Db, ip: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM login_failures WHERE ip = $1")
-        .bind(ip)
+/// Deletes the counts whose window has passed (they would start over anyway).
+pub async fn prune_attempts(db: &Db, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_attempts WHERE window_start + $1 <= $2")
+        .bind(THROTTLE_WINDOW)
+        .bind(now)
         .execute(&db.pool)
         .await?;
     Ok(())
@@ -216,6 +266,17 @@ pub async fn clear_failures(db: &Db, ip: &str) -> Result<(), sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let client = |s: &str| client_of(s.parse().unwrap());
+        assert_eq!(client("203.0.113.7"), "203.0.113.7");
+        assert_eq!(client("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(client("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(client("2001:db8:1:2:ffff:1:2:3"), "2001:db8:1:2::/64");
+        assert_ne!(client("2001:db8:1:3::1"), client("2001:db8:1:2::1"));
+        assert_eq!(client("::1"), "::/64");
+    }
 
     #[tokio::test]
     async fn hashes_verify_with_their_own_parameters() {

@@ -232,6 +232,25 @@ pub async fn admin_by_name(db: &Db, username: &str) -> Result<Option<AdminRow>, 
         .transpose()
 }
 
+/// Admin by name, read in `tx` and held until it ends (as [`user_by_name_in`]).
+pub async fn admin_by_name_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    username: &str,
+) -> Result<Option<AdminRow>, sqlx::Error> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let q = format!("SELECT {ADMIN_COLS} FROM admins WHERE username = $1{lock}");
+    sqlx::query(&q)
+        .bind(username)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| AdminRow::from_row(&r))
+        .transpose()
+}
+
 /// Every admin.
 pub async fn admins(db: &Db) -> Result<Vec<AdminRow>, sqlx::Error> {
     let q = format!("SELECT {ADMIN_COLS} FROM admins ORDER BY id");
@@ -335,14 +354,13 @@ pub async fn insert_admin(
     Ok(id)
 }
 
-/// Stores an admin's fields and services.
+/// Stores an admin's fields, and their services when given, in `tx`.
 pub async fn update_admin(
-    db: &Db,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: i64,
     a: &AdminValues<'_>,
-    services: &[i64],
+    services: Option<&[i64]>,
 ) -> Result<(), ApiError> {
-    let mut tx = db.pool.begin().await?;
     sqlx::query(
         "UPDATE admins SET password_hash = $1, is_sudo = $2, enabled = $3, read_only = $4, all_services_access = $5, \
          modify_users_access = $6, password_changed_at = $7 WHERE id = $8",
@@ -355,20 +373,21 @@ pub async fn update_admin(
     .bind(a.modify_users_access as i64)
     .bind(a.password_changed_at)
     .bind(id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    set_links(&mut tx, "admins_services", "admin_id", id, services).await?;
-    tx.commit().await?;
+    if let Some(services) = services {
+        set_links(tx, "admins_services", "admin_id", id, services).await?;
+    }
     Ok(())
 }
 
-/// Deletes an admin.
-pub async fn delete_admin(db: &Db, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM admins WHERE id = $1")
+/// Deletes an admin; `false` if there was none with that id.
+pub async fn delete_admin(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM admins WHERE id = $1")
         .bind(id)
         .execute(&db.pool)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Replaces the rows of a link table for `owner`.

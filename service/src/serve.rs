@@ -70,7 +70,7 @@ pub fn valid_name(field: &str, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -133,7 +133,54 @@ pub fn app(state: AppState) -> impl poem::Endpoint {
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .data(state)
+        .around(limit_body)
         .with(AccessLog)
+}
+
+/// The most a request body may hold, bytes: far beyond any request of the API (a routing
+/// rules object with thousands of domains included).
+const MAX_BODY: usize = 8 << 20;
+/// The most a login form may hold, bytes: it is read before anyone has authenticated.
+const MAX_LOGIN_BODY: usize = 16 << 10;
+
+/// Bounds what a request body can make the panel hold: a `Content-Length` over the limit
+/// gets 413 before anything is read; a body sent without one fails to read once it runs
+/// past the limit (400 from the handler that reads it).
+async fn limit_body<E: poem::Endpoint>(
+    next: E,
+    mut req: poem::Request,
+) -> poem::Result<poem::Response> {
+    use futures_lite::StreamExt;
+    use poem::web::headers::{ContentLength, HeaderMapExt};
+    let limit = if req.uri().path() == "/api/admins/token" {
+        MAX_LOGIN_BODY
+    } else {
+        MAX_BODY
+    };
+    let too_large = move || format!("request body too large (at most {limit} bytes)");
+    if let Some(ContentLength(length)) = req.headers().typed_get::<ContentLength>() {
+        if length > limit as u64 {
+            return Ok(
+                poem::web::Json(serde_json::json!({ "detail": too_large() }))
+                    .with_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE)
+                    .into_response(),
+            );
+        }
+    }
+    let mut seen = 0usize;
+    let body = req.take_body().into_bytes_stream().map(move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len();
+        if seen > limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                too_large(),
+            ));
+        }
+        Ok(chunk)
+    });
+    req.set_body(poem::Body::from_bytes_stream(body));
+    Ok(next.call(req).await?.into_response())
 }
 
 /// Errors raised before a handler runs (no or bad token, a malformed parameter or body) get

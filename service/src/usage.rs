@@ -266,7 +266,8 @@ pub struct Marks {
     pruned_at: Option<i64>,
 }
 
-/// How often old deletions are pruned: they are kept a day, so an hour late is no matter.
+/// How often old deletions (kept a day) and spent login-attempt counts are pruned: an hour
+/// late is no matter.
 const PRUNE_EVERY: i64 = 3600;
 
 /// Activation deadlines, periodic resets and webhook announcements (by one panel instance at a
@@ -341,6 +342,7 @@ async fn update_users(
     }
     if pruned_at.is_none_or(|at| now - at >= PRUNE_EVERY) {
         db::prune_deleted(db, now - db::Since::DELETIONS_KEPT).await?;
+        crate::auth::prune_attempts(db, now).await?;
         *pruned_at = Some(now);
     }
     let config = WebhookConfig::load(&db.pool).await?;

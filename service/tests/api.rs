@@ -16,6 +16,7 @@ on_both_databases!(
     spec_and_docs_are_served,
     auth_failures,
     login_throttling,
+    oversize_bodies_are_refused,
     user_endpoints,
     service_and_inbound_endpoints,
     other_admins_users_are_invisible,
@@ -262,6 +263,10 @@ fn auth_failures(backend: Backend) {
         .expect_error(401, None, "incorrect username or password");
     p.put(&root, "/api/admins/bob", json!({"enabled": true}))
         .ok();
+    // Enabled again, they log in again: the tokens issued before stay void.
+    p.get(&new, "/api/admins/current")
+        .expect_error(401, None, "invalid or expired token");
+    let new = p.token("bob", "bob-password-3");
     p.get(&new, "/api/admins/current").ok();
 
     // A deleted admin's token stops working.
@@ -271,6 +276,7 @@ fn auth_failures(backend: Backend) {
 
 fn login_throttling(backend: Backend) {
     let p = TestPanel::start(backend);
+    let token_before_throttling = p.admin_token();
     // Failures below the limit are forgotten after a successful login.
     for _ in 0..4 {
         assert_eq!(p.login(ADMIN, "wrong-password").status, 401);
@@ -304,6 +310,94 @@ fn login_throttling(backend: Backend) {
         );
     }
     // Tokens issued before still work: throttling is about logins only.
+
+    // Another admin's successful login from the same address does not forgive the failures
+    // as the first one.
+    let root = token_before_throttling;
+    p.post(
+        &root,
+        "/api/admins",
+        json!({"username": "carol", "password": "carol-password"}),
+    )
+    .ok();
+    for _ in 0..4 {
+        assert_eq!(p.login("carol", "wrong-password").status, 401);
+    }
+    p.new_admin(
+        &root,
+        json!({"username": "dave", "password": "dave-password"}),
+    );
+    assert_eq!(p.login("carol", "wrong-password").status, 401);
+    assert_eq!(p.login("carol", "carol-password").status, 429);
+
+    // Attempts sent at once are counted before any password is checked: five get an
+    // answer, the rest are refused.
+    p.post(
+        &root,
+        "/api/admins",
+        json!({"username": "erin", "password": "erin-password"}),
+    )
+    .ok();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let tries: Vec<_> = (0..12)
+            .map(|_| s.spawn(|| p.login("erin", "wrong-password").status))
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        (statuses.len() - refused, refused),
+        (5, 7),
+        "statuses: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+}
+
+/// A request body can make the panel hold at most so much: the login form (read before
+/// anyone is authenticated) 16 KiB, anything else 8 MiB. A larger `Content-Length` gets 413
+/// before the body is read; a body without one fails to read past the limit (400).
+fn oversize_bodies_are_refused(backend: Backend) {
+    use std::io::{Read, Write};
+    let p = TestPanel::start(backend);
+    let root = p.admin_token();
+    let declared = |path: &str, auth: Option<&str>, length: usize| -> String {
+        let port = p.base.rsplit(':').next().unwrap();
+        let mut conn = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+        let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            conn,
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        answer
+    };
+    let answer = declared("/api/admins/token", None, 20_000);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("request body too large (at most 16384 bytes)"),
+        "{answer}"
+    );
+    let answer = declared("/api/settings/routing", Some(&root), 9 << 20);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Without a length (chunked): read up to the limit, then refused.
+    let mut form = b"username=admin&password=".to_vec();
+    form.resize(64 << 10, b'a');
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/admins/token", p.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(form)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Under the limits, as before.
+    p.login(ADMIN, ADMIN_PASSWORD).ok();
+    p.put(&root, "/api/settings/routing", json!({})).ok();
 }
 
 fn user_endpoints(backend: Backend) {

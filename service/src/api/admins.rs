@@ -40,7 +40,7 @@ async fn view(state: &AppState, row: db::AdminRow) -> Result<Admin, ApiError> {
 #[OpenApi(prefix_path = "/admins", tag = "ApiTags::Admins")]
 impl AdminApi {
     /// Log in: exchange a name and password for a bearer token. Failed logins are throttled
-    /// per client address (5 per 5 minutes).
+    /// per client address (an IPv6 address's /64) and admin name: 5 per 5 minutes.
     #[oai(path = "/token", method = "post")]
     async fn token(
         &self,
@@ -50,12 +50,12 @@ impl AdminApi {
     ) -> ApiResult<Json<Token>> {
         // The connection's peer address: headers such as X-Forwarded-For are the client's to
         // choose, so trusting them would let anyone escape throttling.
-        let ip = remote
+        let client = remote
             .as_socket_addr()
-            .map(|a| a.ip().to_string())
+            .map(|a| auth::client_of(a.ip()))
             .unwrap_or_default();
         let now = now();
-        auth::check_throttle(&state.db, &ip, now).await?;
+        auth::take_attempt(&state.db, &client, &form.username, now).await?;
         let admin = db::admin_by_name(&state.db, &form.username)
             .await
             .map_err(ApiError::from)?;
@@ -63,15 +63,16 @@ impl AdminApi {
             Some(a) if a.enabled => {
                 auth::verify_password(form.password.clone(), a.password_hash.clone()).await
             }
-            _ => false,
+            _ => {
+                auth::verify_decoy(form.password.clone()).await;
+                false
+            }
         };
+        // A failure stays counted.
         let Some(admin) = admin.filter(|_| ok) else {
-            auth::record_failure(&state.db, &ip, now)
-                .await
-                .map_err(ApiError::from)?;
             return Err(ApiError::Unauthorized("incorrect username or password".into()).into());
         };
-        auth::clear_failures(&state.db, &ip)
+        auth::forgive(&state.db, &client, &form.username)
             .await
             .map_err(ApiError::from)?;
         let token = auth::issue_token(
@@ -152,7 +153,7 @@ impl AdminApi {
         let row = db::admin_by_name(&state.db, &body.username)
             .await
             .map_err(ApiError::from)?
-            .expect("just inserted");
+            .ok_or_else(|| ApiError::NotFound(format!("admin {:?}", body.username)))?;
         Ok(Json(view(&state, row).await?))
     }
 
@@ -177,34 +178,38 @@ impl AdminApi {
             auth.0.require_sudo()?;
             auth.0.require_write()?;
         }
-        let row = db::admin_by_name(&state.db, &username)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("admin {:?}", *username)))?;
-        let now = now();
-        let (hash, changed_at) = match &body.password {
+        // Hashing is slow: done before the row is read and held.
+        let new_hash = match &body.password {
             Some(p) => {
                 auth::check_password_strength(p)?;
-                (
+                Some(
                     auth::hash_password(p.clone())
                         .await
                         .map_err(ApiError::from)?,
-                    // Strictly later than before, so that tokens issued in the same second as
-                    // the previous change are void too.
-                    now.max(row.password_changed_at + 1),
                 )
             }
-            None => (row.password_hash.clone(), row.password_changed_at),
+            None => None,
         };
-        let services = match &body.service_ids {
-            Some(s) => s.clone(),
-            None => db::admin_services(&state.db, row.id)
-                .await
-                .map_err(ApiError::from)?,
+        let now = now();
+        // Decided from the row as it is in the transaction (held until it ends), so that a
+        // concurrent change (a sudo disabling the admin, say) is neither undone nor lost.
+        let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
+        let row = db::admin_by_name_in(&mut tx, state.db.backend, &username)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("admin {:?}", *username)))?;
+        // A new password, or the admin disabled: every token issued before is void (also
+        // once the admin is enabled again). Strictly later than before, so that tokens issued
+        // in the same second as the previous change are void too.
+        let voids = new_hash.is_some() || (body.enabled == Some(false) && row.enabled);
+        let changed_at = if voids {
+            now.max(row.password_changed_at + 1)
+        } else {
+            row.password_changed_at
         };
         let values = AdminValues {
             username: &row.username,
-            password_hash: &hash,
+            password_hash: new_hash.as_deref().unwrap_or(&row.password_hash),
             is_sudo: body.is_sudo.unwrap_or(row.is_sudo),
             enabled: body.enabled.unwrap_or(row.enabled),
             read_only: body.read_only.unwrap_or(row.read_only),
@@ -212,14 +217,15 @@ impl AdminApi {
             modify_users_access: body.modify_users_access.unwrap_or(row.modify_users_access),
             password_changed_at: changed_at,
         };
-        db::update_admin(&state.db, row.id, &values, &services).await?;
+        db::update_admin(&mut tx, row.id, &values, body.service_ids.as_deref()).await?;
+        tx.commit().await.map_err(ApiError::from)?;
         db::audit(&state.db, &me.username, "admin.modify", &username, now)
             .await
             .map_err(ApiError::from)?;
         let row = db::admin_by_name(&state.db, &username)
             .await
             .map_err(ApiError::from)?
-            .expect("exists");
+            .ok_or_else(|| ApiError::NotFound(format!("admin {:?}", *username)))?;
         Ok(Json(view(&state, row).await?))
     }
 
@@ -240,9 +246,13 @@ impl AdminApi {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("admin {:?}", *username)))?;
-        db::delete_admin(&state.db, row.id)
+        if !db::delete_admin(&state.db, row.id)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(ApiError::from)?
+        {
+            // Deleted meanwhile.
+            return Err(ApiError::NotFound(format!("admin {:?}", *username)).into());
+        }
         db::audit(
             &state.db,
             &auth.0.admin.username,

@@ -394,8 +394,14 @@ impl UserApi {
         username: Path<String>,
     ) -> ApiResult<Json<bool>> {
         auth.0.require_user_write()?;
-        let row = visible(&state, &auth.0, &username).await?;
+        // Read in the transaction and held until it ends: of two deletes at once, one finds
+        // the user and announces it, the other gets 404.
         let mut tx = state.db.pool.begin().await.map_err(ApiError::from)?;
+        let row = db::user_by_name_in(&mut tx, state.db.backend, &username)
+            .await
+            .map_err(ApiError::from)?
+            .filter(|u| auth.0.sees_owner(u.admin_id))
+            .ok_or_else(|| ApiError::NotFound(format!("user {:?}", *username)))?;
         webhooks::enqueue(&mut tx, Event::Deleted, &row)
             .await
             .map_err(ApiError::from)?;
