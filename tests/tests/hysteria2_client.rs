@@ -64,28 +64,46 @@ fn dated(r: &Response) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Opens a TCP proxy stream to `target` and checks an echo through it.
-async fn tcp_echo_through(conn: &quinn::Connection, target: SocketAddr) {
+/// Opens a TCP proxy stream to `target` with `upload` after the request, and reads until the
+/// server's answer (accepted) and `want` bytes from the target have come: the streams and
+/// those bytes.
+async fn tcp_exchange(
+    conn: &quinn::Connection,
+    target: SocketAddr,
+    upload: &[u8],
+    want: usize,
+) -> (quinn::SendStream, quinn::RecvStream, Vec<u8>) {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let mut request = Vec::new();
     tcp::encode_request(&target.to_string(), b"", &mut request);
-    request.extend_from_slice(b"hello through hysteria2");
+    request.extend_from_slice(upload);
     send.write_all(&request).await.unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    let payload_start = loop {
-        let n = recv.read(&mut buf).await.unwrap().expect("a response");
+    let mut answer = None;
+    while answer.is_none_or(|start| got.len() < start + want) {
+        let n = recv
+            .read(&mut buf)
+            .await
+            .unwrap()
+            .expect("more of the answer");
         got.extend_from_slice(&buf[..n]);
-        if let Progress::Done(r) = tcp::parse_response(&got).unwrap() {
-            assert!(r.ok, "TCP request refused");
-            break r.consumed;
+        if answer.is_none() {
+            if let Progress::Done(r) = tcp::parse_response(&got).unwrap() {
+                assert!(r.ok, "TCP request refused");
+                answer = Some(r.consumed);
+            }
         }
-    };
-    while got.len() < payload_start + 23 {
-        let n = recv.read(&mut buf).await.unwrap().expect("the echo");
-        got.extend_from_slice(&buf[..n]);
     }
-    assert_eq!(&got[payload_start..], b"hello through hysteria2");
+    let start = answer.expect("the loop ends with an answer");
+    (send, recv, got.split_off(start))
+}
+
+/// Opens a TCP proxy stream to `target` and checks an echo through it.
+async fn tcp_echo_through(conn: &quinn::Connection, target: SocketAddr) {
+    let hello = b"hello through hysteria2";
+    let (_send, _recv, echoed) = tcp_exchange(conn, target, hello, hello.len()).await;
+    assert_eq!(echoed, hello);
 }
 
 /// Opens stream number `i` of a test that opens many one after another, failing the test
@@ -643,6 +661,56 @@ fn udp_sessions_open_sockets_only_for_complete_allowed_packets() {
             [(1, b"half-done".to_vec()), (1001, b"allowed".to_vec())]
         );
         conn.close(0u32.into(), b"done");
+    });
+    handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn a_client_reset_aborts_the_target_connection() {
+    let (handle, server, cert) = engine(json!({}));
+    // A target that reports how its client's upload ended.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    let (ended, upload_end) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"hello from the target").unwrap();
+        let mut buf = [0u8; 1024];
+        let mut got = Vec::new();
+        let end = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break Ok(got),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break Err(e.kind()),
+            }
+        };
+        ended.send(end).unwrap();
+        // Held open: the downlink must stop because of the reset, not because we closed.
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+        // The answer and the target's greeting: the relay runs both ways.
+        let (mut send, mut recv, greeting) = tcp_exchange(&conn, target, b"uploading", 21).await;
+        assert_eq!(greeting, b"hello from the target");
+        send.reset(7u32.into()).unwrap();
+        let end =
+            tokio::task::spawn_blocking(move || upload_end.recv_timeout(Duration::from_secs(5)))
+                .await
+                .unwrap()
+                .expect("the target's connection ends within 5 s");
+        assert_eq!(
+            end,
+            Err(std::io::ErrorKind::ConnectionReset),
+            "the target saw a clean end of the upload"
+        );
+        // And the download stops: the client's stream is reset too, not finished.
+        let rest = tokio::time::timeout(Duration::from_secs(2), recv.read_to_end(1 << 16))
+            .await
+            .expect("the download ends at once");
+        assert!(rest.is_err(), "the download ended cleanly: {rest:?}");
     });
     handle.stop(Duration::from_secs(1));
 }

@@ -318,6 +318,12 @@ pub fn shutdown_write(stream: &TcpStream) -> io::Result<()> {
     socket2::SockRef::from(&borrow_fd(stream)).shutdown(std::net::Shutdown::Write)
 }
 
+/// Makes closing `stream` abort the connection: the peer gets a reset (`RST`), not a clean end
+/// of stream, and unsent data is dropped (`SO_LINGER` with a zero timeout).
+pub fn reset_on_close(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(&borrow_fd(stream)).set_linger(Some(Duration::ZERO))
+}
+
 /// Accepts a connection, its descriptor close-on-exec. glommio takes a connection that is
 /// already waiting with a plain `accept(2)`, which does not set `SOCK_CLOEXEC` (only its
 /// io_uring path does); an inherited client socket would stay open in any child process the

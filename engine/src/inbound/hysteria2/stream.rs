@@ -62,8 +62,8 @@ impl Conn {
     /// Takes stream `id`'s chunks into `chunks` (up to [`UPLINK_CHUNKS`] of them and `room`
     /// bytes), waiting while none has arrived: the relay then writes them to the target with
     /// one vectored send, without copying them. The byte count; `None` at the stream's end.
-    /// A reset that follows data ends the stream on the next call without an error (the data
-    /// before it is delivered).
+    /// A reset is an error of kind `ConnectionReset` (quinn drops whatever it still held of
+    /// the stream when the reset arrives).
     pub(super) async fn read_chunks(
         &self,
         id: StreamId,
@@ -468,10 +468,21 @@ async fn tcp_request(
         }
         let activity = Cell::new(Instant::now());
         let dest = RefCell::new(dest);
+        // Whether the upload ended without the client finishing it (a reset, a lost
+        // connection): the target then gets a reset, not a clean end of the upload.
+        let aborted = Cell::new(false);
         let up = async {
             // quinn's chunks go to the target as they are: no copy into a buffer of ours.
             let mut chunks = Vec::with_capacity(UPLINK_CHUNKS);
-            while let Ok(Some(n)) = conn.read_chunks(id, &mut chunks, UPLINK_BYTES).await {
+            loop {
+                let n = match conn.read_chunks(id, &mut chunks, UPLINK_BYTES).await {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(e) => {
+                        aborted.set(true);
+                        return Err(e);
+                    }
+                };
                 activity.set(Instant::now());
                 let sent = relay::send_parts(&dest, &chunks).await;
                 chunks.clear();
@@ -481,6 +492,7 @@ async fn tcp_request(
                 meter.up(n).await;
             }
             let _ = runtime::shutdown_write(&dest.borrow());
+            Ok(())
         };
         let down = async {
             // A large read goes to quinn as the buffer it was read into (quinn keeps it until
@@ -500,14 +512,20 @@ async fn tcp_request(
                     conn.write_all(id, &buf[..n]).await
                 };
                 if written.is_err() {
-                    return;
+                    return Ok(());
                 }
                 meter.down(n).await;
             }
             conn.finish(id);
             finished.set(true);
+            Ok(())
         };
-        until_idle(futures_lite::future::zip(up, down), &activity, t.idle).await;
+        // An aborted upload stops the downlink at once (and the stream is reset below).
+        let both = futures_lite::future::try_zip(up, down);
+        until_idle(both, &activity, t.idle).await;
+        if aborted.get() {
+            let _ = runtime::reset_on_close(&dest.borrow());
+        }
     };
     until_closed(ctx, ib, Some(&authed.registration.kill), relay).await;
     if !finished.get() {
