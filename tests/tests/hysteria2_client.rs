@@ -714,3 +714,39 @@ fn a_client_reset_aborts_the_target_connection() {
     });
     handle.stop(Duration::from_secs(1));
 }
+
+#[test]
+fn udp_replies_dropped_for_a_full_datagram_buffer_are_not_counted() {
+    let (handle, server, cert) = engine(json!({}));
+    // A target that answers one packet, 100 ms later, with 3 000 replies of 1 000 bytes.
+    let flood = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = flood.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let (_, from) = flood.recv_from(&mut buf).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        for i in 0..3000 {
+            flood.send_to(&[7u8; 1000], from).unwrap();
+            if i % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+        conn.send_datagram(udp_message(1, (0, 1), &target.to_string(), b"go"))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The client freezes (its runtime blocked): it acknowledges nothing, so the server's
+        // congestion window stays full and its datagram send buffer (1 MiB) fills up.
+        std::thread::sleep(Duration::from_millis(1500));
+        let down = user_traffic(&handle, "u").downlink;
+        assert!(down > 0, "no reply reached the server");
+        assert!(
+            down <= (1 << 20) + (256 << 10),
+            "{down} bytes counted down: more than quinn could hold or send"
+        );
+    });
+    handle.stop(Duration::from_secs(1));
+}

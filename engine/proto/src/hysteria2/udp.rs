@@ -142,7 +142,7 @@ pub enum FragmentError {
 pub fn fragment<'a>(
     message: &UdpMessage<'a>,
     max_datagram: usize,
-) -> Result<impl Iterator<Item = UdpMessage<'a>>, FragmentError> {
+) -> Result<impl Iterator<Item = UdpMessage<'a>> + Clone, FragmentError> {
     let header = message.header_len();
     let total = message.payload.len();
     if total == 0 {

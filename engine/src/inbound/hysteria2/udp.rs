@@ -29,6 +29,9 @@ const QUEUE_LIMIT: usize = 256;
 const QUEUE_BYTES: usize = 4 << 20;
 /// Sessions one connection may hold at once; new ones beyond are dropped.
 const MAX_SESSIONS: usize = 1024;
+/// What quinn's datagram send buffer charges for each datagram beyond its bytes (its own
+/// record of it; 32 bytes in quinn-proto 0.11, rounded up).
+const DATAGRAM_OVERHEAD: usize = 64;
 /// Bytes of memory that packets being put back together may hold in all sessions of one
 /// connection ([`Reassembly::held`]); a fragment beyond drops its packet.
 const REASSEMBLY_BYTES: usize = 1 << 20;
@@ -310,6 +313,19 @@ async fn relay(
                     continue;
                 }
             };
+            // Only a reply quinn queues whole is counted (and charged to the user's rate): one
+            // that does not fit its datagram send buffer is dropped here, uncounted. (Sent
+            // with `drop = true`, quinn would make room by dropping older replies, which were
+            // counted already.)
+            let need: usize = pieces
+                .clone()
+                .map(|p| p.encoded_len() + DATAGRAM_OVERHEAD)
+                .sum();
+            if need > conn.quic.borrow_mut().datagrams().send_buffer_space() + DATAGRAM_OVERHEAD {
+                tracing::trace!(inbound = %ib.tag, peer = %conn.peer, "reply dropped: datagram send buffer full");
+                continue;
+            }
+            let mut queued = true;
             for piece in pieces {
                 let mut datagram = Vec::with_capacity(piece.encoded_len());
                 piece.encode(&mut datagram);
@@ -317,13 +333,17 @@ async fn relay(
                     .quic
                     .borrow_mut()
                     .datagrams()
-                    .send(Bytes::from(datagram), true);
+                    .send(Bytes::from(datagram), false);
                 if let Err(e) = sent {
                     tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "reply dropped: {e}");
+                    queued = false;
+                    break;
                 }
             }
             conn.wake.notify();
-            meter.down(n).await;
+            if queued {
+                meter.down(n).await;
+            }
         }
     };
     let relay = until_idle(
