@@ -422,16 +422,15 @@ pub(crate) async fn run_worker(
     });
     let ticker = Rc::clone(&ctx);
     runtime::spawn(async move {
+        // One timer moved forward each tick: a new one per tick is an allocation.
+        let mut tick = runtime::Timer::new(Instant::now());
         while !ticker.shared.stop.is_fired() {
             ticker.now.set(ticker.shared.now());
             if ticker.index == 0 {
                 ticker.shared.xudp.sweep(Instant::now());
             }
-            futures_lite::future::or(
-                runtime::sleep(Duration::from_millis(250)),
-                ticker.shared.stop.wait(),
-            )
-            .await;
+            tick.reset(Instant::now() + Duration::from_millis(250));
+            futures_lite::future::or(&mut tick, ticker.shared.stop.wait()).await;
         }
     });
     loop {

@@ -237,6 +237,12 @@ impl Source {
         inner.enqueued.is_some() && inner.wakers.result.is_none()
     }
 
+    /// PATCH(marzneshin): whether the source is in the reactor's map of sources (queued, in
+    /// the kernel, or cancelled and not yet released).
+    pub(crate) fn is_enqueued(&self) -> bool {
+        self.inner.borrow().enqueued.is_some()
+    }
+
     /// PATCH(marzneshin): makes a completed source ready to be queued again, so that a
     /// repeated operation (a readiness poll) needs no new allocation. Returns false, changing
     /// nothing, when it is not completed or is of another fd or type.
@@ -251,6 +257,39 @@ impl Source {
         }
         inner.wakers = Wakers::new();
         true
+    }
+
+    /// PATCH(marzneshin): makes a source that is no longer queued or in the kernel (it
+    /// completed, or was cancelled before it was submitted) ready to be queued again as
+    /// `stype`. Returns false, changing nothing, while it is queued or in the kernel, or when
+    /// it is of another fd or type.
+    pub(crate) fn reset_idle(&self, fd: RawFd, stype: &SourceType) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        if inner.enqueued.is_some()
+            || inner.raw != fd
+            || std::mem::discriminant(&inner.source_type) != std::mem::discriminant(stype)
+        {
+            return false;
+        }
+        inner.wakers = Wakers::new();
+        true
+    }
+
+    /// PATCH(marzneshin): cancels the operation, as dropping the source would, but keeps the
+    /// source: once the reactor has seen the operation end (`reset_idle` succeeds) it can be
+    /// queued again. Nothing to do when it is not queued or in the kernel.
+    pub(crate) fn cancel(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if let Some(EnqueuedSource { id, queue, status }) = inner.enqueued.as_mut() {
+            match status {
+                EnqueuedStatus::Enqueued => *status = EnqueuedStatus::Canceled,
+                EnqueuedStatus::Dispatched => {
+                    queue.borrow_mut().cancel_request(*id);
+                    *status = EnqueuedStatus::Canceled;
+                }
+                EnqueuedStatus::Canceled => {}
+            }
+        }
     }
 
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
@@ -368,7 +407,9 @@ impl Drop for Source {
                     queue.borrow_mut().cancel_request(*id);
                     *status = EnqueuedStatus::Canceled; // not necessary, but useful for correctness
                 }
-                EnqueuedStatus::Canceled => unreachable!(),
+                // PATCH(marzneshin): cancelled already, through `Source::cancel` (a replaced
+                // latency timer kept for re-use); the reactor releases it at its completion.
+                EnqueuedStatus::Canceled => {}
             }
         }
     }

@@ -948,12 +948,12 @@ impl SleepableRing {
     /// that it will be the first SQE submitted the next time we enter the
     /// latency ring
     ///
-    /// PATCH(marzneshin): `spare`, a timer of this kind that already fired, is re-used when
-    /// given, instead of allocating a new `Source`.
+    /// PATCH(marzneshin): `spare`, a timer of this kind that has ended (fired or was
+    /// cancelled), is re-used when given, instead of allocating a new `Source`.
     fn prepare_latency_preemption_timer(&mut self, d: Duration, spare: Option<Source>) -> Source {
         let stype = SourceType::Timeout(TimeSpec64::try_from(d).unwrap(), 0);
         let source = match spare {
-            Some(src) if src.reset_completed(-1, &stype) => {
+            Some(src) if src.reset_idle(-1, &stype) => {
                 *src.source_type_mut() = stype;
                 src
             }
@@ -1246,6 +1246,9 @@ pub(crate) struct Reactor {
     link_rings_src: Cell<Option<Source>>,
     /// PATCH(marzneshin): a latency timer that fired, for `arm_latency_timer` to re-use.
     spare_latency_timer: Cell<Option<Source>>,
+    /// PATCH(marzneshin): latency timers replaced while armed (by an earlier deadline):
+    /// cancelled, and re-used by `arm_latency_timer` once the cancellation has completed.
+    replaced_latency_timers: RefCell<Vec<Source>>,
     // PATCH(marzneshin): `throughput_preemption_timeout_src` removed (see `Reactor::wait`).
 
     link_fd: RawFd,
@@ -1379,6 +1382,7 @@ impl Reactor {
             latency_preemption_timeout_src: Cell::new(None),
             link_rings_src: Cell::new(None),
             spare_latency_timer: Cell::new(None),
+            replaced_latency_timers: RefCell::new(Vec::with_capacity(4)),
             blocking_thread,
             link_fd,
             notifier,
@@ -1756,19 +1760,24 @@ impl Reactor {
     /// sleep and cancelled it on waking: an allocation and two ring operations per sleep.
     /// A poll that fires while the executor is awake only leaves a completion in the main
     /// ring, which wakes nobody.
+    ///
+    /// PATCH(marzneshin): one that fired is re-used for the next, not a new `Source`.
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        if let Some(armed) = self.link_rings_src.take().filter(Source::is_in_flight) {
-            let slept = ring.sleep(None);
-            self.link_rings_src.set(Some(armed));
-            return slept.or_else(Self::busy_ok).map(|_| {});
-        }
-        let link_rings = Source::new(
-            IoRequirements::default(),
-            self.link_fd,
-            SourceType::LinkRings,
-            None,
-            None,
-        );
+        let link_rings = match self.link_rings_src.take() {
+            Some(armed) if armed.is_in_flight() => {
+                let slept = ring.sleep(None);
+                self.link_rings_src.set(Some(armed));
+                return slept.or_else(Self::busy_ok).map(|_| {});
+            }
+            Some(fired) if fired.reset_idle(self.link_fd, &SourceType::LinkRings) => fired,
+            _ => Source::new(
+                IoRequirements::default(),
+                self.link_fd,
+                SourceType::LinkRings,
+                None,
+                None,
+            ),
+        };
         let slept = ring.sleep(Some(&link_rings));
         self.link_rings_src.set(Some(link_rings));
         slept.or_else(Self::busy_ok).map(|_| {})
@@ -1971,16 +1980,34 @@ impl Reactor {
                 false
             }
             old => {
-                // A fired timer is re-used (patch 10); one still armed is dropped (cancelled).
+                // A fired timer is re-used (patch 10); one still armed is cancelled and kept
+                // for re-use once the cancellation has completed (patch 11).
                 let spare = match old {
                     Some((src, _)) if src.has_result() => Some(src),
-                    _ => self.spare_latency_timer.take(),
+                    Some((armed, _)) => {
+                        armed.cancel();
+                        let spare = self.take_spare_latency_timer();
+                        self.replaced_latency_timers.borrow_mut().push(armed);
+                        spare
+                    }
+                    None => self.take_spare_latency_timer(),
                 };
                 let src = lat_ring.prepare_latency_preemption_timer(dur, spare);
                 self.latency_preemption_timeout_src.set(Some((src, due)));
                 true
             }
         }
+    }
+
+    /// PATCH(marzneshin): a latency timer no longer in the ring (fired, or replaced and its
+    /// cancellation completed), if there is one.
+    fn take_spare_latency_timer(&self) -> Option<Source> {
+        if let Some(src) = self.spare_latency_timer.take() {
+            return Some(src);
+        }
+        let mut replaced = self.replaced_latency_timers.borrow_mut();
+        let done = replaced.iter().position(|src| !src.is_enqueued())?;
+        Some(replaced.swap_remove(done))
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
