@@ -22,6 +22,11 @@ const PASSWORD: &str = "correct horse battery staple";
 /// An engine with one Hysteria2 inbound on a free loopback UDP port (user `u`, and the
 /// settings in `extra`), and the certificate to trust.
 fn engine(extra: serde_json::Value) -> (engine::Handle, SocketAddr, Trusted) {
+    engine_on("127.0.0.1:0", extra)
+}
+
+/// [`engine`] listening on `listen`.
+fn engine_on(listen: &str, extra: serde_json::Value) -> (engine::Handle, SocketAddr, Trusted) {
     let (cert, key, der) = certificate();
     let mut settings = json!({"users": [{"name": "u", "password": PASSWORD}]});
     for (k, v) in extra.as_object().unwrap() {
@@ -32,7 +37,7 @@ fn engine(extra: serde_json::Value) -> (engine::Handle, SocketAddr, Trusted) {
         "timeouts": {"handshake_secs": 2},
         "outbound": {"allow_loopback": true},
         "inbounds": [{
-            "tag": "hy2", "listen": "127.0.0.1:0", "network": ["udp"],
+            "tag": "hy2", "listen": listen, "network": ["udp"],
             "protocol": "hysteria2", "settings": settings,
             "tls": {"certificate": cert, "key": key},
         }],
@@ -113,6 +118,32 @@ async fn open_within(conn: &quinn::Connection, i: usize) -> (quinn::SendStream, 
         .await
         .unwrap_or_else(|_| panic!("stream {i}: no stream credit"))
         .unwrap()
+}
+
+/// Listening on a wildcard address, the server answers from the address each client sent
+/// to: a QUIC client drops packets from any other. Here the client sends to 127.0.0.2 from
+/// 127.0.0.1, and the kernel alone would answer from 127.0.0.1.
+#[test]
+fn on_a_wildcard_address_replies_leave_from_the_address_the_client_used() {
+    let (handle, bound, cert) = engine_on("0.0.0.0:0", json!({}));
+    let server = SocketAddr::from(([127, 0, 0, 2], bound.port()));
+    let (echo, udp) = (tcp_echo(), udp_echo());
+    runtime().block_on(async {
+        let conn = tokio::time::timeout(Duration::from_secs(10), connect(server, &cert, false))
+            .await
+            .expect("no handshake within 10 s: the answers came from another address");
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+        tcp_echo_through(&conn, echo).await;
+        // A UDP session's replies too (datagrams on the same connection).
+        conn.send_datagram(udp_message(1, (0, 1), &udp.to_string(), b"ping"))
+            .unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), conn.read_datagram())
+            .await
+            .expect("a UDP reply within 5 s")
+            .unwrap();
+        assert_eq!(UdpMessage::parse(&reply).unwrap().payload, b"ping");
+    });
+    handle.stop(Duration::from_secs(1));
 }
 
 #[test]

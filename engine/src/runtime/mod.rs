@@ -15,7 +15,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -344,24 +344,28 @@ fn borrow_fd<S: std::os::fd::AsRawFd>(socket: &S) -> std::os::fd::BorrowedFd<'_>
     unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) }
 }
 
-/// Sends one datagram on `socket` at once, in one `sendto`, without waiting: `WouldBlock` when
-/// the socket buffer is full (then send through the socket's own `send_to`, which waits).
-/// glommio's `send_to` is an io_uring operation awaited to completion; a QUIC sender writing
-/// packet after packet would otherwise wait a round trip through the ring for each.
-pub fn try_send_to(socket: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-    socket2::SockRef::from(&borrow_fd(socket)).send_to_with_flags(
-        buf,
-        &to.into(),
-        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-    )
-}
-
 /// Asks the kernel to coalesce datagrams queued on `socket` from one sender into one buffer
 /// (Linux UDP generic receive offload, `UDP_GRO`); [`try_recv_gro`] splits them again. An error
 /// means the kernel cannot, and receives stay one datagram each.
 pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     set_int_option(socket.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Asks the kernel to report, with each datagram [`try_recv_gro`] receives on `socket`, the
+/// local address it was sent to (`IP_PKTINFO`, and `IPV6_RECVPKTINFO` on an IPv6 socket): on a
+/// socket bound to a wildcard address of a host with several addresses, replies must leave
+/// from the address the peer sent to ([`try_send_msg`]'s `from`), or a peer that checks it
+/// (a QUIC client does) drops them.
+pub fn enable_destination_info(socket: &UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    // On an IPv6 socket the IPv4 option covers v4-mapped peers; a v6-only socket may refuse it.
+    let v4 = set_int_option(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+    if socket.local_addr()?.is_ipv6() {
+        return set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1);
+    }
+    v4
 }
 
 /// Makes the kernel send every datagram of `socket` whole or not at all, as a QUIC stack that
@@ -452,12 +456,14 @@ pub(crate) fn recv_lowat(fd: std::os::fd::RawFd) -> io::Result<usize> {
 }
 
 /// What one [`try_recv_gro`] brought: `len` bytes from `from`, datagrams of `stride` bytes each
-/// (the last may be shorter; `stride == len` for a single datagram).
+/// (the last may be shorter; `stride == len` for a single datagram), sent to the local address
+/// `to` when the socket reports it ([`enable_destination_info`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Coalesced {
     pub len: usize,
     pub from: SocketAddr,
     pub stride: usize,
+    pub to: Option<IpAddr>,
 }
 
 /// Receives one datagram queued on `socket` into `buf`, without waiting: `WouldBlock` when
@@ -490,8 +496,9 @@ pub fn try_recv_gro(socket: &UdpSocket, buf: &mut bytes::BytesMut) -> io::Result
     };
     // SAFETY: an all-zero `sockaddr_storage` is a valid (unspecified) address.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    // Room for a `cmsghdr` and an int (the GRO segment size), aligned as a `cmsghdr`.
-    let mut control = [0u64; 4];
+    // Room for the GRO segment size (CMSG_SPACE(4) = 24) and the larger of `in_pktinfo` and
+    // `in6_pktinfo` (CMSG_SPACE(20) = 40), aligned as a `cmsghdr`.
+    let mut control = [0u64; 8];
     // SAFETY: a zeroed `msghdr` is valid (no address, no buffers, no control data yet).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
@@ -512,16 +519,34 @@ pub fn try_recv_gro(socket: &UdpSocket, buf: &mut bytes::BytesMut) -> io::Result
     // start of the spare capacity.
     unsafe { buf.set_len(buf.len() + len) };
     let mut stride = len;
+    let mut to = None;
     // SAFETY: `msg` is the header the kernel filled in; the CMSG macros walk its control
-    // buffer within `msg_controllen`, and each header they return lies inside it.
+    // buffer within `msg_controllen`, and each header they return lies inside it, with the
+    // data of its type (the kernel writes whole control messages or none: `MSG_CTRUNC`).
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
-                let size = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
-                if size > 0 {
-                    stride = size as usize;
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_UDP, libc::UDP_GRO) => {
+                    let size = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
+                    if size > 0 {
+                        stride = size as usize;
+                    }
                 }
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    let info = libc::CMSG_DATA(cmsg)
+                        .cast::<libc::in_pktinfo>()
+                        .read_unaligned();
+                    let octets = info.ipi_addr.s_addr.to_ne_bytes();
+                    to = Some(IpAddr::from(octets));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    let info = libc::CMSG_DATA(cmsg)
+                        .cast::<libc::in6_pktinfo>()
+                        .read_unaligned();
+                    to = Some(IpAddr::from(info.ipi6_addr.s6_addr));
+                }
+                _ => {}
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
@@ -530,36 +555,126 @@ pub fn try_recv_gro(socket: &UdpSocket, buf: &mut bytes::BytesMut) -> io::Result
     let from = unsafe { socket2::SockAddr::new(addr, msg.msg_namelen) }
         .as_socket()
         .ok_or_else(|| io::Error::other("a datagram from a non-IP address"))?;
-    Ok(Coalesced { len, from, stride })
+    Ok(Coalesced {
+        len,
+        from,
+        stride,
+        to,
+    })
 }
 
-/// Sends `buf` as datagrams of `segment` bytes each (the last may be shorter) to `to` in one
-/// `sendmsg`, segmented by the kernel (Linux UDP generic segmentation offload, `UDP_SEGMENT`),
-/// without waiting: `WouldBlock` when the socket buffer is full. An error other than
-/// `WouldBlock` may mean the kernel or the route cannot segment: send one datagram at a time.
-pub fn try_send_segments(
+/// Sends `buf` to `to` in one `sendmsg`, without waiting: `WouldBlock` when the socket
+/// buffer is full (wait with `socket.writable()` and send again).
+///
+/// - `segment`: `buf` holds datagrams of that many bytes each (the last may be shorter),
+///   segmented by the kernel (Linux UDP generic segmentation offload, `UDP_SEGMENT`); `None`
+///   sends `buf` as one datagram. An error other than `WouldBlock` may mean that the kernel
+///   or the route cannot segment: send one datagram at a time then.
+/// - `from`: the local address to send from (`IP_PKTINFO` / `IPV6_PKTINFO`), for a socket
+///   bound to a wildcard address whose peer expects replies from the address it sent to (see
+///   [`enable_destination_info`]); `None` lets the kernel choose.
+///
+/// glommio's `send_to` is an io_uring operation awaited to completion; a QUIC sender writing
+/// packet after packet would otherwise wait a round trip through the ring for each.
+pub fn try_send_msg(
     socket: &UdpSocket,
     buf: &[u8],
-    segment: u16,
     to: SocketAddr,
+    segment: Option<u16>,
+    from: Option<IpAddr>,
 ) -> io::Result<usize> {
-    // One control message: cmsghdr { cmsg_len: size_t, cmsg_level: int, cmsg_type: int }, then
-    // the u16 segment size, padded to the header's alignment (CMSG_SPACE(2)).
-    const HEADER: usize = std::mem::size_of::<libc::cmsghdr>();
-    const _: () = assert!(HEADER == 16, "the 64-bit Linux cmsghdr layout");
-    let mut control = [0u8; HEADER + 8];
-    control[..8].copy_from_slice(&(HEADER + 2).to_ne_bytes());
-    control[8..12].copy_from_slice(&libc::SOL_UDP.to_ne_bytes());
-    control[12..16].copy_from_slice(&libc::UDP_SEGMENT.to_ne_bytes());
-    control[HEADER..HEADER + 2].copy_from_slice(&segment.to_ne_bytes());
+    use std::os::fd::AsRawFd;
+    // Room for the segment size (CMSG_SPACE(2) = 24) and an `in6_pktinfo` (CMSG_SPACE(20) =
+    // 40), aligned as a `cmsghdr`.
+    let mut control = [0u64; 8];
     let addr = socket2::SockAddr::from(to);
-    let iov = [io::IoSlice::new(buf)];
-    let msg = socket2::MsgHdr::new()
-        .with_addr(&addr)
-        .with_buffers(&iov)
-        .with_control(&control);
-    socket2::SockRef::from(&borrow_fd(socket))
-        .sendmsg(&msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed `msghdr` is valid (no address, no buffers, no control data yet).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = addr.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = addr.len();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let mut used = 0;
+    // SAFETY: `msg_control` points at `control`, whose length `msg_controllen` gives; the CMSG
+    // macros return headers inside it (`CMSG_NXTHDR` returns null past its end, checked), and
+    // each value written is at most what the header's `CMSG_LEN` announces, which the two
+    // `CMSG_SPACE` sizes above leave room for.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if let Some(segment) = segment {
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+            libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(segment);
+            used += libc::CMSG_SPACE(2) as usize;
+            // `CMSG_NXTHDR` reads the next header's length, so it must see the full
+            // buffer (zeroed) rather than just what is used.
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        if let (Some(from), false) = (from, cmsg.is_null()) {
+            match (from.to_canonical(), to.ip().to_canonical()) {
+                (IpAddr::V4(from), IpAddr::V4(_)) => {
+                    let info = libc::in_pktinfo {
+                        ipi_ifindex: 0,
+                        ipi_spec_dst: libc::in_addr {
+                            s_addr: u32::from_ne_bytes(from.octets()),
+                        },
+                        ipi_addr: libc::in_addr { s_addr: 0 },
+                    };
+                    let len = std::mem::size_of::<libc::in_pktinfo>() as u32;
+                    (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                    (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
+                    libc::CMSG_DATA(cmsg)
+                        .cast::<libc::in_pktinfo>()
+                        .write_unaligned(info);
+                    used += libc::CMSG_SPACE(len) as usize;
+                }
+                (IpAddr::V6(from), IpAddr::V6(_)) => {
+                    let info = libc::in6_pktinfo {
+                        ipi6_addr: libc::in6_addr {
+                            s6_addr: from.octets(),
+                        },
+                        ipi6_ifindex: 0,
+                    };
+                    let len = std::mem::size_of::<libc::in6_pktinfo>() as u32;
+                    (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+                    (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
+                    libc::CMSG_DATA(cmsg)
+                        .cast::<libc::in6_pktinfo>()
+                        .write_unaligned(info);
+                    used += libc::CMSG_SPACE(len) as usize;
+                }
+                // A local address of the other family than the peer's cannot be its source.
+                _ => {}
+            }
+        }
+    }
+    if used == 0 {
+        msg.msg_control = std::ptr::null_mut();
+    }
+    msg.msg_controllen = used as _;
+    // SAFETY: every pointer in `msg` points at a local or at `buf`, alive for the call, with
+    // the lengths given; the kernel only reads them. The descriptor is `socket`'s, open while
+    // it is borrowed.
+    let n = unsafe {
+        libc::sendmsg(
+            socket.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// A wake-up flag for one task on one executor: [`Notify::notify`] sets it and wakes the task
@@ -661,7 +776,7 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            try_send_segments(&tx, &sent.concat(), 1200, to).unwrap();
+            try_send_msg(&tx, &sent.concat(), to, Some(1200), None).unwrap();
             let mut got = Vec::new();
             let mut receives = 0;
             let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
@@ -689,6 +804,39 @@ mod tests {
                 "{receives} receives for {} datagrams",
                 sent.len()
             );
+        });
+    }
+
+    /// A socket on a wildcard address learns which local address each datagram came to, and a
+    /// reply sent from it leaves from that address, not from the one the route would pick.
+    #[test]
+    fn replies_leave_from_the_address_a_datagram_came_to() {
+        glommio::LocalExecutor::default().run(async {
+            let server = UdpSocket::bind("0.0.0.0:0").unwrap();
+            enable_destination_info(&server).unwrap();
+            let port = server.local_addr().unwrap().port();
+            let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let target: IpAddr = [127, 0, 0, 3].into();
+            client.send_to(b"hello", (target, port)).unwrap();
+            let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+            let c = loop {
+                match try_recv_gro(&server, &mut buf) {
+                    Ok(c) => break c,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        server.readable().await.unwrap()
+                    }
+                    Err(e) => panic!("receive: {e}"),
+                }
+            };
+            assert_eq!((&buf[..c.len], c.to), (&b"hello"[..], Some(target)));
+            try_send_msg(&server, b"reply", c.from, None, c.to).unwrap();
+            let mut back = [0u8; 16];
+            let (n, from) = client.recv_from(&mut back).unwrap();
+            assert_eq!((&back[..n], from), (&b"reply"[..], (target, port).into()));
+            // Without a source the kernel picks the route's own.
+            try_send_msg(&server, b"again", c.from, None, None).unwrap();
+            let (_, from) = client.recv_from(&mut back).unwrap();
+            assert_eq!(from.ip(), IpAddr::from([127, 0, 0, 1]));
         });
     }
 }

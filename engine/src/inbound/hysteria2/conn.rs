@@ -186,9 +186,7 @@ impl Conn {
                         .borrow_mut()
                         .poll_transmit(Instant::now(), batch, &mut buf);
                 let Some(t) = transmit else { break };
-                self.ep
-                    .send_batch(&buf[..t.size], t.segment_size, t.destination, &mut scratch)
-                    .await;
+                self.ep.send(&t, &buf, &mut scratch).await;
             }
             if self.quic.borrow().is_drained() {
                 break;

@@ -33,7 +33,7 @@ mod udp;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ use proto::hysteria2::salamander::{Salamander, SALT_LEN};
 use proto::hysteria2::{Hysteria2Users, ASSUMED_MAX_DATAGRAM};
 use quinn_proto::crypto::rustls::QuicServerConfig;
 use quinn_proto::{
-    ConnectionHandle, DatagramEvent, EndpointConfig, MtuDiscoveryConfig, ServerConfig,
+    ConnectionHandle, DatagramEvent, EndpointConfig, MtuDiscoveryConfig, ServerConfig, Transmit,
     TransportConfig,
 };
 
@@ -329,6 +329,9 @@ struct Endpoint {
     /// Whether the kernel segments our batches (UDP GSO); off once it says it cannot
     /// ([`segmentation_unsupported`]).
     gso: Cell<bool>,
+    /// Whether the socket reports each datagram's local destination address (bound to a
+    /// wildcard address): quinn then keeps it per connection and replies leave from it.
+    destination_info: bool,
 }
 
 /// Most QUIC packets a connection hands over for one send (one `sendmsg` with GSO). Forty
@@ -346,25 +349,18 @@ impl Endpoint {
         }
     }
 
-    /// Sends one QUIC packet to `to`, obfuscated when configured (`scratch` holds the salted
-    /// copy). A failed send is a lost packet, which QUIC recovers from.
-    async fn send(&self, packet: &[u8], to: SocketAddr, scratch: &mut Vec<u8>) {
-        self.send_batch(packet, None, to, scratch).await
-    }
-
-    /// Sends what `Connection::poll_transmit` wrote: `packets` holds datagrams of `segment`
-    /// bytes each (the last may be shorter), or one datagram when `segment` is `None`. Each is
-    /// obfuscated on its own when configured; together they go in one `sendmsg` that the
-    /// kernel segments, or one by one when that send fails (the socket full, the batch
-    /// refused; segmenting stops for good only when the kernel cannot do it at all).
-    pub(super) async fn send_batch(
-        &self,
-        packets: &[u8],
-        segment: Option<usize>,
-        to: SocketAddr,
-        scratch: &mut Vec<u8>,
-    ) {
-        let segment = segment
+    /// Sends what quinn wrote for `t` (`packets`, the first `t.size` bytes of its buffer):
+    /// datagrams of `t.segment_size` bytes each (the last may be shorter), or one datagram
+    /// when that is `None`, to `t.destination` from `t.src_ip` when quinn knows it. Each is
+    /// obfuscated on its own when configured (`scratch` holds the salted copies); together they
+    /// go in one `sendmsg` that the kernel segments, or one by one when that send fails (the
+    /// socket full, the batch refused; segmenting stops for good only when the kernel cannot do
+    /// it at all). A failed send is a lost packet, which QUIC recovers from.
+    pub(super) async fn send(&self, t: &Transmit, packets: &[u8], scratch: &mut Vec<u8>) {
+        let (to, from) = (t.destination, t.src_ip);
+        let packets = &packets[..t.size];
+        let segment = t
+            .segment_size
             .filter(|&s| s > 0 && s < packets.len())
             .unwrap_or(packets.len());
         let (data, segment) = match &self.obfs {
@@ -383,7 +379,7 @@ impl Endpoint {
         if data.len() > segment && self.gso.get() {
             let sent = u16::try_from(segment)
                 .map_err(std::io::Error::other)
-                .and_then(|s| runtime::try_send_segments(&self.socket, data, s, to));
+                .and_then(|s| runtime::try_send_msg(&self.socket, data, to, Some(s), from));
             match sent {
                 Ok(_) => return,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -397,23 +393,26 @@ impl Endpoint {
             }
         }
         for datagram in data.chunks(segment) {
-            self.send_datagram(datagram, to).await;
+            self.send_datagram(datagram, to, from).await;
         }
     }
 
-    /// Sends one datagram as it is.
-    async fn send_datagram(&self, datagram: &[u8], to: SocketAddr) {
-        // At once when the socket has room; through the ring (waiting) when it has none.
-        let sent = match runtime::try_send_to(&self.socket, datagram, to) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self
-                .socket
-                .send_to(datagram, to)
-                .await
-                .map_err(std::io::Error::from),
-            other => other,
-        };
-        if let Err(e) = sent {
-            tracing::trace!(%to, "QUIC send failed: {e}");
+    /// Sends one datagram as it is, waiting while the socket has no room.
+    async fn send_datagram(&self, datagram: &[u8], to: SocketAddr, from: Option<IpAddr>) {
+        loop {
+            match runtime::try_send_msg(&self.socket, datagram, to, None, from) {
+                Ok(_) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.socket.writable().await {
+                        tracing::trace!(%to, "QUIC send failed waiting for room: {e}");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::trace!(%to, "QUIC send failed: {e}");
+                    return;
+                }
+            }
         }
     }
 }
@@ -435,6 +434,15 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
     let InboundKind::Hysteria2(h) = &ib.kind else {
         unreachable!("serve is only called for Hysteria2 inbounds")
     };
+    // Bound to a wildcard address, the socket must say which local address each datagram
+    // came to, so that replies leave from it.
+    let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
+    let destination_info = wildcard
+        && runtime::enable_destination_info(&socket)
+            .inspect_err(|e| {
+                tracing::warn!(inbound = %ib.tag, "cannot learn datagrams' local addresses ({e}): on a host with several addresses, replies may leave from another than the client's");
+            })
+            .is_ok();
     let ep = Rc::new(Endpoint {
         socket,
         quic: RefCell::new(quinn_proto::Endpoint::new(
@@ -446,6 +454,7 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
         conns: RefCell::new(HashMap::new()),
         obfs: h.obfs.clone(),
         gso: Cell::new(true),
+        destination_info,
     });
     // quinn's MTU probes must reach the path as they are, or fail: never fragmented here.
     if let Err(e) = runtime::forbid_fragmentation(&ep.socket) {
@@ -492,6 +501,7 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
                         h,
                         BytesMut::from(datagram),
                         c.from,
+                        c.to.filter(|_| ep.destination_info),
                         now,
                         &mut out,
                         &mut scratch,
@@ -545,6 +555,7 @@ async fn on_datagram(
     h: &Inbound,
     mut data: BytesMut,
     from: SocketAddr,
+    local: Option<IpAddr>,
     now: Instant,
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
@@ -566,7 +577,7 @@ async fn on_datagram(
     let event = ep
         .quic
         .borrow_mut()
-        .handle(now, from, None, None, data, out);
+        .handle(now, from, local, None, data, out);
     match event {
         None => {}
         Some(DatagramEvent::ConnectionEvent(handle, event)) => {
@@ -575,11 +586,11 @@ async fn on_datagram(
                 conn.deliver(event);
             }
         }
-        Some(DatagramEvent::Response(t)) => ep.send(&out[..t.size], t.destination, scratch).await,
+        Some(DatagramEvent::Response(t)) => ep.send(&t, out, scratch).await,
         Some(DatagramEvent::NewConnection(incoming)) => {
             if ctx.shared.stop.is_fired() {
                 let t = ep.quic.borrow_mut().refuse(incoming, out);
-                ep.send(&out[..t.size], t.destination, scratch).await;
+                ep.send(&t, out, scratch).await;
                 return;
             }
             let rate = brutal::SendRate::default();
@@ -598,7 +609,7 @@ async fn on_datagram(
                 Err(e) => {
                     tracing::debug!(inbound = %ib.tag, peer = %from, "QUIC accept failed: {}", e.cause);
                     if let Some(t) = e.response {
-                        ep.send(&out[..t.size], t.destination, scratch).await;
+                        ep.send(&t, out, scratch).await;
                     }
                 }
             }

@@ -43,6 +43,8 @@ pub struct GlommioDatagram<S: AsRawFd + FromRawFd + From<socket2::Socket>> {
     // PATCH(marzneshin): the completed readiness poll of `readable`, re-armed by the next
     // call instead of allocating a new one.
     pub(crate) spare_rx: std::cell::RefCell<Option<Source>>,
+    // PATCH(marzneshin): the same for `writable`.
+    pub(crate) spare_tx: std::cell::RefCell<Option<Source>>,
 }
 
 impl<S: AsRawFd + FromRawFd + From<socket2::Socket>> From<socket2::Socket> for GlommioDatagram<S> {
@@ -57,6 +59,7 @@ impl<S: AsRawFd + FromRawFd + From<socket2::Socket>> From<socket2::Socket> for G
             read_timeout: Cell::new(None),
             rx_buf_size: DEFAULT_BUFFER_SIZE,
             spare_rx: std::cell::RefCell::new(None),
+            spare_tx: std::cell::RefCell::new(None),
         }
     }
 }
@@ -102,6 +105,21 @@ impl<S: AsRawFd + FromRawFd + From<socket2::Socket>> GlommioDatagram<S> {
         );
         let ready = source.collect_rw().await.map(drop);
         *self.spare_rx.borrow_mut() = Some(source);
+        ready
+    }
+
+    // PATCH(marzneshin): write readiness without I/O, for callers that send with their own
+    // non-blocking system calls (the engine's QUIC endpoint, which needs `sendmsg` control
+    // messages). Readiness may be stale: retry the send and come back on `EAGAIN`.
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        let mut spare = self.spare_tx.borrow_mut().take();
+        let source = self.reactor.upgrade().unwrap().poll_ready_reusing(
+            &mut spare,
+            self.socket.as_raw_fd(),
+            true,
+        );
+        let ready = source.collect_rw().await.map(drop);
+        *self.spare_tx.borrow_mut() = Some(source);
         ready
     }
 

@@ -507,6 +507,13 @@ impl UdpSocket {
         Ok(self.socket.readable().await?)
     }
 
+    /// PATCH(marzneshin): waits until the socket has (or recently had) room for a datagram,
+    /// without sending: for callers that send with their own non-blocking system calls.
+    /// Readiness may be stale; retry the send and come back on `EAGAIN`.
+    pub async fn writable(&self) -> Result<()> {
+        Ok(self.socket.writable().await?)
+    }
+
     ///Receives a single datagram message on the socket, without removing it
     /// from the queue. On success, returns the number of bytes read and the
     /// origin.
