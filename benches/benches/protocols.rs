@@ -289,7 +289,7 @@ fn hysteria2(c: &mut Criterion) {
     let mut auth = Vec::new();
     http3::push_auth_request(b"password 9999", 0, &[b'x'; 128], &mut auth);
     g.bench_function("auth request head", |b| {
-        b.iter(|| http3::parse_request_head(&auth, http3::DEFAULT_MAX_HEADERS).unwrap())
+        b.iter(|| http3::parse_request_head(&auth, http3::MAX_FIELD_SECTION_SIZE).unwrap())
     });
     let passwords: Vec<String> = (0..10_000).map(|i| format!("password {i}")).collect();
     let users = Hysteria2Users::new(

@@ -267,6 +267,83 @@ fn a_configured_masquerade_answers_every_request() {
     handle.stop(Duration::from_secs(1));
 }
 
+/// The HTTP/3 layer answers as the reference's (quic-go's) does: its SETTINGS say a request
+/// head may have 1 MiB of fields (and extended CONNECT); a head of 64 KiB is an ordinary
+/// request; one over the limit, by its frame or by what its fields decode to, gets
+/// STOP_SENDING (H3_EXCESSIVE_LOAD) and status 431; a field section that does not decode is
+/// reset with QPACK_DECOMPRESSION_FAILED; a DATA frame first closes the connection with
+/// H3_FRAME_UNEXPECTED.
+#[test]
+fn request_heads_are_answered_as_the_reference_answers_them() {
+    let (handle, server, cert) = engine(json!({}));
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        let mut control = conn.accept_uni().await.unwrap();
+        let settings = control.read_chunk(64, true).await.unwrap().unwrap().bytes;
+        assert_eq!(
+            &settings[..],
+            [0x00, 0x04, 0x07, 0x06, 0x80, 0x10, 0x00, 0x00, 0x08, 0x01]
+        );
+        // 64 KiB of fields: answered like any request (the masquerade's 404).
+        let big = vec![b'a'; 64 << 10];
+        let mut wire = Vec::new();
+        http3::push_headers_frame(
+            &[
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", b"www.example.com"),
+                (b":path", b"/"),
+                (b"x-big", &big),
+            ],
+            &mut wire,
+        );
+        assert_eq!(exchange(&conn, &wire).await.status, 404);
+        // A HEADERS frame over 1 MiB, refused from its length.
+        let mut over = Vec::new();
+        http3::push_frame_header(http3::HEADERS, (1 << 20) + 1, &mut over);
+        over.extend_from_slice(&[0; 64]);
+        // 30 000 one-byte references to `:method GET` (42 bytes each as RFC 9114 counts):
+        // a small frame whose fields pass 1 MiB.
+        let mut refs = vec![0x00, 0x00];
+        refs.resize(30_000, 0xd1);
+        let mut expanding = Vec::new();
+        http3::push_frame_header(http3::HEADERS, refs.len(), &mut expanding);
+        expanding.extend_from_slice(&refs);
+        for wire in [over, expanding] {
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            send.write_all(&wire).await.unwrap();
+            let answer = read_response(&mut recv).await;
+            assert_eq!(answer.status, 431, "{answer:?}");
+            assert!(answer.body.is_empty());
+            let stopped = send.stopped().await.unwrap();
+            assert_eq!(stopped.map(|c| c.into_inner()), Some(0x107));
+        }
+        // A field section that does not decode.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&[0x01, 0x03, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+        send.finish().unwrap();
+        match recv.read_to_end(1 << 16).await {
+            Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
+                assert_eq!(code.into_inner(), 0x200)
+            }
+            other => panic!("not reset: {other:?}"),
+        }
+        // A request stream that begins with DATA.
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        send.write_all(&[0x00, 0x01, b'x']).await.unwrap();
+        match conn.closed().await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code.into_inner(), 0x105)
+            }
+            other => panic!("closed otherwise: {other}"),
+        }
+    });
+    assert_connections_freed(&handle);
+    handle.stop(Duration::from_secs(1));
+}
+
 /// A configured `204` answer carries no content-length and no body (its configured content
 /// is not sent), as RFC 9110 requires.
 #[test]

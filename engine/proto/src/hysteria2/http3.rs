@@ -20,8 +20,11 @@
 //! and a request whose credentials fail, is answered as an ordinary web server would (the
 //! "masquerade"), for which the head keeps method, authority, path and every field.
 //!
-//! Limits: a HEADERS frame (and any frame skipped before it) of at most the `max_frame` the
-//! caller passes; the whole frame is buffered before it is decoded.
+//! Limits: a HEADERS frame (and any frame skipped before it) of at most the `max_size` the
+//! caller passes, and a field section of at most that size decoded (RFC 9114 section 4.2.2's
+//! size, which a server advertises as SETTINGS_MAX_FIELD_SECTION_SIZE); the whole frame is
+//! buffered before it is decoded. [`H3Error::is_too_large`] tells the two apart from other
+//! errors: a server answers them 431, not with a reset.
 //!
 //! [RFC 9114 section 7]: https://www.rfc-editor.org/rfc/rfc9114#section-7
 
@@ -41,8 +44,21 @@ pub const AUTH_AUTHORITY: &str = "hysteria";
 /// The path of the authentication request.
 pub const AUTH_PATH: &str = "/auth";
 
-/// A reasonable default for `max_frame`: far above any real client's request head.
-pub const DEFAULT_MAX_HEADERS: usize = 16 * 1024;
+/// The largest request field section a server takes, encoded or decoded: 1 MiB, what the
+/// reference server allows and advertises (quic-go's default, Go's
+/// `http.DefaultMaxHeaderBytes`).
+pub const MAX_FIELD_SECTION_SIZE: usize = 1 << 20;
+
+/// HTTP/3 error code H3_FRAME_UNEXPECTED (RFC 9114 section 8.1).
+pub const H3_FRAME_UNEXPECTED: u32 = 0x105;
+/// HTTP/3 error code H3_EXCESSIVE_LOAD.
+pub const H3_EXCESSIVE_LOAD: u32 = 0x107;
+/// HTTP/3 error code H3_REQUEST_INCOMPLETE.
+pub const H3_REQUEST_INCOMPLETE: u32 = 0x10d;
+/// HTTP/3 error code H3_MESSAGE_ERROR.
+pub const H3_MESSAGE_ERROR: u32 = 0x10e;
+/// QPACK error code QPACK_DECOMPRESSION_FAILED (RFC 9204 section 6).
+pub const QPACK_DECOMPRESSION_FAILED: u32 = 0x200;
 
 /// What a peer sent wrong on a request stream.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +76,30 @@ pub enum H3Error {
     /// The head breaks HTTP/3's rules on pseudo-header and field names: H3_MESSAGE_ERROR.
     #[error("malformed request: {0}")]
     Malformed(&'static str),
+}
+
+impl H3Error {
+    /// Whether the head is only too large (its frame, or its fields decoded), which a server
+    /// answers with status 431 rather than an error.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            H3Error::FrameTooLarge(_) | H3Error::Qpack(QpackError::TooLarge(_))
+        )
+    }
+
+    /// The HTTP/3 error code for it (RFC 9114 section 8.1, RFC 9204 section 6): the
+    /// connection's for an unexpected frame, the stream's for the others.
+    pub fn code(&self) -> u32 {
+        match self {
+            H3Error::UnexpectedFrame(_) => H3_FRAME_UNEXPECTED,
+            H3Error::FrameTooLarge(_) | H3Error::Qpack(QpackError::TooLarge(_)) => {
+                H3_EXCESSIVE_LOAD
+            }
+            H3Error::Qpack(_) => QPACK_DECOMPRESSION_FAILED,
+            H3Error::Malformed(_) => H3_MESSAGE_ERROR,
+        }
+    }
 }
 
 /// A request head as received.
@@ -129,8 +169,9 @@ fn forbidden_before_headers(frame_type: u64) -> bool {
 }
 
 /// Reads the request head from the start of a request stream: [`Progress::NeedMore`] until
-/// the HEADERS frame is complete.
-pub fn parse_request_head(buf: &[u8], max_frame: usize) -> Result<Progress<RequestHead>, H3Error> {
+/// the HEADERS frame is complete. Frames and the decoded field section may be at most
+/// `max_size` bytes.
+pub fn parse_request_head(buf: &[u8], max_size: usize) -> Result<Progress<RequestHead>, H3Error> {
     let mut at = 0;
     loop {
         let Progress::Done((frame_type, n)) = varint::decode(&buf[at..]) else {
@@ -142,7 +183,7 @@ pub fn parse_request_head(buf: &[u8], max_frame: usize) -> Result<Progress<Reque
         if frame_type != HEADERS && forbidden_before_headers(frame_type) {
             return Err(H3Error::UnexpectedFrame(frame_type));
         }
-        if len > max_frame as u64 {
+        if len > max_size as u64 {
             return Err(H3Error::FrameTooLarge(len));
         }
         let start = at + n + m;
@@ -151,7 +192,7 @@ pub fn parse_request_head(buf: &[u8], max_frame: usize) -> Result<Progress<Reque
             return Ok(Progress::NeedMore);
         }
         if frame_type == HEADERS {
-            let fields = qpack::decode_field_section(&buf[start..end])?;
+            let fields = qpack::decode_field_section_within(&buf[start..end], max_size)?;
             return Ok(Progress::Done(request_head(fields, end)?));
         }
         at = end;
@@ -298,7 +339,7 @@ mod tests {
     #[test]
     fn ls_qpack_auth_request_is_an_auth() {
         let wire = frame(HEADERS, &hex(LS_QPACK_AUTH));
-        let head = done(parse_request_head(&wire, DEFAULT_MAX_HEADERS));
+        let head = done(parse_request_head(&wire, MAX_FIELD_SECTION_SIZE));
         assert_eq!(head.consumed, wire.len());
         assert_eq!(
             head.hysteria_auth(),
@@ -313,7 +354,7 @@ mod tests {
         );
         for cut in 0..wire.len() {
             assert_eq!(
-                parse_request_head(&wire[..cut], DEFAULT_MAX_HEADERS),
+                parse_request_head(&wire[..cut], MAX_FIELD_SECTION_SIZE),
                 Ok(Progress::NeedMore)
             );
         }
@@ -333,7 +374,7 @@ mod tests {
              616464696e670a30614231634432654633c45f500e717569632d676f20485454502f33",
         );
         let wire = frame(HEADERS, &section);
-        let head = done(parse_request_head(&wire, DEFAULT_MAX_HEADERS));
+        let head = done(parse_request_head(&wire, MAX_FIELD_SECTION_SIZE));
         assert_eq!(head.method, "POST");
         assert_eq!(head.scheme.as_deref(), Some("https"));
         assert_eq!(
@@ -356,7 +397,7 @@ mod tests {
         push_auth_request(b"pw", 0, b"pppp", &mut wire);
         let end = wire.len();
         wire.extend_from_slice(&frame(DATA, b"body"));
-        let head = done(parse_request_head(&wire, DEFAULT_MAX_HEADERS));
+        let head = done(parse_request_head(&wire, MAX_FIELD_SECTION_SIZE));
         assert_eq!(head.consumed, end);
         assert!(head.consumed > skipped);
         assert_eq!(
@@ -401,7 +442,7 @@ mod tests {
         for fields in cases {
             let mut wire = Vec::new();
             push_headers_frame(fields, &mut wire);
-            let head = done(parse_request_head(&wire, DEFAULT_MAX_HEADERS));
+            let head = done(parse_request_head(&wire, MAX_FIELD_SECTION_SIZE));
             assert_eq!(head.hysteria_auth(), None);
             assert_eq!(head.method.as_bytes(), fields[0].1);
             assert_eq!(
@@ -424,7 +465,7 @@ mod tests {
             ],
             &mut wire,
         );
-        let head = done(parse_request_head(&wire, DEFAULT_MAX_HEADERS));
+        let head = done(parse_request_head(&wire, MAX_FIELD_SECTION_SIZE));
         assert_eq!(
             head.hysteria_auth(),
             Some(AuthRequest {
@@ -467,33 +508,47 @@ mod tests {
             let mut wire = Vec::new();
             push_headers_frame(fields, &mut wire);
             assert_eq!(
-                parse_request_head(&wire, DEFAULT_MAX_HEADERS),
+                parse_request_head(&wire, MAX_FIELD_SECTION_SIZE),
                 Err(H3Error::Malformed(why))
             );
         }
         for frame_type in [DATA, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0d] {
             assert_eq!(
-                parse_request_head(&frame(frame_type, b""), DEFAULT_MAX_HEADERS),
+                parse_request_head(&frame(frame_type, b""), MAX_FIELD_SECTION_SIZE),
                 Err(H3Error::UnexpectedFrame(frame_type))
             );
         }
         // Oversize frames fail on their header, before the payload arrives.
         let mut header = Vec::new();
-        push_frame_header(HEADERS, 1 << 20, &mut header);
-        assert_eq!(
-            parse_request_head(&header, DEFAULT_MAX_HEADERS),
-            Err(H3Error::FrameTooLarge(1 << 20))
-        );
-        let mut header = Vec::new();
-        push_frame_header(0x21, DEFAULT_MAX_HEADERS + 1, &mut header);
+        push_frame_header(HEADERS, (1 << 20) + 1, &mut header);
+        let e = parse_request_head(&header, MAX_FIELD_SECTION_SIZE).unwrap_err();
+        assert_eq!(e, H3Error::FrameTooLarge((1 << 20) + 1));
+        assert!(e.is_too_large());
+        assert_eq!(e.code(), H3_EXCESSIVE_LOAD);
+        // So do small frames whose fields decode past the limit: 1 000 one-byte references
+        // to `:method GET` count 42 000 bytes (RFC 9114 section 4.2.2).
+        let mut refs = vec![0x00, 0x00];
+        refs.resize(1_002, 0xd1);
+        let e = parse_request_head(&frame(HEADERS, &refs), 41_999).unwrap_err();
+        assert_eq!(e, H3Error::Qpack(QpackError::TooLarge(41_999)));
+        assert!(e.is_too_large());
         assert!(matches!(
-            parse_request_head(&header, DEFAULT_MAX_HEADERS),
+            parse_request_head(&frame(HEADERS, &refs), 42_000),
+            Err(H3Error::Malformed(_))
+        ));
+        assert_eq!(H3Error::UnexpectedFrame(0).code(), H3_FRAME_UNEXPECTED);
+        assert_eq!(H3Error::Malformed("x").code(), H3_MESSAGE_ERROR);
+        let mut header = Vec::new();
+        push_frame_header(0x21, MAX_FIELD_SECTION_SIZE + 1, &mut header);
+        assert!(matches!(
+            parse_request_head(&header, MAX_FIELD_SECTION_SIZE),
             Err(H3Error::FrameTooLarge(_))
         ));
-        assert_eq!(
-            parse_request_head(&frame(HEADERS, &[0x03, 0x81, 0x10]), DEFAULT_MAX_HEADERS),
-            Err(H3Error::Qpack(QpackError::DynamicTable))
-        );
+        let e = parse_request_head(&frame(HEADERS, &[0x03, 0x81, 0x10]), MAX_FIELD_SECTION_SIZE)
+            .unwrap_err();
+        assert_eq!(e, H3Error::Qpack(QpackError::DynamicTable));
+        assert!(!e.is_too_large());
+        assert_eq!(e.code(), QPACK_DECOMPRESSION_FAILED);
     }
 
     /// The 233 answer decodes as ls-qpack (pylsqpack 1.0.0) decodes it: these are the bytes of

@@ -40,6 +40,10 @@ pub enum QpackError {
     /// A Huffman-coded string that does not decode.
     #[error("bad Huffman string: {0}")]
     Huffman(#[from] HuffmanError),
+    /// The decoded section is larger than allowed, its size counted as RFC 9114 section 4.2.2
+    /// counts it: each field's name and value plus 32 bytes.
+    #[error("field section over {0} bytes decoded")]
+    TooLarge(usize),
 }
 
 /// One decoded field line.
@@ -222,7 +226,17 @@ fn static_entry(index: u64) -> Result<(&'static str, &'static str), QpackError> 
 
 /// Decodes a whole field section (the payload of a HEADERS frame).
 pub fn decode_field_section(buf: &[u8]) -> Result<Vec<Field>, QpackError> {
+    decode_field_section_within(buf, usize::MAX)
+}
+
+/// [`decode_field_section`] for a section of at most `max_size` bytes decoded (RFC 9114
+/// section 4.2.2's size: names and values plus 32 bytes per field). A few bytes of static
+/// table references decode to many times their size, so a decoder of what a peer sends must
+/// bound what it builds, not only what it reads: [`QpackError::TooLarge`] as soon as the
+/// fields decoded so far pass it.
+pub fn decode_field_section_within(buf: &[u8], max_size: usize) -> Result<Vec<Field>, QpackError> {
     let mut at = 0;
+    let mut size = 0usize;
     if read_int(buf, &mut at, 8)? != 0 {
         return Err(QpackError::DynamicTable);
     }
@@ -258,6 +272,10 @@ pub fn decode_field_section(buf: &[u8]) -> Result<Vec<Field>, QpackError> {
         } else {
             return Err(QpackError::DynamicTable);
         };
+        size = size.saturating_add(field.name.len() + field.value.len() + 32);
+        if size > max_size {
+            return Err(QpackError::TooLarge(max_size));
+        }
         fields.push(field);
     }
     Ok(fields)
@@ -458,5 +476,23 @@ pub(crate) mod tests {
             Err(QpackError::Huffman(HuffmanError::BadPadding))
         );
         assert_eq!(decode_field_section(&[]), Err(QpackError::Truncated));
+    }
+
+    /// The decoded size is bounded as RFC 9114 section 4.2.2 counts it (name, value, 32
+    /// bytes per field): each one-byte reference to `:method GET` counts 42.
+    #[test]
+    fn decoded_size_is_bounded() {
+        let mut block = vec![0x00, 0x00];
+        block.resize(2 + 100, 0xd1);
+        assert_eq!(
+            decode_field_section_within(&block, 4_199),
+            Err(QpackError::TooLarge(4_199))
+        );
+        let fields = decode_field_section_within(&block, 4_200).unwrap();
+        assert_eq!(fields.len(), 100);
+        assert_eq!(
+            (&fields[0].name[..], &fields[0].value[..]),
+            (&b":method"[..], &b"GET"[..])
+        );
     }
 }

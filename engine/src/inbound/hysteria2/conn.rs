@@ -29,9 +29,12 @@ pub(super) const H3_GENERAL_PROTOCOL_ERROR: u32 = 0x101;
 /// HTTP/3's "request cancelled", for relays that end without a clean close.
 pub(super) const H3_REQUEST_CANCELLED: u32 = 0x10c;
 
-/// The first bytes of our HTTP/3 control stream: stream type 0x00, then an empty SETTINGS
-/// frame (type 0x04, length 0): no dynamic QPACK table, nothing else.
-const CONTROL_STREAM: [u8; 3] = [0x00, 0x04, 0x00];
+/// Our HTTP/3 control stream: stream type 0x00, then a SETTINGS frame (type 0x04, 7 bytes)
+/// with what the reference server's HTTP/3 layer (quic-go's) sends: the largest request
+/// field section it takes (0x06, [`proto::hysteria2::http3::MAX_FIELD_SECTION_SIZE`] as a
+/// 4-byte varint) and extended CONNECT (0x08, 1). No dynamic QPACK table (capacity 0 by
+/// default), like it.
+const CONTROL_STREAM: [u8; 10] = [0x00, 0x04, 0x07, 0x06, 0x80, 0x10, 0x00, 0x00, 0x08, 0x01];
 
 /// Requests of one connection that the reverse-proxy masquerade forwards to the site at once
 /// (each may hold an answer of up to 8 MiB until the client has taken it).
@@ -78,6 +81,8 @@ pub(super) struct Conn {
     pub(super) udp_queued: Cell<usize>,
     /// Bytes of memory held by UDP packets its sessions are putting together.
     pub(super) reassembling: Cell<usize>,
+    /// Bytes held by request heads its streams are still reading.
+    pub(super) heads_held: Cell<usize>,
     /// Whether we have closed the connection (it drains, then the driver ends).
     closing: Cell<bool>,
     /// The congestion controller's rate (Brutal), set at authentication.
@@ -108,6 +113,7 @@ impl Conn {
             sessions: RefCell::new(HashMap::new()),
             udp_queued: Cell::new(0),
             reassembling: Cell::new(0),
+            heads_held: Cell::new(0),
             closing: Cell::new(false),
             send_rate,
         })
@@ -154,12 +160,15 @@ impl Conn {
 
     /// Closes the connection (once): quinn sends CONNECTION_CLOSE, drains, and the driver ends.
     pub(super) fn close(&self) {
+        self.close_with(H3_NO_ERROR);
+    }
+
+    /// Closes the connection with the HTTP/3 error `code`.
+    pub(super) fn close_with(&self, code: u32) {
         if !self.closing.replace(true) {
-            self.quic.borrow_mut().close(
-                Instant::now(),
-                VarInt::from_u32(H3_NO_ERROR),
-                Bytes::new(),
-            );
+            self.quic
+                .borrow_mut()
+                .close(Instant::now(), VarInt::from_u32(code), Bytes::new());
             self.wake.notify();
         }
     }

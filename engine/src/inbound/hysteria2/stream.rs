@@ -38,8 +38,43 @@ const UPLINK_CHUNKS: usize = 64;
 const UPLINK_BYTES: usize = 128 * 1024;
 
 /// Most bytes of a request stream read before its head is complete: the HEADERS frame (at
-/// most [`http3::DEFAULT_MAX_HEADERS`]) and whatever the client sends before it.
-const MAX_REQUEST_HEAD: usize = http3::DEFAULT_MAX_HEADERS + 64 * 1024;
+/// most [`http3::MAX_FIELD_SECTION_SIZE`]) and whatever the client sends before it.
+const MAX_REQUEST_HEAD: usize = http3::MAX_FIELD_SECTION_SIZE + 64 * 1024;
+
+/// Most bytes all of a connection's unfinished request heads hold at once: one of the largest
+/// a request may have, and as much again for the others (a connection may open 1 024
+/// streams).
+const HEADS_BUDGET: usize = 2 * MAX_REQUEST_HEAD;
+
+/// The bytes of an unfinished request head that a stream holds, counted in its connection's
+/// `heads_held` until dropped.
+struct HeldHead<'a> {
+    conn: &'a Conn,
+    bytes: usize,
+}
+
+impl<'a> HeldHead<'a> {
+    fn new(conn: &'a Conn) -> Self {
+        HeldHead { conn, bytes: 0 }
+    }
+
+    /// Counts the head as `len` bytes now; whether the connection's heads are within
+    /// [`HEADS_BUDGET`].
+    fn update(&mut self, len: usize) -> bool {
+        let held = self.conn.heads_held.get() - self.bytes + len;
+        self.conn.heads_held.set(held);
+        self.bytes = len;
+        held <= HEADS_BUDGET
+    }
+}
+
+impl Drop for HeldHead<'_> {
+    fn drop(&mut self) {
+        self.conn
+            .heads_held
+            .set(self.conn.heads_held.get() - self.bytes);
+    }
+}
 
 /// Longest TCP request: frame type, address length, address, padding length and padding,
 /// each varint at its widest (8 bytes).
@@ -197,6 +232,17 @@ impl Conn {
         self.wake.notify();
     }
 
+    /// Asks the client to stop sending on stream `id` (STOP_SENDING with `code`); what it
+    /// sent is discarded.
+    pub(super) fn stop_reading(&self, id: StreamId, code: u32) {
+        let _ = self
+            .quic
+            .borrow_mut()
+            .recv_stream(id)
+            .stop(VarInt::from_u32(code));
+        self.wake.notify();
+    }
+
     /// Abandons stream `id` both ways with `code`.
     pub(super) fn reset(&self, id: StreamId, code: u32) {
         let code = VarInt::from_u32(code);
@@ -298,28 +344,39 @@ async fn http_request(
     let InboundKind::Hysteria2(h) = &ib.kind else {
         return;
     };
+    // As the reference's HTTP/3 layer (quic-go) answers: a head over the size limit gets
+    // STOP_SENDING (H3_EXCESSIVE_LOAD) and status 431, an unexpected frame closes the
+    // connection, other errors reset the stream with their code, and a stream that ends (or
+    // stalls past the handshake timeout) before its head is complete is reset with
+    // H3_REQUEST_INCOMPLETE.
+    let mut held = HeldHead::new(conn);
     let request = loop {
-        match http3::parse_request_head(&head, http3::DEFAULT_MAX_HEADERS) {
+        let within = held.update(head.len());
+        match http3::parse_request_head(&head, http3::MAX_FIELD_SECTION_SIZE) {
             Ok(Progress::Done(r)) => break r,
-            Ok(Progress::NeedMore) if head.len() < MAX_REQUEST_HEAD => {
+            Ok(Progress::NeedMore) if head.len() < MAX_REQUEST_HEAD && within => {
                 if !conn.read_more(id, &mut head, deadline).await {
+                    conn.reset(id, http3::H3_REQUEST_INCOMPLETE);
                     return;
                 }
             }
-            Ok(Progress::NeedMore) => {
-                // Frames the parser skips (unknown types before HEADERS) may not grow the
-                // buffer without end.
-                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "HTTP/3 request head too long");
-                conn.reset(id, H3_GENERAL_PROTOCOL_ERROR);
+            // Frames the parser skips (unknown types before HEADERS) may not grow the buffer
+            // without end, nor the connection's heads together.
+            Ok(Progress::NeedMore) => return too_large(conn, ctx, id).await,
+            Err(e) if e.is_too_large() => return too_large(conn, ctx, id).await,
+            Err(e @ http3::H3Error::UnexpectedFrame(_)) => {
+                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "bad HTTP/3 request: {e}");
+                conn.close_with(e.code());
                 return;
             }
             Err(e) => {
                 tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "bad HTTP/3 request: {e}");
-                conn.reset(id, H3_GENERAL_PROTOCOL_ERROR);
+                conn.reset(id, e.code());
                 return;
             }
         }
     };
+    drop(held);
     let auth = request.hysteria_auth();
     let user = auth.and_then(|a| h.keys.load().get(a.auth));
     let mut answer = Vec::new();
@@ -382,9 +439,20 @@ async fn http_request(
             }
         }
     }
+    send_answer(conn, ctx, id, &answer, file_body).await;
+}
+
+/// Writes `answer` (and `body` after it, when given) on stream `id` and finishes the stream.
+async fn send_answer(
+    conn: &Conn,
+    ctx: &WorkerCtx,
+    id: StreamId,
+    answer: &[u8],
+    body: Option<Bytes>,
+) {
     let write = async {
-        conn.write_all(id, &answer).await?;
-        if let Some(body) = file_body {
+        conn.write_all(id, answer).await?;
+        if let Some(body) = body {
             conn.write_bytes(id, body).await?;
         }
         io::Result::Ok(())
@@ -394,6 +462,17 @@ async fn http_request(
     if let Some(Ok(())) = runtime::timeout(ctx.shared.timeouts.idle, write).await {
         conn.finish(id);
     }
+}
+
+/// Refuses a request head over the size limit as the reference's HTTP/3 layer does: the rest
+/// of the request unread (STOP_SENDING with H3_EXCESSIVE_LOAD), then status 431 (Request
+/// Header Fields Too Large) with no body.
+async fn too_large(conn: &Conn, ctx: &WorkerCtx, id: StreamId) {
+    tracing::debug!(peer = %conn.peer, "HTTP/3 request head too large: 431");
+    conn.stop_reading(id, http3::H3_EXCESSIVE_LOAD);
+    let mut answer = Vec::new();
+    push_http3_head(431, &[], None, &mut answer);
+    send_answer(conn, ctx, id, &answer, None).await;
 }
 
 /// A TCP proxy request of an authenticated client: connect to the target, answer, and
