@@ -360,12 +360,13 @@ pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
 pub fn enable_destination_info(socket: &UdpSocket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
-    // On an IPv6 socket the IPv4 option covers v4-mapped peers; a v6-only socket may refuse it.
-    let v4 = set_int_option(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+    // On an IPv6 socket the IPv6 option alone: it reports IPv4 datagrams of a dual-stack
+    // socket too (as v4-mapped addresses); the IPv4 one as well would add a second message.
     if socket.local_addr()?.is_ipv6() {
-        return set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1);
+        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+    } else {
+        set_int_option(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
     }
-    v4
 }
 
 /// Makes the kernel send every datagram of `socket` whole or not at all, as a QUIC stack that
@@ -496,9 +497,11 @@ pub fn try_recv_gro(socket: &UdpSocket, buf: &mut bytes::BytesMut) -> io::Result
     };
     // SAFETY: an all-zero `sockaddr_storage` is a valid (unspecified) address.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    // Room for the GRO segment size (CMSG_SPACE(4) = 24) and the larger of `in_pktinfo` and
-    // `in6_pktinfo` (CMSG_SPACE(20) = 40), aligned as a `cmsghdr`.
-    let mut control = [0u64; 8];
+    // Room for the GRO segment size (CMSG_SPACE(4) = 24), an `in6_pktinfo` (CMSG_SPACE(20) =
+    // 40) and an `in_pktinfo` (CMSG_SPACE(12) = 32), aligned as a `cmsghdr`: more than the
+    // options set here make the kernel send. A message that does not fit arrives cut short
+    // (`MSG_CTRUNC`); each is read only when whole.
+    let mut control = [0u64; 16];
     // SAFETY: a zeroed `msghdr` is valid (no address, no buffers, no control data yet).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
@@ -520,12 +523,28 @@ pub fn try_recv_gro(socket: &UdpSocket, buf: &mut bytes::BytesMut) -> io::Result
     unsafe { buf.set_len(buf.len() + len) };
     let mut stride = len;
     let mut to = None;
+    // Whether the message's control data holds `T` whole (a cut one is shorter).
+    fn holds<T>(cmsg: &libc::cmsghdr) -> bool {
+        // SAFETY: `CMSG_LEN` only computes a length.
+        cmsg.cmsg_len >= unsafe { libc::CMSG_LEN(std::mem::size_of::<T>() as u32) } as _
+    }
     // SAFETY: `msg` is the header the kernel filled in; the CMSG macros walk its control
-    // buffer within `msg_controllen`, and each header they return lies inside it, with the
-    // data of its type (the kernel writes whole control messages or none: `MSG_CTRUNC`).
+    // buffer within `msg_controllen`, and each header they return lies inside it. A message's
+    // data is read only when its length says it holds the whole value (`holds`), which then
+    // lies inside the buffer too (the kernel never reports more than it wrote).
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
+            let whole = match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_UDP, libc::UDP_GRO) => holds::<libc::c_int>(&*cmsg),
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => holds::<libc::in_pktinfo>(&*cmsg),
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => holds::<libc::in6_pktinfo>(&*cmsg),
+                _ => false,
+            };
+            if !whole {
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+                continue;
+            }
             match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
                 (libc::SOL_UDP, libc::UDP_GRO) => {
                     let size = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
@@ -808,36 +827,44 @@ mod tests {
     }
 
     /// A socket on a wildcard address learns which local address each datagram came to, and a
-    /// reply sent from it leaves from that address, not from the one the route would pick.
+    /// reply sent from it leaves from that address, not from the one the route would pick;
+    /// on an IPv6 wildcard (dual-stack) for IPv4 clients too.
     #[test]
     fn replies_leave_from_the_address_a_datagram_came_to() {
-        glommio::LocalExecutor::default().run(async {
-            let server = UdpSocket::bind("0.0.0.0:0").unwrap();
-            enable_destination_info(&server).unwrap();
-            let port = server.local_addr().unwrap().port();
-            let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let target: IpAddr = [127, 0, 0, 3].into();
-            client.send_to(b"hello", (target, port)).unwrap();
-            let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
-            let c = loop {
-                match try_recv_gro(&server, &mut buf) {
-                    Ok(c) => break c,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        server.readable().await.unwrap()
+        for wildcard in ["0.0.0.0:0", "[::]:0"] {
+            glommio::LocalExecutor::default().run(async {
+                let server = UdpSocket::bind(wildcard).unwrap();
+                enable_destination_info(&server).unwrap();
+                let port = server.local_addr().unwrap().port();
+                let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let target: IpAddr = [127, 0, 0, 3].into();
+                client.send_to(b"hello", (target, port)).unwrap();
+                let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+                let c = loop {
+                    match try_recv_gro(&server, &mut buf) {
+                        Ok(c) => break c,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            server.readable().await.unwrap()
+                        }
+                        Err(e) => panic!("receive: {e}"),
                     }
-                    Err(e) => panic!("receive: {e}"),
-                }
-            };
-            assert_eq!((&buf[..c.len], c.to), (&b"hello"[..], Some(target)));
-            try_send_msg(&server, b"reply", c.from, None, c.to).unwrap();
-            let mut back = [0u8; 16];
-            let (n, from) = client.recv_from(&mut back).unwrap();
-            assert_eq!((&back[..n], from), (&b"reply"[..], (target, port).into()));
-            // Without a source the kernel picks the route's own.
-            try_send_msg(&server, b"again", c.from, None, None).unwrap();
-            let (_, from) = client.recv_from(&mut back).unwrap();
-            assert_eq!(from.ip(), IpAddr::from([127, 0, 0, 1]));
-        });
+                };
+                let to = c.to.map(|a| a.to_canonical());
+                assert_eq!(
+                    (&buf[..c.len], to),
+                    (&b"hello"[..], Some(target)),
+                    "{wildcard}"
+                );
+                try_send_msg(&server, b"reply", c.from, None, c.to).unwrap();
+                let mut back = [0u8; 16];
+                let (n, from) = client.recv_from(&mut back).unwrap();
+                assert_eq!((&back[..n], from), (&b"reply"[..], (target, port).into()));
+                // Without a source the kernel picks the route's own.
+                try_send_msg(&server, b"again", c.from, None, None).unwrap();
+                let (_, from) = client.recv_from(&mut back).unwrap();
+                assert_eq!(from.ip(), IpAddr::from([127, 0, 0, 1]), "{wildcard}");
+            });
+        }
     }
 }
 
