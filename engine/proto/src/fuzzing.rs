@@ -1063,6 +1063,7 @@ pub fn hysteria2_auth_request(data: &[u8]) {
         (":scheme", head.scheme.as_ref()),
         (":authority", head.authority.as_ref()),
         (":path", head.path.as_ref()),
+        (":protocol", head.protocol.as_ref()),
     ];
     let mut fields: Vec<(&[u8], &[u8])> = pseudo
         .iter()
@@ -1079,9 +1080,16 @@ pub fn hysteria2_auth_request(data: &[u8]) {
             reparsed.method,
             reparsed.scheme,
             reparsed.authority,
-            reparsed.path
+            reparsed.path,
+            reparsed.protocol
         ),
-        (head.method, head.scheme, head.authority, head.path)
+        (
+            head.method,
+            head.scheme,
+            head.authority,
+            head.path,
+            head.protocol
+        )
     );
     assert_eq!(reparsed.fields, head.fields);
 }

@@ -113,6 +113,9 @@ pub struct RequestHead {
     pub authority: Option<String>,
     /// `:path`, absent for CONNECT.
     pub path: Option<String>,
+    /// `:protocol`, only in an extended CONNECT (RFC 9220; a server that sends
+    /// SETTINGS_ENABLE_CONNECT_PROTOCOL takes it), which has `:scheme` and `:path` too.
+    pub protocol: Option<String>,
     /// Every regular field, in order (names lowercase).
     pub fields: Vec<Field>,
     /// Bytes of the stream up to the end of the HEADERS frame; a body's frames follow.
@@ -206,6 +209,7 @@ fn request_head(fields: Vec<Field>, consumed: usize) -> Result<RequestHead, H3Er
         scheme: None,
         authority: None,
         path: None,
+        protocol: None,
         fields: Vec::with_capacity(fields.len()),
         consumed,
     };
@@ -229,6 +233,7 @@ fn request_head(fields: Vec<Field>, consumed: usize) -> Result<RequestHead, H3Er
             b":scheme" => &mut head.scheme,
             b":authority" => &mut head.authority,
             b":path" => &mut head.path,
+            b":protocol" => &mut head.protocol,
             _ => return Err(H3Error::Malformed("unknown pseudo-header")),
         };
         if slot.is_some() {
@@ -239,7 +244,14 @@ fn request_head(fields: Vec<Field>, consumed: usize) -> Result<RequestHead, H3Er
         *slot = Some(value);
     }
     head.method = method.ok_or(H3Error::Malformed("no :method"))?;
-    if head.method == "CONNECT" {
+    if head.protocol.is_some() {
+        let complete = head.authority.is_some()
+            && head.scheme.is_some()
+            && head.path.as_deref().is_some_and(|p| !p.is_empty());
+        if head.method != "CONNECT" || !complete {
+            return Err(H3Error::Malformed("extended CONNECT pseudo-headers"));
+        }
+    } else if head.method == "CONNECT" {
         if head.authority.is_none() || head.scheme.is_some() || head.path.is_some() {
             return Err(H3Error::Malformed("CONNECT pseudo-headers"));
         }
@@ -334,6 +346,45 @@ mod tests {
         push_frame_header(frame_type, payload.len(), &mut out);
         out.extend_from_slice(payload);
         out
+    }
+
+    /// An extended CONNECT (RFC 9220), which our SETTINGS allow, is a request like any other;
+    /// `:protocol` elsewhere, or without `:scheme` and `:path`, is malformed.
+    #[test]
+    fn extended_connect_takes_a_protocol() {
+        let parse = |fields: FieldList| {
+            let mut wire = Vec::new();
+            push_headers_frame(fields, &mut wire);
+            parse_request_head(&wire, MAX_FIELD_SECTION_SIZE)
+        };
+        let head = done(parse(&[
+            (b":method", b"CONNECT"),
+            (b":protocol", b"websocket"),
+            (b":scheme", b"https"),
+            (b":authority", b"www.example.com"),
+            (b":path", b"/chat"),
+        ]));
+        assert_eq!(head.protocol.as_deref(), Some("websocket"));
+        assert_eq!(head.path.as_deref(), Some("/chat"));
+        let bad: [FieldList; 2] = [
+            &[
+                (b":method", b"GET"),
+                (b":protocol", b"websocket"),
+                (b":scheme", b"https"),
+                (b":path", b"/"),
+            ],
+            &[
+                (b":method", b"CONNECT"),
+                (b":protocol", b"websocket"),
+                (b":authority", b"www.example.com"),
+            ],
+        ];
+        for fields in bad {
+            assert_eq!(
+                parse(fields),
+                Err(H3Error::Malformed("extended CONNECT pseudo-headers"))
+            );
+        }
     }
 
     #[test]

@@ -76,16 +76,32 @@ impl Drop for HeldHead<'_> {
     }
 }
 
+/// About what a parsed request head holds in memory: its fields as RFC 9114 counts them, and
+/// its pseudo-headers.
+fn request_size(r: &http3::RequestHead) -> usize {
+    let fields: usize = r
+        .fields
+        .iter()
+        .map(|f| f.name.len() + f.value.len() + 32)
+        .sum();
+    let pseudo = [&r.scheme, &r.authority, &r.path, &r.protocol]
+        .iter()
+        .map(|p| p.as_ref().map_or(0, String::len))
+        .sum::<usize>();
+    fields + pseudo + r.method.len()
+}
+
 /// Longest TCP request: frame type, address length, address, padding length and padding,
 /// each varint at its widest (8 bytes).
 const MAX_TCP_REQUEST: usize = 8 + 8 + MAX_ADDRESS_LEN + 8 + MAX_PADDING_LEN;
 
 impl Conn {
     /// The next chunk of stream `id`; `None` at its end.
-    pub(super) async fn read_chunk(&self, id: StreamId) -> io::Result<Option<Bytes>> {
+    /// At most `max` bytes: quinn may hold far larger chunks (a whole stream window).
+    pub(super) async fn read_chunk(&self, id: StreamId, max: usize) -> io::Result<Option<Bytes>> {
         let mut got = None;
         poll_fn(|cx| {
-            self.poll_chunks(cx, id, usize::MAX, &mut |chunk| {
+            self.poll_chunks(cx, id, max, &mut |chunk| {
                 got = Some(chunk);
                 0
             })
@@ -256,9 +272,16 @@ impl Conn {
 
     /// Reads more of stream `id` onto `buf` before `deadline`; `false` at the end of the
     /// stream, on an error or when the deadline passes.
-    async fn read_more(&self, id: StreamId, buf: &mut Vec<u8>, deadline: Instant) -> bool {
+    /// At most `max` bytes (at least one) are read.
+    async fn read_more(
+        &self,
+        id: StreamId,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+        max: usize,
+    ) -> bool {
         let left = deadline.saturating_duration_since(Instant::now());
-        match runtime::timeout(left, self.read_chunk(id)).await {
+        match runtime::timeout(left, self.read_chunk(id, max.max(1))).await {
             Some(Ok(Some(chunk))) => {
                 buf.extend_from_slice(&chunk);
                 true
@@ -304,7 +327,9 @@ pub(super) async fn serve(
             if let Progress::Done((t, _)) = varint::decode(&head) {
                 break t;
             }
-            if !conn.read_more(id, &mut head, deadline).await {
+            // A varint is at most 8 bytes; what follows is read against the limits of the
+            // request it starts.
+            if !conn.read_more(id, &mut head, deadline, 64).await {
                 return;
             }
         };
@@ -326,7 +351,7 @@ pub(super) async fn serve(
 /// Reads a unidirectional stream to its end and drops the bytes: the client's HTTP/3 control
 /// and QPACK streams, which a server without a dynamic table has no use for.
 pub(super) async fn discard(conn: Rc<Conn>, id: StreamId) {
-    while let Ok(Some(_)) = conn.read_chunk(id).await {}
+    while let Ok(Some(_)) = conn.read_chunk(id, 64 * 1024).await {}
     conn.forget(id);
 }
 
@@ -349,34 +374,50 @@ async fn http_request(
     // connection, other errors reset the stream with their code, and a stream that ends (or
     // stalls past the handshake timeout) before its head is complete is reset with
     // H3_REQUEST_INCOMPLETE.
+    //
+    // What the request holds (its buffer while it is read, then its fields and the start of
+    // its body) counts in the connection's heads until it has been answered.
     let mut held = HeldHead::new(conn);
-    let request = loop {
-        let within = held.update(head.len());
+    let parsed = loop {
+        let within = held.update(head.capacity());
         match http3::parse_request_head(&head, http3::MAX_FIELD_SECTION_SIZE) {
-            Ok(Progress::Done(r)) => break r,
+            Ok(Progress::Done(r)) => break Ok(r),
             Ok(Progress::NeedMore) if head.len() < MAX_REQUEST_HEAD && within => {
-                if !conn.read_more(id, &mut head, deadline).await {
+                let room = (MAX_REQUEST_HEAD - head.len())
+                    .min(HEADS_BUDGET.saturating_sub(conn.heads_held.get()));
+                if !conn.read_more(id, &mut head, deadline, room).await {
                     conn.reset(id, http3::H3_REQUEST_INCOMPLETE);
                     return;
                 }
             }
             // Frames the parser skips (unknown types before HEADERS) may not grow the buffer
             // without end, nor the connection's heads together.
-            Ok(Progress::NeedMore) => return too_large(conn, ctx, id).await,
-            Err(e) if e.is_too_large() => return too_large(conn, ctx, id).await,
-            Err(e @ http3::H3Error::UnexpectedFrame(_)) => {
-                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "bad HTTP/3 request: {e}");
-                conn.close_with(e.code());
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "bad HTTP/3 request: {e}");
-                conn.reset(id, e.code());
-                return;
-            }
+            Ok(Progress::NeedMore) => break Err(None),
+            Err(e) if e.is_too_large() => break Err(None),
+            Err(e) => break Err(Some(e)),
         }
     };
-    drop(held);
+    let request = match parsed {
+        Ok(r) => r,
+        Err(None) => {
+            drop(head);
+            drop(held);
+            return too_large(conn, ctx, id).await;
+        }
+        Err(Some(e)) => {
+            tracing::debug!(inbound = %ib.tag, peer = %conn.peer, "bad HTTP/3 request: {e}");
+            if matches!(e, http3::H3Error::UnexpectedFrame(_)) {
+                conn.close_with(e.code());
+            } else {
+                conn.reset(id, e.code());
+            }
+            return;
+        }
+    };
+    // Only what follows the head stays (the start of a body), in a buffer of its size.
+    head.drain(..request.consumed);
+    head.shrink_to_fit();
+    held.update(head.capacity() + request_size(&request));
     let auth = request.hysteria_auth();
     let user = auth.and_then(|a| h.keys.load().get(a.auth));
     let mut answer = Vec::new();
@@ -490,7 +531,8 @@ async fn tcp_request(
         match tcp::parse_request(&head) {
             Ok(Progress::Done(r)) => break r,
             Ok(Progress::NeedMore) if head.len() < MAX_TCP_REQUEST => {
-                if !conn.read_more(id, &mut head, deadline).await {
+                let room = MAX_TCP_REQUEST - head.len();
+                if !conn.read_more(id, &mut head, deadline, room).await {
                     return;
                 }
             }
@@ -613,9 +655,10 @@ async fn tcp_request(
     }
 }
 
-/// The body of an HTTP/3 request whose head ended at `request.consumed` of `head`: its DATA
-/// frames, read to the end of the stream when the request declares a length (a request that
-/// does not is answered without waiting), at most [`MAX_REQUEST_BODY`] bytes.
+/// The body of an HTTP/3 request whose stream continues with `head` (what was read past the
+/// request's head): its DATA frames, read to the end of the stream when the request declares
+/// a length (a request that does not is answered without waiting), at most
+/// [`MAX_REQUEST_BODY`] bytes.
 async fn request_body(
     conn: &Conn,
     id: StreamId,
@@ -631,7 +674,7 @@ async fn request_body(
         .min(MAX_REQUEST_BODY);
     let mut body = Vec::new();
     // Where the next frame starts: each frame is read once, however the reads split it.
-    let mut at = request.consumed;
+    let mut at = 0;
     loop {
         // DATA frames are the body; anything else (trailers, unknown frames) is skipped.
         while let Progress::Done((kind, n)) = varint::decode(&head[at..]) {
@@ -652,7 +695,7 @@ async fn request_body(
         }
         if body.len() >= declared
             || head.len() > MAX_REQUEST_BODY + 64 * 1024
-            || !conn.read_more(id, &mut head, deadline).await
+            || !conn.read_more(id, &mut head, deadline, 64 * 1024).await
         {
             body.truncate(MAX_REQUEST_BODY);
             return body;
