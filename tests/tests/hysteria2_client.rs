@@ -344,6 +344,69 @@ fn request_heads_are_answered_as_the_reference_answers_them() {
     handle.stop(Duration::from_secs(1));
 }
 
+/// The first packet the server answers a new client's Initial with: its long-header type
+/// (0 Initial, 3 Retry; RFC 9000 section 17.2).
+fn answer_to_a_new_initial(server: SocketAddr, cert: &Trusted) -> u8 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    send_initial(&socket, server, cert);
+    let mut answer = [0u8; 2048];
+    let (n, _) = socket.recv_from(&mut answer).expect("an answer within 5 s");
+    // The fixed bit may be greased (RFC 9287), the form bit not.
+    assert!(n > 0 && answer[0] & 0x80 != 0, "not a long header");
+    (answer[0] >> 4) & 0x03
+}
+
+/// Sends the Initial packet of a new QUIC connection to `server` from `socket`, and nothing
+/// more: the handshake stays in progress at the server.
+fn send_initial(socket: &std::net::UdpSocket, server: SocketAddr, cert: &Trusted) {
+    use std::sync::Arc;
+    let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls(cert)).unwrap();
+    let config = quinn_proto::ClientConfig::new(Arc::new(crypto));
+    let mut client = quinn_proto::Endpoint::new(
+        Arc::new(quinn_proto::EndpointConfig::default()),
+        None,
+        true,
+        None,
+    );
+    let now = std::time::Instant::now();
+    let (_, mut conn) = client.connect(now, config, server, "localhost").unwrap();
+    let mut packet = Vec::new();
+    let t = conn.poll_transmit(now, 1, &mut packet).unwrap();
+    socket.send_to(&packet[..t.size], server).unwrap();
+}
+
+/// Under a flood of handshakes that go nowhere (Initial packets from addresses that may be
+/// forged), a new client must first prove its address: past 64 handshakes in progress on a
+/// worker its Initial is answered with a Retry, and a real client, which follows it,
+/// connects as before.
+#[test]
+fn a_flood_of_handshakes_makes_new_clients_prove_their_address() {
+    let (handle, server, cert) = engine(json!({}));
+    assert_eq!(
+        answer_to_a_new_initial(server, &cert),
+        0,
+        "an Initial at first"
+    );
+    let flood = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..64 {
+        send_initial(&flood, server, &cert);
+    }
+    // The flood has been taken in once the server answers a later packet.
+    assert_eq!(
+        answer_to_a_new_initial(server, &cert),
+        3,
+        "a Retry under the flood"
+    );
+    runtime().block_on(async {
+        let conn = connect(server, &cert, false).await;
+        assert_eq!(auth(&conn, PASSWORD).await.status, 233);
+    });
+    handle.stop(Duration::from_secs(1));
+}
+
 /// A configured `204` answer carries no content-length and no body (its configured content
 /// is not sent), as RFC 9110 requires.
 #[test]

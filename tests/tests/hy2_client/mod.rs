@@ -21,17 +21,7 @@ pub type Trusted = rustls::pki_types::CertificateDer<'static>;
 
 /// Connects to `server` trusting `cert`; with `omit`, without advertising the datagram limit.
 pub async fn connect(server: SocketAddr, cert: &Trusted, omit: bool) -> quinn::Connection {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.clone()).unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let quic = Arc::new(QuicClientConfig::try_from(tls).unwrap());
+    let quic = Arc::new(QuicClientConfig::try_from(tls(cert)).unwrap());
     let mut config = if omit {
         quinn::ClientConfig::new(Arc::new(OmitDatagramLimit(quic)))
     } else {
@@ -47,6 +37,21 @@ pub async fn connect(server: SocketAddr, cert: &Trusted, omit: bool) -> quinn::C
         .unwrap()
         .await
         .expect("QUIC handshake")
+}
+
+/// A client's TLS configuration for Hysteria2 (TLS 1.3, ALPN h3), trusting `cert`.
+pub fn tls(cert: &Trusted) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    tls
 }
 
 /// An HTTP/3 response: status, fields and body.

@@ -85,6 +85,8 @@ pub(super) struct Conn {
     pub(super) heads_held: Cell<usize>,
     /// Whether we have closed the connection (it drains, then the driver ends).
     closing: Cell<bool>,
+    /// Whether its handshake is still counted in the endpoint's `handshaking`.
+    handshaking: Cell<bool>,
     /// The congestion controller's rate (Brutal), set at authentication.
     pub(super) send_rate: SendRate,
 }
@@ -115,6 +117,7 @@ impl Conn {
             reassembling: Cell::new(0),
             heads_held: Cell::new(0),
             closing: Cell::new(false),
+            handshaking: Cell::new(true),
             send_rate,
         })
     }
@@ -218,6 +221,7 @@ impl Conn {
             };
             futures_lite::future::or(self.wake.notified(), due).await;
         }
+        self.handshake_over();
         self.ep.conns.borrow_mut().remove(&self.handle);
         self.lost.fire();
         self.wake_all();
@@ -286,7 +290,10 @@ impl Conn {
 
     fn on_event(self: &Rc<Self>, event: Event, ctx: &Rc<WorkerCtx>, ib: &Arc<InboundShared>) {
         match event {
-            Event::Connected => self.open_control_stream(),
+            Event::Connected => {
+                self.handshake_over();
+                self.open_control_stream();
+            }
             Event::Stream(StreamEvent::Opened { dir }) => loop {
                 let id = self.quic.borrow_mut().streams().accept(dir);
                 let Some(id) = id else { break };
@@ -316,6 +323,14 @@ impl Conn {
                 self.lost.fire();
                 self.wake_all();
             }
+        }
+    }
+
+    /// The handshake has completed or the connection ended: it no longer counts in the
+    /// endpoint's handshakes in progress.
+    fn handshake_over(&self) {
+        if self.handshaking.replace(false) {
+            self.ep.handshaking.set(self.ep.handshaking.get() - 1);
         }
     }
 

@@ -332,7 +332,18 @@ struct Endpoint {
     /// Whether the socket reports each datagram's local destination address (bound to a
     /// wildcard address): quinn then keeps it per connection and replies leave from it.
     destination_info: bool,
+    /// Connections accepted whose handshake has not completed (nor failed) yet.
+    pub(super) handshaking: Cell<usize>,
 }
+
+/// Handshakes in progress on one worker's endpoint from which a new client must first prove
+/// its address with a Retry round trip (RFC 9000 section 8.1.2): Initial packets from forged
+/// addresses then cost the server no connection state, only the Retry packet it answers.
+/// Clients follow a Retry without being told (QUIC v1 requires it).
+const HANDSHAKES_BEFORE_RETRY: usize = 64;
+/// Handshakes in progress on one worker's endpoint from which new connections are refused
+/// (CONNECTION_REFUSED), proven addresses too.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// Most QUIC packets a connection hands over for one send (one `sendmsg` with GSO). Forty
 /// of the largest ([`MAX_UDP_PAYLOAD`], salt included) stay under the 64 KiB a UDP send may
@@ -455,6 +466,7 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
         obfs: h.obfs.clone(),
         gso: Cell::new(true),
         destination_info,
+        handshaking: Cell::new(0),
     });
     // quinn's MTU probes must reach the path as they are, or fail: never fragmented here.
     if let Err(e) = runtime::forbid_fragmentation(&ep.socket) {
@@ -593,6 +605,26 @@ async fn on_datagram(
                 ep.send(&t, out, scratch).await;
                 return;
             }
+            // Under a flood of handshakes, a client first proves its address (Retry), and
+            // past a bound none is taken at all.
+            let pending = ep.handshaking.get();
+            if pending >= HANDSHAKES_BEFORE_RETRY
+                && !incoming.remote_address_validated()
+                && incoming.may_retry()
+            {
+                let retried = ep.quic.borrow_mut().retry(incoming, out);
+                match retried {
+                    Ok(t) => ep.send(&t, out, scratch).await,
+                    Err(e) => ep.quic.borrow_mut().ignore(e.into_incoming()),
+                }
+                return;
+            }
+            if pending >= MAX_HANDSHAKES {
+                tracing::debug!(inbound = %ib.tag, peer = %from, "{pending} QUIC handshakes in progress: refused");
+                let t = ep.quic.borrow_mut().refuse(incoming, out);
+                ep.send(&t, out, scratch).await;
+                return;
+            }
             let rate = brutal::SendRate::default();
             let config = h.server_config(rate.clone());
             let accepted = ep
@@ -602,6 +634,7 @@ async fn on_datagram(
             match accepted {
                 Ok((handle, connection)) => {
                     let conn = Conn::new(Rc::clone(ep), handle, connection, from, rate);
+                    ep.handshaking.set(ep.handshaking.get() + 1);
                     ep.conns.borrow_mut().insert(handle, Rc::clone(&conn));
                     let guard = ctx.live_guard(ib);
                     runtime::spawn(conn.drive(Rc::clone(ctx), Arc::clone(ib), guard));
