@@ -71,15 +71,20 @@ impl ChildGuard {
     /// Panics, with the end of the process's output, if the process has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            let log = std::fs::read(&self.log).unwrap_or_default();
-            let tail = &log[log.len().saturating_sub(4096)..];
-            panic!(
-                "{} exited early: {status}; its output ({}):\n{}",
-                self.name,
-                self.log.display(),
-                String::from_utf8_lossy(tail)
-            );
+            panic!("{} exited early: {status}; {}", self.name, self.output());
         }
+    }
+
+    /// The end of the process's output so far, for a failure message.
+    pub fn output(&self) -> String {
+        let log = std::fs::read(&self.log).unwrap_or_default();
+        let tail = &log[log.len().saturating_sub(4096)..];
+        format!(
+            "{}'s output ({}):\n{}",
+            self.name,
+            self.log.display(),
+            String::from_utf8_lossy(tail)
+        )
     }
 }
 
@@ -94,8 +99,11 @@ impl Drop for ChildGuard {
 ///
 /// The port is drawn at random from below the kernel's ephemeral range
 /// (`net.ipv4.ip_local_port_range`), so that no outgoing connection and no `bind(0)` of a
-/// concurrently running test can take it between this check and the child's own bind. Only
-/// another caller of this function can, and it draws from some 20 000 ports.
+/// concurrently running test can take it between this check and the child's own bind. Tests
+/// run in processes of their own (nextest), so a port handed out is also claimed for the
+/// life of this process with a lock on a file named after it: another test process drawing
+/// the same port moves on, instead of both starting a child on it (one of the two then fails
+/// to bind, and the other test's client talks to the wrong child).
 pub fn free_port() -> u16 {
     let lowest_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -110,13 +118,22 @@ pub fn free_port() -> u16 {
         // An unusual range: fall back to ports above the default ephemeral range.
         (61_000, 65_535)
     };
+    static CLAIMED: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let claims = std::env::temp_dir().join("marzneshin-port-claims");
+    std::fs::create_dir_all(&claims).expect("create the port claims folder");
     let mut rng = rand::thread_rng();
     loop {
         let port = rand::Rng::gen_range(&mut rng, low..high);
+        let claim =
+            std::fs::File::create(claims.join(port.to_string())).expect("create a port claim file");
+        if claim.try_lock().is_err() {
+            continue;
+        }
         let Ok(_tcp) = TcpListener::bind(("127.0.0.1", port)) else {
             continue;
         };
         if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            CLAIMED.lock().unwrap().push(claim);
             return port;
         }
     }
@@ -795,9 +812,15 @@ pub fn localhost_certificate(name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
 }
 
 /// Writes `contents` to a fresh file under the system temporary directory; returns its path.
+///
+/// The folders are named after the test process (`marzneshin-e2e-<pid>-<n>`) and kept while it
+/// runs (a failed test's files stay to be read); the first call in a process removes those of
+/// processes that have ended.
 pub fn temp_file(name: &str, contents: &str) -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_temp_files_of_ended_processes);
     let dir = std::env::temp_dir().join(format!(
         "marzneshin-e2e-{}-{}",
         std::process::id(),
@@ -807,6 +830,27 @@ pub fn temp_file(name: &str, contents: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, contents).unwrap();
     path
+}
+
+/// Removes the [`temp_file`] folders of test processes that are no longer running.
+fn remove_temp_files_of_ended_processes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("marzneshin-e2e-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Starts Debian's v2ray (4.34) as a client: a SOCKS5 inbound (TCP and UDP) on a free

@@ -38,7 +38,8 @@ fn relay_over(
     let (handle, server) = engine_with_transport(protocol, settings, tls, ws);
     let (mut child, socks) = shoes_client(server, proxy);
     let echo = tcp_echo();
-    let stream = socks5_connect(socks, echo).expect("SOCKS5 CONNECT through shoes");
+    let stream = socks5_connect(socks, echo)
+        .unwrap_or_else(|e| panic!("SOCKS5 CONNECT through shoes: {e}; {}", child.output()));
     echo_transfer(stream, BULK, 1, Ending::AfterEcho)
         .unwrap_or_else(|e| panic!("{protocol} through shoes: {e}"));
     assert_eq!(
