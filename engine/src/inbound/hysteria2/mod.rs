@@ -329,9 +329,6 @@ struct Endpoint {
     /// Whether the kernel segments our batches (UDP GSO); off once it says it cannot
     /// ([`segmentation_unsupported`]).
     gso: Cell<bool>,
-    /// Whether the socket reports each datagram's local destination address (bound to a
-    /// wildcard address): quinn then keeps it per connection and replies leave from it.
-    destination_info: bool,
     /// Connections accepted whose handshake has not completed (nor failed) yet.
     pub(super) handshaking: Cell<usize>,
 }
@@ -448,12 +445,12 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
     // Bound to a wildcard address, the socket must say which local address each datagram
     // came to, so that replies leave from it.
     let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
-    let destination_info = wildcard
-        && runtime::enable_destination_info(&socket)
-            .inspect_err(|e| {
-                tracing::warn!(inbound = %ib.tag, "cannot learn datagrams' local addresses ({e}): on a host with several addresses, replies may leave from another than the client's");
-            })
-            .is_ok();
+    // Each datagram then carries it (`Coalesced::to`); quinn keeps it per connection.
+    if wildcard {
+        if let Err(e) = runtime::enable_destination_info(&socket) {
+            tracing::warn!(inbound = %ib.tag, "cannot learn datagrams' local addresses ({e}): on a host with several addresses, replies may leave from another than the client's");
+        }
+    }
     let ep = Rc::new(Endpoint {
         socket,
         quic: RefCell::new(quinn_proto::Endpoint::new(
@@ -465,7 +462,6 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
         conns: RefCell::new(HashMap::new()),
         obfs: h.obfs.clone(),
         gso: Cell::new(true),
-        destination_info,
         handshaking: Cell::new(0),
     });
     // quinn's MTU probes must reach the path as they are, or fail: never fragmented here.
@@ -513,7 +509,7 @@ pub(crate) async fn serve(ctx: Rc<WorkerCtx>, ib: Arc<InboundShared>, socket: Ud
                         h,
                         BytesMut::from(datagram),
                         c.from,
-                        c.to.filter(|_| ep.destination_info),
+                        c.to,
                         now,
                         &mut out,
                         &mut scratch,
